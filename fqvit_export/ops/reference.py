@@ -1,0 +1,149 @@
+"""PyTorch reference of the ``com.fqvit`` integer ops (FQ-ViT Sec. 3.2 PTS LayerNorm, Sec. 3.3 Log-Int-Softmax).
+
+This module is the executable form of ``docs/ops.md``: the quantized PyTorch model runs these functions, and the
+ONNX function bodies and the C++/CUDA kernels are tested bit for bit against them. Integer steps use integer
+dtypes; the few float32 steps are single IEEE operations in the order the document fixes (no fused multiply-add,
+no reassociation), so any implementation that follows the order reproduces every output bit.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..quant.primitives import quantize
+
+__all__ = [
+    "LIS_FRAC_BITS",
+    "LIS_POLY_B",
+    "LIS_POLY_C",
+    "LIS_NORM_BITS",
+    "LIS_VALUE_SHIFT",
+    "MAX_LN_CHANNELS",
+    "lis_multiplier",
+    "lis_code_thresholds",
+    "pts_layernorm",
+    "log_int_softmax",
+    "lis_matmul",
+]
+
+# --- constants fixed by docs/ops.md -------------------------------------------------------------------------------
+LIS_FRAC_BITS = 14
+"""L: exponent arithmetic runs in units of ln(2) / 2^L, so ln(2) itself is exact (2^L units)."""
+_POLY = (0.35815147, 0.96963238, 1.0)  # I-BERT's exp(r) ~ a r^2 + b r + c on (-ln 2, 0]
+_UNIT = math.log(2.0) / (1 << LIS_FRAC_BITS)
+LIS_POLY_B = math.floor(_POLY[1] / (_POLY[0] * _UNIT))
+"""floor(b / (a u)) = 63993: the linear coefficient of the integer polynomial."""
+LIS_POLY_C = math.floor(_POLY[2] / (_POLY[0] * _UNIT * _UNIT))
+"""floor(c / (a u^2)) = 1559991451 < 2^31: the constant term of the integer polynomial."""
+LIS_NORM_BITS = 30
+"""P: probabilities are normalised to ``floor(e * 2^P / sum)`` before the log2 rounding."""
+LIS_VALUE_SHIFT = 14
+"""Code k (< zero code) weighs 2^(14 - k) in the attention@V accumulator, i.e. 2^-k in units of 2^-14."""
+MAX_LN_CHANNELS = 4096
+"""Largest LayerNorm width for which ``C * x_c - S1`` stays exact in float32 (|.| <= 4096 * 4080 < 2^24)."""
+assert LIS_POLY_B == 63993 and LIS_POLY_C == 1559991451
+
+
+def lis_multiplier(scale: float | torch.Tensor) -> int:
+    """M = round_half_even(s * 2^L / ln 2): input units to ``ln(2) / 2^L`` units, from the float32 input scale."""
+    s = float(torch.as_tensor(scale, dtype=torch.float32))
+    return int(round(s * (1 << LIS_FRAC_BITS) / math.log(2.0)))
+
+
+def lis_code_thresholds(bits: int) -> list[int]:
+    """``T_k = 2^(2P - 1 - 2k)`` for codes ``k = 0 .. 2^bits - 2``: code k needs ``p^2 >= T_k``."""
+    zero_code = (1 << bits) - 1
+    return [1 << (2 * LIS_NORM_BITS - 1 - 2 * k) for k in range(zero_code)]
+
+
+def _check_bits(bits: int) -> int:
+    if not 1 <= bits <= 4:
+        raise ValueError(f"LIS supports 1..4 bits, got {bits}")
+    return (1 << bits) - 1
+
+
+def pts_layernorm(x: torch.Tensor, x_scale: torch.Tensor, x_zero_point: int | torch.Tensor, alpha: torch.Tensor,
+                  gamma: torch.Tensor, beta: torch.Tensor, y_scale: torch.Tensor, y_zero_point: int | torch.Tensor,
+                  epsilon: float) -> torch.Tensor:
+    """``com.fqvit::PTSLayerNorm``: uint8 PTS-quantized rows in, uint8 quantized LayerNorm out (docs/ops.md Sec. 2).
+
+    Steps per row of ``C`` channels:
+      1. ``x_c = (q_c - zp) << alpha_c``                                  (int32, |x_c| <= 2040)
+      2. ``S1 = sum x_c``, ``S2 = sum x_c^2``, ``D = C * S2 - S1^2``        (int64, exact, D >= 0)
+      3. ``e = (f32(C * C) * eps) / (s * s)``                              (float32, per tensor)
+      4. ``den = sqrt(f32(D) + e)``                                        (float32)
+      5. ``y_c = f32(C * x_c - S1) / den`` or 0 when ``den == 0``          (numerator exact in float32)
+      6. ``v_c = y_c * gamma_c + beta_c``                                  (two roundings, no FMA)
+      7. ``out_c = clamp(round_half_even(v_c / y_scale) + y_zp, 0, 255)``  (ONNX QuantizeLinear)
+    """
+    C = x.shape[-1]
+    if not 1 <= C <= MAX_LN_CHANNELS:
+        raise ValueError(f"PTSLayerNorm supports 1..{MAX_LN_CHANNELS} channels, got {C}")
+    xs = torch.as_tensor(x_scale, dtype=torch.float32)
+    xi = (x.to(torch.int32) - int(x_zero_point)) << alpha.to(torch.int32)
+    s1 = xi.sum(dim=-1, keepdim=True, dtype=torch.int64)
+    s2 = (xi * xi).sum(dim=-1, keepdim=True, dtype=torch.int64)
+    d = C * s2 - s1 * s1
+    e = (torch.tensor(float(C * C), dtype=torch.float32) * torch.tensor(epsilon, dtype=torch.float32)) / (xs * xs)
+    den = torch.sqrt(d.to(torch.float32) + e)
+    num = (C * xi.to(torch.int64) - s1).to(torch.float32)
+    y = torch.where(den > 0, num / den, torch.zeros((), dtype=torch.float32))
+    v = y * gamma.to(torch.float32) + beta.to(torch.float32)
+    return quantize(v, torch.as_tensor(y_scale, dtype=torch.float32), torch.as_tensor(int(y_zero_point)), 0, 255
+                    ).to(torch.uint8)
+
+
+def log_int_softmax(x: torch.Tensor, multiplier: int, bits: int = 4, mask: torch.Tensor | None = None
+                    ) -> torch.Tensor:
+    """``com.fqvit::LogIntSoftmax``: uint8 logits in, uint8 log2 codes out (docs/ops.md Sec. 3).
+
+    Code ``k < Z`` (``Z = 2^bits - 1``) stands for the probability ``2^-k``; code ``Z`` stands for exactly 0.
+    ``mask`` (bool, broadcastable to ``x``) marks positions that get probability 0 (Swin's shifted windows).
+    The input zero point cancels in ``x - max`` and the scale enters only through ``multiplier``.
+
+    Steps per row over unmasked positions:
+      1. ``d_j = q_j - max(q)``, ``t_j = d_j * M``                            (int64, t_j <= 0)
+      2. ``n_j = (-t_j) >> L``, ``r_j = t_j + (n_j << L)`` in ``(-2^L, 0]``   (exp(t u) = 2^-n exp(r u))
+      3. ``z_j = r_j * (r_j + B) + C``                                        (I-BERT polynomial, 0 < z < 2^31)
+      4. ``e_j = z_j >> min(n_j, 62)``, ``S = sum e_j``                       (int64, no overflow)
+      5. ``p_j = floor(e_j * 2^P / S)``                                       (0 <= p_j <= 2^P)
+      6. ``code_j = #{k < Z : p_j^2 < 2^(2P - 1 - 2k)}``                      (round(-log2 p) in the log domain)
+    """
+    zero_code = _check_bits(bits)
+    q = x.to(torch.int64)
+    if mask is not None:
+        mask = mask.to(torch.bool).expand(q.shape)
+        q = q.masked_fill(mask, -1)  # below any uint8 value, so never the maximum
+    t = (q - q.amax(dim=-1, keepdim=True)) * int(multiplier)
+    n = (-t) >> LIS_FRAC_BITS
+    r = t + (n << LIS_FRAC_BITS)
+    z = r * (r + LIS_POLY_B) + LIS_POLY_C
+    e = z >> n.clamp(max=62)
+    if mask is not None:
+        e = e.masked_fill(mask, 0)
+    s = e.sum(dim=-1, keepdim=True).clamp(min=1)
+    p = torch.div(e << LIS_NORM_BITS, s, rounding_mode="floor")
+    # p^2 >= 2^(2P-1-2k)  <=>  p >= T'_k, the smallest integer whose square reaches the threshold (exact ints).
+    sqrt_thr = torch.tensor(sorted(math.isqrt(t - 1) + 1 for t in lis_code_thresholds(bits)), dtype=torch.int64)
+    code = zero_code - torch.searchsorted(sqrt_thr, p.contiguous(), right=True)
+    return code.to(torch.uint8)
+
+
+def lis_matmul(codes: torch.Tensor, v: torch.Tensor, v_scale: torch.Tensor, v_zero_point: int | torch.Tensor,
+               y_scale: torch.Tensor, y_zero_point: int | torch.Tensor, bits: int = 4) -> torch.Tensor:
+    """``com.fqvit::LISMatMul``: attention@V on LIS codes with shifts, uint8 out (docs/ops.md Sec. 4).
+
+    ``acc[m, d] = sum_n (v[n, d] - zp_v) << (14 - codes[m, n])`` over codes below the zero code (exact integer sum),
+    then ``out = QuantizeLinear((f32(acc) * v_scale) * 2^-14, y_scale, y_zp)``.
+    The float64 matmul is exact: every term and partial sum is an integer below 2^53.
+    """
+    zero_code = _check_bits(bits)
+    c = codes.to(torch.int64)
+    w = torch.where(c < zero_code, torch.ones_like(c) << (LIS_VALUE_SHIFT - c).clamp(min=0), torch.zeros_like(c))
+    vi = v.to(torch.int64) - int(v_zero_point)
+    acc = torch.matmul(w.to(torch.float64), vi.to(torch.float64))
+    val = acc.to(torch.float32) * torch.as_tensor(v_scale, dtype=torch.float32)
+    val = val * torch.tensor(2.0 ** -LIS_VALUE_SHIFT, dtype=torch.float32)
+    return quantize(val, torch.as_tensor(y_scale, dtype=torch.float32), torch.as_tensor(int(y_zero_point)), 0, 255
+                    ).to(torch.uint8)
