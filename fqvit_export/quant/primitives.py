@@ -27,6 +27,8 @@ __all__ = [
     "pts_select_alpha",
     "pts_channel_scale",
     "pts_fake_quantize",
+    "requant_scale",
+    "gelu_table",
 ]
 
 EPS = torch.finfo(torch.float32).eps
@@ -155,3 +157,24 @@ def pts_fake_quantize(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Te
     qmin, qmax = act_range(bits)
     zp = zero_point.expand(alpha.shape)
     return fake_quantize(x, pts_channel_scale(scale, alpha), zp, qmin, qmax, axis=-1)
+
+
+# --- integer matmul epilogue and table functions (docs/ops.md Sec. 1) ---------------------------------------------
+
+def requant_scale(*factors: float | torch.Tensor) -> torch.Tensor:
+    """Product of scales in float32, left to right, one rounding per multiply: the multiplier that turns an exact
+    integer accumulator into a real value (``f32(acc) * (s_x * s_w)``). The exporter stores this very tensor, so
+    the ONNX graph and PyTorch use the same bits."""
+    out = torch.as_tensor(factors[0], dtype=torch.float32)
+    for f in factors[1:]:
+        out = out * torch.as_tensor(f, dtype=torch.float32)
+    return out
+
+
+def gelu_table(in_scale: torch.Tensor, in_zero_point: torch.Tensor, out_scale: torch.Tensor,
+               out_zero_point: torch.Tensor, in_bits: int = 8, out_bits: int = 8) -> torch.Tensor:
+    """uint8 -> uint8 lookup table of ``quantize(gelu(dequantize(q)))`` for every input code (exact GELU, erf)."""
+    codes = torch.arange(1 << in_bits, dtype=torch.int32)
+    x = dequantize(codes, in_scale, in_zero_point)
+    y = torch.nn.functional.gelu(x)
+    return quantize(y, out_scale, out_zero_point, 0, (1 << out_bits) - 1).to(torch.uint8)

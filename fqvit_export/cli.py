@@ -1,0 +1,236 @@
+"""Command line: ``fqvit-export MODEL [options] -o model.onnx`` and the ``calibrate``/``evaluate``/``run`` commands.
+
+Options follow timm's scripts (``--weights``, ``--pretrained``, ``--model-kwargs``, ``--img-size``, ``--crop-pct``,
+``--interpolation``, ``--mean``, ``--std``). Errors are one line for the user; ``--verbose`` adds the traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import sys
+import traceback
+from pathlib import Path
+
+__all__ = ["main", "calibrate_main", "evaluate_main", "export_main", "run_main"]
+
+PROG = "fqvit-export"
+
+
+# --- shared option groups ------------------------------------------------------------------------------------------
+
+def _kv(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="FQ-ViT name (deit_tiny ... swin_base), bundled cifar10_vit / cifar10_swin, "
+                                 "or any timm ViT/DeiT/Swin name")
+    g = p.add_argument_group("model")
+    g.add_argument("--weights", help="local checkpoint (.pth/.pt/.safetensors, or DeiT-style {'model': ...})")
+    g.add_argument("--pretrained", action="store_true", help="timm hub weights (needs network)")
+    g.add_argument("--model-kwargs", nargs="*", type=_kv, default=[], metavar="K=V",
+                   help="timm model kwargs, e.g. num_classes=10 img_size=32")
+    d = p.add_argument_group("data (defaults: the model's pretrained config, resolved as timm does)")
+    d.add_argument("--img-size", type=int)
+    d.add_argument("--crop-pct", type=float)
+    d.add_argument("--interpolation", choices=["bicubic", "bilinear", "nearest"])
+    d.add_argument("--mean", type=float, nargs=3)
+    d.add_argument("--std", type=float, nargs=3)
+    p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks on errors")
+
+
+def add_quant_args(p: argparse.ArgumentParser) -> None:
+    from .quant.observers import OBSERVERS
+    g = p.add_argument_group("quantization (FQ-ViT)")
+    g.add_argument("--quant-method", default="minmax", choices=list(OBSERVERS), help="activation calibrator")
+    g.add_argument("--pts", "--ptf", action="store_true", help="Powers-of-Two Scale for LayerNorm inputs")
+    g.add_argument("--lis", action="store_true", help="Log-Int-Softmax (4-bit log2 attention codes)")
+    g.add_argument("--w-bits", type=int, default=8)
+    g.add_argument("--a-bits", type=int, default=8)
+    g.add_argument("--attn-bits", type=int, default=None, help="softmax output bits (default 4 with --lis, else 8)")
+    c = p.add_argument_group("calibration")
+    c.add_argument("--calib", type=Path, help="load a saved calibration (calib.pt) instead of calibrating")
+    c.add_argument("--calib-dir", type=Path, help="ImageFolder tree or flat folder (default: bundled 500 "
+                                                  "CIFAR-10 train images)")
+    c.add_argument("--calib-size", type=int, default=1000)
+    c.add_argument("--calib-batch-size", type=int, default=100)
+    c.add_argument("--seed", type=int, default=0)
+
+
+def _spec_and_data(args):
+    from .data import DataOptions
+    from .models.registry import ModelSpec
+    spec = ModelSpec(args.model, weights=args.weights, pretrained=args.pretrained,
+                     model_kwargs=dict(args.model_kwargs))
+    opts = DataOptions(args.img_size, args.crop_pct, args.interpolation, args.mean, args.std)
+    return spec, opts
+
+
+def _quant_config(args):
+    from .quant.point import QuantConfig
+    attn_bits = args.attn_bits if args.attn_bits is not None else (4 if args.lis else 8)
+    return QuantConfig(w_bits=args.w_bits, a_bits=args.a_bits, attn_bits=attn_bits, method=args.quant_method,
+                       pts=args.pts, lis=args.lis)
+
+
+def get_calibrated(args):
+    """Load ``--calib`` (checking it names the same model) or calibrate from the command-line options."""
+    from .api import CalibrationError, calibrate, load_calibration
+    if args.calib is not None:
+        cal = load_calibration(args.calib)
+        if cal.spec.name != args.model:
+            raise CalibrationError(f"{args.calib} was calibrated for {cal.spec.name}, not {args.model}")
+        return cal
+    spec, opts = _spec_and_data(args)
+    cal = calibrate(spec, _quant_config(args), opts, calib_dir=args.calib_dir, calib_size=args.calib_size,
+                    batch_size=args.calib_batch_size, seed=args.seed)
+    if cal.calib_info["images"] < args.calib_size:
+        print(f"note: calibrated on {cal.calib_info['images']} images ({cal.calib_info['dir']} holds fewer than "
+              f"--calib-size {args.calib_size})", file=sys.stderr)
+    return cal
+
+
+def _run(fn, args) -> int:
+    """Run a command; user errors become one line (exit 2), Ctrl-C exits 130 leaving no partial file."""
+    from .api import CalibrationError
+    from .data import DataError
+    from .models.adapters import UnsupportedModel
+    from .models.registry import ModelError
+    user_errors = (ModelError, DataError, CalibrationError, UnsupportedModel, FileExistsError, FileNotFoundError,
+                   PermissionError, IsADirectoryError, ValueError)
+    try:
+        fn(args)
+        return 0
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except user_errors as e:
+        if getattr(args, "verbose", False):
+            traceback.print_exc()
+        msg = str(e) if not isinstance(e, OSError) or not e.filename else f"{e.strerror}: {e.filename}"
+        print(f"{PROG}: error: {msg}", file=sys.stderr)
+        return 2
+    except Exception as e:  # unexpected: still one line unless --verbose
+        if getattr(args, "verbose", False):
+            raise
+        print(f"{PROG}: error: {type(e).__name__}: {e} (run with --verbose for details)", file=sys.stderr)
+        return 1
+
+
+# --- commands --------------------------------------------------------------------------------------------------
+
+def _calibrate(args) -> None:
+    from .api import save_calibration
+    if args.output.exists() and not args.force:
+        raise FileExistsError(f"{args.output} exists; pass --force to overwrite")
+    cal = get_calibrated(args)
+    save_calibration(cal, args.output, force=args.force)
+    print(f"saved {args.output}: {cal.config.label()}, {cal.calib_info['points']} quantization points, "
+          f"{cal.calib_info['images']} calibration images")
+
+
+def calibrate_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog=f"{PROG} calibrate", description="Calibrate a model with FQ-ViT and save "
+                                "every scale, zero point and PTS alpha to a calib.pt file.")
+    add_model_args(p)
+    add_quant_args(p)
+    p.add_argument("-o", "--output", type=Path, required=True, help="calibration file to write (calib.pt)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    args = p.parse_args(argv)
+    return _run(_calibrate, args)
+
+
+def _evaluate(args) -> None:
+    from .api import evaluate
+    from .data import eval_loader
+    if args.json is not None and not args.json.parent.is_dir():
+        raise FileNotFoundError(f"output folder does not exist: {args.json.parent}")
+    spec, opts = _spec_and_data(args)
+    result: dict = {"model": args.model, "data_dir": str(args.data_dir)}
+    if args.quant or args.calib is not None or args.onnx is not None:
+        cal = get_calibrated(args)
+        data_cfg, torch_model = cal.data_cfg, cal.qmodel
+        result.update(quant=cal.config.to_dict(), calibration=cal.calib_info)
+    else:
+        from .api import build_model
+        torch_model, data_cfg = build_model(spec, opts)
+        result["quant"] = None
+    result["data_config"] = data_cfg
+    loader = eval_loader(args.data_dir, data_cfg, batch_size=args.batch_size, limit=args.limit,
+                         workers=args.workers)
+    torch_res = evaluate(torch_model, loader, desc="pytorch")
+    result.update(top1=torch_res["top1"], top5=torch_res["top5"], images=torch_res["images"])
+    line = f"pytorch: top1 {torch_res['top1']:.2f}  top5 {torch_res['top5']:.2f}  ({torch_res['images']} images)"
+    if args.onnx is not None:
+        from .runtime import open_session, parity
+        sess = open_session(args.onnx, library=args.custom_ops)
+        onnx_res = evaluate(sess, loader, desc="onnxruntime")
+        result["onnx"] = {"path": str(args.onnx), "top1": onnx_res["top1"], "top5": onnx_res["top5"],
+                          "custom_ops": sess.custom_ops, "parity": parity(onnx_res["logits"], torch_res["logits"])}
+        line += (f"\nonnxruntime: top1 {onnx_res['top1']:.2f}  top5 {onnx_res['top5']:.2f}  "
+                 f"top1 agreement {result['onnx']['parity']['top1_agreement']:.2f}%  max |dlogit| "
+                 f"{result['onnx']['parity']['max_abs_logit_diff']:.4g}")
+    print(line)
+    if args.json is not None:
+        from .api import atomic_write
+        atomic_write(args.json, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1)))
+
+
+def evaluate_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog=f"{PROG} evaluate", description="Top-1/top-5 of the float, quantized "
+                                "PyTorch or exported ONNX model on a labelled ImageFolder.")
+    add_model_args(p)
+    add_quant_args(p)
+    p.add_argument("--data-dir", type=Path, required=True, help="ImageFolder tree with class subfolders")
+    p.add_argument("--quant", action="store_true", help="evaluate the quantized model (else FP32)")
+    p.add_argument("--onnx", type=Path, help="also run this ONNX model with onnxruntime and report parity")
+    p.add_argument("--custom-ops", choices=["auto", "on", "off"], default="auto",
+                   help="load the com.fqvit kernel library (auto: when built)")
+    p.add_argument("--json", type=Path, help="write results (top1, top5, images, config, parity) here")
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--limit", type=int, help="first N images only")
+    p.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
+    args = p.parse_args(argv)
+    return _run(_evaluate, args)
+
+
+def export_main(argv: list[str] | None = None) -> int:
+    from .export.cli import add_export_args, export_command
+    p = argparse.ArgumentParser(prog=PROG, description="Quantize a timm ViT/DeiT/Swin with FQ-ViT and export an "
+                                "integer ONNX model (QDQ + com.fqvit ops that also ship as ONNX functions).")
+    add_model_args(p)
+    add_quant_args(p)
+    add_export_args(p)
+    args = p.parse_args(argv)
+    return _run(export_command, args)
+
+
+def run_main(argv: list[str] | None = None) -> int:
+    from .run import main as run
+    return run(argv)
+
+
+COMMANDS = {"calibrate": calibrate_main, "evaluate": evaluate_main, "export": export_main, "run": run_main}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``fqvit-export [calibrate|evaluate|export|run] ...``; without a command it exports."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in COMMANDS:
+        return COMMANDS[argv[0]](argv[1:])
+    if argv and argv[0] in ("-h", "--help"):
+        print(f"usage: {PROG} MODEL [options] -o model.onnx\n       {PROG} {{calibrate,evaluate,export,run}} "
+              f"...\n\nWithout a command, {PROG} exports (see '{PROG} export --help').")
+        return 0
+    return export_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

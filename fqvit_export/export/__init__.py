@@ -1,0 +1,1 @@
+"""ONNX export of calibrated models (graph backend, assembly, checks)."""

@@ -1,0 +1,269 @@
+"""ONNX backend: the adapters' vocabulary emitted as ONNX nodes (QDQ, int8 weights, ``com.fqvit`` ops).
+
+Running a model adapter with :class:`OnnxBackend` records the graph of the quantized model: every quantization
+point becomes ``QuantizeLinear``/``DequantizeLinear`` with the calibrated scale and zero point, Linear/Conv weights
+are int8 initializers with per-output-channel scales behind a ``DequantizeLinear``, LayerNorms become
+``com.fqvit::PTSLayerNorm`` (uint8 in, uint8 out) and, with LIS, the softmax and attention@V become
+``com.fqvit::LogIntSoftmax`` and ``com.fqvit::LISMatMul`` (docs/ops.md Sec. 2-5). With ``quantized=False`` the
+same adapter gives the FP32 graph (plain ``LayerNormalization``/``Softmax``), used as the speed baseline.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+import torch
+from onnx import TensorProto, helper, numpy_helper
+from torch import nn
+
+from ..nn.backend import Backend, _patch_size
+from ..ops import reference as R
+from ..ops.functions import DOMAIN, make_node
+from ..quant.point import QuantConfig, QuantPoint
+from ..quant.primitives import gelu_table, quantize_weight, requant_scale
+
+__all__ = ["OnnxBackend", "trace_graph"]
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy()
+
+
+class OnnxBackend(Backend):
+    """Collects nodes and initializers; values are tensor names."""
+
+    def __init__(self, points: dict[str, QuantPoint], config: QuantConfig, quantized: bool = True) -> None:
+        super().__init__(points, config)
+        self.quantized = quantized
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: dict[str, onnx.TensorProto] = {}
+        self._names: set[str] = set()
+        self._dq_cache: dict[tuple[str, str], str] = {}
+
+    # -- bookkeeping -------------------------------------------------------------------------------------------
+    def _unique(self, base: str) -> str:
+        name, i = base, 1
+        while name in self._names:
+            i += 1
+            name = f"{base}_{i}"
+        self._names.add(name)
+        return name
+
+    def node(self, op: str, inputs: list[str], scope: str, domain: str = "", out: str | None = None,
+             **attrs) -> str:
+        """Add one node named ``scope/Op``; returns its (single) output name."""
+        name = self._unique(f"{scope}/{op}")
+        output = self._unique(out) if out else name + ":0"
+        if domain == DOMAIN:
+            self.nodes.append(make_node(op, inputs, [output], name, **attrs))
+        else:
+            self.nodes.append(helper.make_node(op, inputs, [output], name=name, domain=domain, **attrs))
+        return output
+
+    def const(self, value, name: str, dtype=None) -> str:
+        """An initializer (deduplicated by name)."""
+        if name not in self.inits:
+            arr = np.asarray(_np(value) if isinstance(value, torch.Tensor) else value, dtype=dtype)
+            self.inits[name] = numpy_helper.from_array(arr, name)
+            self._names.add(name)
+        return name
+
+    def _qparams(self, name: str) -> tuple[str, str]:
+        """Scale and zero-point initializers of a point as QuantizeLinear takes them (per channel for PTS)."""
+        p = self.point(name)
+        return (self.const(p.channel_scale().float(), f"{name}.scale", np.float32),
+                self.const(p.channel_zero_point().to(torch.uint8), f"{name}.zero_point", np.uint8))
+
+    # -- layout ----------------------------------------------------------------------------------------------------
+    def reshape(self, x: str, shape):
+        s = self.const(np.array(shape, dtype=np.int64), self._unique("shape"))
+        return self.node("Reshape", [x, s], _scope(x))
+
+    def permute(self, x: str, perm):
+        return self.node("Transpose", [x], _scope(x), perm=list(perm))
+
+    def select(self, x: str, axis: int, index: int):
+        i = self.const(np.array(index, dtype=np.int64), self._unique("index"))
+        return self.node("Gather", [x, i], _scope(x), axis=axis)
+
+    def gather(self, x: str, index: torch.Tensor, axis: int):
+        i = self.const(index.to(torch.int64), self._unique(f"{_scope(x)}.order"))
+        return self.node("Gather", [x, i], _scope(x), axis=axis)
+
+    def patches(self, x: str, conv: nn.Conv2d, grid: tuple[int, int] = (0, 0)):
+        ph, pw = _patch_size(conv)
+        y = self.reshape(x, (0, 0, grid[0], ph, grid[1], pw))
+        y = self.permute(y, (0, 2, 4, 1, 3, 5))
+        return self.reshape(y, (0, grid[0] * grid[1], conv.in_channels * ph * pw))
+
+    def prepend_token(self, x: str, token: torch.Tensor):
+        scope = "cls_token"
+        tok = self.const(token.float(), "cls_token", np.float32)
+        batch = self.node("Shape", [x], scope, start=0, end=1)
+        rest = self.const(np.array(token.shape[1:], dtype=np.int64), "cls_token.shape_tail")
+        shape = self.node("Concat", [batch, rest], scope, axis=0)
+        expanded = self.node("Expand", [tok, shape], scope)
+        return self.node("Concat", [expanded, x], scope, axis=1)
+
+    # -- float math ----------------------------------------------------------------------------------------------
+    def add(self, a: str, b: str):
+        return self.node("Add", [a, b], _scope(a))
+
+    def softmax_float(self, x: str, mask: torch.Tensor | None, heads: int = 0):
+        scope = _scope(x)
+        if mask is not None:  # logits [B*nW, H, N, N] viewed as [B, nW, H, N, N] to broadcast the [nW, N, N] mask
+            nw, n = mask.shape[0], mask.shape[-1]
+            m = self.const(mask.float().reshape(1, nw, 1, n, n), self._unique(f"{scope}.shift_mask"), np.float32)
+            y = self.node("Add", [self.reshape(x, (-1, nw, heads, n, n)), m], scope)
+            x = self.reshape(y, (-1, heads, n, n))
+        return self.node("Softmax", [x], scope, axis=-1)
+
+    # -- quantization ----------------------------------------------------------------------------------------------
+    def quant(self, x: str, name: str, ln_input: bool = False):
+        if not self.quantized:
+            return x
+        s, z = self._qparams(name)
+        axis = {"axis": -1} if self.point(name).pts else {}
+        return self.node("QuantizeLinear", [x, s, z], name, out=f"{name}.q", **axis)
+
+    def dequant(self, q: str, name: str):
+        if not self.quantized:
+            return q
+        key = (q, name)
+        if key not in self._dq_cache:
+            s, z = self._qparams(name)
+            axis = {"axis": -1} if self.point(name).pts else {}
+            self._dq_cache[key] = self.node("DequantizeLinear", [q, s, z], name, **axis)
+        return self._dq_cache[key]
+
+    def qconst(self, t: torch.Tensor, name: str):
+        if not self.quantized:
+            return self.const(t.float(), name, np.float32)
+        p = self.point(name)
+        q = self.const(p.quantize(t.float()), f"{name}.quantized", np.uint8)
+        return self.dequant(q, name)
+
+    # -- integer matmuls: MatMulInteger -> Cast -> Mul(multiplier) [-> Add(bias)] (docs/ops.md Sec. 1) ------------
+    def _zp(self, name: str) -> str:
+        return self.const(self.point(name).zero_point.to(torch.uint8), f"{name}.zero_point_scalar", np.uint8)
+
+    def _int_epilogue(self, acc: str, multiplier: torch.Tensor, scope: str) -> str:
+        f = self.node("Cast", [acc], scope, to=TensorProto.FLOAT)
+        return self.node("Mul", [f, self.const(multiplier, f"{scope}.multiplier", np.float32)], scope)
+
+    def qlinear(self, q: str, in_name: str, mod: nn.Module, name: str):
+        w = mod.weight.detach().float().reshape(mod.weight.shape[0], -1)
+        bias = self.const(mod.bias.float(), f"{name}.bias", np.float32) if mod.bias is not None else None
+        if not self.quantized:
+            y = self.node("MatMul", [q, self.const(w.t(), f"{name}.weight", np.float32)], name)
+            return self.node("Add", [y, bias], name) if bias else y
+        wq, sw = quantize_weight(w, self.config.w_bits)
+        inputs = [q, self.const(wq.t(), f"{name}.weight_quantized", np.int8), self._zp(in_name),
+                  self.const(np.array(0, dtype=np.int8), "weight_zero_point")]
+        acc = self.node("MatMulInteger", inputs, name)
+        y = self._int_epilogue(acc, requant_scale(self.point(in_name).scale, sw), name)
+        return self.node("Add", [y, bias], name) if bias else y
+
+    def patch_embed(self, q: str, in_name: str, conv: nn.Conv2d, name: str, grid: tuple[int, int] = (0, 0)):
+        return self.qlinear(self.patches(q, conv, grid), in_name, conv, name)
+
+    def qmatmul(self, qa: str, a_name: str, qb: str, b_name: str, multiplier: float = 1.0):
+        scope = _scope(qa)
+        if not self.quantized:
+            y = self.node("MatMul", [qa, qb], scope)
+            return self.node("Mul", [y, self.const(np.array(multiplier, np.float32), self._unique("const"))], scope)
+        acc = self.node("MatMulInteger", [qa, qb, self._zp(a_name), self._zp(b_name)], scope)
+        return self._int_epilogue(acc, requant_scale(self.point(a_name).scale, self.point(b_name).scale, multiplier),
+                                  self._unique(f"{scope}.qk"))
+
+    def gelu_table(self, q: str, in_name: str, out_name: str):
+        """uint8 -> uint8 GELU lookup (Gather); in the FP32 graph, exact GELU from opset-18 ops."""
+        if not self.quantized:
+            scope = _scope(q)
+            inv_sqrt2 = self.const(np.array(1 / math.sqrt(2), dtype=np.float32), "gelu.inv_sqrt2")
+            one = self.const(np.array(1.0, dtype=np.float32), "gelu.one")
+            half = self.const(np.array(0.5, dtype=np.float32), "gelu.half")
+            e = self.node("Erf", [self.node("Mul", [q, inv_sqrt2], scope)], scope)
+            return self.node("Mul", [self.node("Mul", [q, half], scope), self.node("Add", [e, one], scope)], scope)
+        pin, pout = self.point(in_name), self.point(out_name)
+        table = self.const(gelu_table(pin.scale, pin.zero_point, pout.scale, pout.zero_point, pin.bits, pout.bits),
+                           f"{out_name}.gelu_table", np.uint8)
+        idx = self.node("Cast", [q], out_name, to=TensorProto.INT32)
+        return self.node("Gather", [table, idx], out_name, out=f"{out_name}.q", axis=0)
+
+    def qmean(self, q: str, in_name: str, axis: int, count: int = 0):
+        scope = _scope(q)
+        axes = self.const(np.array([axis], dtype=np.int64), f"axes_{axis}")
+        if not self.quantized:
+            return self.node("ReduceMean", [q, axes], scope, keepdims=0)
+        p = self.point(in_name)
+        centered = self.node("Sub", [self.node("Cast", [q], scope, to=TensorProto.INT32),
+                                     self.const(p.zero_point.to(torch.int32), f"{in_name}.zero_point_int32", np.int32)],
+                             scope)
+        acc = self.node("ReduceSum", [centered, axes], scope, keepdims=0)
+        mult = requant_scale(p.scale) / torch.tensor(float(count))
+        return self._int_epilogue(acc, mult, self._unique(f"{scope}.mean"))
+
+    def layernorm(self, q: str, ln: nn.LayerNorm, in_name: str, out_name: str, alpha_repeat: int = 1):
+        gamma = self.const(ln.weight.float(), f"{out_name}.gamma", np.float32)
+        beta = self.const(ln.bias.float(), f"{out_name}.beta", np.float32)
+        if not self.quantized:
+            return self.node("LayerNormalization", [q, gamma, beta], out_name, axis=-1, epsilon=float(ln.eps))
+        pin, pout = self.point(in_name), self.point(out_name)
+        c = ln.normalized_shape[-1]
+        alpha = pin.ln_alpha(c // alpha_repeat).repeat(alpha_repeat)
+        inputs = [q,
+                  self.const(pin.scale.float(), f"{in_name}.base_scale", np.float32),
+                  self.const(pin.zero_point.to(torch.uint8), f"{in_name}.zero_point_scalar", np.uint8),
+                  self.const(alpha, f"{out_name}.alpha", np.uint8),
+                  gamma, beta,
+                  self.const(pout.scale.float(), f"{out_name}.scale", np.float32),
+                  self.const(pout.zero_point.to(torch.uint8), f"{out_name}.zero_point", np.uint8)]
+        return self.node("PTSLayerNorm", inputs, out_name, domain=DOMAIN, out=f"{out_name}.q",
+                         epsilon=float(ln.eps))
+
+    def attn_probs(self, q_logits: str, logits_name: str, probs_name: str, heads: int,
+                   mask: torch.Tensor | None = None):
+        scope = probs_name
+        if not self.quantized or not self.config.lis:
+            p = self.softmax_float(self.dequant(q_logits, logits_name), mask, heads)
+            return self.quant(p, probs_name)
+        m = R.lis_multiplier(self.point(logits_name).scale)
+        attrs = {"multiplier": m, "bits": self.config.attn_bits}
+        if mask is None:
+            no_mask = self.const(np.zeros((1, 1, 1, 1), dtype=bool), "lis.no_mask")
+            return self.node("LogIntSoftmax", [q_logits, no_mask], scope, domain=DOMAIN, out=f"{scope}.codes",
+                             **attrs)
+        nw, n = mask.shape[0], mask.shape[-1]
+        bmask = self.const(_np(mask != 0).reshape(1, nw, 1, n, n), self._unique(f"{scope}.shift_mask"))
+        x = self.reshape(q_logits, (-1, nw, heads, n, n))
+        codes = self.node("LogIntSoftmax", [x, bmask], scope, domain=DOMAIN, out=f"{scope}.codes", **attrs)
+        return self.reshape(codes, (-1, heads, n, n))
+
+    def attn_apply(self, probs: str, q_v: str, v_name: str, probs_name: str, out_name: str):
+        if not self.quantized or not self.config.lis:
+            return self.quant(self.qmatmul(probs, probs_name, q_v, v_name), out_name)
+        pv, pout = self.point(v_name), self.point(out_name)
+        inputs = [probs, q_v,
+                  self.const(pv.scale.float(), f"{v_name}.scale", np.float32),
+                  self.const(pv.zero_point.to(torch.uint8), f"{v_name}.zero_point", np.uint8),
+                  self.const(pout.scale.float(), f"{out_name}.scale", np.float32),
+                  self.const(pout.zero_point.to(torch.uint8), f"{out_name}.zero_point", np.uint8)]
+        return self.node("LISMatMul", inputs, out_name, domain=DOMAIN, out=f"{out_name}.q",
+                         bits=self.config.attn_bits)
+
+
+def _scope(tensor: str) -> str:
+    """The module path a tensor belongs to (``blocks.3.attn.qkv/MatMul:0`` -> ``blocks.3.attn.qkv``)."""
+    return tensor.split("/")[0].removesuffix(".q")
+
+
+def trace_graph(model: nn.Module, adapter, points: dict[str, QuantPoint], config: QuantConfig,
+                input_shape: tuple[int, int, int], quantized: bool = True) -> tuple[OnnxBackend, str]:
+    """Run ``adapter`` symbolically; returns the backend (nodes, initializers) and the output tensor name."""
+    b = OnnxBackend(points, config, quantized)
+    b._names.add("input")
+    with torch.no_grad():
+        out = adapter(b, model, "input")
+    return b, out

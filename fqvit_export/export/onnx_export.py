@@ -1,0 +1,118 @@
+"""Assemble, check, simplify and write the ONNX model of a calibrated model.
+
+The file holds: QDQ nodes at every quantization point, int8 weights, ``com.fqvit`` nodes with their ONNX function
+bodies in ``model.functions`` (so stock onnxruntime runs it on any execution provider; a registered kernel library
+takes over), and metadata a deployment team needs (input, preprocessing, classes, quantization, versions).
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+from onnx import TensorProto, helper
+
+from .. import __version__
+from ..api import Calibrated, atomic_write
+from ..ops.functions import DOMAIN, OP_VERSION, OPSET, function_protos
+from .graph import trace_graph
+
+__all__ = ["IR_VERSION", "OPSET", "ExportResult", "build_onnx", "export_onnx", "metadata", "float_onnx"]
+
+IR_VERSION = 8
+"""IR 8 with opset 18: loadable by onnxruntime >= 1.14 (1.20 reads IR <= 10, opset <= 21)."""
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    size_bytes: int
+    ops: dict[str, int]
+    simplified: bool
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def metadata(cal: Calibrated) -> dict[str, str]:
+    """``metadata_props``: everything needed to feed the model and know what it is (values are strings/JSON)."""
+    cfg = cal.data_cfg
+    c, h, w = cfg["input_size"]
+    resize = int(math.floor(h / cfg["crop_pct"]))
+    pre = {"resize_shorter_side": resize, "interpolation": cfg["interpolation"], "center_crop": [h, w],
+           "crop_pct": cfg["crop_pct"], "mean": cfg["mean"], "std": cfg["std"], "scale_to": "[0, 1] before mean/std",
+           "color": "RGB"}
+    head = cal.float_model.get_classifier()
+    return {
+        "input_name": "input", "input_shape": json.dumps(["batch", c, h, w]), "input_layout": "NCHW",
+        "input_dtype": "float32", "output_name": "logits", "num_classes": str(head.out_features),
+        "preprocessing": json.dumps(pre), "data_config": json.dumps(cfg),
+        "model": json.dumps(cal.spec.to_dict()), "quantization": json.dumps(cal.config.to_dict()),
+        "calibration": json.dumps(cal.calib_info), "com.fqvit.op_version": str(OP_VERSION),
+        "fqvit_export.version": __version__,
+    }
+
+
+def _assemble(cal: Calibrated, quantized: bool) -> onnx.ModelProto:
+    c, h, w = cal.data_cfg["input_size"]
+    b, out = trace_graph(cal.float_model, cal.qmodel.adapter, cal.qmodel.points, cal.config, (c, h, w), quantized)
+    nodes = [*b.nodes, helper.make_node("Identity", [out], ["logits"], name="output/Identity")]
+    num_classes = cal.float_model.get_classifier().out_features
+    graph = helper.make_graph(
+        nodes, f"{cal.spec.name}_{'fqvit' if quantized else 'fp32'}",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", c, h, w])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", num_classes])],
+        initializer=list(b.inits.values()))
+    opsets = [helper.make_opsetid("", OPSET)]
+    functions = []
+    if any(n.domain == DOMAIN for n in nodes):
+        opsets.append(helper.make_opsetid(DOMAIN, OP_VERSION))
+        functions = function_protos()
+    model = helper.make_model(graph, opset_imports=opsets, functions=functions, producer_name="fqvit-export",
+                              producer_version=__version__, ir_version=IR_VERSION,
+                              doc_string=f"{cal.spec.name} {cal.config.label() if quantized else 'FP32'}")
+    helper.set_model_props(model, metadata(cal) if quantized else {"fqvit_export.version": __version__})
+    return model
+
+
+def _simplify(model: onnx.ModelProto) -> tuple[onnx.ModelProto, bool]:
+    """onnxsim (0.8.x keeps model-local functions); fall back to the input if it fails or drops a function."""
+    import onnxsim
+    try:
+        simplified, ok = onnxsim.simplify(model)
+    except Exception:  # onnxsim raises assorted errors on graphs it cannot handle
+        return model, False
+    if not ok or len(simplified.functions) != len(model.functions):
+        return model, False
+    return simplified, True
+
+
+def build_onnx(cal: Calibrated, simplify: bool = True, quantized: bool = True) -> tuple[onnx.ModelProto, bool]:
+    """The checked (and optionally simplified) ModelProto."""
+    model = _assemble(cal, quantized)
+    onnx.checker.check_model(model, full_check=True)
+    simplified = False
+    if simplify:
+        model, simplified = _simplify(model)
+        if simplified:
+            onnx.checker.check_model(model, full_check=True)
+    return model, simplified
+
+
+def float_onnx(cal: Calibrated, simplify: bool = True) -> onnx.ModelProto:
+    """The FP32 graph of the same network through the same adapter (the speed baseline)."""
+    return build_onnx(cal, simplify=simplify, quantized=False)[0]
+
+
+def export_onnx(cal: Calibrated, path: str | Path, simplify: bool = True, force: bool = False,
+                quantized: bool = True) -> ExportResult:
+    """Build and write atomically (temporary file + rename: no partial file on error or Ctrl-C)."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise FileExistsError(f"{path} exists; pass --force to overwrite")
+    model, simplified = build_onnx(cal, simplify=simplify, quantized=quantized)
+    atomic_write(path, lambda tmp: onnx.save(model, tmp), force=True)
+    ops = Counter(f"{n.domain}::{n.op_type}" if n.domain else n.op_type for n in model.graph.node)
+    return ExportResult(path, path.stat().st_size, dict(ops.most_common()), simplified,
+                        {p.key: p.value for p in model.metadata_props})

@@ -1,0 +1,193 @@
+"""Quantized forward passes of timm's ViT/DeiT and Swin, written once against a backend (FQ-ViT Sec. 3, Fig. 2).
+
+Each adapter walks a timm model's own modules (weights, LayerNorms, attention shapes, Swin masks) and places the
+quantization points FQ-ViT uses; the backend decides whether that means observing, fake-quantizing with the
+reference integer ops, or emitting ONNX nodes. timm's fused attention is never called here, so the float model is
+left untouched while the quantized path computes the explicit ``q k^T`` that LIS needs.
+
+Point names are the timm module paths (``blocks.3.attn.qkv``) plus a role suffix; they name ONNX nodes too.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..nn.backend import Backend
+
+__all__ = ["ADAPTERS", "adapter_for", "UnsupportedModel"]
+
+
+class UnsupportedModel(ValueError):
+    """The timm model uses a feature the quantized path does not cover."""
+
+
+# --- shared pieces ------------------------------------------------------------------------------------------------
+
+def _mlp(b: Backend, mlp: nn.Module, q_h, h_name: str, p: str):
+    """fc1 -> quantizer -> GELU as a 256-entry table -> quantizer -> fc2 -> quantizer; returns the float fc2 output.
+
+    FQ-ViT applies GELU in float to the unquantized fc1 output; quantizing fc1's output first makes GELU a lookup
+    that every runtime computes identically (docs/ops.md Sec. 5)."""
+    q = b.quant(b.qlinear(q_h, h_name, mlp.fc1, f"{p}.fc1"), f"{p}.fc1")
+    q = b.gelu_table(q, f"{p}.fc1", f"{p}.act")
+    y = b.qlinear(q, f"{p}.act", mlp.fc2, f"{p}.fc2")
+    return b.dequant(b.quant(y, f"{p}.fc2"), f"{p}.fc2")
+
+
+def _attention(b: Backend, attn: nn.Module, q_h, h_name: str, p: str, heads: int, head_dim: int,
+               rel_bias: torch.Tensor | None = None, mask: torch.Tensor | None = None):
+    """qkv -> quantizer (one scale for q, k, v) -> scaled q k^T -> quantizer [-> + bias -> quantizer] -> softmax
+    (LIS codes or uint8) -> attention @ V -> quantizer -> proj -> quantizer. ``q_h`` is ``[B, N, C]``."""
+    q_qkv = b.quant(b.qlinear(q_h, h_name, attn.qkv, f"{p}.qkv"), f"{p}.qkv")
+    q_qkv = b.permute(b.reshape(q_qkv, (0, 0, 3, heads, head_dim)), (2, 0, 3, 1, 4))
+    q, k, v = (b.select(q_qkv, 0, i) for i in range(3))
+    logits = b.qmatmul(q, f"{p}.qkv", b.permute(k, (0, 1, 3, 2)), f"{p}.qkv", attn.scale)
+    logits_name = f"{p}.logits"
+    q_logits = b.quant(logits, logits_name)
+    if rel_bias is not None:
+        biased = b.add(b.dequant(q_logits, logits_name), b.qconst(rel_bias, f"{p}.rel_bias"))
+        logits_name = f"{p}.bias_add"
+        q_logits = b.quant(biased, logits_name)
+    probs = b.attn_probs(q_logits, logits_name, f"{p}.softmax", heads, mask)
+    q_out = b.attn_apply(probs, v, f"{p}.qkv", f"{p}.softmax", f"{p}.attn_v")
+    q_out = b.reshape(b.permute(q_out, (0, 2, 1, 3)), (0, 0, heads * head_dim))
+    y = b.qlinear(q_out, f"{p}.attn_v", attn.proj, f"{p}.proj")
+    return b.dequant(b.quant(y, f"{p}.proj"), f"{p}.proj")
+
+
+def _check(cond: bool, what: str) -> None:
+    if not cond:
+        raise UnsupportedModel(f"quantized path does not support {what}")
+
+
+# --- ViT / DeiT ---------------------------------------------------------------------------------------------------
+
+def vit_forward(b: Backend, m: nn.Module, x):
+    """timm ``VisionTransformer`` (ViT, DeiT): class token, learned position embedding, pre-norm blocks."""
+    _check(getattr(m, "num_reg_tokens", 0) == 0 and not getattr(m, "no_embed_class", False)
+           and m.global_pool in ("token", "avg") and isinstance(m.norm_pre, nn.Identity)
+           and isinstance(m.fc_norm, nn.Identity) and isinstance(m.patch_embed.norm, nn.Identity)
+           and getattr(m, "attn_pool", None) is None, "this VisionTransformer variant")
+    x = b.patch_embed(b.quant(x, "input"), "input", m.patch_embed.proj, "patch_embed.proj", m.patch_embed.grid_size)
+    if m.cls_token is not None:
+        x = b.prepend_token(x, m.cls_token.detach())
+    x = b.dequant(b.quant(x, "embed"), "embed")
+    x = b.add(x, b.qconst(m.pos_embed.detach(), "pos_embed"))
+    name = "pos_add"
+    q = b.quant(x, name, ln_input=True)
+    for i, blk in enumerate(m.blocks):
+        p = f"blocks.{i}"
+        attn = blk.attn
+        _check(isinstance(blk.ls1, nn.Identity) and isinstance(blk.ls2, nn.Identity), "LayerScale")
+        _check(isinstance(attn.q_norm, nn.Identity) and isinstance(attn.norm, nn.Identity)
+               and getattr(attn, "gate", None) is None, "qk-norm / gated attention")
+        _check(isinstance(blk.mlp.norm, nn.Identity) and hasattr(blk.mlp, "fc1"), "this MLP variant")
+        x = b.dequant(q, name)
+        h = b.layernorm(q, blk.norm1, name, f"{p}.norm1")
+        x = b.add(x, _attention(b, attn, h, f"{p}.norm1", f"{p}.attn", attn.num_heads, attn.head_dim))
+        name = f"{p}.add1"
+        q = b.quant(x, name, ln_input=True)
+        x = b.dequant(q, name)
+        h = b.layernorm(q, blk.norm2, name, f"{p}.norm2")
+        x = b.add(x, _mlp(b, blk.mlp, h, f"{p}.norm2", f"{p}.mlp"))
+        name = f"{p}.add2"
+        q = b.quant(x, name, ln_input=True)
+    h = b.layernorm(q, m.norm, name, "norm")
+    if m.global_pool == "token":
+        feat_name, feat = "norm", b.select(h, 1, 0)
+    else:
+        first = m.num_prefix_tokens
+        tokens = b.gather(h, torch.arange(first, m.patch_embed.num_patches + first), 1)
+        feat_name, feat = "head_in", b.quant(b.qmean(tokens, "norm", 1, m.patch_embed.num_patches), "head_in")
+    logits = b.qlinear(feat, feat_name, m.head, "head")
+    return b.dequant(b.quant(logits, "logits"), "logits")
+
+
+# --- Swin ---------------------------------------------------------------------------------------------------------
+
+def _window_order(h: int, w: int, ws: tuple[int, int], shift: tuple[int, int]) -> torch.Tensor:
+    """Token gather index for timm's cyclic shift by ``-shift`` followed by window partition: window-major order,
+    row-major inside each window. Its ``argsort`` undoes both (window reverse, then the shift back)."""
+    wi, wj, a, c = torch.meshgrid(torch.arange(h // ws[0]), torch.arange(w // ws[1]), torch.arange(ws[0]),
+                                  torch.arange(ws[1]), indexing="ij")
+    rows = (wi * ws[0] + a + shift[0]) % h
+    cols = (wj * ws[1] + c + shift[1]) % w
+    return (rows * w + cols).reshape(-1)
+
+
+def _merge_order(h: int, w: int) -> torch.Tensor:
+    """Token gather index reproducing timm's PatchMerging 2x2 regrouping: output token ``(i, j)`` takes the four
+    inputs ``(2i + h2, 2j + w2)`` in the order ``w2 * 2 + h2`` (timm's ``permute(0, 1, 3, 4, 2, 5)``)."""
+    i, j, w2, h2 = torch.meshgrid(torch.arange(h // 2), torch.arange(w // 2), torch.arange(2), torch.arange(2),
+                                  indexing="ij")
+    return ((2 * i + h2) * w + (2 * j + w2)).reshape(-1)
+
+
+def _rel_bias(attn: nn.Module) -> torch.Tensor:
+    n = attn.window_area
+    bias = attn.relative_position_bias_table.detach()[attn.relative_position_index.view(-1)].view(n, n, -1)
+    return bias.permute(2, 0, 1).unsqueeze(0).contiguous()  # [1, heads, N, N]
+
+
+def swin_forward(b: Backend, m: nn.Module, x):
+    """timm ``SwinTransformer`` (v1): shifted windows, relative position bias, patch merging."""
+    _check(getattr(m, "absolute_pos_embed", None) is None, "absolute position embedding")
+    pe = m.patch_embed
+    x = b.patch_embed(b.quant(x, "input"), "input", pe.proj, "patch_embed.proj", pe.grid_size)
+    hh, ww = pe.grid_size
+    name = "patch_embed.proj"
+    q = b.quant(x, name, ln_input=True)
+    if not isinstance(pe.norm, nn.Identity):
+        h = b.layernorm(q, pe.norm, name, "patch_embed.norm")
+        name = "embed"
+        q = b.quant(b.dequant(h, "patch_embed.norm"), name, ln_input=True)
+    for s, stage in enumerate(m.layers):
+        if not isinstance(stage.downsample, nn.Identity):
+            ds, p = stage.downsample, f"layers.{s}.downsample"
+            c = ds.dim
+            _check(hh % 2 == 0 and ww % 2 == 0, "odd feature maps in patch merging")
+            g = b.reshape(b.gather(q, _merge_order(hh, ww), 1), (0, (hh // 2) * (ww // 2), 4 * c))
+            hh, ww = hh // 2, ww // 2
+            h = b.layernorm(g, ds.norm, name, f"{p}.norm", alpha_repeat=4)
+            y = b.qlinear(h, f"{p}.norm", ds.reduction, f"{p}.reduction")
+            name = f"{p}.reduction"
+            q = b.quant(y, name, ln_input=True)
+        for i, blk in enumerate(stage.blocks):
+            p = f"layers.{s}.blocks.{i}"
+            attn, ws, shift = blk.attn, tuple(blk.window_size), tuple(blk.shift_size)
+            _check(hh % ws[0] == 0 and ww % ws[1] == 0, "feature maps not divisible by the window")
+            _check(not getattr(blk, "dynamic_mask", False), "dynamic masks")
+            c, n = blk.dim, attn.window_area
+            order = _window_order(hh, ww, ws, shift)
+            x = b.dequant(q, name)
+            h = b.layernorm(q, blk.norm1, name, f"{p}.norm1")
+            hw = b.reshape(b.gather(h, order, 1), (-1, n, c))
+            mask = blk.attn_mask if any(shift) else None
+            a = _attention(b, attn, hw, f"{p}.norm1", f"{p}.attn", attn.num_heads, c // attn.num_heads,
+                           rel_bias=_rel_bias(attn), mask=mask)
+            a = b.gather(b.reshape(a, (-1, hh * ww, c)), torch.argsort(order), 1)
+            x = b.add(x, a)
+            name = f"{p}.add1"
+            q = b.quant(x, name, ln_input=True)
+            x = b.dequant(q, name)
+            h = b.layernorm(q, blk.norm2, name, f"{p}.norm2")
+            x = b.add(x, _mlp(b, blk.mlp, h, f"{p}.norm2", f"{p}.mlp"))
+            name = f"{p}.add2"
+            q = b.quant(x, name, ln_input=True)
+    h = b.layernorm(q, m.norm, name, "norm")
+    feat = b.quant(b.qmean(h, "norm", 1, hh * ww), "head_in")
+    logits = b.qlinear(feat, "head_in", m.head.fc, "head")
+    return b.dequant(b.quant(logits, "logits"), "logits")
+
+
+ADAPTERS: dict[str, Callable] = {"VisionTransformer": vit_forward, "SwinTransformer": swin_forward}
+
+
+def adapter_for(model: nn.Module) -> Callable:
+    try:
+        return ADAPTERS[type(model).__name__]
+    except KeyError:
+        raise UnsupportedModel(f"no quantization adapter for {type(model).__name__}; supported: "
+                               f"{', '.join(ADAPTERS)}") from None

@@ -1,0 +1,232 @@
+"""Backends that run one model description three ways: calibrate, quantized PyTorch, ONNX graph.
+
+The model adapters (:mod:`fqvit_export.models.adapters`) write each network once against the small vocabulary
+below. :class:`CalibrateBackend` runs it in float and feeds every quantization point's observer (FQ-ViT calibrates
+on float activations); :class:`QuantBackend` runs it quantized with the reference integer ops of
+:mod:`fqvit_export.ops.reference`; the ONNX exporter (:mod:`fqvit_export.export.graph`) emits the same sequence as
+QDQ and ``com.fqvit`` nodes. One description means the exported graph cannot drift from the PyTorch model.
+
+Values are backend-specific: float tensors ("F") and quantized tensors ("Q", uint8 in :class:`QuantBackend`, the
+float tensor itself while calibrating). Reshape targets use ONNX conventions: ``0`` copies the input dimension,
+``-1`` is inferred.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..ops import reference as R
+from ..quant.primitives import gelu_table, quantize_weight, requant_scale
+from ..quant.point import QuantConfig, QuantPoint
+
+__all__ = ["Backend", "CalibrateBackend", "QuantBackend"]
+
+
+def _patch_size(conv: nn.Conv2d) -> tuple[int, int]:
+    k, st = tuple(conv.kernel_size), tuple(conv.stride)
+    if k != st or any(conv.padding) or conv.groups != 1 or tuple(conv.dilation) != (1, 1):
+        raise ValueError(f"patch embedding conv must have kernel == stride, no padding (got kernel {k}, stride {st})")
+    return k
+
+
+class Backend:
+    """Shared vocabulary; tensor-layout ops are identical for float and quantized values in PyTorch."""
+
+    def __init__(self, points: dict[str, QuantPoint], config: QuantConfig) -> None:
+        self.points = points
+        self.config = config
+
+    # -- layout (value-agnostic) ---------------------------------------------------------------------------------
+    def reshape(self, x, shape: Sequence[int]):
+        shape = [x.shape[i] if d == 0 else d for i, d in enumerate(shape)]
+        return x.reshape(shape)
+
+    def permute(self, x, perm: Sequence[int]):
+        return x.permute(*perm)
+
+    def select(self, x, axis: int, index: int):
+        return x.select(axis, index)
+
+    def gather(self, x, index: torch.Tensor, axis: int):
+        return x.index_select(axis, index)
+
+    def patches(self, x, conv: nn.Conv2d, grid: tuple[int, int] = (0, 0)):
+        """``[B, C, H, W] -> [B, H/p * W/p, C * p * p]``: the patch-embedding conv (kernel == stride) as a matmul,
+        tokens in timm's row-major order, features in the conv weight's ``(c, kh, kw)`` order."""
+        ph, pw = _patch_size(conv)
+        b, c, h, w = x.shape
+        x = x.reshape(b, c, h // ph, ph, w // pw, pw).permute(0, 2, 4, 1, 3, 5)
+        return x.reshape(b, (h // ph) * (w // pw), c * ph * pw)
+
+    def prepend_token(self, x, token: torch.Tensor):
+        return torch.cat([token.expand(x.shape[0], -1, -1), x], dim=1)
+
+    # -- float math ------------------------------------------------------------------------------------------------
+    def add(self, a, b):
+        return a + b
+
+    def softmax_float(self, x, mask: torch.Tensor | None, heads: int = 0):
+        return torch.softmax(self._masked(x, mask), dim=-1)
+
+    @staticmethod
+    def _masked(x, mask: torch.Tensor | None):
+        """Add Swin's float shift mask ``[nW, N, N]`` to logits ``[B*nW, H, N, N]`` as timm does."""
+        if mask is None:
+            return x
+        nw, n = mask.shape[0], mask.shape[-1]
+        y = x.reshape(-1, nw, x.shape[1], n, n) + mask.reshape(1, nw, 1, n, n)
+        return y.reshape(-1, x.shape[1], n, n)
+
+    def point(self, name: str) -> QuantPoint:
+        try:
+            return self.points[name]
+        except KeyError:
+            raise KeyError(f"no calibrated quantization point {name!r}; the calibration does not match this model"
+                           ) from None
+
+
+class CalibrateBackend(Backend):
+    """Float forward that feeds each point's observer; ``last`` marks the final calibration batch."""
+
+    def __init__(self, points: dict[str, QuantPoint], config: QuantConfig, last: bool = False) -> None:
+        super().__init__(points, config)
+        self.last = last
+
+    def _observe(self, x: torch.Tensor, name: str, ln_input: bool = False, bits: int | None = None) -> None:
+        if name not in self.points:
+            c = self.config
+            self.points[name] = QuantPoint(bits or c.a_bits, c.method, pts=ln_input and c.pts,
+                                           max_alpha=c.pts_max_alpha)
+        self.points[name].observe(x, self.last)
+
+    def quant(self, x, name: str, ln_input: bool = False):
+        self._observe(x, name, ln_input)
+        return x
+
+    def dequant(self, q, name: str):
+        return q
+
+    def qconst(self, t: torch.Tensor, name: str):
+        self._observe(t, name)
+        return t
+
+    def qlinear(self, x, in_name: str, mod: nn.Linear, name: str):
+        return F.linear(x, mod.weight, mod.bias)
+
+    def patch_embed(self, x, in_name: str, conv: nn.Conv2d, name: str, grid: tuple[int, int] = (0, 0)):
+        _patch_size(conv)
+        return conv(x).flatten(2).transpose(1, 2)
+
+    def qmatmul(self, a, a_name: str, b, b_name: str, multiplier: float = 1.0):
+        return (a @ b) * multiplier
+
+    def gelu_table(self, x, in_name: str, out_name: str):
+        y = F.gelu(x)
+        self._observe(y, out_name)
+        return y
+
+    def qmean(self, x, in_name: str, axis: int, count: int = 0):
+        return x.mean(dim=axis)
+
+    def layernorm(self, q, ln: nn.LayerNorm, in_name: str, out_name: str, alpha_repeat: int = 1):
+        y = F.layer_norm(q, ln.normalized_shape, ln.weight, ln.bias, ln.eps)
+        self._observe(y, out_name)
+        return y
+
+    def attn_probs(self, q_logits, logits_name: str, probs_name: str, heads: int, mask: torch.Tensor | None = None):
+        p = self.softmax_float(q_logits, mask)
+        if not self.config.lis:
+            self._observe(p, probs_name, bits=self.config.attn_bits)
+        return p
+
+    def attn_apply(self, probs, q_v, v_name: str, probs_name: str, out_name: str):
+        y = probs @ q_v
+        self._observe(y, out_name)
+        return y
+
+
+class QuantBackend(Backend):
+    """Quantized forward: QDQ at every point, int8 weights, the reference integer ops for LayerNorm and softmax."""
+
+    def __init__(self, points: dict[str, QuantPoint], config: QuantConfig) -> None:
+        super().__init__(points, config)
+        self._weights: dict = {}
+
+    def quant(self, x, name: str, ln_input: bool = False):
+        return self.point(name).quantize(x)
+
+    def dequant(self, q, name: str):
+        return self.point(name).dequantize(q)
+
+    def qconst(self, t: torch.Tensor, name: str):
+        p = self.point(name)
+        return p.dequantize(p.quantize(t))
+
+    def _int_weight(self, mod: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        """int8 weight as float64 ``[out, in]`` (exact integers) and its per-channel scale, cached per module."""
+        w = self._weights.get(id(mod))
+        if w is None:
+            q, s = quantize_weight(mod.weight.detach().float(), self.config.w_bits)
+            w = self._weights[id(mod)] = (q.reshape(q.shape[0], -1).double(), s)
+        return w
+
+    def _centered(self, q, name: str) -> torch.Tensor:
+        """``q - zp`` as exact float64 integers (float64 matmuls of these are exact: every sum is below 2^53)."""
+        return q.double() - float(self.point(name).zero_point)
+
+    def qlinear(self, q, in_name: str, mod: nn.Linear, name: str):
+        """``f32(sum (q - zp) * w_q) * f32(s_x * s_w) + bias``: exact integer accumulation, then two float32 steps
+        (docs/ops.md Sec. 1) — what MatMulInteger -> Cast -> Mul -> Add computes in the exported graph."""
+        w, sw = self._int_weight(mod)
+        acc = (self._centered(q, in_name) @ w.t()).float()
+        y = acc * requant_scale(self.point(in_name).scale, sw)
+        return y + mod.bias.detach().float() if mod.bias is not None else y
+
+    def patch_embed(self, q, in_name: str, conv: nn.Conv2d, name: str, grid: tuple[int, int] = (0, 0)):
+        return self.qlinear(self.patches(q, conv), in_name, conv, name)
+
+    def qmatmul(self, qa, a_name: str, qb, b_name: str, multiplier: float = 1.0):
+        acc = (self._centered(qa, a_name) @ self._centered(qb, b_name)).float()
+        return acc * requant_scale(self.point(a_name).scale, self.point(b_name).scale, multiplier)
+
+    def gelu_table(self, q, in_name: str, out_name: str):
+        key = ("gelu", in_name)
+        if key not in self._weights:
+            pin, pout = self.point(in_name), self.point(out_name)
+            self._weights[key] = gelu_table(pin.scale, pin.zero_point, pout.scale, pout.zero_point, pin.bits,
+                                            pout.bits)
+        return self._weights[key][q.long()]
+
+    def qmean(self, q, in_name: str, axis: int, count: int = 0):
+        """Token average: exact integer sum, then ``f32(acc) * f32(s / n)``."""
+        acc = (q.to(torch.int64) - int(self.point(in_name).zero_point)).sum(dim=axis).float()
+        return acc * (requant_scale(self.point(in_name).scale) / torch.tensor(float(q.shape[axis])))
+
+    def layernorm(self, q, ln: nn.LayerNorm, in_name: str, out_name: str, alpha_repeat: int = 1):
+        pin, pout = self.point(in_name), self.point(out_name)
+        c = q.shape[-1]
+        alpha = pin.ln_alpha(c // alpha_repeat).repeat(alpha_repeat)
+        return R.pts_layernorm(q, pin.scale, pin.zero_point, alpha, ln.weight.detach(), ln.bias.detach(),
+                               pout.scale, pout.zero_point, ln.eps)
+
+    def attn_probs(self, q_logits, logits_name: str, probs_name: str, heads: int, mask: torch.Tensor | None = None):
+        if self.config.lis:
+            m = R.lis_multiplier(self.point(logits_name).scale)
+            if mask is None:
+                return R.log_int_softmax(q_logits, m, self.config.attn_bits)
+            nw, n = mask.shape[0], mask.shape[-1]
+            x = q_logits.reshape(-1, nw, q_logits.shape[1], n, n)
+            codes = R.log_int_softmax(x, m, self.config.attn_bits, (mask != 0).reshape(1, nw, 1, n, n))
+            return codes.reshape(q_logits.shape)
+        p = self.softmax_float(self.dequant(q_logits, logits_name), mask)
+        return self.quant(p, probs_name)
+
+    def attn_apply(self, probs, q_v, v_name: str, probs_name: str, out_name: str):
+        if self.config.lis:
+            pv, pout = self.point(v_name), self.point(out_name)
+            return R.lis_matmul(probs, q_v, pv.scale, pv.zero_point, pout.scale, pout.zero_point,
+                                self.config.attn_bits)
+        return self.quant(self.qmatmul(probs, probs_name, q_v, v_name), out_name)

@@ -1,0 +1,258 @@
+"""ONNX function bodies of the ``com.fqvit`` integer ops (FQ-ViT Sec. 3.2 PTS LayerNorm, Sec. 3.3 Log-Int-Softmax).
+
+Each custom op of ``docs/ops.md`` ships inside the exported model as a model-local ``FunctionProto`` built from
+standard ONNX ops (opset 18) only, so stock onnxruntime runs the model without the custom-op library; a library that
+registers the same domain/op replaces the body by its kernel. The bodies follow the numbered steps of
+``docs/ops.md`` one by one and are tested bit for bit against the PyTorch reference
+(``fqvit_export/ops/reference.py``):
+
+* ``PTSLayerNorm``  -- docs/ops.md Sec. 2, steps 1-7;
+* ``LogIntSoftmax`` -- docs/ops.md Sec. 3, steps 1-6;
+* ``LISMatMul``     -- docs/ops.md Sec. 4, steps 1-3.
+
+How the ONNX ops reproduce the document's arithmetic exactly:
+
+* ``>>`` and ``//`` of the document act on non-negative int64 values only, where ONNX ``Div`` (which truncates
+  toward zero) equals the floor; shifts by a variable amount use ``BitShift``, which ONNX defines for unsigned types
+  only, so those operands are cast to uint64 (they are non-negative, the cast is exact).
+* ONNX has no Log2: the LIS code ``#{k < Z : p^2 < T_k}`` is a ``Less`` against the constant threshold vector
+  ``T_k = 2^(2P - 1 - 2k)`` (``k = 0 .. 14``, enough for ``bits <= 4``), masked to ``k < Z`` and summed.
+* Every float32 step is a single ONNX op in the document's order (``Cast``, ``Add``, ``Sqrt``, ``Div``, ``Mul``,
+  ``Add``, ``Div``, ``Round``, ``Add``, ``Clip``, ``Cast``): IEEE-754 single operations with round half to even.
+  onnxruntime's CPU kernels compute them so (checked step by step in ``tests/test_functions.py``); note that
+  ``Sqrt`` is the correctly rounded square root docs/ops.md requires, which torch 2.14.1's ``torch.sqrt`` (used by
+  the reference) is not: the two differ by one ulp on some inputs.
+* The attributes reach the body through ``Constant`` nodes whose ``value_float``/``value_int`` reference the
+  function's attribute (``ref_attr_name``); the exporter writes every attribute on the node (function attribute
+  defaults would not reach a kernel that replaces the body), so the functions declare no defaults.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import onnx
+from onnx import AttributeProto, TensorProto, helper
+
+from .reference import (
+    LIS_FRAC_BITS,
+    LIS_NORM_BITS,
+    LIS_POLY_B,
+    LIS_POLY_C,
+    LIS_VALUE_SHIFT,
+    lis_code_thresholds,
+)
+
+__all__ = [
+    "DOMAIN",
+    "OP_VERSION",
+    "OPSET",
+    "LIS_MAX_BITS",
+    "make_node",
+    "function_protos",
+    "pts_layernorm_function",
+    "log_int_softmax_function",
+    "lis_matmul_function",
+]
+
+DOMAIN = "com.fqvit"
+"""Domain of the custom ops (and of their model-local functions)."""
+OP_VERSION = 1
+"""Version of the ``com.fqvit`` opset; the model's ``opset_import`` must name it."""
+OPSET = 18
+"""Standard ONNX opset of the function bodies (and of the exported models, IR version 8)."""
+LIS_MAX_BITS = 4
+"""Largest ``bits`` the LIS bodies support: the threshold vector holds ``T_k`` for ``k < 2^4 - 1 = 15``."""
+
+_LIS_THRESHOLDS = lis_code_thresholds(LIS_MAX_BITS)  # T_k = 2^(2P - 1 - 2k), k = 0 .. 14
+assert len(_LIS_THRESHOLDS) == 15 and _LIS_THRESHOLDS[-1] == 1 << 31
+
+
+def make_node(op_type: str, inputs: Sequence[str], outputs: Sequence[str], name: str, **attrs: Any
+              ) -> onnx.NodeProto:
+    """A node of a ``com.fqvit`` op, e.g. ``make_node("LogIntSoftmax", [x, mask], [y], "lis0", multiplier=m, bits=4)``.
+
+    Write every attribute of the op (docs/ops.md): the function body and a kernel both read it from the node.
+    """
+    return helper.make_node(op_type, list(inputs), list(outputs), name=name, domain=DOMAIN, **attrs)
+
+
+class _Body:
+    """Collects the nodes of one function body; each ``op`` call adds one node and returns its output name."""
+
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+
+    def op(self, op_type: str, inputs: Sequence[str], out: str, **attrs: Any) -> str:
+        self.nodes.append(helper.make_node(op_type, list(inputs), [out], name=out, **attrs))
+        return out
+
+    def const(self, out: str, dtype: int, value: int | float | Sequence[int | float]) -> str:
+        """A constant tensor: scalar for a number, 1-D for a sequence."""
+        dims = [len(value)] if isinstance(value, Sequence) else []
+        vals = list(value) if isinstance(value, Sequence) else [value]
+        return self.op("Constant", [], out, value=helper.make_tensor(out, dtype, dims, vals))
+
+    def attr_const(self, out: str, field: str, attr_type: int, attr_name: str) -> str:
+        """A scalar ``Constant`` whose ``field`` (``value_int``/``value_float``) is the attribute ``attr_name``."""
+        node = helper.make_node("Constant", [], [out], name=out)
+        node.attribute.append(helper.make_attribute_ref(field, attr_type, ref_attr_name=attr_name))
+        self.nodes.append(node)
+        return out
+
+    def zero_code(self) -> str:
+        """``Z = 2^bits - 1`` (int64 scalar) from the ``bits`` attribute, via ``1 << bits`` on uint64."""
+        bits = self.attr_const("bits_i64", "value_int", AttributeProto.INT, "bits")
+        bits_u = self.op("Cast", [bits], "bits_u64", to=TensorProto.UINT64)
+        pow2 = self.op("BitShift", [self.const("one_u64", TensorProto.UINT64, 1), bits_u], "two_pow_bits",
+                       direction="LEFT")
+        pow2_i = self.op("Cast", [pow2], "two_pow_bits_i64", to=TensorProto.INT64)
+        return self.op("Sub", [pow2_i, self.const("one_i64", TensorProto.INT64, 1)], "Z")
+
+    def quantize_linear(self, v: str, y_scale: str, y_zero_point: str, out: str) -> str:
+        """``clamp(round(v / y_scale) + y_zero_point, 0, 255)`` as uint8: ONNX ``QuantizeLinear`` in single ops.
+
+        ``round(q) + zp`` in float32 is exact unless ``|round(q)| > 2^24 - 256`` (or infinite), and there it lies
+        beyond the same clip bound as the reference's int32 sum, so the clipped results agree.
+        """
+        q = self.op("Div", [v, y_scale], "q_div_scale")
+        q = self.op("Round", [q], "q_round")
+        zp = self.op("Cast", [y_zero_point], "y_zero_point_f32", to=TensorProto.FLOAT)
+        q = self.op("Add", [q, zp], "q_add_zp")
+        q = self.op("Clip", [q, self.const("qmin_f32", TensorProto.FLOAT, 0.0),
+                             self.const("qmax_f32", TensorProto.FLOAT, 255.0)], "q_clip")
+        return self.op("Cast", [q], out, to=TensorProto.UINT8)
+
+
+def _function(name: str, inputs: list[str], outputs: list[str], attributes: list[str], body: _Body, doc: str
+              ) -> onnx.FunctionProto:
+    return helper.make_function(DOMAIN, name, inputs, outputs, body.nodes, [helper.make_opsetid("", OPSET)],
+                                attributes=attributes, doc_string=doc)
+
+
+def pts_layernorm_function() -> onnx.FunctionProto:
+    """``PTSLayerNorm(X, x_scale, x_zero_point, alpha, gamma, beta, y_scale, y_zero_point) -> Y``, docs/ops.md Sec. 2.
+
+    Integer statistics over the last axis in int64 (exact), then the float32 steps in the document's order.
+    """
+    b = _Body()
+    last = b.const("axes_last", TensorProto.INT64, [-1])
+    # Step 1: x_c = (X_c - zp) << alpha_c, as (X_c - zp) * (1 << alpha_c) in int64 (|x_c| <= 2040, exact).
+    x = b.op("Cast", ["X"], "X_i64", to=TensorProto.INT64)
+    zp = b.op("Cast", ["x_zero_point"], "x_zero_point_i64", to=TensorProto.INT64)
+    xc = b.op("Sub", [x, zp], "x_minus_zp")
+    alpha_u = b.op("Cast", ["alpha"], "alpha_u64", to=TensorProto.UINT64)
+    pow2 = b.op("BitShift", [b.const("one_u64", TensorProto.UINT64, 1), alpha_u], "two_pow_alpha_u64",
+                direction="LEFT")
+    pow2 = b.op("Cast", [pow2], "two_pow_alpha", to=TensorProto.INT64)
+    xi = b.op("Mul", [xc, pow2], "x_int")
+    # Step 2: S1 = sum x_c, S2 = sum x_c^2, D = C * S2 - S1 * S1 (int64; C * S2 < 2^46). C is the last dim of X.
+    s1 = b.op("ReduceSum", [xi, last], "S1", keepdims=1)
+    s2 = b.op("ReduceSum", [b.op("Mul", [xi, xi], "x_int_sq"), last], "S2", keepdims=1)
+    c = b.op("Gather", [b.op("Shape", ["X"], "X_shape"), b.const("idx_last", TensorProto.INT64, -1)], "C", axis=0)
+    d = b.op("Sub", [b.op("Mul", [c, s2], "C_S2"), b.op("Mul", [s1, s1], "S1_sq")], "D")
+    # Step 3: t1 = x_scale * x_scale; t2 = f32(C * C) * epsilon; e = t2 / t1 (C * C <= 2^24: the cast is exact).
+    t1 = b.op("Mul", ["x_scale", "x_scale"], "t1")
+    cc = b.op("Cast", [b.op("Mul", [c, c], "C_C")], "C_C_f32", to=TensorProto.FLOAT)
+    eps = b.attr_const("epsilon_f32", "value_float", AttributeProto.FLOAT, "epsilon")
+    t2 = b.op("Mul", [cc, eps], "t2")
+    e = b.op("Div", [t2, t1], "e")
+    # Step 4: den = sqrt(f32(D) + e).
+    d_f = b.op("Cast", [d], "D_f32", to=TensorProto.FLOAT)
+    den = b.op("Sqrt", [b.op("Add", [d_f, e], "D_plus_e")], "den")
+    # Step 5: y_c = f32(C * x_c - S1) / den (numerator exact, |.| < 2^24), y_c = 0 where den == 0 (0/0 discarded).
+    num = b.op("Sub", [b.op("Mul", [c, xi], "C_x"), s1], "num")
+    num = b.op("Cast", [num], "num_f32", to=TensorProto.FLOAT)
+    ratio = b.op("Div", [num, den], "num_div_den")
+    zero = b.const("zero_f32", TensorProto.FLOAT, 0.0)
+    y = b.op("Where", [b.op("Greater", [den, zero], "den_pos"), ratio, zero], "y")
+    # Step 6: v_c = (y_c * gamma_c) + beta_c, two roundings (two nodes, no fused multiply-add).
+    v = b.op("Add", [b.op("Mul", [y, "gamma"], "y_gamma"), "beta"], "v")
+    # Step 7: Y_c = clamp(round(v_c / y_scale) + y_zero_point, 0, 255).
+    b.quantize_linear(v, "y_scale", "y_zero_point", "Y")
+    return _function("PTSLayerNorm",
+                     ["X", "x_scale", "x_zero_point", "alpha", "gamma", "beta", "y_scale", "y_zero_point"], ["Y"],
+                     ["epsilon"], b, "LayerNorm of PTS-quantized uint8 rows, uint8 out (docs/ops.md Sec. 2).")
+
+
+def log_int_softmax_function() -> onnx.FunctionProto:
+    """``LogIntSoftmax(X, mask) -> codes`` with attributes ``multiplier`` and ``bits``, docs/ops.md Sec. 3.
+
+    All steps in int64 over the last axis; masked positions (``mask`` broadcast to ``X``) get probability 0 (code
+    ``Z``), a row without unmasked positions gets ``Z`` everywhere (its sum is clamped to 1, every ``p_j`` is 0).
+    Outside the document's domain (``bits`` not in 1..4, ``multiplier < 0``) the body cannot raise like the
+    reference does, and its output is unspecified.
+    """
+    b = _Body()
+    last = b.const("axes_last", TensorProto.INT64, [-1])
+    zero_i = b.const("zero_i64", TensorProto.INT64, 0)
+    z_code = b.zero_code()
+    mult = b.attr_const("M", "value_int", AttributeProto.INT, "multiplier")
+    # Step 1: d_j = X_j - max_unmasked(X), t_j = d_j * M. Masked X_j become -1, below any uint8, never the maximum.
+    x = b.op("Cast", ["X"], "X_i64", to=TensorProto.INT64)
+    x = b.op("Where", ["mask", b.const("minus_one_i64", TensorProto.INT64, -1), x], "X_masked")
+    x_max = b.op("ReduceMax", [x, last], "X_max", keepdims=1)
+    t = b.op("Mul", [b.op("Sub", [x, x_max], "d"), mult], "t")
+    # Step 2: n_j = (-t_j) >> L (Div == floor: -t_j >= 0), r_j = t_j + (n_j << L) in (-2^L, 0].
+    unit = b.const("two_pow_L", TensorProto.INT64, 1 << LIS_FRAC_BITS)
+    n = b.op("Div", [b.op("Neg", [t], "minus_t"), unit], "n")
+    r = b.op("Add", [t, b.op("Mul", [n, unit], "n_shl_L")], "r")
+    # Step 3: z_j = r_j * (r_j + B) + Cp, 7.8e8 < z_j <= Cp < 2^31.
+    rb = b.op("Add", [r, b.const("poly_B", TensorProto.INT64, LIS_POLY_B)], "r_plus_B")
+    z = b.op("Add", [b.op("Mul", [r, rb], "r_r_plus_B"), b.const("poly_C", TensorProto.INT64, LIS_POLY_C)], "z")
+    # Step 4: e_j = z_j >> min(n_j, 62) (BitShift on uint64: z_j > 0, n_j >= 0); masked e_j = 0; S = sum_j e_j.
+    shift = b.op("Min", [n, b.const("max_shift", TensorProto.INT64, 62)], "n_min_62")
+    shift = b.op("Cast", [shift], "n_min_62_u64", to=TensorProto.UINT64)
+    e = b.op("BitShift", [b.op("Cast", [z], "z_u64", to=TensorProto.UINT64), shift], "e_u64", direction="RIGHT")
+    e = b.op("Cast", [e], "e_unmasked", to=TensorProto.INT64)
+    e = b.op("Where", ["mask", zero_i, e], "e")
+    s = b.op("ReduceSum", [e, last], "S_raw", keepdims=1)
+    # Step 5: p_j = (e_j << P) // S (Div == floor: both >= 0); S clamped to 1 for a fully masked row (all e_j = 0).
+    s = b.op("Max", [s, b.const("one_i64_S", TensorProto.INT64, 1)], "S")
+    e_p = b.op("Mul", [e, b.const("two_pow_P", TensorProto.INT64, 1 << LIS_NORM_BITS)], "e_shl_P")
+    p = b.op("Div", [e_p, s], "p")
+    # Step 6: code_j = #{k in 0..Z-1 : p_j^2 < T_k}, T_k = 2^(2P - 1 - 2k); p_j^2 <= 2^60. The comparison runs
+    # against all 15 thresholds on a new last axis; k >= Z is masked out, so any bits in 1..4 works.
+    p2 = b.op("Unsqueeze", [b.op("Mul", [p, p], "p_sq"), last], "p_sq_k")
+    below = b.op("Less", [p2, b.const("thresholds", TensorProto.INT64, _LIS_THRESHOLDS)], "p_sq_below_T")
+    ks = b.const("k_range", TensorProto.INT64, list(range(len(_LIS_THRESHOLDS))))
+    below = b.op("And", [below, b.op("Less", [ks, z_code], "k_below_Z")], "p_sq_below_T_k_below_Z")
+    count = b.op("Cast", [below], "below_i64", to=TensorProto.INT64)
+    code = b.op("ReduceSum", [count, last], "code", keepdims=0)
+    b.op("Cast", [code], "codes", to=TensorProto.UINT8)
+    return _function("LogIntSoftmax", ["X", "mask"], ["codes"], ["multiplier", "bits"], b,
+                     "Log-Int-Softmax: uint8 logits in, log2 probability codes out (docs/ops.md Sec. 3).")
+
+
+def lis_matmul_function() -> onnx.FunctionProto:
+    """``LISMatMul(A, V, v_scale, v_zero_point, y_scale, y_zero_point) -> Y`` with attribute ``bits``, Sec. 4.
+
+    The weights ``w(A)`` and ``V - zp`` are small integers held exactly in float64, so the float64 ``MatMul`` (like
+    the reference's) sums them exactly in any order. Any uint8 code is accepted (codes ``>= Z`` weigh 0); ``bits``
+    must lie in 1..4 as for LogIntSoftmax.
+    """
+    b = _Body()
+    z_code = b.zero_code()
+    # Step 1: w(k) = 2^(14 - k) = 2^14 >> k for k < Z (then k <= 14), w(k) = 0 for k >= Z (shift clamped to 0 there).
+    a = b.op("Cast", ["A"], "A_i64", to=TensorProto.INT64)
+    valid = b.op("Less", [a, z_code], "A_below_Z")
+    k = b.op("Where", [valid, a, b.const("zero_i64", TensorProto.INT64, 0)], "k")
+    w = b.op("BitShift", [b.const("two_pow_14_u64", TensorProto.UINT64, 1 << LIS_VALUE_SHIFT),
+                          b.op("Cast", [k], "k_u64", to=TensorProto.UINT64)], "w_u64", direction="RIGHT")
+    w = b.op("Cast", [w], "w_f64_unmasked", to=TensorProto.DOUBLE)
+    w = b.op("Where", [valid, w, b.const("zero_f64", TensorProto.DOUBLE, 0.0)], "w")
+    # Step 2: acc[m, d] = sum_n w(A[m, n]) * (V[n, d] - v_zero_point), exact in float64 (integers below 2^53).
+    v = b.op("Sub", [b.op("Cast", ["V"], "V_f64", to=TensorProto.DOUBLE),
+                     b.op("Cast", ["v_zero_point"], "v_zero_point_f64", to=TensorProto.DOUBLE)], "V_minus_zp")
+    acc = b.op("MatMul", [w, v], "acc")
+    # Step 3: t = f32(acc) * v_scale, t = t * 2^-14, Y = clamp(round(t / y_scale) + y_zero_point, 0, 255).
+    t = b.op("Mul", [b.op("Cast", [acc], "acc_f32", to=TensorProto.FLOAT), "v_scale"], "t_scaled")
+    t = b.op("Mul", [t, b.const("two_pow_minus_14", TensorProto.FLOAT, 2.0 ** -LIS_VALUE_SHIFT)], "t")
+    b.quantize_linear(t, "y_scale", "y_zero_point", "Y")
+    return _function("LISMatMul", ["A", "V", "v_scale", "v_zero_point", "y_scale", "y_zero_point"], ["Y"], ["bits"],
+                     b, "attention@V on LIS codes with shifts, uint8 out (docs/ops.md Sec. 4).")
+
+
+def function_protos() -> list[onnx.FunctionProto]:
+    """The ``com.fqvit`` functions for ``ModelProto.functions``: PTSLayerNorm, LogIntSoftmax, LISMatMul."""
+    return [pts_layernorm_function(), log_int_softmax_function(), lis_matmul_function()]

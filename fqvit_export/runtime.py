@@ -1,0 +1,83 @@
+"""onnxruntime sessions for fqvit-export models: providers, the custom-op library, parity metrics.
+
+``open_session`` registers the ``com.fqvit`` kernel library when it is built (or named by
+``FQVIT_CUSTOM_OPS_LIB``); without it onnxruntime inlines the ops' ONNX function bodies, which compute the same
+bits (docs/ops.md), only slower.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+__all__ = ["Session", "open_session", "parity", "default_providers"]
+
+
+def default_providers() -> list[str]:
+    """CUDA first when onnxruntime-gpu offers it, then CPU."""
+    available = ort.get_available_providers()
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+
+
+def _library(mode: str, cuda: bool) -> Path | None:
+    if mode == "off":
+        return None
+    from ._lib import custom_ops_library
+    lib = custom_ops_library(cuda=cuda) or (custom_ops_library(cuda=False) if cuda else None)
+    if lib is None and mode == "on":
+        raise FileNotFoundError("the com.fqvit custom-op library is not built (tools/build_custom_ops.sh) and "
+                                "FQVIT_CUSTOM_OPS_LIB is not set")
+    return lib
+
+
+class Session:
+    """A thin callable over ``onnxruntime.InferenceSession``: float32 NCHW batch in, logits out."""
+
+    def __init__(self, path: str | Path | bytes, library: str = "auto", providers: list[str] | None = None,
+                 threads: int | None = None, profile: bool = False) -> None:
+        if isinstance(path, (str, Path)) and not Path(path).is_file():
+            raise FileNotFoundError(f"ONNX model not found: {path}")
+        self.providers = providers or default_providers()
+        so = ort.SessionOptions()
+        if threads:
+            so.intra_op_num_threads = threads
+        so.enable_profiling = profile
+        lib = _library(library, cuda="CUDAExecutionProvider" in self.providers)
+        if lib is not None:
+            so.register_custom_ops_library(str(lib))
+        self.library = lib
+        model = str(path) if isinstance(path, Path) else path
+        self.session = ort.InferenceSession(model, so, providers=self.providers)
+        self.input_name = self.session.get_inputs()[0].name
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+
+    @property
+    def custom_ops(self) -> bool:
+        return self.library is not None
+
+    def preprocessing(self) -> dict:
+        return json.loads(self.metadata["data_config"]) if "data_config" in self.metadata else {}
+
+    def __call__(self, x: torch.Tensor | np.ndarray) -> np.ndarray:
+        arr = x.numpy() if isinstance(x, torch.Tensor) else x
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(arr, dtype=np.float32)})[0]
+
+
+def open_session(path: str | Path, library: str = "auto", providers: list[str] | None = None,
+                 threads: int | None = None) -> Session:
+    return Session(path, library, providers, threads)
+
+
+def parity(onnx_logits, torch_logits) -> dict:
+    """Agreement of two models' outputs on the same images: top-1 agreement (%), max / mean |logit difference|."""
+    a = torch.as_tensor(np.asarray(onnx_logits)).float()
+    b = torch.as_tensor(np.asarray(torch_logits)).float()
+    diff = (a - b).abs()
+    return {"top1_agreement": 100.0 * (a.argmax(1) == b.argmax(1)).float().mean().item(),
+            "max_abs_logit_diff": diff.max().item() if diff.numel() else 0.0,
+            "mean_abs_logit_diff": diff.mean().item() if diff.numel() else 0.0,
+            "identical_logits": 100.0 * (diff.amax(1) == 0).float().mean().item() if diff.numel() else 100.0,
+            "images": int(a.shape[0])}
