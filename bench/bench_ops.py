@@ -8,8 +8,8 @@ Pairs, each on onnxruntime's CPU execution provider with ``--threads`` (2) intra
 
 Repetitions are interleaved (custom, float, custom, float, ...) so both sides see the same machine state; each side's
 time is the median over ``--reps`` repetitions of ``--inner`` back-to-back runs. Both sessions run with
-``session.intra_op.allow_spinning = 0``: otherwise the idle pool of one session spins on the cores the other needs. ``ratio`` = float time / custom time
-(> 1: the integer kernel is faster). Results go to ``bench/results/ops.json``.
+``session.intra_op.allow_spinning = 0``: otherwise the idle pool of one session spins on the cores the other needs.
+``ratio`` = float time / custom time (> 1: the integer kernel is faster). Results go to ``bench/results/ops.json``.
 
     python bench/bench_ops.py [--reps 30] [--inner 5] [--threads 2] [--batch 8] [--out bench/results/ops.json]
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -123,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         print("bench_ops: the com.fqvit library is not built; run tools/build_custom_ops.sh", file=sys.stderr)
         return 1
     rng = np.random.default_rng(0)
+    load_before = os.getloadavg()[0]
     results = []
     for c in (384, 768):
         r = measure(layernorm_pair(rng, args.batch, c), args.threads, lib, args.reps, args.inner)
@@ -139,10 +141,13 @@ def main(argv: list[str] | None = None) -> int:
         "description": "median time per run, interleaved repetitions; ratio = float_ms / custom_ms (> 1: faster)",
         "threads": args.threads, "batch": args.batch, "reps": args.reps, "inner": args.inner,
         "onnxruntime": ort.__version__, "machine": platform.machine(), "processor": _cpu_name(),
-        "library": lib.name, "results": results,
+        "library": lib.name, "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    text = json.dumps({k: v for k, v in report.items() if k != "results"}, indent=2)[:-2]
+    rows = ",\n".join("    " + json.dumps(r) for r in results)
+    args.out.write_text(f'{text},\n  "results": [\n{rows}\n  ]\n}}\n')
     print(f"wrote {args.out}")
     return 0
 

@@ -45,6 +45,9 @@ class Session:
         if threads:
             so.intra_op_num_threads = threads
         so.enable_profiling = profile
+        # Keep DQ -> Add -> Q as written: onnxruntime's QLinearAdd fusion rounds differently from the PyTorch model
+        # (only per-tensor residual adds, i.e. without --pts, would be fused; the integer matmuls are explicit).
+        so.add_session_config_entry("session.disable_quant_qdq", "1")
         lib = _library(library, cuda="CUDAExecutionProvider" in self.providers)
         if lib is not None:
             so.register_custom_ops_library(str(lib))

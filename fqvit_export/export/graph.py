@@ -140,9 +140,10 @@ class OnnxBackend(Backend):
     def qconst(self, t: torch.Tensor, name: str):
         if not self.quantized:
             return self.const(t.float(), name, np.float32)
+        # The dequantized values of the quantized constant, stored as float32: a DequantizeLinear of a uint8
+        # initializer would let onnxruntime fuse DQ + DQ -> Add -> Q into QLinearAdd, whose arithmetic differs.
         p = self.point(name)
-        q = self.const(p.quantize(t.float()), f"{name}.quantized", np.uint8)
-        return self.dequant(q, name)
+        return self.const(p.dequantize(p.quantize(t.float())), f"{name}.dequantized", np.float32)
 
     # -- integer matmuls: MatMulInteger -> Cast -> Mul(multiplier) [-> Add(bias)] (docs/ops.md Sec. 1) ------------
     def _zp(self, name: str) -> str:

@@ -28,6 +28,8 @@ FQVIT_MODELS: dict[str, str] = {
     "swin_base": "swin_base_patch4_window7_224",
 }
 """The model names of the FQ-ViT paper and the timm weights they correspond to."""
+_FQVIT_CROP = {"deit": 0.875, "vit": 0.9, "swin": 0.9}
+"""FQ-ViT's eval crop per family (timm's own DeiT configs say 0.9; mean/std already match FQ-ViT's)."""
 
 _BUNDLED_DIR = Path(__file__).parent / "bundled"
 BUNDLED_MODELS = ("cifar10_vit", "cifar10_swin")
@@ -97,6 +99,8 @@ def create(spec: ModelSpec) -> nn.Module:
                 raise
             raise ModelError(f"could not fetch pretrained weights for {timm_name} ({type(e).__name__}); "
                              f"offline? pass --weights PATH to a local checkpoint") from None
+    if spec.name in FQVIT_MODELS:
+        model.pretrained_cfg = {**model.pretrained_cfg, "crop_pct": _FQVIT_CROP[spec.name.split("_")[0]]}
     if type(model).__name__ not in ADAPTERS:
         raise ModelError(f"{spec.name} is a {type(model).__name__}; fqvit-export quantizes "
                          f"{' and '.join(ADAPTERS)} models")

@@ -1,0 +1,34 @@
+// com.fqvit::LISMatMul kernels (docs/ops.md Sec. 4): attention@V on LIS codes, uint8 out.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "fqvit_ops/common.h"
+
+namespace fqvit {
+
+struct LisMatMulParams {
+  int64_t batch = 0;  // product of the leading dims shared by A and V
+  int64_t m = 0;      // rows of A
+  int64_t n = 0;      // columns of A = rows of V
+  int64_t d = 0;      // columns of V
+  float v_scale = 1.0f;
+  int32_t v_zero_point = 0;
+  float y_scale = 1.0f;
+  int32_t y_zero_point = 0;
+  int bits = 4;
+};
+
+std::string lis_matmul_check(const LisMatMulParams& p);
+
+// The CPU kernel runs on work items (one batch entry x a block of rows each): their count, then items
+// [item_begin, item_end) of A [batch, M, N], V [batch, N, D] -> Y [batch, M, D].
+int64_t lis_matmul_cpu_items(const LisMatMulParams& p);
+void lis_matmul_cpu(const uint8_t* a, const uint8_t* v, uint8_t* y, const LisMatMulParams& p, int64_t item_begin,
+                    int64_t item_end, Isa isa);
+
+// CUDA: everything, device pointers. Returns a cudaError_t value.
+int lis_matmul_cuda(const uint8_t* a, const uint8_t* v, uint8_t* y, const LisMatMulParams& p, void* stream);
+
+}  // namespace fqvit

@@ -1,0 +1,48 @@
+// CPU instruction-set selection shared by the kernels (see fqvit_ops/common.h).
+#include <cstdlib>
+#include <cstring>
+
+#include "fqvit_ops/common.h"
+
+namespace fqvit {
+
+Isa cpu_best_isa() {
+  static const Isa best = [] {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni")) {
+      return Isa::kAvx512;
+    }
+    if (__builtin_cpu_supports("avx2")) return Isa::kAvx2;
+#endif
+    return Isa::kScalar;
+  }();
+  return best;
+}
+
+Isa resolve_isa(int requested) {
+  const Isa best = cpu_best_isa();
+  if (requested < 0) {
+    const char* env = std::getenv("FQVIT_CPU_ISA");
+    if (env == nullptr || *env == '\0') return best;
+    if (std::strcmp(env, "scalar") == 0) {
+      requested = 0;
+    } else if (std::strcmp(env, "avx2") == 0) {
+      requested = 1;
+    } else {
+      return best;
+    }
+  }
+  return requested < static_cast<int>(best) ? static_cast<Isa>(requested) : best;
+}
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::kAvx512: return "avx512";
+    case Isa::kAvx2: return "avx2";
+    default: return "scalar";
+  }
+}
+
+}  // namespace fqvit

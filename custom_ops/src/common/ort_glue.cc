@@ -1,0 +1,66 @@
+// Input access and messages for the onnxruntime glue (see ort_glue.h).
+#include "common/ort_glue.h"
+
+namespace fqvit {
+namespace glue {
+
+const char* type_name(ONNXTensorElementDataType t) {
+  switch (t) {
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT: return "float";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8: return "uint8";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8: return "int8";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT16: return "uint16";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT16: return "int16";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32: return "int32";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64: return "int64";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL: return "bool";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16: return "float16";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE: return "double";
+    default: return "other";
+  }
+}
+
+std::string shape_str(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+Input get_input(const Ort::KernelContext& ctx, size_t index, const char* name, ONNXTensorElementDataType type) {
+  require(index < ctx.GetInputCount(), std::string("missing input ") + name);
+  Ort::ConstValue value = ctx.GetInput(index);
+  require(value != nullptr, std::string("missing input ") + name);
+  require(value.IsTensor(), std::string("input ") + name + " must be a tensor");
+  const Ort::TensorTypeAndShapeInfo info = value.GetTensorTypeAndShapeInfo();
+  const ONNXTensorElementDataType actual = info.GetElementType();
+  require(actual == type, std::string("input ") + name + " must be " + type_name(type) + ", got " + type_name(actual));
+  Input in;
+  in.shape = info.GetShape();
+  in.numel = 1;
+  for (const int64_t d : in.shape) {
+    require(d >= 0, std::string("input ") + name + " has a negative dimension");
+    in.numel *= d;
+  }
+  in.data = value.GetTensorRawData();
+  return in;
+}
+
+namespace {
+Input get_scalar(const Ort::KernelContext& ctx, size_t index, const char* name, ONNXTensorElementDataType type) {
+  Input in = get_input(ctx, index, name, type);
+  require(in.shape.size() <= 1 && in.numel == 1,
+          std::string("input ") + name + " must be a scalar (one element), got shape " + shape_str(in.shape));
+  return in;
+}
+}  // namespace
+
+float scalar_f32(const Ort::KernelContext& ctx, size_t index, const char* name) {
+  return *get_scalar(ctx, index, name, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT).as<float>();
+}
+
+int32_t scalar_u8(const Ort::KernelContext& ctx, size_t index, const char* name) {
+  return *get_scalar(ctx, index, name, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8).as<uint8_t>();
+}
+
+}  // namespace glue
+}  // namespace fqvit

@@ -1,0 +1,97 @@
+// onnxruntime glue of com.fqvit::LISMatMul: checks shapes and attributes, allocates the output, dispatches to the CPU
+// kernel (work items in parallel) or the CUDA kernel (on the EP's stream).
+#include "common/attributes.h"
+#include "common/ops.h"
+#include "fqvit_ops/lis_matmul.h"
+
+namespace fqvit {
+namespace glue {
+namespace {
+
+enum : size_t { kA, kV, kVScale, kVZeroPoint, kYScale, kYZeroPoint, kNumInputs };
+constexpr const char* kName = "LISMatMul";
+
+struct Kernel {
+  Kernel(const OrtKernelInfo* info, Provider provider) : provider_(provider), isa_(resolve_isa(-1)) {
+    const int64_t bits = attr_i64_or(info, "bits", 4);
+    require(bits >= 1 && bits <= 4, "attribute bits must be in 1..4, got " + std::to_string(bits));
+    bits_ = static_cast<int>(bits);
+  }
+
+  OrtStatusPtr ComputeV2(OrtKernelContext* context) { return guarded(kName, [&] { Compute(context); }); }
+
+  void Compute(OrtKernelContext* context) {
+    Ort::KernelContext ctx(context);
+    const Input a = get_input(ctx, kA, "A", ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8);
+    const Input v = get_input(ctx, kV, "V", ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8);
+    require(a.shape.size() >= 2 && a.shape.size() == v.shape.size(),
+            "A [..., M, N] and V [..., N, D] must have the same rank >= 2, got A " + shape_str(a.shape) + " and V " +
+            shape_str(v.shape));
+    const size_t r = a.shape.size();
+    LisMatMulParams p;
+    p.m = a.shape[r - 2];
+    p.n = a.shape[r - 1];
+    p.d = v.shape[r - 1];
+    require(v.shape[r - 2] == p.n, "A's last dimension N = " + std::to_string(p.n) + " must equal V's rows " +
+            std::to_string(v.shape[r - 2]) + " (A " + shape_str(a.shape) + ", V " + shape_str(v.shape) + ")");
+    p.batch = 1;
+    for (size_t i = 0; i + 2 < r; ++i) {
+      require(a.shape[i] == v.shape[i], "A and V must have the same leading dimensions, got A " + shape_str(a.shape) +
+              " and V " + shape_str(v.shape));
+      p.batch *= a.shape[i];
+    }
+    p.v_scale = scalar_f32(ctx, kVScale, "v_scale");
+    p.v_zero_point = scalar_u8(ctx, kVZeroPoint, "v_zero_point");
+    p.y_scale = scalar_f32(ctx, kYScale, "y_scale");
+    p.y_zero_point = scalar_u8(ctx, kYZeroPoint, "y_zero_point");
+    p.bits = bits_;
+    const std::string err = lis_matmul_check(p);
+    require(err.empty(), err);
+
+    std::vector<int64_t> y_shape = a.shape;
+    y_shape[r - 1] = p.d;
+    uint8_t* y = ctx.GetOutput(0, y_shape).GetTensorMutableData<uint8_t>();
+    if (p.batch == 0 || p.m == 0 || p.d == 0) return;
+    if (provider_ == Provider::kCuda) {
+#ifdef FQVIT_WITH_CUDA
+      const int rc = lis_matmul_cuda(a.as<uint8_t>(), v.as<uint8_t>(), y, p, ctx.GetGPUComputeStream());
+      if (rc != 0) throw std::runtime_error("CUDA kernel launch failed (cudaError_t " + std::to_string(rc) + ")");
+#endif
+      return;
+    }
+    parallel_for(ctx, lis_matmul_cpu_items(p), 1, [&](int64_t begin, int64_t end) {
+      lis_matmul_cpu(a.as<uint8_t>(), v.as<uint8_t>(), y, p, begin, end, isa_);
+    });
+  }
+
+  Provider provider_;
+  Isa isa_;
+  int bits_ = 4;
+};
+
+struct Op : OpBase<Op, Kernel> {
+  using OpBase::OpBase;
+  const char* GetName() const { return kName; }
+  size_t GetInputTypeCount() const { return kNumInputs; }
+  ONNXTensorElementDataType GetInputType(size_t i) const {
+    return (i == kVScale || i == kYScale) ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT : ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
+  }
+  OrtMemType GetInputMemoryType(size_t i) const {
+    const bool scalar = i == kVScale || i == kVZeroPoint || i == kYScale || i == kYZeroPoint;
+    return (provider_ == Provider::kCuda && scalar) ? OrtMemTypeCPUInput : OrtMemTypeDefault;
+  }
+};
+
+}  // namespace
+
+const OrtCustomOp* lis_matmul_op(Provider provider) {
+  static const Op cpu(Provider::kCpu);
+#ifdef FQVIT_WITH_CUDA
+  static const Op cuda(Provider::kCuda);
+  if (provider == Provider::kCuda) return &cuda;
+#endif
+  return provider == Provider::kCpu ? &cpu : nullptr;
+}
+
+}  // namespace glue
+}  // namespace fqvit

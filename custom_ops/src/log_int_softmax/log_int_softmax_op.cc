@@ -1,0 +1,94 @@
+// onnxruntime glue of com.fqvit::LogIntSoftmax: checks inputs and attributes, builds the mask broadcast layout,
+// allocates the output, dispatches to the CPU kernel (rows in parallel) or the CUDA kernel (on the EP's stream).
+#include "common/attributes.h"
+#include "common/ops.h"
+#include "fqvit_ops/log_int_softmax.h"
+
+namespace fqvit {
+namespace glue {
+namespace {
+
+enum : size_t { kX, kMask, kNumInputs };
+constexpr const char* kName = "LogIntSoftmax";
+
+struct Kernel {
+  Kernel(const OrtKernelInfo* info, Provider provider) : provider_(provider), isa_(resolve_isa(-1)) {
+    params_.multiplier = attr_i64(info, "multiplier");
+    const int64_t bits = attr_i64_or(info, "bits", 4);
+    require(bits >= 1 && bits <= 4, "attribute bits must be in 1..4, got " + std::to_string(bits));
+    params_.bits = static_cast<int>(bits);
+    const std::string err = log_int_softmax_check(params_);
+    require(err.empty(), err);
+  }
+
+  OrtStatusPtr ComputeV2(OrtKernelContext* context) { return guarded(kName, [&] { Compute(context); }); }
+
+  void Compute(OrtKernelContext* context) {
+    Ort::KernelContext ctx(context);
+    const Input x = get_input(ctx, kX, "X", ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8);
+    require(!x.shape.empty() && x.shape.size() <= static_cast<size_t>(kMaxRank),
+            "X must have rank 1.." + std::to_string(kMaxRank) + ", got " + shape_str(x.shape));
+    LisSoftmaxParams p = params_;
+    p.n = x.shape.back();
+    p.rows = p.n == 0 ? 0 : x.numel / p.n;
+    MaskLayout mask;
+    const bool has_mask = ctx.GetInputCount() > kMask && ctx.GetInput(kMask) != nullptr;
+    std::string err;
+    if (has_mask) {
+      const Input m = get_input(ctx, kMask, "mask", ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL);
+      err = mask_layout_make(x.shape.data(), static_cast<int>(x.shape.size()), m.shape.data(),
+                             static_cast<int>(m.shape.size()), m.as<uint8_t>(), &mask);
+    } else {
+      err = mask_layout_make(x.shape.data(), static_cast<int>(x.shape.size()), nullptr, 0, nullptr, &mask);
+    }
+    require(err.empty(), err);
+    err = log_int_softmax_check(p);
+    require(err.empty(), err);
+
+    uint8_t* codes = ctx.GetOutput(0, x.shape).GetTensorMutableData<uint8_t>();
+    if (x.numel == 0) return;
+    if (provider_ == Provider::kCuda) {
+#ifdef FQVIT_WITH_CUDA
+      const int rc = log_int_softmax_cuda(x.as<uint8_t>(), mask, codes, p, ctx.GetGPUComputeStream());
+      if (rc != 0) throw std::runtime_error("CUDA kernel launch failed (cudaError_t " + std::to_string(rc) + ")");
+#endif
+      return;
+    }
+    const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, p.n));  // about 32 K elements per chunk
+    parallel_for(ctx, p.rows, grain, [&](int64_t begin, int64_t end) {
+      log_int_softmax_cpu(x.as<uint8_t>(), mask, codes, p, begin, end, isa_);
+    });
+  }
+
+  Provider provider_;
+  Isa isa_;
+  LisSoftmaxParams params_;
+};
+
+struct Op : OpBase<Op, Kernel> {
+  using OpBase::OpBase;
+  const char* GetName() const { return kName; }
+  size_t GetInputTypeCount() const { return kNumInputs; }
+  ONNXTensorElementDataType GetInputType(size_t i) const {
+    return i == kMask ? ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL : ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
+  }
+  OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t i) const {
+    // The mask may be omitted (no masking); the exporter always writes it (a single false when unmasked).
+    return i == kMask ? OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_OPTIONAL
+                      : OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_REQUIRED;
+  }
+};
+
+}  // namespace
+
+const OrtCustomOp* log_int_softmax_op(Provider provider) {
+  static const Op cpu(Provider::kCpu);
+#ifdef FQVIT_WITH_CUDA
+  static const Op cuda(Provider::kCuda);
+  if (provider == Provider::kCuda) return &cuda;
+#endif
+  return provider == Provider::kCpu ? &cpu : nullptr;
+}
+
+}  // namespace glue
+}  // namespace fqvit

@@ -1,0 +1,248 @@
+// com.fqvit::PTSLayerNorm on the CPU (docs/ops.md Sec. 2). Step numbers in the comments are those of Sec. 2.
+//
+// One row at a time, two passes over the uint8 input: the first forms the exact integer statistics (steps 1-2), the
+// second normalises, applies gamma/beta and quantizes (steps 5-7). The AVX2/AVX-512 bodies keep every float32
+// operation of the scalar body (same operations, same order, explicit round-to-nearest-even), so all paths agree
+// bit for bit.
+#include <cmath>
+#include <cstring>
+
+#include "common/simd.h"
+#include "fqvit_ops/pts_layernorm.h"
+
+namespace fqvit {
+
+std::string pts_layernorm_check(const PtsLayerNormParams& p, const uint8_t* alpha_host) {
+  if (p.channels < 1 || p.channels > kMaxLnChannels) {
+    return "the last dimension C of X must be in 1.." + std::to_string(kMaxLnChannels) + ", got " +
+           std::to_string(p.channels);
+  }
+  if (p.rows < 0) return "negative row count";
+  if (p.x_zero_point < 0 || p.x_zero_point > 255 || p.y_zero_point < 0 || p.y_zero_point > 255) {
+    return "zero points must be uint8";
+  }
+  if (!(p.epsilon >= 0.0f) || std::isinf(p.epsilon)) {
+    return "attribute epsilon must be a finite value >= 0, got " + std::to_string(p.epsilon);
+  }
+  if (alpha_host != nullptr) {
+    for (int64_t c = 0; c < p.channels; ++c) {
+      if (alpha_host[c] > kMaxAlpha) {
+        return "alpha values must be in 0.." + std::to_string(kMaxAlpha) + ", got alpha[" +
+               std::to_string(c) + "] = " + std::to_string(alpha_host[c]);
+      }
+    }
+  }
+  return {};
+}
+
+float pts_layernorm_eps_term(int64_t channels, float epsilon, float x_scale) {
+  // Step 3: t1 = x_scale * x_scale; t2 = f32(C * C) * epsilon; e = t2 / t1.
+  const float t1 = x_scale * x_scale;
+  const float t2 = static_cast<float>(channels * channels) * epsilon;
+  return t2 / t1;
+}
+
+namespace {
+
+struct RowArgs {
+  int64_t c;      // channels
+  int32_t zp;     // x zero point
+  float e;        // step 3
+  float y_scale;
+  int32_t y_zp;
+};
+
+// Steps 4-7 for one channel, shared by the scalar body and the vector tails.
+inline uint8_t normalise_one(int32_t x, int64_t c_count, int64_t s1, bool den_pos, float den, float gamma, float beta,
+                             float y_scale, int32_t y_zp) {
+  // Step 5: numerator exact in float32 (|C x - S1| < 2^24); y = 0 when den == 0 (or NaN).
+  const float num = static_cast<float>(c_count * x - s1);
+  const float y = den_pos ? num / den : 0.0f;
+  // Step 6: two roundings, no FMA.
+  float v = y * gamma;
+  v = v + beta;
+  // Step 7: QuantizeLinear.
+  return static_cast<uint8_t>(quantize_u8(v, y_scale, y_zp));
+}
+
+// Steps 2 (tail) and 4: the row's denominator from the integer statistics.
+inline float row_den(int64_t c_count, int64_t s1, int64_t s2, float e) {
+  const int64_t d = c_count * s2 - s1 * s1;  // step 2: D = C^2 var >= 0, exact in int64
+  return std::sqrt(static_cast<float>(d) + e);  // step 4
+}
+
+void row_scalar(const uint8_t* q, const uint8_t* alpha, const float* gamma, const float* beta, uint8_t* y,
+                const RowArgs& a) {
+  int64_t s1 = 0, s2 = 0;
+  for (int64_t c = 0; c < a.c; ++c) {
+    const int32_t x = (static_cast<int32_t>(q[c]) - a.zp) * (1 << alpha[c]);  // step 1
+    s1 += x;                                                                   // step 2
+    s2 += static_cast<int64_t>(x) * x;
+  }
+  const float den = row_den(a.c, s1, s2, a.e);
+  const bool den_pos = den > 0.0f;
+  for (int64_t c = 0; c < a.c; ++c) {
+    const int32_t x = (static_cast<int32_t>(q[c]) - a.zp) * (1 << alpha[c]);
+    y[c] = normalise_one(x, a.c, s1, den_pos, den, gamma[c], beta[c], a.y_scale, a.y_zp);
+  }
+}
+
+#if FQVIT_HAS_X86
+// --- AVX2 ------------------------------------------------------------------------------------------------------------
+
+FQVIT_TARGET_AVX2 inline __m256i quantize8_avx2(__m256 v, __m256 y_scale, __m256i y_zp) {
+  // Step 7 on 8 lanes, identical to quantize_u8: round half to even, NaN -> -2^30 (max_ps returns its 2nd operand).
+  __m256 r = _mm256_round_ps(_mm256_div_ps(v, y_scale), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  r = _mm256_max_ps(r, _mm256_set1_ps(-1073741824.0f));
+  r = _mm256_min_ps(r, _mm256_set1_ps(1073741824.0f));
+  __m256i q = _mm256_add_epi32(_mm256_cvttps_epi32(r), y_zp);
+  q = _mm256_max_epi32(q, _mm256_setzero_si256());
+  return _mm256_min_epi32(q, _mm256_set1_epi32(255));
+}
+
+FQVIT_TARGET_AVX2 inline void store8_u8_avx2(uint8_t* dst, __m256i q) {
+  // q holds 8 int32 in 0..255: gather byte 0 of each dword into the low 8 bytes.
+  const __m256i pick = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                        0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+  const __m256i b =
+      _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(q, pick), _mm256_setr_epi32(0, 4, 1, 1, 1, 1, 1, 1));
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(dst), _mm256_castsi256_si128(b));
+}
+
+FQVIT_TARGET_AVX2 void row_avx2(const uint8_t* q, const uint8_t* alpha, const float* gamma, const float* beta,
+                                uint8_t* y, const RowArgs& a) {
+  // Steps 1-2, 16 channels per iteration: x = (q - zp) * 2^alpha in int16 (|x| <= 2040), S1 and S2 by pmaddwd.
+  // Per-lane S2 stays below 2^31: at most 4096 / 16 iterations of 2 * 2040^2.
+  const __m256i zp16 = _mm256_set1_epi16(static_cast<int16_t>(a.zp));
+  const __m256i ones = _mm256_set1_epi16(1);
+  const __m128i pow2 = _mm_setr_epi8(1, 2, 4, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+  __m256i acc1 = _mm256_setzero_si256(), acc2 = _mm256_setzero_si256();
+  int64_t c = 0;
+  for (; c + 16 <= a.c; c += 16) {
+    const __m256i qv = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + c)));
+    const __m128i sh = _mm_shuffle_epi8(pow2, _mm_loadu_si128(reinterpret_cast<const __m128i*>(alpha + c)));
+    const __m256i x = _mm256_mullo_epi16(_mm256_sub_epi16(qv, zp16), _mm256_cvtepu8_epi16(sh));
+    acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(x, ones));
+    acc2 = _mm256_add_epi32(acc2, _mm256_madd_epi16(x, x));
+  }
+  alignas(32) int32_t l1[8];
+  alignas(32) uint32_t l2[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(l1), acc1);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(l2), acc2);
+  int64_t s1 = 0, s2 = 0;
+  for (int i = 0; i < 8; ++i) {
+    s1 += l1[i];
+    s2 += l2[i];
+  }
+  for (int64_t t = c; t < a.c; ++t) {
+    const int32_t x = (static_cast<int32_t>(q[t]) - a.zp) * (1 << alpha[t]);
+    s1 += x;
+    s2 += static_cast<int64_t>(x) * x;
+  }
+  const float den = row_den(a.c, s1, s2, a.e);
+  const bool den_pos = den > 0.0f;
+
+  // Steps 5-7, 8 channels per iteration.
+  const __m256i zp32 = _mm256_set1_epi32(a.zp);
+  const __m256i cv = _mm256_set1_epi32(static_cast<int32_t>(a.c));
+  const __m256i s1v = _mm256_set1_epi32(static_cast<int32_t>(s1));
+  const __m256 denv = _mm256_set1_ps(den);
+  const __m256 ysv = _mm256_set1_ps(a.y_scale);
+  const __m256i yzpv = _mm256_set1_epi32(a.y_zp);
+  c = 0;
+  for (; c + 8 <= a.c; c += 8) {
+    const __m256i qv = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + c)));
+    const __m256i av = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(alpha + c)));
+    const __m256i x = _mm256_sllv_epi32(_mm256_sub_epi32(qv, zp32), av);
+    const __m256 num = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_mullo_epi32(x, cv), s1v));  // exact
+    const __m256 yv = den_pos ? _mm256_div_ps(num, denv) : _mm256_setzero_ps();
+    const __m256 v = _mm256_add_ps(_mm256_mul_ps(yv, _mm256_loadu_ps(gamma + c)), _mm256_loadu_ps(beta + c));
+    store8_u8_avx2(y + c, quantize8_avx2(v, ysv, yzpv));
+  }
+  for (; c < a.c; ++c) {
+    const int32_t x = (static_cast<int32_t>(q[c]) - a.zp) * (1 << alpha[c]);
+    y[c] = normalise_one(x, a.c, s1, den_pos, den, gamma[c], beta[c], a.y_scale, a.y_zp);
+  }
+}
+
+// --- AVX-512 (F, BW, VL, VNNI) ------------------------------------------------------------------------------------
+
+FQVIT_TARGET_AVX512 inline __m512i quantize16_avx512(__m512 v, __m512 y_scale, __m512i y_zp) {
+  // Step 7 on 16 lanes, identical to quantize_u8.
+  __m512 r = _mm512_roundscale_ps(_mm512_div_ps(v, y_scale), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  r = _mm512_max_ps(r, _mm512_set1_ps(-1073741824.0f));
+  r = _mm512_min_ps(r, _mm512_set1_ps(1073741824.0f));
+  __m512i q = _mm512_add_epi32(_mm512_cvttps_epi32(r), y_zp);
+  q = _mm512_max_epi32(q, _mm512_setzero_si512());
+  return _mm512_min_epi32(q, _mm512_set1_epi32(255));
+}
+
+FQVIT_TARGET_AVX512 void row_avx512(const uint8_t* q, const uint8_t* alpha, const float* gamma, const float* beta,
+                                    uint8_t* y, const RowArgs& a) {
+  // Steps 1-2, 32 channels per iteration (masked tail): int16 x by a variable shift, S1 and S2 by vpdpwssd.
+  // Per-lane S2 stays below 2^31: at most 4096 / 32 iterations of 2 * 2040^2.
+  const __m512i zp16 = _mm512_set1_epi16(static_cast<int16_t>(a.zp));
+  const __m512i ones = _mm512_set1_epi16(1);
+  __m512i acc1 = _mm512_setzero_si512(), acc2 = _mm512_setzero_si512();
+  for (int64_t c = 0; c < a.c; c += 32) {
+    const int64_t left = a.c - c;
+    const __mmask32 k = left >= 32 ? ~__mmask32(0) : static_cast<__mmask32>((1u << left) - 1u);
+    const __m512i qv = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(k, q + c));
+    const __m512i av = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(k, alpha + c));
+    const __m512i x = _mm512_maskz_sllv_epi16(k, _mm512_sub_epi16(qv, zp16), av);
+    acc1 = _mm512_dpwssd_epi32(acc1, x, ones);
+    acc2 = _mm512_dpwssd_epi32(acc2, x, x);
+  }
+  const int64_t s1 = _mm512_reduce_add_epi32(acc1);
+  const __m512i s2w = _mm512_add_epi64(_mm512_cvtepu32_epi64(_mm512_castsi512_si256(acc2)),
+                                       _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(acc2, 1)));
+  const int64_t s2 = _mm512_reduce_add_epi64(s2w);
+  const float den = row_den(a.c, s1, s2, a.e);
+  const bool den_pos = den > 0.0f;
+
+  // Steps 5-7, 16 channels per iteration (masked tail).
+  const __m512i zp32 = _mm512_set1_epi32(a.zp);
+  const __m512i cv = _mm512_set1_epi32(static_cast<int32_t>(a.c));
+  const __m512i s1v = _mm512_set1_epi32(static_cast<int32_t>(s1));
+  const __m512 denv = _mm512_set1_ps(den);
+  const __m512 ysv = _mm512_set1_ps(a.y_scale);
+  const __m512i yzpv = _mm512_set1_epi32(a.y_zp);
+  for (int64_t c = 0; c < a.c; c += 16) {
+    const int64_t left = a.c - c;
+    const __mmask16 k = left >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1u);
+    const __m512i qv = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(k, q + c));
+    const __m512i av = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(k, alpha + c));
+    const __m512i x = _mm512_sllv_epi32(_mm512_sub_epi32(qv, zp32), av);
+    const __m512 num = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_mullo_epi32(x, cv), s1v));  // exact
+    const __m512 yv = den_pos ? _mm512_div_ps(num, denv) : _mm512_setzero_ps();
+    const __m512 v = _mm512_add_ps(_mm512_mul_ps(yv, _mm512_maskz_loadu_ps(k, gamma + c)),
+                                   _mm512_maskz_loadu_ps(k, beta + c));
+    _mm512_mask_cvtepi32_storeu_epi8(y + c, k, quantize16_avx512(v, ysv, yzpv));
+  }
+}
+#endif  // FQVIT_HAS_X86
+
+}  // namespace
+
+void pts_layernorm_cpu(const uint8_t* x, const uint8_t* alpha, const float* gamma, const float* beta, uint8_t* y,
+                       const PtsLayerNormParams& p, int64_t row_begin, int64_t row_end, Isa isa) {
+  const RowArgs a{p.channels, p.x_zero_point, pts_layernorm_eps_term(p.channels, p.epsilon, p.x_scale), p.y_scale,
+                  p.y_zero_point};
+  for (int64_t r = row_begin; r < row_end; ++r) {
+    const uint8_t* q = x + r * p.channels;
+    uint8_t* out = y + r * p.channels;
+#if FQVIT_HAS_X86
+    if (isa == Isa::kAvx512) {
+      row_avx512(q, alpha, gamma, beta, out, a);
+      continue;
+    }
+    if (isa == Isa::kAvx2) {
+      row_avx2(q, alpha, gamma, beta, out, a);
+      continue;
+    }
+#endif
+    row_scalar(q, alpha, gamma, beta, out, a);
+  }
+}
+
+}  // namespace fqvit

@@ -1,0 +1,73 @@
+// com.fqvit::PTSLayerNorm on CUDA (docs/ops.md Sec. 2). One block of 128 threads per row (grid-stride over rows);
+// step numbers are those of Sec. 2. Float32 steps use __fadd_rn/__fmul_rn/__fdiv_rn/__fsqrt_rn, so the result is
+// bit-identical to the CPU kernels and the PyTorch reference.
+#include "common/cuda_common.cuh"
+#include "fqvit_ops/pts_layernorm.h"
+
+namespace fqvit {
+namespace {
+
+constexpr int kThreads = 128;
+
+__global__ void __launch_bounds__(kThreads)
+    pts_layernorm_kernel(const uint8_t* __restrict__ x, const uint8_t* __restrict__ alpha,
+                         const float* __restrict__ gamma, const float* __restrict__ beta, uint8_t* __restrict__ y,
+                         int64_t rows, int64_t channels, int32_t zp, float e, float y_scale, int32_t y_zp) {
+  __shared__ long long part1[kThreads / 32], part2[kThreads / 32];
+  __shared__ long long tot1, tot2;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+    const uint8_t* q = x + row * channels;
+    // Steps 1-2: x_c = (q_c - zp) << alpha_c; S1, S2 exact in int64.
+    long long s1 = 0, s2 = 0;
+    for (int64_t c = threadIdx.x; c < channels; c += kThreads) {
+      const int a = alpha[c] > kMaxAlpha ? kMaxAlpha : alpha[c];
+      const int32_t xc = (static_cast<int32_t>(q[c]) - zp) * (1 << a);
+      s1 += xc;
+      s2 += static_cast<long long>(xc * xc);
+    }
+    s1 = cuda::warp_sum(s1);
+    s2 = cuda::warp_sum(s2);
+    if (lane == 0) {
+      part1[warp] = s1;
+      part2[warp] = s2;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      long long a1 = 0, a2 = 0;
+      for (int w = 0; w < kThreads / 32; ++w) {
+        a1 += part1[w];
+        a2 += part2[w];
+      }
+      tot1 = a1;
+      tot2 = a2;
+    }
+    __syncthreads();
+    const long long S1 = tot1, S2 = tot2;
+    const long long D = static_cast<long long>(channels) * S2 - S1 * S1;  // step 2
+    const float den = __fsqrt_rn(__fadd_rn(__ll2float_rn(D), e));        // step 4
+    const bool den_pos = den > 0.0f;
+    for (int64_t c = threadIdx.x; c < channels; c += kThreads) {
+      const int a = alpha[c] > kMaxAlpha ? kMaxAlpha : alpha[c];
+      const int32_t xc = (static_cast<int32_t>(q[c]) - zp) * (1 << a);
+      const float num = __ll2float_rn(static_cast<long long>(channels) * xc - S1);  // step 5 (exact)
+      const float yv = den_pos ? __fdiv_rn(num, den) : 0.0f;
+      const float v = __fadd_rn(__fmul_rn(yv, gamma[c]), beta[c]);                 // step 6
+      y[row * channels + c] = static_cast<uint8_t>(cuda::quantize_u8(v, y_scale, y_zp));  // step 7
+    }
+    __syncthreads();  // part/tot are reused by the next row
+  }
+}
+
+}  // namespace
+
+int pts_layernorm_cuda(const uint8_t* x, const uint8_t* alpha, const float* gamma, const float* beta, uint8_t* y,
+                       const PtsLayerNormParams& p, void* stream) {
+  if (p.rows <= 0) return 0;
+  const float e = pts_layernorm_eps_term(p.channels, p.epsilon, p.x_scale);  // step 3, once per tensor
+  pts_layernorm_kernel<<<cuda::grid_size(p.rows), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      x, alpha, gamma, beta, y, p.rows, p.channels, p.x_zero_point, e, p.y_scale, p.y_zero_point);
+  return static_cast<int>(cudaGetLastError());
+}
+
+}  // namespace fqvit

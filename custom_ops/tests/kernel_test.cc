@@ -1,0 +1,327 @@
+// C++ test driver of the com.fqvit CPU kernels, without onnxruntime: every CPU path (scalar, AVX2, AVX-512, as far
+// as this CPU runs them) on random and adversarial inputs, compared element by element with a literal transcription
+// of docs/ops.md written here independently of the kernels (int64 division, per-element shifts, float32 steps in the
+// documented order). Meant to run under the ASan+UBSan build (tools/build_custom_ops.sh --sanitize).
+//
+//   build/custom_ops_san/kernel_test [--quick]      exit status 0 when every case matches
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "fqvit_ops/c_api.h"
+#include "fqvit_ops/common.h"
+
+namespace {
+
+using u8 = uint8_t;
+std::mt19937_64 rng(20240601);
+
+int64_t rand_int(int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng); }
+float rand_f(float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(rng); }
+
+std::vector<u8> rand_u8(size_t n, int lo = 0, int hi = 255) {
+  std::vector<u8> v(n);
+  for (auto& x : v) x = static_cast<u8>(rand_int(lo, hi));
+  return v;
+}
+
+// --- literal oracles (docs/ops.md) -----------------------------------------------------------------------------------
+
+int32_t quant(float v, float s, int32_t zp) {
+  float r = std::nearbyint(v / s);
+  if (!(r >= -1073741824.0f)) r = -1073741824.0f;
+  if (r > 1073741824.0f) r = 1073741824.0f;
+  const int32_t q = static_cast<int32_t>(r) + zp;
+  return q < 0 ? 0 : (q > 255 ? 255 : q);
+}
+
+std::vector<u8> ref_pts(const std::vector<u8>& x, const std::vector<u8>& alpha, const std::vector<float>& gamma,
+                        const std::vector<float>& beta, int64_t c, float xs, int32_t xzp, float eps, float ys,
+                        int32_t yzp) {
+  const int64_t rows = static_cast<int64_t>(x.size()) / c;
+  std::vector<u8> y(x.size());
+  const float t1 = xs * xs, t2 = static_cast<float>(c * c) * eps, e = t2 / t1;  // Sec. 2 step 3
+  for (int64_t r = 0; r < rows; ++r) {
+    std::vector<int64_t> xi(c);
+    int64_t s1 = 0, s2 = 0;
+    for (int64_t k = 0; k < c; ++k) {
+      xi[k] = (static_cast<int64_t>(x[r * c + k]) - xzp) * (int64_t(1) << alpha[k]);
+      s1 += xi[k];
+      s2 += xi[k] * xi[k];
+    }
+    const int64_t d = c * s2 - s1 * s1;
+    const float den = std::sqrt(static_cast<float>(d) + e);
+    for (int64_t k = 0; k < c; ++k) {
+      const float yv = den > 0.0f ? static_cast<float>(c * xi[k] - s1) / den : 0.0f;
+      float v = yv * gamma[k];
+      v = v + beta[k];
+      y[r * c + k] = static_cast<u8>(quant(v, ys, yzp));
+    }
+  }
+  return y;
+}
+
+// mask: per element (already broadcast), may be empty.
+std::vector<u8> ref_lis(const std::vector<u8>& x, const std::vector<u8>& mask, int64_t n, int64_t mult, int bits) {
+  const int zc = (1 << bits) - 1;
+  const int64_t rows = static_cast<int64_t>(x.size()) / n;
+  std::vector<u8> out(x.size());
+  for (int64_t r = 0; r < rows; ++r) {
+    auto masked = [&](int64_t j) { return !mask.empty() && mask[r * n + j] != 0; };
+    int64_t mx = -1;
+    for (int64_t j = 0; j < n; ++j) mx = std::max<int64_t>(mx, masked(j) ? -1 : x[r * n + j]);
+    std::vector<int64_t> e(n);
+    int64_t s = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      const int64_t t = ((masked(j) ? -1 : x[r * n + j]) - mx) * mult;
+      const int64_t nn = (-t) >> 14, rr = t + (nn << 14);
+      const int64_t z = rr * (rr + 63993) + 1559991451;
+      e[j] = masked(j) ? 0 : (z >> std::min<int64_t>(nn, 62));
+      s += e[j];
+    }
+    s = std::max<int64_t>(s, 1);
+    for (int64_t j = 0; j < n; ++j) {
+      const int64_t p = (e[j] << 30) / s;
+      int code = 0;
+      for (int k = 0; k < zc; ++k) code += (p * p < (int64_t(1) << (59 - 2 * k))) ? 1 : 0;
+      out[r * n + j] = static_cast<u8>(code);
+    }
+  }
+  return out;
+}
+
+std::vector<u8> ref_lismm(const std::vector<u8>& a, const std::vector<u8>& v, int64_t batch, int64_t m, int64_t n,
+                          int64_t d, float vs, int32_t vzp, float ys, int32_t yzp, int bits) {
+  const int zc = (1 << bits) - 1;
+  std::vector<u8> y(batch * m * d);
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t k = 0; k < d; ++k) {
+        int64_t acc = 0;
+        for (int64_t j = 0; j < n; ++j) {
+          const int code = a[(b * m + i) * n + j];
+          if (code < zc) acc += (static_cast<int64_t>(v[(b * n + j) * d + k]) - vzp) * (int64_t(1) << (14 - code));
+        }
+        float t = static_cast<float>(acc) * vs;
+        t = t * 0x1p-14f;
+        y[(b * m + i) * d + k] = static_cast<u8>(quant(t, ys, yzp));
+      }
+    }
+  }
+  return y;
+}
+
+// --- harness -------------------------------------------------------------------------------------------------
+
+int g_cases = 0, g_failures = 0;
+std::vector<int> g_isas;
+
+void check(const std::string& name, const std::vector<u8>& got, const std::vector<u8>& want, int rc) {
+  ++g_cases;
+  if (rc != 0) {
+    ++g_failures;
+    std::printf("FAIL %s: returned %d (%s)\n", name.c_str(), rc, fqvit_last_error());
+    return;
+  }
+  size_t bad = 0, first = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (got[i] != want[i] && bad++ == 0) first = i;
+  }
+  if (bad) {
+    ++g_failures;
+    std::printf("FAIL %s: %zu of %zu differ (first at %zu: got %d want %d)\n", name.c_str(), bad, want.size(), first,
+                got[first], want[first]);
+  }
+}
+
+void pts_case(const std::string& name, int64_t rows, int64_t c, std::vector<u8> x, std::vector<u8> alpha, float xs,
+              int32_t xzp, float eps, float ys, int32_t yzp, std::vector<float> gamma = {},
+              std::vector<float> beta = {}) {
+  if (gamma.empty()) {
+    gamma.resize(c);
+    beta.resize(c);
+    for (int64_t k = 0; k < c; ++k) {
+      gamma[k] = rand_f(-2.0f, 2.0f);
+      beta[k] = rand_f(-1.0f, 1.0f);
+    }
+  }
+  const auto want = ref_pts(x, alpha, gamma, beta, c, xs, xzp, eps, ys, yzp);
+  for (int isa : g_isas) {
+    std::vector<u8> y(x.size());
+    const int rc = fqvit_pts_layernorm_cpu(x.data(), alpha.data(), gamma.data(), beta.data(), y.data(), rows, c, xs,
+                                           xzp, eps, ys, yzp, isa);
+    check("PTSLayerNorm " + name + " [" + fqvit_cpu_isa_name(isa) + "]", y, want, rc);
+  }
+}
+
+void pts_random(const std::string& name, int64_t rows, int64_t c, float eps = 1e-5f) {
+  std::vector<u8> alpha = rand_u8(c, 0, 3);
+  pts_case(name, rows, c, rand_u8(rows * c), alpha, rand_f(0.001f, 0.1f), static_cast<int32_t>(rand_int(0, 255)), eps,
+           rand_f(0.01f, 0.1f), static_cast<int32_t>(rand_int(0, 255)));
+}
+
+// X [lead..., n] with a mask of shape mshape (broadcast); the oracle gets the broadcast mask.
+void lis_case(const std::string& name, const std::vector<int64_t>& xshape, const std::vector<u8>& x,
+              const std::vector<int64_t>& mshape, const std::vector<u8>& mask, int64_t mult, int bits) {
+  const int rank = static_cast<int>(xshape.size());
+  std::vector<u8> full;
+  if (!mshape.empty()) {
+    full.resize(x.size());
+    std::vector<int64_t> idx(rank, 0);
+    for (size_t i = 0; i < x.size(); ++i) {
+      int64_t rem = static_cast<int64_t>(i), off = 0, stride = 1;
+      for (int k = rank - 1; k >= 0; --k) {
+        idx[k] = rem % xshape[k];
+        rem /= xshape[k];
+      }
+      const int mrank = static_cast<int>(mshape.size());
+      for (int k = rank - 1; k >= rank - mrank; --k) {
+        const int64_t md = mshape[k - (rank - mrank)];
+        off += (md == 1 ? 0 : idx[k]) * stride;
+        stride *= md;
+      }
+      full[i] = mask[off];
+    }
+  }
+  const auto want = ref_lis(x, full, xshape.back(), mult, bits);
+  for (int isa : g_isas) {
+    std::vector<u8> y(x.size());
+    const int rc = fqvit_log_int_softmax_cpu(x.data(), xshape.data(), rank, mshape.empty() ? nullptr : mask.data(),
+                                             mshape.data(), static_cast<int>(mshape.size()), y.data(), mult, bits, isa);
+    check("LogIntSoftmax " + name + " [" + fqvit_cpu_isa_name(isa) + "]", y, want, rc);
+  }
+}
+
+void lismm_case(const std::string& name, int64_t batch, int64_t m, int64_t n, int64_t d, const std::vector<u8>& a,
+                const std::vector<u8>& v, int bits, int32_t vzp = -1) {
+  const float vs = rand_f(0.01f, 0.2f), ys = rand_f(0.005f, 0.1f);
+  if (vzp < 0) vzp = static_cast<int32_t>(rand_int(0, 255));
+  const int32_t yzp = static_cast<int32_t>(rand_int(0, 255));
+  const auto want = ref_lismm(a, v, batch, m, n, d, vs, vzp, ys, yzp, bits);
+  for (int isa : g_isas) {
+    std::vector<u8> y(batch * m * d);
+    const int rc = fqvit_lis_matmul_cpu(a.data(), v.data(), y.data(), batch, m, n, d, vs, vzp, ys, yzp, bits, isa);
+    check("LISMatMul " + name + " [" + fqvit_cpu_isa_name(isa) + "]", y, want, rc);
+  }
+}
+
+// Codes as LogIntSoftmax produces them (so int32 accumulation applies), through the scalar CPU path.
+std::vector<u8> lis_codes(int64_t rows, int64_t n, int bits) {
+  std::vector<u8> x = rand_u8(rows * n);
+  std::vector<u8> codes(x.size());
+  const int64_t shape[2] = {rows, n};
+  fqvit_log_int_softmax_cpu(x.data(), shape, 2, nullptr, nullptr, 0, codes.data(), rand_int(500, 5000), bits, 0);
+  return codes;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  for (int isa = 0; isa <= 2; ++isa) {
+    if (fqvit::resolve_isa(isa) == static_cast<fqvit::Isa>(isa)) g_isas.push_back(isa);
+  }
+  std::printf("CPU paths tested:");
+  for (int isa : g_isas) std::printf(" %s", fqvit_cpu_isa_name(isa));
+  std::printf("\n");
+
+  // PTSLayerNorm.
+  for (int64_t c : {1, 2, 3, 7, 15, 16, 17, 31, 32, 33, 63, 64, 65, 192, 384, 385, 768, 1024, 4096}) {
+    pts_random("random C=" + std::to_string(c), 5, c);
+  }
+  pts_random("197 tokens C=192", 197, 192);
+  pts_random("eps=0", 9, 97, 0.0f);
+  {
+    const int64_t c = 101;
+    std::vector<u8> x(4 * c, 77);
+    pts_case("constant rows eps=0", 4, c, x, std::vector<u8>(c, 0), 0.02f, 70, 0.0f, 0.05f, 128);
+    pts_case("constant rows eps=1e-5", 4, c, x, rand_u8(c, 0, 3), 0.02f, 70, 1e-5f, 0.05f, 128);
+    for (int a = 0; a <= 3; ++a) pts_case("alpha=" + std::to_string(a), 6, c, rand_u8(6 * c), std::vector<u8>(c, a),
+                                          0.01f, 128, 1e-6f, 0.03f, 100);
+    pts_case("extremes", 2, c, std::vector<u8>(2 * c, 255), std::vector<u8>(c, 3), 0.5f, 0, 1e-5f, 0.001f, 0);
+  }
+  {
+    const int64_t c = 4096;
+    std::vector<u8> x(2 * c);
+    for (int64_t i = 0; i < 2 * c; ++i) x[i] = (i % 2) ? 255 : 0;
+    pts_case("C=4096 max variance", 2, c, x, std::vector<u8>(c, 3), 0.01f, 128, 0.0f, 0.02f, 128);
+  }
+
+  // LogIntSoftmax.
+  for (int64_t n : {1, 2, 7, 15, 16, 17, 31, 32, 33, 49, 63, 64, 65, 127, 197, 200, 1000}) {
+    for (int bits : {4, 2}) {
+      lis_case("random N=" + std::to_string(n) + " bits=" + std::to_string(bits), {3, n}, rand_u8(3 * n), {}, {},
+               rand_int(1, 40000), bits);
+    }
+  }
+  for (int bits : {1, 3}) lis_case("bits=" + std::to_string(bits), {4, 50}, rand_u8(200), {}, {}, 3000, bits);
+  lis_case("all equal", {2, 197}, std::vector<u8>(394, 42), {}, {}, 5000, 4);
+  {
+    std::vector<u8> x(197, 0);
+    x[5] = 255;
+    lis_case("one dominant", {1, 197}, x, {}, {}, 20000, 4);
+  }
+  lis_case("multiplier 0", {2, 33}, rand_u8(66), {}, {}, 0, 4);
+  lis_case("multiplier 1", {2, 33}, rand_u8(66), {}, {}, 1, 4);
+  lis_case("multiplier large", {2, 70}, rand_u8(140), {}, {}, 2147483647, 4);
+  {
+    // Swin: X [B, nW, H, N, N], mask [1, nW, 1, N, N] with a fully masked row.
+    const int64_t b = 2, nw = 4, h = 3, n = 16;
+    std::vector<u8> mask = rand_u8(nw * n * n, 0, 1);
+    for (int64_t j = 0; j < n; ++j) mask[(1 * n + 2) * n + j] = 1;
+    lis_case("swin mask", {b, nw, h, n, n}, rand_u8(b * nw * h * n * n), {1, nw, 1, n, n}, mask, 3000, 4);
+    lis_case("mask rank 2", {b, nw, n}, rand_u8(b * nw * n), {nw, n}, rand_u8(nw * n, 0, 1), 3000, 4);
+    lis_case("mask broadcast along N", {3, 5, 20}, rand_u8(300), {3, 1, 1}, {0, 1, 0}, 3000, 4);
+    lis_case("single false mask", {3, 20}, rand_u8(60), {1}, {0}, 3000, 4);
+    lis_case("single true mask", {3, 20}, rand_u8(60), {1, 1}, {1}, 3000, 4);
+  }
+
+  // LISMatMul.
+  for (int64_t d : {1, 8, 15, 16, 17, 32, 48, 64, 65, 96, 130}) {
+    const int64_t m = 13, n = 29;
+    lismm_case("codes from LIS D=" + std::to_string(d), 2, m, n, d, lis_codes(2 * m, n, 4), rand_u8(2 * n * d), 4);
+  }
+  lismm_case("ViT head", 2, 197, 197, 64, lis_codes(2 * 197, 197, 4), rand_u8(2 * 197 * 64), 4);
+  lismm_case("bits 2", 3, 7, 49, 32, lis_codes(21, 49, 2), rand_u8(3 * 49 * 32), 2);
+  lismm_case("random codes", 2, 11, 37, 40, rand_u8(2 * 11 * 37), rand_u8(2 * 37 * 40), 4);
+  lismm_case("N=1", 2, 5, 1, 16, rand_u8(10, 0, 15), rand_u8(32), 4);
+  lismm_case("N=0", 2, 5, 0, 16, {}, {}, 4);
+  {
+    const int64_t n = quick ? 600 : 3000;
+    lismm_case("codes 0, long N (int64 path)", 1, 9, n, 24, std::vector<u8>(9 * n, 0), std::vector<u8>(n * 24, 255), 4,
+               0);
+    lismm_case("codes 0, long N, mixed rows", 1, 9, n, 24, std::vector<u8>(9 * n, 0), rand_u8(n * 24), 4, 0);
+    std::vector<u8> a = lis_codes(12, n, 4);
+    for (int64_t j = 0; j < n; ++j) a[3 * n + j] = 0;  // one int64 row among int32 rows
+    lismm_case("one int64 row", 1, 12, n, 33, a, rand_u8(n * 33), 4, 255);
+  }
+
+  // Argument checks of the C entry points.
+  {
+    u8 x[4] = {}, y[4] = {};
+    const int64_t shape[2] = {2, 2}, bad_mask_shape[2] = {3, 2};
+    ++g_cases;
+    if (fqvit_log_int_softmax_cpu(x, shape, 2, nullptr, nullptr, 0, y, 100, 5, -1) == 0) {
+      ++g_failures;
+      std::printf("FAIL bits=5 accepted\n");
+    }
+    ++g_cases;
+    if (fqvit_log_int_softmax_cpu(x, shape, 2, x, bad_mask_shape, 2, y, 100, 4, -1) == 0) {
+      ++g_failures;
+      std::printf("FAIL bad mask accepted\n");
+    }
+    u8 alpha[2] = {0, 4};
+    float g[2] = {1, 1}, b[2] = {0, 0};
+    ++g_cases;
+    if (fqvit_pts_layernorm_cpu(x, alpha, g, b, y, 2, 2, 0.1f, 0, 0.0f, 0.1f, 0, -1) == 0) {
+      ++g_failures;
+      std::printf("FAIL alpha=4 accepted\n");
+    }
+  }
+
+  std::printf("%d cases, %d failures\n", g_cases, g_failures);
+  return g_failures == 0 ? 0 : 1;
+}

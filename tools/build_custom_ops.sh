@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Build the com.fqvit onnxruntime custom-op libraries (custom_ops/) and copy them into fqvit_export/lib/.
+#
+#   tools/build_custom_ops.sh             release build into build/custom_ops/ (CPU library, plus the CUDA
+#                                         variant when nvcc is found)
+#   tools/build_custom_ops.sh --sanitize  ASan+UBSan build into build/custom_ops_san/ (not copied into the package)
+#
+# onnxruntime 1.21 headers come from ORT_INCLUDE_DIR when set, else from Debian trixie's libonnxruntime-dev,
+# fetched once with apt into build/ort-headers/ (private apt state; the system's apt configuration is untouched).
+# A library built against the 1.21 headers loads in onnxruntime 1.21 .. 1.32 (docs: ../shared/FIELD-NOTES.md s2).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SANITIZE=0
+for arg in "$@"; do
+  case "$arg" in
+    --sanitize) SANITIZE=1 ;;
+    -h|--help) sed -n '2,10p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    *) echo "build_custom_ops.sh: unknown argument '$arg' (expected --sanitize)" >&2; exit 2 ;;
+  esac
+done
+
+die() { echo "build_custom_ops.sh: $*" >&2; exit 1; }
+for tool in cmake ninja; do
+  command -v "$tool" >/dev/null 2>&1 || die "'$tool' not found on PATH (install it, e.g. pip install $tool)"
+done
+
+# --- 1. onnxruntime headers ----------------------------------------------------------------------------------------
+fetch_ort_headers() {
+  local cache="$ROOT/build/ort-headers"
+  local inc="$cache/root/usr/include/onnxruntime"
+  if [[ -f "$inc/onnxruntime_cxx_api.h" ]]; then echo "$inc"; return; fi
+  command -v apt-get >/dev/null 2>&1 || die "apt-get not found: set ORT_INCLUDE_DIR to onnxruntime 1.21 headers"
+  command -v dpkg-deb >/dev/null 2>&1 || die "dpkg-deb not found: set ORT_INCLUDE_DIR to onnxruntime 1.21 headers"
+  local uri
+  local deb822=(/etc/apt/sources.list.d/*.sources)
+  uri="$(grep -h -E '^URIs:.*debian/?$' "${deb822[@]}" 2>/dev/null | head -n1 | awk '{print $2}')"
+  [[ -n "$uri" ]] || uri="$(grep -h -E '^URIs:' "${deb822[@]}" 2>/dev/null | head -n1 | awk '{print $2}')"
+  # one-line format (deb [options] URI suite components), e.g. older Debian images
+  [[ -n "$uri" ]] || uri="$(grep -h -E '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
+                             | sed -E 's/\[[^]]*\] //' | awk '$2 ~ /debian\/?$/ {print $2; exit}')"
+  [[ -n "$uri" ]] || die "no Debian 'URIs:' entry under /etc/apt/sources.list.d/: set ORT_INCLUDE_DIR instead"
+  mkdir -p "$cache/lists/partial" "$cache/cache/archives/partial" "$cache/deb"
+  cat > "$cache/trixie.sources" <<SRC
+Types: deb
+URIs: $uri
+Suites: trixie
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+  local opts=(-o "Dir::Etc::SourceList=$cache/trixie.sources" -o Dir::Etc::SourceParts=/dev/null
+              -o "Dir::State::Lists=$cache/lists" -o "Dir::Cache=$cache/cache" -o Debug::NoLocking=1)
+  echo "build_custom_ops.sh: fetching onnxruntime headers (trixie libonnxruntime-dev) into build/ort-headers/" >&2
+  apt-get "${opts[@]}" -qq update >&2 || die "apt-get update of the private trixie source failed (network?)"
+  (cd "$cache/deb" && apt-get "${opts[@]}" -qq download libonnxruntime-dev >&2) \
+    || die "apt-get download libonnxruntime-dev failed"
+  local deb
+  deb="$(ls -1 "$cache"/deb/libonnxruntime-dev_*.deb | head -n1)"
+  rm -rf "$cache/root" && dpkg-deb -x "$deb" "$cache/root"
+  [[ -f "$inc/onnxruntime_cxx_api.h" ]] || die "onnxruntime_cxx_api.h not found in $deb"
+  echo "$inc"
+}
+
+if [[ -n "${ORT_INCLUDE_DIR:-}" ]]; then
+  [[ -f "$ORT_INCLUDE_DIR/onnxruntime_cxx_api.h" ]] \
+    || die "ORT_INCLUDE_DIR=$ORT_INCLUDE_DIR has no onnxruntime_cxx_api.h"
+  ORT_INC="$ORT_INCLUDE_DIR"
+else
+  ORT_INC="$(fetch_ort_headers)"
+fi
+
+# --- 2. configure + build ------------------------------------------------------------------------------------------
+if [[ $SANITIZE == 1 ]]; then
+  BUILD="$ROOT/build/custom_ops_san"; EXTRA=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DFQVIT_SANITIZE=ON -DFQVIT_CUDA=OFF)
+else
+  BUILD="$ROOT/build/custom_ops"; EXTRA=(-DCMAKE_BUILD_TYPE=Release)
+fi
+if [[ ! -f "$BUILD/build.ninja" ]]; then
+  cmake -S "$ROOT/custom_ops" -B "$BUILD" -G Ninja -DORT_INCLUDE_DIR="$ORT_INC" "${EXTRA[@]}" >&2 \
+    || die "cmake configure failed (see the messages above)"
+elif ! grep -q "ORT_INCLUDE_DIR:PATH=$ORT_INC\$" "$BUILD/CMakeCache.txt" 2>/dev/null; then
+  cmake "$BUILD" -DORT_INCLUDE_DIR="$ORT_INC" >&2 || die "cmake reconfigure failed"
+fi
+cmake --build "$BUILD" >&2 || die "build failed (see the compiler messages above)"
+
+# --- 3. install the release libraries into the package -------------------------------------------------------------
+if [[ $SANITIZE == 0 ]]; then
+  mkdir -p "$ROOT/fqvit_export/lib"
+  for lib in libfqvit_ops.so libfqvit_ops_cuda.so; do
+    if [[ -f "$BUILD/$lib" ]]; then
+      cmp -s "$BUILD/$lib" "$ROOT/fqvit_export/lib/$lib" || cp -f "$BUILD/$lib" "$ROOT/fqvit_export/lib/$lib"
+      echo "built fqvit_export/lib/$lib"
+    else
+      rm -f "$ROOT/fqvit_export/lib/$lib"
+    fi
+  done
+else
+  echo "built $BUILD/libfqvit_ops.so and $BUILD/kernel_test (ASan+UBSan)"
+fi
