@@ -390,12 +390,8 @@ def test_quant_point_fresh_load_without_observe():
     pytest.param({"attn_bits": 5, "lis": True}, False, id="attn_bits5_lisTrue"),
     pytest.param({"attn_bits": 8, "lis": True}, False, id="attn_bits8_lisTrue"),
     pytest.param({"method": "kl"}, False, id="methodkl"),
-    pytest.param({"attn_bits": 9}, False, id="attn_bits9", marks=pytest.mark.xfail(strict=True, reason=(
-        "BUG point.py QuantConfig.__post_init__: `not 2 <= bits <= 8 and not (name == 'attn_bits' and bits >= 1)` "
-        "has no upper bound for attn_bits, so --attn-bits 9..N is accepted without --lis although the message says "
-        "2..8; the softmax QuantPoint then wraps its codes modulo 256 (see test_quant_point_more_than_8_bits)"))),
-    pytest.param({"attn_bits": 16}, False, id="attn_bits16", marks=pytest.mark.xfail(strict=True, reason=(
-        "BUG point.py QuantConfig.__post_init__: attn_bits has no upper bound without --lis"))),
+    pytest.param({"attn_bits": 9}, False, id="attn_bits9"),
+    pytest.param({"attn_bits": 16}, False, id="attn_bits16"),
 ])
 def test_quant_config_validation(kwargs, ok):
     if ok:
@@ -405,10 +401,6 @@ def test_quant_config_validation(kwargs, ok):
             QuantConfig(**kwargs)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG point.py QuantPoint: bits > 8 is not rejected, quantize() clamps to 2^bits - 1 and then casts with "
-    ".to(torch.uint8), which wraps modulo 256 (codes 256..511 become 0..255): the uint8 grid of docs/ops.md Sec. 1 "
-    "only holds bits <= 8; reachable through QuantConfig(attn_bits=9)"))
 def test_quant_point_more_than_8_bits():
     x = torch.linspace(0.0, 1.0, 7)
     try:

@@ -91,7 +91,7 @@ def _t(a) -> torch.Tensor:
 
 # --- quantize / dequantize / fake_quantize ---------------------------------------------------------------------------
 
-def _ties(rng: np.random.Generator) -> tuple[np.ndarray, np.float32]:
+def _ties() -> tuple[np.ndarray, np.float32]:
     """Values whose float32 quotient by a non-power-of-two scale is exactly ``k + 0.5`` (half-even decides)."""
     s = np.float32(0.0371)
     k = np.arange(-300, 300, dtype=np.float32)
@@ -101,7 +101,7 @@ def _ties(rng: np.random.Generator) -> tuple[np.ndarray, np.float32]:
     return x[keep], s
 
 
-def _f32_vs_f64_division(rng: np.random.Generator) -> tuple[np.ndarray, np.float32]:
+def _f32_vs_f64_division() -> tuple[np.ndarray, np.float32]:
     """Values whose float32 quotient is an exact tie but whose exact quotient is not: a float64 division (or a
     reciprocal multiply) would round them the other way."""
     s = np.float32(0.0123)
@@ -125,10 +125,10 @@ def _quant_cases() -> list:
                                   np.asarray(zp, dtype=np.int64), qmin, qmax, axis, id=name))
 
     add("random_per_tensor", rng.standard_normal((3, 5, 7)) * 3, 0.037, 128, 0, 255)
-    x, s = _ties(rng)
+    x, s = _ties()
     add("float32_ties_zp0", x, s, 0, -1000, 1000)
     add("float32_ties_zp7", x, s, 7, -1000, 1000)
-    x, s = _f32_vs_f64_division(rng)
+    x, s = _f32_vs_f64_division()
     add("ties_only_in_float32", x, s, 3000, 0, 6000)
     add("pow2_scale_ties", (np.arange(-40, 40) + 0.5) * 0.25, 0.25, 20, 0, 255)
     add("clamp_both_ends", [-1e30, -1e4, -np.inf, 1e4, 1e30, np.inf, 0.0, -0.0], 0.01, 100, 0, 255)
@@ -164,7 +164,7 @@ def test_quantize_dequantize_fake_quantize(x, scale, zp, qmin, qmax, axis):
 
 def test_ties_round_half_to_even():
     """The tie tables are real ties: half of them round down (to even), so a round-half-up rule fails."""
-    x, s = _ties(np.random.default_rng(0))
+    x, s = _ties()
     q = P.quantize(_t(x), _t(s), torch.tensor(0), -1000, 1000).numpy()
     frac_down = (q == np.floor(x / s)).mean()
     assert 0.3 < frac_down < 0.7
@@ -172,7 +172,7 @@ def test_ties_round_half_to_even():
 
 
 def test_float32_division_not_float64():
-    x, s = _f32_vs_f64_division(np.random.default_rng(0))
+    x, s = _f32_vs_f64_division()
     got = P.quantize(_t(x), _t(s), torch.tensor(0), -10**6, 10**6).numpy()
     f64 = np.rint(x.astype(np.float64) / np.float64(s))
     assert np.all(got != f64), "every case was built so that a float64 division rounds differently"

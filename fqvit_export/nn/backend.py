@@ -32,6 +32,21 @@ def _patch_size(conv: nn.Conv2d) -> tuple[int, int]:
     return k
 
 
+def _exact_matmul(a: torch.Tensor, b: torch.Tensor, max_term: int) -> torch.Tensor:
+    """``f32(a @ b)`` of integer-valued float32 operands, computed exactly (the integer accumulator of
+    MatMulInteger, rounded once to float32).
+
+    A float32 matmul is exact whatever its summation order while every partial sum stays below 2^24, i.e. for
+    ``K * max_term < 2^24``; longer reductions are split into such chunks and the chunks summed in float64 (exact).
+    """
+    k = a.shape[-1]
+    chunk = (1 << 24) // max_term
+    if k <= chunk:
+        return a @ b
+    acc = sum((a[..., i:i + chunk] @ b[..., i:i + chunk, :]).double() for i in range(0, k, chunk))
+    return acc.float()
+
+
 class Backend:
     """Shared vocabulary; tensor-layout ops are identical for float and quantized values in PyTorch."""
 
@@ -166,22 +181,22 @@ class QuantBackend(Backend):
         return p.dequantize(p.quantize(t))
 
     def _int_weight(self, mod: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-        """int8 weight as float64 ``[out, in]`` (exact integers) and its per-channel scale, cached per module."""
+        """int8 weight as float32 ``[out, in]`` (exact integers) and its per-channel scale, cached per module."""
         w = self._weights.get(id(mod))
         if w is None:
             q, s = quantize_weight(mod.weight.detach().float(), self.config.w_bits)
-            w = self._weights[id(mod)] = (q.reshape(q.shape[0], -1).double(), s)
+            w = self._weights[id(mod)] = (q.reshape(q.shape[0], -1).float(), s)
         return w
 
     def _centered(self, q, name: str) -> torch.Tensor:
-        """``q - zp`` as exact float64 integers (float64 matmuls of these are exact: every sum is below 2^53)."""
-        return q.double() - float(self.point(name).zero_point)
+        """``q - zp`` as float32 holding exact integers in ``[-255, 255]``."""
+        return q.float() - float(self.point(name).zero_point)
 
     def qlinear(self, q, in_name: str, mod: nn.Linear, name: str):
         """``f32(sum (q - zp) * w_q) * f32(s_x * s_w) + bias``: exact integer accumulation, then two float32 steps
         (docs/ops.md Sec. 1) — what MatMulInteger -> Cast -> Mul -> Add computes in the exported graph."""
         w, sw = self._int_weight(mod)
-        acc = (self._centered(q, in_name) @ w.t()).float()
+        acc = _exact_matmul(self._centered(q, in_name), w.t(), 255 * 127)
         y = acc * requant_scale(self.point(in_name).scale, sw)
         return y + mod.bias.detach().float() if mod.bias is not None else y
 
@@ -189,7 +204,7 @@ class QuantBackend(Backend):
         return self.qlinear(self.patches(q, conv), in_name, conv, name)
 
     def qmatmul(self, qa, a_name: str, qb, b_name: str, multiplier: float = 1.0):
-        acc = (self._centered(qa, a_name) @ self._centered(qb, b_name)).float()
+        acc = _exact_matmul(self._centered(qa, a_name), self._centered(qb, b_name), 255 * 255)
         return acc * requant_scale(self.point(a_name).scale, self.point(b_name).scale, multiplier)
 
     def gelu_table(self, q, in_name: str, out_name: str):

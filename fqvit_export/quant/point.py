@@ -33,10 +33,10 @@ class QuantConfig:
     def __post_init__(self) -> None:
         if self.lis and not 1 <= self.attn_bits <= 4:
             raise ValueError(f"--lis needs --attn-bits between 1 and 4 (FQ-ViT uses 4), got {self.attn_bits}")
-        for name in ("w_bits", "a_bits", "attn_bits"):
+        for name, lo in (("w_bits", 2), ("a_bits", 2), ("attn_bits", 1)):
             bits = getattr(self, name)
-            if not 2 <= bits <= 8 and not (name == "attn_bits" and bits >= 1):
-                raise ValueError(f"{name.replace('_', '-')} must be between 2 and 8, got {bits}")
+            if not lo <= bits <= 8:
+                raise ValueError(f"--{name.replace('_', '-')} must be between {lo} and 8, got {bits}")
         build_observer(self.method)  # validates the name
 
     def to_dict(self) -> dict:
@@ -56,6 +56,8 @@ class QuantPoint(nn.Module):
 
     def __init__(self, bits: int, method: str, pts: bool = False, max_alpha: int = 3) -> None:
         super().__init__()
+        if not 1 <= bits <= 8:
+            raise ValueError(f"activation points hold 1..8 bits (uint8), got {bits}")
         self.bits = bits
         self.pts = pts
         self.max_alpha = max_alpha

@@ -89,16 +89,18 @@ def quantize(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, qmi
     ``scale``/``zero_point`` are scalars or 1-D along ``axis``.
     """
     s = _bshape(scale.float(), x, axis)
-    zp = _bshape(zero_point, x, axis).to(torch.int32)
-    q = torch.round(x.float() / s).clamp(-2.0**30, 2.0**30).to(torch.int32) + zp
-    return q.clamp(qmin, qmax)
+    zp = _bshape(zero_point, x, axis).float()
+    # round(x / s) + zp in float32 is exact whenever the result can land inside [qmin, qmax]; beyond 2^24 it may
+    # round, but it is clamped to the same bound either way.
+    q = torch.round(x.float() / s).add_(zp).clamp_(qmin, qmax)
+    return q.to(torch.int32)
 
 
 def dequantize(q: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, axis: int = -1) -> torch.Tensor:
     """ONNX ``DequantizeLinear``: ``(q - zp) * scale`` in float32."""
     s = _bshape(scale.float(), q, axis)
-    zp = _bshape(zero_point, q, axis).to(torch.int32)
-    return (q.to(torch.int32) - zp).float() * s
+    zp = _bshape(zero_point, q, axis).float()
+    return (q.float() - zp).mul_(s)  # q - zp is an exact integer in float32
 
 
 def fake_quantize(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, qmin: int, qmax: int,
