@@ -141,3 +141,16 @@ def test_seed_architectures_export_and_run(name, tmp_path):
     out = Session(path, library="off")(x)
     assert out.shape == (2, 1000)
     assert np.array_equal(out, cal.qmodel(x).numpy())
+
+
+def test_library_matches_function_bodies(vit_lis, tmp_path):
+    """With the kernel library registered, the exported model gives exactly the function bodies' outputs."""
+    from fqvit_export._lib import custom_ops_library
+    if custom_ops_library() is None:
+        pytest.skip("custom-op library not built (tools/build_custom_ops.sh)")
+    cal, _ = vit_lis
+    path = export_onnx(cal, tmp_path / "m.onnx").path
+    with_lib, without = Session(path, library="on"), Session(path, library="off")
+    assert with_lib.custom_ops and not without.custom_ops
+    x = next(iter(eval_loader(CIFAR_TEST, cal.data_cfg, batch_size=64)))[0]
+    assert np.array_equal(with_lib(x), without(x))
