@@ -3,8 +3,8 @@
 Each case builds a one-node model (opset 18 + ``com.fqvit`` 1, IR version 8, no function bodies, so only the
 library's kernel can run it), runs it on onnxruntime's CPU execution provider with the library registered and two
 intra-op threads, and compares every output element, the dtype and the shape with ``fqvit_export.ops.reference``
-(docs/ops.md Sec. 2-4). Every CPU path the machine offers (scalar, AVX2, AVX-512; chosen with ``FQVIT_CPU_ISA`` when
-the session is created) must give the same bits. Expected outputs come from the reference only.
+(docs/ops.md Sec. 2-4, Sec. 1 GELU table). Every CPU path the machine offers (scalar, AVX2, AVX-512; chosen with
+``FQVIT_CPU_ISA`` when the session is created) must give the same bits. Expected outputs come from the reference only.
 
 Skipped as a whole when the library is not built (``tools/build_custom_ops.sh``).
 """
@@ -35,6 +35,7 @@ _SIGNATURES = {
     "PTSLayerNorm": (["X", "x_scale", "x_zero_point", "alpha", "gamma", "beta", "y_scale", "y_zero_point"], "Y"),
     "LogIntSoftmax": (["X", "mask"], "codes"),
     "LISMatMul": (["A", "V", "v_scale", "v_zero_point", "y_scale", "y_zero_point"], "Y"),
+    "Lookup": (["X", "table"], "Y"),
 }
 # CPU paths: "auto" is the best one this CPU runs; the others are forced (lowered to what the CPU supports).
 ISAS = ["auto", "scalar", "avx2"]
@@ -308,6 +309,69 @@ def test_softmax_then_matmul_chain() -> None:
     assert_same(got, want)
 
 
+# --- Lookup ----------------------------------------------------------------------------------------------------------
+
+def lookup_reference(x: np.ndarray, table: np.ndarray) -> np.ndarray:
+    return R.lookup(torch.from_numpy(np.array(x)), _t(table)).numpy()  # np.array keeps a rank-0 X rank 0
+
+
+def _gelu_like_table(g: np.random.Generator) -> np.ndarray:
+    """Monotone after a dip, saturating at both ends: the shape of a quantized GELU table."""
+    c = np.arange(256, dtype=np.float64)
+    v = (c - 100) * 0.5 * (1 + np.tanh((c - 100) / 30)) + float(g.integers(0, 30))
+    return np.clip(np.round(v), 0, 255).astype(np.uint8)
+
+
+LOOKUP_CASES: dict[str, Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray]]] = {
+    # name: rng -> (X, table)
+    "every_code_random_table": lambda g: (np.arange(256, dtype=np.uint8), g.integers(0, 256, 256, dtype=np.uint8)),
+    "every_code_reversed": lambda g: (np.arange(256, dtype=np.uint8).reshape(16, 16),
+                                      np.arange(255, -1, -1).astype(np.uint8)),
+    "identity_table": lambda g: (g.integers(0, 256, (7, 129), dtype=np.uint8), np.arange(256, dtype=np.uint8)),
+    "constant_table": lambda g: (g.integers(0, 256, (3, 100), dtype=np.uint8), np.full(256, 201, np.uint8)),
+    "gelu_like_table": lambda g: (g.integers(0, 256, (2, 197, 64), dtype=np.uint8), _gelu_like_table(g)),
+    "scalar": lambda g: (np.array(200, np.uint8), g.integers(0, 256, 256, dtype=np.uint8)),
+    "one_element": lambda g: (np.array([255], np.uint8), g.integers(0, 256, 256, dtype=np.uint8)),
+    "n2": lambda g: (np.array([0, 128], np.uint8), g.integers(0, 256, 256, dtype=np.uint8)),
+    "n31": lambda g: (g.integers(0, 256, 31, dtype=np.uint8), g.integers(0, 256, 256, dtype=np.uint8)),
+    "n33": lambda g: (g.integers(0, 256, 33, dtype=np.uint8), g.integers(0, 256, 256, dtype=np.uint8)),
+    "n63": lambda g: (g.integers(0, 256, 63, dtype=np.uint8), g.integers(0, 256, 256, dtype=np.uint8)),
+    "n65": lambda g: (g.integers(0, 256, 65, dtype=np.uint8), g.integers(0, 256, 256, dtype=np.uint8)),
+    "n127": lambda g: (g.integers(0, 256, 127, dtype=np.uint8), g.integers(0, 256, 256, dtype=np.uint8)),
+    "n129": lambda g: (g.integers(0, 256, 129, dtype=np.uint8), g.integers(0, 256, 256, dtype=np.uint8)),
+    "odd_3x5x7": lambda g: (g.integers(0, 256, (3, 5, 7), dtype=np.uint8), g.integers(0, 256, 256, dtype=np.uint8)),
+    "odd_65537": lambda g: (g.integers(0, 256, 65537, dtype=np.uint8), g.integers(0, 256, 256, dtype=np.uint8)),
+    "chunked_odd_1x100003": lambda g: (g.integers(0, 256, (1, 100003), dtype=np.uint8),
+                                       g.integers(0, 256, 256, dtype=np.uint8)),
+    "deit_s_mlp_8x197x1536": lambda g: (g.integers(0, 256, (8, 197, 1536), dtype=np.uint8), _gelu_like_table(g)),
+}
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("case", list(LOOKUP_CASES))
+def test_lookup(case: str, isa: str) -> None:
+    x, table = LOOKUP_CASES[case](np.random.default_rng(zlib.crc32(case.encode())))
+    got = run_op("Lookup", {"X": x, "table": table}, {}, constant=("table",), isa=isa)
+    assert_same(got, lookup_reference(x, table))
+
+
+def test_lookup_table_as_graph_input() -> None:
+    """The table fed at run time (not an initializer), and a new table on a second run of the same session."""
+    rng = np.random.default_rng(9)
+    x = rng.integers(0, 256, (4, 300), dtype=np.uint8)
+    session = _session(_model("Lookup", {"X": x, "table": np.zeros(256, np.uint8)}, {}))
+    for _ in range(2):
+        table = rng.integers(0, 256, 256, dtype=np.uint8)
+        assert_same(session.run(None, {"X": x, "table": table})[0], lookup_reference(x, table))
+
+
+@pytest.mark.parametrize("shape", [(0,), (3, 0), (2, 0, 7)])
+def test_lookup_empty(shape: tuple[int, ...]) -> None:
+    x = np.zeros(shape, np.uint8)
+    got = run_op("Lookup", {"X": x, "table": np.arange(256, dtype=np.uint8)}, {}, constant=("table",))
+    assert got.shape == shape and got.dtype == np.uint8
+
+
 # --- randomized shapes and parameters -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("seed", range(4))
@@ -336,6 +400,10 @@ def test_randomized(seed: int) -> None:
                               int(rng.integers(1, 100)), bits=bits,
                               codes=str(rng.choice(["lis", "lis", "nibbles", "bytes"])))
         assert_same(run_op("LISMatMul", inputs, {"bits": bits}, isa=isa), lismm_reference(inputs, bits))
+        # Lookup
+        x = rng.integers(0, 256, (*lead, int(rng.integers(0, 300)), int(rng.integers(1, 300))), dtype=np.uint8)
+        table = rng.integers(0, 256, 256, dtype=np.uint8)
+        assert_same(run_op("Lookup", {"X": x, "table": table}, {}, isa=isa), lookup_reference(x, table))
 
 
 def test_cuda_variant_loads_on_cpu() -> None:
@@ -453,6 +521,25 @@ def test_error_lis_matmul_dims() -> None:
     inputs = lismm_inputs(rng, (2,), 4, 5, 6)
     inputs["V"] = rng.integers(0, 256, (5, 6), dtype=np.uint8)
     _expect_error("LISMatMul", inputs, {"bits": 4}, "same rank >= 2")
+    _still_alive()
+
+
+def test_error_lookup_table_length() -> None:
+    x = np.zeros((2, 8), np.uint8)
+    for n in (255, 257, 0):
+        _expect_error("Lookup", {"X": x, "table": np.zeros(n, np.uint8)}, {}, "Lookup",
+                      "table must have shape [256]", f"got [{n}]")
+    _expect_error("Lookup", {"X": x, "table": np.zeros((1, 256), np.uint8)}, {}, "table must have shape [256]",
+                  "got [1,256]")
+    _expect_error("Lookup", {"X": x, "table": np.zeros((), np.uint8)}, {}, "table must have shape [256]", "got []")
+    _still_alive()
+
+
+def test_error_lookup_dtype() -> None:
+    x = np.zeros((2, 8), np.uint8)
+    _expect_error("Lookup", {"X": x, "table": np.zeros(256, np.float32)}, {}, "tensor(float)", "(table)", "Lookup")
+    _expect_error("Lookup", {"X": x.astype(np.float32), "table": np.zeros(256, np.uint8)}, {}, "tensor(float)", "(X)",
+                  "Lookup")
     _still_alive()
 
 

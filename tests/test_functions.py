@@ -3,9 +3,10 @@
 Each case builds a one-node model (opset 18 + ``com.fqvit`` 1, IR version 8, the functions in ``model.functions``),
 checks it with ``onnx.checker`` (full check: shape inference through the function bodies), runs it with
 onnxruntime's CPU execution provider and compares every output element, the dtype and the shape with
-``fqvit_export.ops.reference`` (docs/ops.md Sec. 2-4): tables of random and adversarial cases per op, randomized
-shapes and parameters, a large-volume run per op. ``test_body_steps`` also runs each body as a plain graph and
-compares every intermediate (float32 bit patterns, int64 values) with the document's formulas written in numpy.
+``fqvit_export.ops.reference`` (docs/ops.md Sec. 2-4, Sec. 1 GELU table): tables of random and adversarial cases
+per op, randomized shapes and parameters, a large-volume run per op. ``test_body_steps`` also runs each body as a
+plain graph and compares every intermediate (float32 bit patterns, int64 values) with the document's formulas written
+in numpy.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ _SIGNATURES = {
                      ["epsilon"]),
     "LogIntSoftmax": (["X", "mask"], ["codes"], ["multiplier", "bits"]),
     "LISMatMul": (["A", "V", "v_scale", "v_zero_point", "y_scale", "y_zero_point"], ["Y"], ["bits"]),
+    "Lookup": (["X", "table"], ["Y"], []),
 }
 Inputs = dict[str, np.ndarray]
 
@@ -305,6 +307,57 @@ def test_lis_matmul(case: tuple) -> None:
     assert_bit_exact(got, lis_matmul_reference(inp, bits))
 
 
+# --- Lookup (docs/ops.md Sec. 1, GELU table) ------------------------------------------------------------------------
+
+def lookup_table(rng: np.random.Generator, kind: str = "random") -> np.ndarray:
+    """random; reversed (255 - c); const (one value); gelu (a quantized GELU table from the exporter's helper)."""
+    if kind == "reversed":
+        return np.arange(255, -1, -1).astype(np.uint8)
+    if kind == "const":
+        return np.full(256, int(rng.integers(0, 256)), np.uint8)
+    if kind == "gelu":
+        from fqvit_export.quant.primitives import gelu_table
+        return gelu_table(torch.tensor(0.047), torch.tensor(97), torch.tensor(0.031), torch.tensor(12)).numpy()
+    return rng.integers(0, 256, 256).astype(np.uint8)
+
+
+def lookup_reference(x: np.ndarray, table: np.ndarray) -> np.ndarray:
+    return R.lookup(torch.from_numpy(np.array(x)), _t(table)).numpy()  # np.array keeps a rank-0 X rank 0
+
+
+LOOKUP_CASES = {
+    "every_code": (np.arange(256).reshape(16, 16), "random"),
+    "every_code_reversed": (np.arange(256), "reversed"),
+    "gelu_table": ((2, 197, 64), "gelu"),
+    "const_table": ((3, 50), "const"),
+    "scalar": ((), "random"),
+    "one_element": ((1,), "random"),
+    "odd": ((3, 5, 7), "random"),
+    "empty": ((2, 0, 5), "random"),
+    "swin_mlp": ((4, 49, 384), "gelu"),
+}
+
+
+@pytest.mark.parametrize("case", LOOKUP_CASES.values(), ids=LOOKUP_CASES.keys())
+def test_lookup(case: tuple) -> None:
+    spec, kind = case
+    rng = np.random.default_rng(31)
+    x = (spec.astype(np.uint8) if isinstance(spec, np.ndarray)
+         else np.asarray(rng.integers(0, 256, spec), np.uint8).reshape(spec))
+    table = lookup_table(rng, kind)
+    for constant in ((), ("table",)):  # table fed at run time, and as an initializer (as the exporter writes it)
+        got = run_op("Lookup", {"X": x, "table": table}, {}, x.shape, constant=constant)
+        assert_bit_exact(got, lookup_reference(x, table))
+
+
+def test_lookup_short_table_fails() -> None:
+    """Outside the op's domain: with a 255-entry table the body's Gather rejects code 255 (the kernels reject the
+    table itself)."""
+    x = np.array([[0, 255]], np.uint8)
+    with pytest.raises(Exception, match="out of bounds|out of range|indices"):
+        run_op("Lookup", {"X": x, "table": np.zeros(255, np.uint8)}, {}, x.shape)
+
+
 # --- randomized shapes and parameters --------------------------------------------------------------------------------
 
 def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
@@ -338,10 +391,18 @@ def _random_lis_matmul(rng: np.random.Generator) -> tuple[Inputs, dict, tuple[in
     return inp, {"bits": bits}, a_shape[:-1] + (d,), lis_matmul_reference(inp, bits)
 
 
+def _random_lookup(rng: np.random.Generator) -> tuple[Inputs, dict, tuple[int, ...], np.ndarray]:
+    shape = tuple(int(s) for s in rng.integers(1, 5, rng.integers(0, 3))) + (int(rng.integers(1, 400)),)
+    x = rng.integers(0, 256, shape).astype(np.uint8)
+    table = lookup_table(rng, str(rng.choice(["random", "random", "reversed", "const", "gelu"])))
+    return {"X": x, "table": table}, {}, shape, lookup_reference(x, table)
+
+
 _RANDOM: dict[str, Callable] = {"PTSLayerNorm": _random_pts, "LogIntSoftmax": _random_lis,
-                                "LISMatMul": _random_lis_matmul}
+                                "LISMatMul": _random_lis_matmul, "Lookup": _random_lookup}
 _PARAMS = {"PTSLayerNorm": ["x_scale", "x_zero_point", "alpha", "gamma", "beta", "y_scale", "y_zero_point"],
-           "LogIntSoftmax": ["mask"], "LISMatMul": ["v_scale", "v_zero_point", "y_scale", "y_zero_point"]}
+           "LogIntSoftmax": ["mask"], "LISMatMul": ["v_scale", "v_zero_point", "y_scale", "y_zero_point"],
+           "Lookup": ["table"]}
 
 
 @pytest.mark.parametrize("seed", range(30))
@@ -389,9 +450,12 @@ def test_large_volume(op_type: str) -> None:
         x, mask = lis_logits(rng, shape), lis_mask(rng, shape, "full_row")
         got, want = run_op(op_type, {"X": x, "mask": mask}, {"multiplier": m, "bits": 4}, shape), \
             lis_reference(x, mask, m, 4)
-    else:
+    elif op_type == "LISMatMul":
         inp = lis_matmul_inputs(rng, (2, 6, 197, 197), 64, 4, "lis", v_scale=0.0291, y_scale=0.0077)
         got, want = run_op(op_type, inp, {"bits": 4}, (2, 6, 197, 64)), lis_matmul_reference(inp, 4)
+    else:
+        x, table = rng.integers(0, 256, (8, 197, 768)).astype(np.uint8), lookup_table(rng, "gelu")
+        got, want = run_op(op_type, {"X": x, "table": table}, {}, x.shape), lookup_reference(x, table)
     assert_bit_exact(got, want)
 
 
@@ -467,6 +531,7 @@ BODY_CASES = {
                                            "y_scale": 0.003}),
     "lis_matmul_subnormal": ("LISMatMul", {"shape": (2, 49, 49), "kind": "valid", "bits": 4, "v_scale": 1e-38,
                                            "y_scale": 1e-41}),
+    "lookup_every_code": ("Lookup", {"shape": (4, 256)}),
 }
 
 
@@ -481,10 +546,14 @@ def test_body_steps(case: tuple[str, dict]) -> None:
     elif op_type == "LogIntSoftmax":
         inp = {"X": lis_logits(rng, prm["shape"]), "mask": lis_mask(rng, prm["shape"], prm["mask"])}
         attrs, want = {"multiplier": prm["multiplier"], "bits": 4}, _lis_steps(inp["X"], inp["mask"], prm["multiplier"])
-    else:
+    elif op_type == "LISMatMul":
         inp = lis_matmul_inputs(rng, prm["shape"], 32, prm["bits"], prm["kind"], v_scale=prm["v_scale"],
                                 y_scale=prm["y_scale"])
         attrs, want = {"bits": prm["bits"]}, _lis_matmul_steps(inp, prm["bits"])
+    else:  # step 1: X_i32 = int32(X); step 2: Y = table[X_i32]
+        x = np.tile(np.arange(256, dtype=np.uint8), (prm["shape"][0], 1))
+        inp, attrs = {"X": rng.permuted(x, axis=1), "table": lookup_table(rng)}, {}
+        want = {"X_i32": inp["X"].astype(np.int32), "Y": inp["table"][inp["X"]]}
     got = run_body(next(f for f in F.function_protos() if f.name == op_type), inp, attrs, list(want))
     for (name, w), g in zip(want.items(), got):
         assert g.dtype == w.dtype and g.shape == np.broadcast_shapes(g.shape, w.shape), name
@@ -506,7 +575,7 @@ def test_pts_epsilon_term() -> None:
 def test_function_signatures() -> None:
     """Names, input/output order and attributes as docs/ops.md states them; standard ops only, opset 18."""
     funcs = F.function_protos()
-    assert [f.name for f in funcs] == ["PTSLayerNorm", "LogIntSoftmax", "LISMatMul"]
+    assert [f.name for f in funcs] == ["PTSLayerNorm", "LogIntSoftmax", "LISMatMul", "Lookup"]
     for f in funcs:
         inputs, outputs, attributes = _SIGNATURES[f.name]
         assert f.domain == F.DOMAIN == "com.fqvit"

@@ -70,7 +70,10 @@ def load(path: Path) -> ctypes.CDLL:
     mm = [_vp, _vp, _vp, _i64, _i64, _i64, _i64, _f32, _i32, _f32, _i32, _int]
     lib.fqvit_lis_matmul_cpu.argtypes = mm + [_int]
     lib.fqvit_lis_matmul_cuda.argtypes = mm + [_vp]
-    for name in ("pts_layernorm", "log_int_softmax", "lis_matmul"):
+    lk = [_vp, _vp, _vp, _i64, _i64]
+    lib.fqvit_lookup_cpu.argtypes = lk + [_int]
+    lib.fqvit_lookup_cuda.argtypes = lk + [_vp]
+    for name in ("pts_layernorm", "log_int_softmax", "lis_matmul", "lookup"):
         for dev in ("cpu", "cuda"):
             getattr(lib, f"fqvit_{name}_{dev}").restype = _int
     return lib
@@ -129,6 +132,17 @@ class Ops:
             _check(self.lib, self.lib.fqvit_lis_matmul_cpu(*args, -1), "fqvit_lis_matmul_cpu")
         else:
             _check(self.lib, self.lib.fqvit_lis_matmul_cuda(*args, _stream()), "fqvit_lis_matmul_cuda")
+        return y
+
+    def lookup(self, device: str, x, table, y_offset: int = 0):
+        """``y_offset`` > 0 writes into a buffer at that byte offset (an unaligned output)."""
+        buf = torch.empty(x.numel() + y_offset, dtype=torch.uint8, device=x.device)
+        y = buf[y_offset:].view(x.shape)
+        args = [_ptr(x), _ptr(table), _ptr(y), x.numel(), table.numel()]
+        if device == "cpu":
+            _check(self.lib, self.lib.fqvit_lookup_cpu(*args, -1), "fqvit_lookup_cpu")
+        else:
+            _check(self.lib, self.lib.fqvit_lookup_cuda(*args, _stream()), "fqvit_lookup_cuda")
         return y
 
 
@@ -193,6 +207,26 @@ def lismm_cases(g: torch.Generator, quick: bool):
          torch.full((1, 3000, 24), 255, dtype=torch.uint8), 4),
     ]
     return cases[:3] + cases[-2:] if quick else cases
+
+
+def lookup_cases(g: torch.Generator, quick: bool):
+    """(name, X, table, y_offset); X may be an unaligned view (``[1:]``) to exercise the byte-wise CUDA loop."""
+    from fqvit_export.quant.primitives import gelu_table
+
+    gelu = gelu_table(torch.tensor(0.047), torch.tensor(97), torch.tensor(0.031), torch.tensor(12))
+    cases = [
+        ("deit-s mlp [8,197,1536] gelu", _u8(g, (8, 197, 1536)), gelu, 0),
+        ("[8,197,768] random table", _u8(g, (8, 197, 768)), _u8(g, (256,)), 0),
+        ("every code", torch.arange(256, dtype=torch.uint8), _u8(g, (256,)), 0),
+        ("every code, reversed table", torch.arange(256, dtype=torch.uint8),
+         torch.arange(255, -1, -1, dtype=torch.uint8), 0),
+        ("one element", torch.tensor([255], dtype=torch.uint8), _u8(g, (256,)), 0),
+        ("odd 1000003", _u8(g, (1000003,)), _u8(g, (256,)), 0),
+        ("unaligned x [1:] 100001", _u8(g, (100002,))[1:], _u8(g, (256,)), 0),
+        ("unaligned y +3, 100001", _u8(g, (100001,)), _u8(g, (256,)), 3),
+        ("empty", torch.empty(0, dtype=torch.uint8), _u8(g, (256,)), 0),
+    ]
+    return cases[:1] + cases[2:5] + cases[6:] if quick else cases
 
 
 # --- checking and timing ----------------------------------------------------------------------------------------------
@@ -310,6 +344,21 @@ def main(argv: list[str] | None = None) -> int:
                _cuda_ms(lambda: ops.lis_matmul("cuda", da, dv, vs, vzp, ys, yzp, bits)) if big else None,
                _cpu_ms(lambda: ops.lis_matmul("cpu", a, v, vs, vzp, ys, yzp, bits)) if big else None,
                _cuda_ms(lambda: torch.matmul(af, vf)) if big else None)
+
+    for name, x, table, y_off in lookup_cases(g, args.quick):
+        dx, dt = x.to(dev), table.to(dev)
+        if "unaligned x" in name:  # keep the odd offset on the device too
+            dx = torch.cat([torch.zeros(1, dtype=torch.uint8), x]).to(dev)[1:]
+        cuda_out = ops.lookup("cuda", dx, dt, y_off)
+        torch.cuda.synchronize()
+        cpu_out = ops.lookup("cpu", x, table, y_off)
+        ref = R.lookup(x, table)
+        big = x.numel() >= 1_000_000
+        xf = dx.float()
+        record("Lookup", name, cuda_out, cpu_out, ref,
+               _cuda_ms(lambda: ops.lookup("cuda", dx, dt)) if big else None,
+               _cpu_ms(lambda: ops.lookup("cpu", x, table)) if big else None,
+               _cuda_ms(lambda: torch.nn.functional.gelu(xf)) if big else None)
 
     def fmt(t: float | None) -> str:
         return f"{t:9.3f}" if t is not None else " " * 9

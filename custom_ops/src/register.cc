@@ -17,6 +17,7 @@ constexpr OpFactory kOps[] = {
     &fqvit::glue::pts_layernorm_op,
     &fqvit::glue::log_int_softmax_op,
     &fqvit::glue::lis_matmul_op,
+    &fqvit::glue::lookup_op,
 };
 
 constexpr Provider kProviders[] = {

@@ -4,6 +4,7 @@
 // documented order). Meant to run under the ASan+UBSan build (tools/build_custom_ops.sh --sanitize).
 //
 //   build/custom_ops_san/kernel_test [--quick]      exit status 0 when every case matches
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -114,6 +115,13 @@ std::vector<u8> ref_lismm(const std::vector<u8>& a, const std::vector<u8>& v, in
   return y;
 }
 
+// docs/ops.md Sec. 1 (GELU table): y[i] = table[x[i]].
+std::vector<u8> ref_lookup(const std::vector<u8>& x, const std::vector<u8>& table) {
+  std::vector<u8> y(x.size());
+  for (size_t i = 0; i < x.size(); ++i) y[i] = table[x[i]];
+  return y;
+}
+
 // --- harness -------------------------------------------------------------------------------------------------
 
 int g_cases = 0, g_failures = 0;
@@ -208,6 +216,32 @@ void lismm_case(const std::string& name, int64_t batch, int64_t m, int64_t n, in
   }
 }
 
+// x and y start `offset` bytes into their buffers (unaligned vector loads/stores); bytes of y outside [0, n) must
+// stay untouched.
+void lookup_case(const std::string& name, const std::vector<u8>& x, const std::vector<u8>& table, size_t x_offset = 0,
+                 size_t y_offset = 0) {
+  const auto want = ref_lookup(x, table);
+  const size_t n = x.size(), guard = 64;
+  std::vector<u8> xb(x_offset + n + guard);
+  std::copy(x.begin(), x.end(), xb.begin() + static_cast<std::ptrdiff_t>(x_offset));
+  for (int isa : g_isas) {
+    std::vector<u8> yb(y_offset + n + guard, 0xA5);
+    const int rc = fqvit_lookup_cpu(xb.data() + x_offset, table.data(), yb.data() + y_offset, static_cast<int64_t>(n),
+                                    static_cast<int64_t>(table.size()), isa);
+    const std::vector<u8> y(yb.begin() + y_offset, yb.begin() + y_offset + n);
+    check("Lookup " + name + " [" + fqvit_cpu_isa_name(isa) + "]", y, want, rc);
+    bool guard_ok = true;
+    for (size_t i = 0; i < yb.size(); ++i) {
+      if ((i < y_offset || i >= y_offset + n) && yb[i] != 0xA5) guard_ok = false;
+    }
+    ++g_cases;
+    if (!guard_ok) {
+      ++g_failures;
+      std::printf("FAIL Lookup %s [%s]: wrote outside [0, n)\n", name.c_str(), fqvit_cpu_isa_name(isa));
+    }
+  }
+}
+
 // Codes as LogIntSoftmax produces them (so int32 accumulation applies), through the scalar CPU path.
 std::vector<u8> lis_codes(int64_t rows, int64_t n, int bits) {
   std::vector<u8> x = rand_u8(rows * n);
@@ -299,6 +333,25 @@ int main(int argc, char** argv) {
     lismm_case("one int64 row", 1, 12, n, 33, a, rand_u8(n * 33), 4, 255);
   }
 
+  // Lookup.
+  {
+    std::vector<u8> all(256), reversed(256);  // all: every code once (also the identity table)
+    for (int c = 0; c < 256; ++c) {
+      all[c] = static_cast<u8>(c);
+      reversed[c] = static_cast<u8>(255 - c);
+    }
+    lookup_case("every code, random table", all, rand_u8(256));
+    lookup_case("every code, reversed table", all, reversed);
+    lookup_case("every code, identity table", all, all);
+    for (int64_t n : {0, 1, 2, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 191, 255, 256, 257, 1000, 4099}) {
+      lookup_case("random n=" + std::to_string(n), rand_u8(n), rand_u8(256));
+    }
+    lookup_case("unaligned x+1 y+3", rand_u8(1000), rand_u8(256), 1, 3);
+    lookup_case("unaligned x+63 y+17", rand_u8(333), rand_u8(256), 63, 17);
+    lookup_case("constant table", rand_u8(500), std::vector<u8>(256, 201));
+    lookup_case("large", rand_u8(quick ? 100003 : 1210003), rand_u8(256));
+  }
+
   // Argument checks of the C entry points.
   {
     u8 x[4] = {}, y[4] = {};
@@ -319,6 +372,16 @@ int main(int argc, char** argv) {
     if (fqvit_pts_layernorm_cpu(x, alpha, g, b, y, 2, 2, 0.1f, 0, 0.0f, 0.1f, 0, -1) == 0) {
       ++g_failures;
       std::printf("FAIL alpha=4 accepted\n");
+    }
+    const std::vector<u8> table(257, 0);
+    for (int64_t size : {255, 257, 0}) {
+      ++g_cases;
+      if (fqvit_lookup_cpu(x, table.data(), y, 4, size, -1) == 0 ||
+          std::strstr(fqvit_last_error(), "exactly 256") == nullptr) {
+        ++g_failures;
+        std::printf("FAIL Lookup table of %lld entries accepted (or unclear message '%s')\n",
+                    static_cast<long long>(size), fqvit_last_error());
+      }
     }
   }
 

@@ -123,19 +123,44 @@ class OnnxBackend(Backend):
     def quant(self, x: str, name: str, ln_input: bool = False):
         if not self.quantized:
             return x
+        if self.point(name).pts:
+            return self._pts_quant(x, name)
         s, z = self._qparams(name)
-        axis = {"axis": -1} if self.point(name).pts else {}
-        return self.node("QuantizeLinear", [x, s, z], name, out=f"{name}.q", **axis)
+        return self.node("QuantizeLinear", [x, s, z], name, out=f"{name}.q")
 
     def dequant(self, q: str, name: str):
         if not self.quantized:
             return q
         key = (q, name)
         if key not in self._dq_cache:
-            s, z = self._qparams(name)
-            axis = {"axis": -1} if self.point(name).pts else {}
-            self._dq_cache[key] = self.node("DequantizeLinear", [q, s, z], name, **axis)
+            if self.point(name).pts:
+                self._dq_cache[key] = self._pts_dequant(q, name)
+            else:
+                s, z = self._qparams(name)
+                self._dq_cache[key] = self.node("DequantizeLinear", [q, s, z], name)
         return self._dq_cache[key]
+
+    # A PTS quantizer (per-channel scales s * 2^alpha_c on the last axis, one zero point) is written out as its
+    # formula, `clamp(round(x / s_c) + zp, 0, 255)` and `(q - zp) * s_c`: per-axis QuantizeLinear on the last axis is
+    # very slow in onnxruntime, and DQ + DQ -> Add -> per-axis Q is fused by onnxruntime 1.20 into a QLinearAdd that
+    # then fails type inference. Same IEEE steps as QuantizeLinear / DequantizeLinear (docs/ops.md Sec. 1).
+    def _pts_params(self, name: str) -> tuple[str, str]:
+        p = self.point(name)
+        return (self.const(p.channel_scale().float(), f"{name}.scale", np.float32),
+                self.const(p.zero_point.float(), f"{name}.zero_point_float", np.float32))
+
+    def _pts_quant(self, x: str, name: str) -> str:
+        s, z = self._pts_params(name)
+        lo = self.const(np.array(0.0, np.float32), "clip.lo")
+        hi = self.const(np.array(float(self.point(name).qmax), np.float32), f"clip.hi{self.point(name).bits}")
+        y = self.node("Round", [self.node("Div", [x, s], name)], name)
+        y = self.node("Clip", [self.node("Add", [y, z], name), lo, hi], name)
+        return self.node("Cast", [y], name, out=f"{name}.q", to=TensorProto.UINT8)
+
+    def _pts_dequant(self, q: str, name: str) -> str:
+        s, z = self._pts_params(name)
+        f = self.node("Cast", [q], name, to=TensorProto.FLOAT)
+        return self.node("Mul", [self.node("Sub", [f, z], name), s], name)
 
     def qconst(self, t: torch.Tensor, name: str):
         if not self.quantized:
@@ -179,7 +204,7 @@ class OnnxBackend(Backend):
                                   self._unique(f"{scope}.qk"))
 
     def gelu_table(self, q: str, in_name: str, out_name: str):
-        """uint8 -> uint8 GELU lookup (Gather); in the FP32 graph, exact GELU from opset-18 ops."""
+        """uint8 -> uint8 GELU table (``com.fqvit::Lookup``); in the FP32 graph, exact GELU from opset-18 ops."""
         if not self.quantized:
             scope = _scope(q)
             inv_sqrt2 = self.const(np.array(1 / math.sqrt(2), dtype=np.float32), "gelu.inv_sqrt2")
@@ -188,10 +213,10 @@ class OnnxBackend(Backend):
             e = self.node("Erf", [self.node("Mul", [q, inv_sqrt2], scope)], scope)
             return self.node("Mul", [self.node("Mul", [q, half], scope), self.node("Add", [e, one], scope)], scope)
         pin, pout = self.point(in_name), self.point(out_name)
-        table = self.const(gelu_table(pin.scale, pin.zero_point, pout.scale, pout.zero_point, pin.bits, pout.bits),
-                           f"{out_name}.gelu_table", np.uint8)
-        idx = self.node("Cast", [q], out_name, to=TensorProto.INT32)
-        return self.node("Gather", [table, idx], out_name, out=f"{out_name}.q", axis=0)
+        table = gelu_table(pin.scale, pin.zero_point, pout.scale, pout.zero_point, pin.bits, pout.bits)
+        table = torch.cat([table, table[-1:].expand(256 - len(table))])  # codes >= 2^bits never occur
+        t = self.const(table, f"{out_name}.gelu_table", np.uint8)
+        return self.node("Lookup", [q, t], out_name, domain=DOMAIN, out=f"{out_name}.q")
 
     def qmean(self, q: str, in_name: str, axis: int, count: int = 0):
         scope = _scope(q)

@@ -1,4 +1,5 @@
-"""ONNX function bodies of the ``com.fqvit`` integer ops (FQ-ViT Sec. 3.2 PTS LayerNorm, Sec. 3.3 Log-Int-Softmax).
+"""ONNX function bodies of the ``com.fqvit`` integer ops (FQ-ViT Sec. 3.2 PTS LayerNorm, Sec. 3.3 Log-Int-Softmax,
+the GELU table).
 
 Each custom op of ``docs/ops.md`` ships inside the exported model as a model-local ``FunctionProto`` built from
 standard ONNX ops (opset 18) only, so stock onnxruntime runs the model without the custom-op library; a library that
@@ -8,7 +9,8 @@ registers the same domain/op replaces the body by its kernel. The bodies follow 
 
 * ``PTSLayerNorm``  -- docs/ops.md Sec. 2, steps 1-7;
 * ``LogIntSoftmax`` -- docs/ops.md Sec. 3, steps 1-6;
-* ``LISMatMul``     -- docs/ops.md Sec. 4, steps 1-3.
+* ``LISMatMul``     -- docs/ops.md Sec. 4, steps 1-3;
+* ``Lookup``        -- docs/ops.md Sec. 1 (GELU table): ``Y = table[X]`` for a 256-entry uint8 table.
 
 How the ONNX ops reproduce the document's arithmetic exactly:
 
@@ -53,6 +55,7 @@ __all__ = [
     "pts_layernorm_function",
     "log_int_softmax_function",
     "lis_matmul_function",
+    "lookup_function",
 ]
 
 DOMAIN = "com.fqvit"
@@ -253,6 +256,23 @@ def lis_matmul_function() -> onnx.FunctionProto:
                      b, "attention@V on LIS codes with shifts, uint8 out (docs/ops.md Sec. 4).")
 
 
+def lookup_function() -> onnx.FunctionProto:
+    """``Lookup(X, table) -> Y``, ``Y = table[X]`` elementwise: the quantized GELU, docs/ops.md Sec. 1 (GELU table).
+
+    ``X`` is uint8 of any shape, ``table`` uint8 of shape ``[256]``; ``Y`` is uint8 with the shape of ``X``. Every
+    uint8 index lies inside a 256-entry table. With a shorter table (outside the document's domain, rejected by the
+    kernels) onnxruntime's ``Gather`` fails on an index past its end; the entries of a longer table beyond 255 are
+    never read.
+    """
+    b = _Body()
+    # Step 1: idx = int32(X) (Gather indexes with int32/int64 only; the cast is exact, 0 <= idx <= 255).
+    idx = b.op("Cast", ["X"], "X_i32", to=TensorProto.INT32)
+    # Step 2: Y = table[idx] along axis 0 of the 1-D table: uint8, the shape of X.
+    b.op("Gather", ["table", idx], "Y", axis=0)
+    return _function("Lookup", ["X", "table"], ["Y"], [], b,
+                     "uint8 -> uint8 table lookup Y = table[X], 256-entry table (docs/ops.md Sec. 1, GELU table).")
+
+
 def function_protos() -> list[onnx.FunctionProto]:
-    """The ``com.fqvit`` functions for ``ModelProto.functions``: PTSLayerNorm, LogIntSoftmax, LISMatMul."""
-    return [pts_layernorm_function(), log_int_softmax_function(), lis_matmul_function()]
+    """The ``com.fqvit`` functions for ``ModelProto.functions``: PTSLayerNorm, LogIntSoftmax, LISMatMul, Lookup."""
+    return [pts_layernorm_function(), log_int_softmax_function(), lis_matmul_function(), lookup_function()]

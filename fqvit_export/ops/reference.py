@@ -25,6 +25,7 @@ __all__ = [
     "pts_layernorm",
     "log_int_softmax",
     "lis_matmul",
+    "lookup",
 ]
 
 # --- constants fixed by docs/ops.md -------------------------------------------------------------------------------
@@ -149,3 +150,14 @@ def lis_matmul(codes: torch.Tensor, v: torch.Tensor, v_scale: torch.Tensor, v_ze
     val = val * torch.tensor(2.0 ** -LIS_VALUE_SHIFT, dtype=torch.float32)
     return quantize(val, torch.as_tensor(y_scale, dtype=torch.float32), torch.as_tensor(int(y_zero_point)), 0, 255
                     ).to(torch.uint8)
+
+
+def lookup(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """``com.fqvit::Lookup``: ``y = table[x]`` elementwise, uint8 in and out (docs/ops.md Sec. 1 (GELU table)).
+
+    ``table`` holds 256 uint8 entries, ``T[c] = quantize(gelu(dequantize(c, fc1)), act)`` computed once by the
+    exporter; ``y`` has the shape of ``x``. Purely integer: no rounding anywhere.
+    """
+    if table.dtype != torch.uint8 or table.shape != (256,):
+        raise ValueError(f"Lookup needs a uint8 table of shape [256], got {table.dtype} {list(table.shape)}")
+    return table[x.long()].to(torch.uint8)

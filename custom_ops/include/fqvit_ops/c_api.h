@@ -34,8 +34,11 @@ FQVIT_C_API int fqvit_log_int_softmax_cpu(const uint8_t* x, const int64_t* x_sha
 FQVIT_C_API int fqvit_lis_matmul_cpu(const uint8_t* a, const uint8_t* v, uint8_t* y, int64_t batch, int64_t m,
                                      int64_t n, int64_t d, float v_scale, int32_t v_zero_point, float y_scale,
                                      int32_t y_zero_point, int bits, int isa);
+// Lookup: y[i] = table[x[i]] for i < n; table_size must be 256. Single-threaded.
+FQVIT_C_API int fqvit_lookup_cpu(const uint8_t* x, const uint8_t* table, uint8_t* y, int64_t n, int64_t table_size,
+                                 int isa);
 
-// CUDA variants (only in libfqvit_ops_cuda.so). alpha, gamma, beta, mask and all tensors are device pointers.
+// CUDA variants (only in libfqvit_ops_cuda.so). alpha, gamma, beta, mask, table and all tensors are device pointers.
 FQVIT_C_API int fqvit_pts_layernorm_cuda(const uint8_t* x, const uint8_t* alpha, const float* gamma, const float* beta,
                                          uint8_t* y, int64_t rows, int64_t channels, float x_scale,
                                          int32_t x_zero_point, float epsilon, float y_scale, int32_t y_zero_point,
@@ -46,6 +49,8 @@ FQVIT_C_API int fqvit_log_int_softmax_cuda(const uint8_t* x, const int64_t* x_sh
 FQVIT_C_API int fqvit_lis_matmul_cuda(const uint8_t* a, const uint8_t* v, uint8_t* y, int64_t batch, int64_t m,
                                       int64_t n, int64_t d, float v_scale, int32_t v_zero_point, float y_scale,
                                       int32_t y_zero_point, int bits, void* stream);
+FQVIT_C_API int fqvit_lookup_cuda(const uint8_t* x, const uint8_t* table, uint8_t* y, int64_t n, int64_t table_size,
+                                  void* stream);
 
 #ifdef __cplusplus
 }

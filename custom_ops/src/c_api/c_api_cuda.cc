@@ -7,6 +7,7 @@
 #include "fqvit_ops/c_api.h"
 #include "fqvit_ops/lis_matmul.h"
 #include "fqvit_ops/log_int_softmax.h"
+#include "fqvit_ops/lookup.h"
 #include "fqvit_ops/pts_layernorm.h"
 
 using fqvit::capi::fail;
@@ -86,6 +87,21 @@ int fqvit_lis_matmul_cuda(const uint8_t* a, const uint8_t* v, uint8_t* y, int64_
     return launched(fqvit::lis_matmul_cuda(a, v, y, p, stream), "LISMatMul");
   } catch (const std::exception& e) {
     return fail(std::string("LISMatMul: ") + e.what());
+  }
+}
+
+int fqvit_lookup_cuda(const uint8_t* x, const uint8_t* table, uint8_t* y, int64_t n, int64_t table_size,
+                      void* stream) {
+  try {
+    fqvit::capi::clear_error();
+    fqvit::LookupParams p;
+    p.n = n;
+    p.table_size = table_size;
+    const std::string err = fqvit::lookup_check(p);
+    if (!err.empty()) return fail("Lookup: " + err);
+    return launched(fqvit::lookup_cuda(x, table, y, p, stream), "Lookup");
+  } catch (const std::exception& e) {
+    return fail(std::string("Lookup: ") + e.what());
   }
 }
 

@@ -10,6 +10,7 @@ namespace glue {
 const OrtCustomOp* pts_layernorm_op(Provider provider);
 const OrtCustomOp* log_int_softmax_op(Provider provider);
 const OrtCustomOp* lis_matmul_op(Provider provider);
+const OrtCustomOp* lookup_op(Provider provider);
 
 }  // namespace glue
 }  // namespace fqvit

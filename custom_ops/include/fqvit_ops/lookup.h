@@ -1,0 +1,27 @@
+// com.fqvit::Lookup kernels (docs/ops.md Sec. 1, GELU table): Y[i] = table[X[i]], uint8 in and out.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "fqvit_ops/common.h"
+
+namespace fqvit {
+
+constexpr int64_t kLookupTableSize = 256;  // one entry per uint8 code
+
+struct LookupParams {
+  int64_t n = 0;           // elements of X (and Y)
+  int64_t table_size = 0;  // elements of the table: must be kLookupTableSize
+};
+
+std::string lookup_check(const LookupParams& p);
+
+// Elements [begin, end) of X -> Y with the 256-entry table.
+void lookup_cpu(const uint8_t* x, const uint8_t* table, uint8_t* y, const LookupParams& p, int64_t begin, int64_t end,
+                Isa isa);
+
+// CUDA: everything, device pointers (table included). Returns a cudaError_t value.
+int lookup_cuda(const uint8_t* x, const uint8_t* table, uint8_t* y, const LookupParams& p, void* stream);
+
+}  // namespace fqvit

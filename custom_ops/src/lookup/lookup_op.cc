@@ -1,0 +1,72 @@
+// onnxruntime glue of com.fqvit::Lookup: checks the inputs, allocates the output, dispatches to the CPU kernel (chunks
+// of elements in parallel) or the CUDA kernel (on the EP's stream).
+#include "common/attributes.h"
+#include "common/ops.h"
+#include "fqvit_ops/lookup.h"
+
+namespace fqvit {
+namespace glue {
+namespace {
+
+enum : size_t { kX, kTable, kNumInputs };
+constexpr const char* kName = "Lookup";
+// Elements per CPU chunk: below this the lookup runs on the calling thread (the vector paths do 64 K elements in a
+// few microseconds, about the cost of handing a chunk to the pool).
+constexpr int64_t kGrain = int64_t(1) << 16;
+
+struct Kernel {
+  Kernel(const OrtKernelInfo* /*info*/, Provider provider) : provider_(provider), isa_(resolve_isa(-1)) {}
+
+  OrtStatusPtr ComputeV2(OrtKernelContext* context) { return guarded(kName, [&] { Compute(context); }); }
+
+  void Compute(OrtKernelContext* context) {
+    Ort::KernelContext ctx(context);
+    const Input x = get_input(ctx, kX, "X", ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8);
+    const Input table = get_input(ctx, kTable, "table", ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8);
+    require(table.shape.size() == 1 && table.numel == kLookupTableSize,
+            "table must have shape [" + std::to_string(kLookupTableSize) + "] (one entry per uint8 code), got " +
+                shape_str(table.shape));
+    LookupParams p;
+    p.n = x.numel;
+    p.table_size = table.numel;
+    const std::string err = lookup_check(p);
+    require(err.empty(), err);
+
+    uint8_t* y = ctx.GetOutput(0, x.shape).GetTensorMutableData<uint8_t>();
+    if (p.n == 0) return;
+    if (provider_ == Provider::kCuda) {
+#ifdef FQVIT_WITH_CUDA
+      const int rc = lookup_cuda(x.as<uint8_t>(), table.as<uint8_t>(), y, p, ctx.GetGPUComputeStream());
+      if (rc != 0) throw std::runtime_error("CUDA kernel launch failed (cudaError_t " + std::to_string(rc) + ")");
+#endif
+      return;
+    }
+    parallel_for(ctx, p.n, kGrain, [&](int64_t begin, int64_t end) {
+      lookup_cpu(x.as<uint8_t>(), table.as<uint8_t>(), y, p, begin, end, isa_);
+    });
+  }
+
+  Provider provider_;
+  Isa isa_;
+};
+
+struct Op : OpBase<Op, Kernel> {
+  using OpBase::OpBase;
+  const char* GetName() const { return kName; }
+  size_t GetInputTypeCount() const { return kNumInputs; }
+  ONNXTensorElementDataType GetInputType(size_t /*i*/) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8; }
+};
+
+}  // namespace
+
+const OrtCustomOp* lookup_op(Provider provider) {
+  static const Op cpu(Provider::kCpu);
+#ifdef FQVIT_WITH_CUDA
+  static const Op cuda(Provider::kCuda);
+  if (provider == Provider::kCuda) return &cuda;
+#endif
+  return provider == Provider::kCpu ? &cpu : nullptr;
+}
+
+}  // namespace glue
+}  // namespace fqvit
