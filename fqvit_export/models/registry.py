@@ -5,7 +5,10 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -84,6 +87,28 @@ def _timm_name(name: str) -> str:
     return timm_name
 
 
+@contextlib.contextmanager
+def _offline_unless_reachable(pretrained: bool, host: str = "huggingface.co"):
+    """Without a route to the hub, let huggingface_hub answer from its cache at once instead of retrying for a
+    minute: ``--pretrained`` then fails fast (or loads cached weights)."""
+    if not pretrained or os.environ.get("HF_HUB_OFFLINE"):
+        yield
+        return
+    try:
+        socket.getaddrinfo(host, 443)
+        yield
+        return
+    except OSError:
+        pass
+    from huggingface_hub import constants  # read at call time by the download functions
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
+
+
 def create(spec: ModelSpec) -> nn.Module:
     """Build the float model: bundled weights, ``--weights PATH``, ``--pretrained`` (timm hub) or random init."""
     if spec.name in BUNDLED_MODELS:
@@ -91,7 +116,8 @@ def create(spec: ModelSpec) -> nn.Module:
     else:
         timm_name = _timm_name(spec.name)
         try:
-            model = timm.create_model(timm_name, pretrained=spec.pretrained, **spec.model_kwargs)
+            with _offline_unless_reachable(spec.pretrained):
+                model = timm.create_model(timm_name, pretrained=spec.pretrained, **spec.model_kwargs)
         except TypeError as e:
             raise ModelError(f"bad --model-kwargs for {timm_name}: {e}") from None
         except Exception as e:  # hub download failures come as many exception types
