@@ -33,7 +33,6 @@ def _check_output(path: Path, force: bool) -> None:
 
 
 def _parity(cal, path: Path, images: int) -> dict:
-    import torch
     from ..api import evaluate
     from ..data import BUNDLED_CALIB_DIR, eval_loader
     from ..runtime import open_session, parity

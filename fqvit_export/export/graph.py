@@ -286,7 +286,7 @@ def _scope(tensor: str) -> str:
 
 
 def trace_graph(model: nn.Module, adapter, points: dict[str, QuantPoint], config: QuantConfig,
-                input_shape: tuple[int, int, int], quantized: bool = True) -> tuple[OnnxBackend, str]:
+                quantized: bool = True) -> tuple[OnnxBackend, str]:
     """Run ``adapter`` symbolically; returns the backend (nodes, initializers) and the output tensor name."""
     b = OnnxBackend(points, config, quantized)
     b._names.add("input")

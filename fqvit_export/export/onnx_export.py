@@ -56,7 +56,7 @@ def metadata(cal: Calibrated) -> dict[str, str]:
 
 def _assemble(cal: Calibrated, quantized: bool) -> onnx.ModelProto:
     c, h, w = cal.data_cfg["input_size"]
-    b, out = trace_graph(cal.float_model, cal.qmodel.adapter, cal.qmodel.points, cal.config, (c, h, w), quantized)
+    b, out = trace_graph(cal.float_model, cal.qmodel.adapter, cal.qmodel.points, cal.config, quantized)
     nodes = [*b.nodes, helper.make_node("Identity", [out], ["logits"], name="output/Identity")]
     num_classes = cal.float_model.get_classifier().out_features
     graph = helper.make_graph(
