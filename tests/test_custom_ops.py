@@ -3,8 +3,9 @@
 Each case builds a one-node model (opset 18 + ``com.fqvit`` 1, IR version 8, no function bodies, so only the
 library's kernel can run it), runs it on onnxruntime's CPU execution provider with the library registered and two
 intra-op threads, and compares every output element, the dtype and the shape with ``fqvit_export.ops.reference``
-(docs/ops.md Sec. 2-4, Sec. 1 GELU table). Every CPU path the machine offers (scalar, AVX2, AVX-512; chosen with
-``FQVIT_CPU_ISA`` when the session is created) must give the same bits. Expected outputs come from the reference only.
+(docs/ops.md Sec. 2-4, Sec. 1 GELU table and integer matmuls). Every CPU path the machine offers (scalar, AVX2,
+AVX-512; chosen with ``FQVIT_CPU_ISA`` when the session is created) must give the same bits. Expected outputs come
+from the reference only.
 
 Skipped as a whole when the library is not built (``tools/build_custom_ops.sh``).
 """
@@ -30,12 +31,14 @@ pytestmark = pytest.mark.skipif(LIB is None, reason="com.fqvit custom-op library
 
 DOMAIN = "com.fqvit"
 _ONNX_TYPE = {np.dtype(np.uint8): TensorProto.UINT8, np.dtype(np.float32): TensorProto.FLOAT,
-              np.dtype(np.bool_): TensorProto.BOOL}
+              np.dtype(np.bool_): TensorProto.BOOL, np.dtype(np.int32): TensorProto.INT32,
+              np.dtype(np.int64): TensorProto.INT64, np.dtype(np.int8): TensorProto.INT8}
 _SIGNATURES = {
     "PTSLayerNorm": (["X", "x_scale", "x_zero_point", "alpha", "gamma", "beta", "y_scale", "y_zero_point"], "Y"),
     "LogIntSoftmax": (["X", "mask"], "codes"),
     "LISMatMul": (["A", "V", "v_scale", "v_zero_point", "y_scale", "y_zero_point"], "Y"),
     "Lookup": (["X", "table"], "Y"),
+    "Requantize": (["A", "multiplier", "bias", "y_scale", "y_zero_point"], "Y"),
 }
 # CPU paths: "auto" is the best one this CPU runs; the others are forced (lowered to what the CPU supports).
 ISAS = ["auto", "scalar", "avx2"]
@@ -372,6 +375,126 @@ def test_lookup_empty(shape: tuple[int, ...]) -> None:
     assert got.shape == shape and got.dtype == np.uint8
 
 
+# --- Requantize ------------------------------------------------------------------------------------------------------
+
+def rq_reference(inputs: Inputs) -> np.ndarray:
+    return R.requantize(_t(inputs["A"]), _t(inputs["multiplier"]), _t(inputs["bias"]), _t(inputs["y_scale"]),
+                        int(inputs["y_zero_point"])).numpy()
+
+
+def rq_inputs(rng: np.random.Generator, shape: tuple[int, ...], *, acc: str = "matmul", per_channel_m: bool = True,
+              per_channel_b: bool = True, m: float | None = None, b: float | None = None, y_scale: float | None = None,
+              y_zp: int | None = None) -> Inputs:
+    """acc: matmul (|A| < 2^20, a realistic accumulator), large (any int32, +-(2^31 - 1) and -2^31 included, most
+    beyond 2^24 so f32(A) rounds), odd_big (odd values in (2^24, 2^25): f32(A) rounds on every element), conv_ties
+    (+-(2^24 + k), k < 128: with m = 1 and b = -+2^24 the output shows f32(A)'s round-half-even on every odd k),
+    ties (small A; with m = 0.5, b = 0, y_scale = 1 every odd A lands on a .5 tie)."""
+    n = shape[-1]
+    if acc == "large":
+        a = rng.integers(-2**31, 2**31, shape, dtype=np.int64)
+        flat = a.reshape(-1)
+        if flat.size >= 4:
+            flat[:4] = [2**31 - 1, -2**31, -(2**31 - 1), 2**24 + 1]
+    elif acc == "odd_big":
+        a = rng.integers(2**23, 2**24, shape, dtype=np.int64) * 2 + 1
+        a *= rng.choice([-1, 1], shape)
+    elif acc == "conv_ties":
+        a = (2**24 + rng.integers(0, 128, shape, dtype=np.int64)) * np.where(np.arange(shape[-1]) % 2, -1, 1)
+    elif acc == "ties":
+        a = rng.integers(-600, 600, shape, dtype=np.int64)
+    else:
+        a = rng.integers(-2**20, 2**20, shape, dtype=np.int64)
+    mc, bc = (n if per_channel_m else 1), (n if per_channel_b else 1)
+    mult = (np.full(mc, m, np.float32) if m is not None
+            else (rng.uniform(0.5, 2.0, mc) * 10.0 ** rng.uniform(-6.3, -5.7, mc)).astype(np.float32))
+    if isinstance(b, str):  # "conv": -2^24 on even channels, +2^24 on odd ones (the sign pattern of conv_ties)
+        bias = np.where(np.arange(n) % 2, 2.0**24, -2.0**24).astype(np.float32)
+    else:
+        bias = np.full(bc, b, np.float32) if b is not None else rng.uniform(-1.0, 1.0, bc).astype(np.float32)
+    return {
+        "A": a.astype(np.int32),
+        "multiplier": mult if per_channel_m or rng.random() < 0.5 else mult.reshape(()),
+        "bias": bias if per_channel_b or rng.random() < 0.5 else bias.reshape(()),
+        "y_scale": np.array(y_scale if y_scale is not None else rng.uniform(0.01, 0.08), np.float32),
+        "y_zero_point": np.array(y_zp if y_zp is not None else rng.integers(0, 256), np.uint8),
+    }
+
+
+RQ_CASES: dict[str, tuple[tuple[int, ...], dict]] = {
+    "deit_s_fc1_2x197x1536": ((2, 197, 1536), {}),
+    "deit_s_qkv_197x1152": ((197, 1152), {}),
+    "large_acc": ((7, 300), {"acc": "large", "y_scale": 3.0}),
+    "large_acc_small_m": ((5, 129), {"acc": "large", "m": 1e-7, "y_scale": 0.5}),
+    "f32_conversion_ties": ((13, 70), {"acc": "conv_ties", "m": 1.0, "b": "conv", "y_scale": 1.0, "y_zp": 128}),
+    "f32_conversion_ties_N33": ((7, 33), {"acc": "conv_ties", "m": 1.0, "b": "conv", "y_scale": 4.0, "y_zp": 128}),
+    "f32_rounds_m_1e-6": ((9, 67), {"acc": "odd_big", "m": 1e-6, "y_scale": 0.5, "y_zp": 128}),
+    "ties_m_half": ((11, 45), {"acc": "ties", "m": 0.5, "b": 0.0, "y_scale": 1.0, "y_zp": 128}),
+    "ties_bias_half": ((11, 45), {"acc": "ties", "m": 1.0, "b": 0.5, "y_scale": 1.0, "y_zp": 128}),
+    "ties_after_division": ((11, 45), {"acc": "ties", "m": 0.125, "b": 0.0, "y_scale": 0.25, "y_zp": 100}),
+    "saturate_both_ends": ((6, 100), {"acc": "large", "m": 1.0, "y_scale": 0.001}),
+    "saturate_zp0": ((6, 100), {"m": 1e-3, "y_scale": 0.01, "y_zp": 0}),
+    "saturate_zp255": ((6, 100), {"m": 1e-3, "y_scale": 0.01, "y_zp": 255}),
+    "tiny_y_scale_2^30_clamp": ((4, 50), {"acc": "large", "m": 1.0, "y_scale": 1e-30}),
+    "scalar_multiplier": ((5, 97), {"per_channel_m": False}),
+    "scalar_bias": ((5, 97), {"per_channel_b": False}),
+    "scalar_both": ((5, 97), {"per_channel_m": False, "per_channel_b": False}),
+    "scalar_both_long": ((1, 100003), {"per_channel_m": False, "per_channel_b": False}),
+    "N1": ((37, 1), {}),
+    "N1_many_rows": ((70001, 1), {}),
+    "N2": ((9, 2), {}),
+    "N15": ((4, 3, 15), {}),
+    "N17": ((4, 3, 17), {}),
+    "N31": ((5, 31), {}),
+    "N33": ((5, 33), {}),
+    "odd_N97": ((3, 7, 97), {}),
+    "N197": ((2, 197), {"per_channel_b": False}),
+    "rank1": ((1000,), {}),
+    "chunked_odd_rows_N999": ((211, 999), {}),
+}
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("case", list(RQ_CASES))
+def test_requantize(case: str, isa: str) -> None:
+    shape, kw = RQ_CASES[case]
+    inputs = rq_inputs(np.random.default_rng(zlib.crc32(case.encode())), shape, **kw)
+    got = run_op("Requantize", inputs, {}, constant=("multiplier", "bias", "y_scale", "y_zero_point"), isa=isa)
+    assert_same(got, rq_reference(inputs))
+
+
+def test_requantize_inputs_at_run_time() -> None:
+    """Every input fed at run time; two runs of one session with new parameters."""
+    rng = np.random.default_rng(21)
+    inputs = rq_inputs(rng, (3, 64, 72))
+    session = _session(_model("Requantize", inputs, {}))
+    for _ in range(2):
+        inputs = rq_inputs(rng, (3, 64, 72))
+        assert_same(session.run(None, inputs)[0], rq_reference(inputs))
+
+
+def test_requantize_covers_every_code() -> None:
+    """A ramp of accumulators across the whole uint8 range: every output code 0..255 appears, saturation included."""
+    a = np.arange(-5000, 5000, dtype=np.int32).reshape(10, 1000)
+    inputs = {"A": a, "multiplier": np.array(0.01, np.float32), "bias": np.array(0.0, np.float32),
+              "y_scale": np.array(0.25, np.float32), "y_zero_point": np.array(128, np.uint8)}
+    for isa in ISAS:
+        got = run_op("Requantize", inputs, {}, isa=isa)
+        assert_same(got, rq_reference(inputs))
+    assert set(np.unique(got).tolist()) == set(range(256))
+
+
+@pytest.mark.parametrize("shape", [(0,), (0, 5), (3, 0), (2, 0, 7)])
+def test_requantize_empty(shape: tuple[int, ...]) -> None:
+    n = shape[-1]
+    inputs = {"A": np.zeros(shape, np.int32), "multiplier": np.ones(n, np.float32),
+              "bias": np.zeros(n, np.float32), "y_scale": np.array(0.1, np.float32),
+              "y_zero_point": np.array(3, np.uint8)}
+    got = run_op("Requantize", inputs, {})
+    assert got.shape == shape and got.dtype == np.uint8
+    inputs["multiplier"], inputs["bias"] = np.array(1.0, np.float32), np.array([0.0], np.float32)
+    assert run_op("Requantize", inputs, {}).shape == shape
+
+
 # --- randomized shapes and parameters -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("seed", range(4))
@@ -404,6 +527,12 @@ def test_randomized(seed: int) -> None:
         x = rng.integers(0, 256, (*lead, int(rng.integers(0, 300)), int(rng.integers(1, 300))), dtype=np.uint8)
         table = rng.integers(0, 256, 256, dtype=np.uint8)
         assert_same(run_op("Lookup", {"X": x, "table": table}, {}, isa=isa), lookup_reference(x, table))
+        # Requantize
+        shape = (*lead, int(rng.integers(0, 50)), int(rng.integers(1, 300)))
+        inputs = rq_inputs(rng, shape, acc=str(rng.choice(["matmul", "matmul", "large", "odd_big", "ties"])),
+                           per_channel_m=bool(rng.random() < 0.7), per_channel_b=bool(rng.random() < 0.7),
+                           y_scale=float(np.exp(rng.uniform(np.log(1e-3), np.log(1.0)))))
+        assert_same(run_op("Requantize", inputs, {}, isa=isa), rq_reference(inputs))
 
 
 def test_cuda_variant_loads_on_cpu() -> None:
@@ -540,6 +669,44 @@ def test_error_lookup_dtype() -> None:
     _expect_error("Lookup", {"X": x, "table": np.zeros(256, np.float32)}, {}, "tensor(float)", "(table)", "Lookup")
     _expect_error("Lookup", {"X": x.astype(np.float32), "table": np.zeros(256, np.uint8)}, {}, "tensor(float)", "(X)",
                   "Lookup")
+    _still_alive()
+
+
+def _rq_ok() -> Inputs:
+    return rq_inputs(np.random.default_rng(0), (2, 8))
+
+
+def test_error_requantize_shapes() -> None:
+    inputs = _rq_ok()
+    inputs["multiplier"] = np.ones(5, np.float32)
+    _expect_error("Requantize", inputs, {}, "Requantize", "multiplier must have shape [N] = [8]", "got [5]",
+                  "A [2,8]")
+    inputs = _rq_ok()
+    inputs["bias"] = np.ones((1, 8), np.float32)
+    _expect_error("Requantize", inputs, {}, "Requantize", "bias must have shape [N] = [8]", "got [1,8]")
+    inputs = _rq_ok()
+    inputs["bias"] = np.ones(9, np.float32)
+    _expect_error("Requantize", inputs, {}, "bias must have shape [N] = [8]", "got [9]")
+    inputs = _rq_ok()
+    inputs["y_scale"] = np.array([0.1, 0.2], np.float32)
+    _expect_error("Requantize", inputs, {}, "Requantize", "y_scale must be a scalar")
+    inputs = _rq_ok()
+    inputs["y_zero_point"] = np.zeros(8, np.uint8)
+    _expect_error("Requantize", inputs, {}, "y_zero_point must be a scalar")
+    inputs = _rq_ok()
+    inputs["A"] = np.array(5, np.int32)
+    inputs["multiplier"], inputs["bias"] = np.array(1.0, np.float32), np.array(0.0, np.float32)
+    _expect_error("Requantize", inputs, {}, "Requantize", "A must have rank >= 1")
+    _still_alive()
+
+
+def test_error_requantize_dtypes() -> None:
+    for name, dtype, onnx_name in [("A", np.int64, "tensor(int64)"), ("A", np.float32, "tensor(float)"),
+                                   ("multiplier", np.uint8, "tensor(uint8)"),
+                                   ("y_zero_point", np.int8, "tensor(int8)")]:
+        inputs = _rq_ok()
+        inputs[name] = inputs[name].astype(dtype)
+        _expect_error("Requantize", inputs, {}, onnx_name, f"({name})", "Requantize")
     _still_alive()
 
 

@@ -3,10 +3,10 @@
 Each case builds a one-node model (opset 18 + ``com.fqvit`` 1, IR version 8, the functions in ``model.functions``),
 checks it with ``onnx.checker`` (full check: shape inference through the function bodies), runs it with
 onnxruntime's CPU execution provider and compares every output element, the dtype and the shape with
-``fqvit_export.ops.reference`` (docs/ops.md Sec. 2-4, Sec. 1 GELU table): tables of random and adversarial cases
-per op, randomized shapes and parameters, a large-volume run per op. ``test_body_steps`` also runs each body as a
-plain graph and compares every intermediate (float32 bit patterns, int64 values) with the document's formulas written
-in numpy.
+``fqvit_export.ops.reference`` (docs/ops.md Sec. 2-4, Sec. 1 GELU table and integer matmuls): tables of random and
+adversarial cases per op, randomized shapes and parameters, a large-volume run per op. ``test_body_steps`` also runs
+each body as a plain graph and compares every intermediate (float32 bit patterns, int64 values) with the document's
+formulas written in numpy.
 """
 from __future__ import annotations
 
@@ -24,13 +24,14 @@ from fqvit_export.ops import functions as F
 from fqvit_export.ops import reference as R
 
 _ONNX_TYPE = {np.dtype(np.uint8): TensorProto.UINT8, np.dtype(np.float32): TensorProto.FLOAT,
-              np.dtype(np.bool_): TensorProto.BOOL}
+              np.dtype(np.bool_): TensorProto.BOOL, np.dtype(np.int32): TensorProto.INT32}
 _SIGNATURES = {
     "PTSLayerNorm": (["X", "x_scale", "x_zero_point", "alpha", "gamma", "beta", "y_scale", "y_zero_point"], ["Y"],
                      ["epsilon"]),
     "LogIntSoftmax": (["X", "mask"], ["codes"], ["multiplier", "bits"]),
     "LISMatMul": (["A", "V", "v_scale", "v_zero_point", "y_scale", "y_zero_point"], ["Y"], ["bits"]),
     "Lookup": (["X", "table"], ["Y"], []),
+    "Requantize": (["A", "multiplier", "bias", "y_scale", "y_zero_point"], ["Y"], []),
 }
 Inputs = dict[str, np.ndarray]
 
@@ -358,6 +359,95 @@ def test_lookup_short_table_fails() -> None:
         run_op("Lookup", {"X": x, "table": np.zeros(255, np.uint8)}, {}, x.shape)
 
 
+# --- Requantize (docs/ops.md Sec. 1, integer matmuls) -----------------------------------------------------------------
+
+def requantize_inputs(rng: np.random.Generator, shape: tuple[int, ...], *, acc: str = "matmul",
+                      m: float | str = "channel", b: float | str = "channel", y_scale: float | None = None,
+                      y_zp: int | None = None) -> Inputs:
+    """acc: matmul (|A| < 2^20), large (any int32, +-(2^31 - 1) and -2^31 included), conv_ties (+-(2^24 + k),
+    k < 128, alternating sign per channel: with m = 1 and b = "conv" (-+2^24) the output is f32(A)'s round half to
+    even), ties (small A). m, b: "channel" ([N] random), "scalar" (rank 0), "one" ([1]), or a constant ([N])."""
+    n = shape[-1]
+    if acc == "large":
+        a = rng.integers(-2**31, 2**31, shape, dtype=np.int64)
+        if a.size >= 3:
+            a.reshape(-1)[:3] = [2**31 - 1, -2**31, 2**24 + 1]
+    elif acc == "conv_ties":
+        a = (2**24 + rng.integers(0, 128, shape, dtype=np.int64)) * np.where(np.arange(n) % 2, -1, 1)
+    elif acc == "ties":
+        a = rng.integers(-600, 600, shape, dtype=np.int64)
+    else:
+        a = rng.integers(-2**20, 2**20, shape, dtype=np.int64)
+
+    def param(spec: float | str, draw: Callable[[int], np.ndarray]) -> np.ndarray:
+        if spec == "channel":
+            return draw(n).astype(np.float32)
+        if spec == "scalar":
+            return draw(1).astype(np.float32).reshape(())
+        if spec == "one":
+            return draw(1).astype(np.float32)
+        if spec == "conv":
+            return np.where(np.arange(n) % 2, 2.0**24, -2.0**24).astype(np.float32)
+        return np.full(n, spec, np.float32)
+
+    return {
+        "A": a.astype(np.int32),
+        "multiplier": param(m, lambda k: rng.uniform(0.5, 2.0, k) * 10.0 ** rng.uniform(-6.3, -5.7, k)),
+        "bias": param(b, lambda k: rng.uniform(-1.0, 1.0, k)),
+        "y_scale": np.array(y_scale if y_scale is not None else rng.uniform(0.01, 0.08), np.float32),
+        "y_zero_point": np.array(y_zp if y_zp is not None else rng.integers(0, 256), np.uint8),
+    }
+
+
+def requantize_reference(inp: Inputs) -> np.ndarray:
+    return R.requantize(_t(inp["A"]), _t(inp["multiplier"]), _t(inp["bias"]), _t(inp["y_scale"]),
+                        int(inp["y_zero_point"])).numpy()
+
+
+REQUANTIZE_CASES = {
+    "deit_s_qkv": ((2, 197, 1152), {}),
+    "large_acc": ((7, 300), {"acc": "large", "y_scale": 3.0}),
+    "large_acc_small_m": ((5, 129), {"acc": "large", "m": 1e-7, "y_scale": 0.5}),
+    "f32_conversion_ties": ((13, 70), {"acc": "conv_ties", "m": 1.0, "b": "conv", "y_scale": 1.0, "y_zp": 128}),
+    "ties_m_half": ((11, 45), {"acc": "ties", "m": 0.5, "b": 0.0, "y_scale": 1.0, "y_zp": 128}),
+    "ties_bias_half": ((11, 45), {"acc": "ties", "m": 1.0, "b": 0.5, "y_scale": 1.0, "y_zp": 128}),
+    "ties_after_division": ((11, 45), {"acc": "ties", "m": 0.125, "b": 0.0, "y_scale": 0.25, "y_zp": 100}),
+    "saturate_both_ends": ((6, 100), {"acc": "large", "m": 1.0, "y_scale": 0.001}),
+    "saturate_zp0": ((6, 100), {"m": 1e-3, "y_scale": 0.01, "y_zp": 0}),
+    "saturate_zp255": ((6, 100), {"m": 1e-3, "y_scale": 0.01, "y_zp": 255}),
+    "tiny_y_scale": ((4, 50), {"acc": "large", "m": 1.0, "y_scale": 1e-30}),
+    "scalar_multiplier": ((5, 97), {"m": "scalar"}),
+    "one_element_bias": ((5, 97), {"b": "one"}),
+    "scalar_both": ((5, 97), {"m": "scalar", "b": "scalar"}),
+    "N1": ((37, 1), {}),
+    "N17": ((4, 3, 17), {}),
+    "rank1": ((1000,), {}),
+    "empty_rows": ((0, 5), {}),
+    "empty_N": ((3, 0), {}),
+}
+
+
+@pytest.mark.parametrize("case", REQUANTIZE_CASES.values(), ids=REQUANTIZE_CASES.keys())
+def test_requantize(case: tuple) -> None:
+    shape, kwargs = case
+    inp = requantize_inputs(np.random.default_rng(sum(shape) + 7), shape, **kwargs)
+    for constant in ((), ("multiplier", "bias", "y_scale", "y_zero_point")):
+        got = run_op("Requantize", inp, {}, shape, constant=constant)
+        assert_bit_exact(got, requantize_reference(inp))
+
+
+def test_requantize_reference_rejects() -> None:
+    a = torch.zeros((2, 8), dtype=torch.int32)
+    with pytest.raises(ValueError, match="multiplier must have shape"):
+        R.requantize(a, torch.ones(5), torch.zeros(8), torch.tensor(0.1), 0)
+    with pytest.raises(ValueError, match="bias must have shape"):
+        R.requantize(a, torch.ones(8), torch.zeros((1, 8)), torch.tensor(0.1), 0)
+    with pytest.raises(ValueError, match="int32"):
+        R.requantize(a.float(), torch.ones(8), torch.zeros(8), torch.tensor(0.1), 0)
+    with pytest.raises(ValueError, match="rank >= 1"):
+        R.requantize(torch.tensor(3, dtype=torch.int32), torch.ones(()), torch.zeros(()), torch.tensor(0.1), 0)
+
+
 # --- randomized shapes and parameters --------------------------------------------------------------------------------
 
 def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
@@ -398,11 +488,21 @@ def _random_lookup(rng: np.random.Generator) -> tuple[Inputs, dict, tuple[int, .
     return {"X": x, "table": table}, {}, shape, lookup_reference(x, table)
 
 
+def _random_requantize(rng: np.random.Generator) -> tuple[Inputs, dict, tuple[int, ...], np.ndarray]:
+    shape = tuple(int(s) for s in rng.integers(1, 5, rng.integers(0, 3))) + (int(rng.integers(1, 40)),
+                                                                           int(rng.integers(1, 400)))
+    kinds = ["channel", "channel", "channel", "scalar", "one"]
+    inp = requantize_inputs(rng, shape, acc=str(rng.choice(["matmul", "matmul", "large", "ties"])),
+                            m=str(rng.choice(kinds)), b=str(rng.choice(kinds)), y_scale=_log_uniform(rng, 1e-3, 1.0))
+    return inp, {}, shape, requantize_reference(inp)
+
+
 _RANDOM: dict[str, Callable] = {"PTSLayerNorm": _random_pts, "LogIntSoftmax": _random_lis,
-                                "LISMatMul": _random_lis_matmul, "Lookup": _random_lookup}
+                                "LISMatMul": _random_lis_matmul, "Lookup": _random_lookup,
+                                "Requantize": _random_requantize}
 _PARAMS = {"PTSLayerNorm": ["x_scale", "x_zero_point", "alpha", "gamma", "beta", "y_scale", "y_zero_point"],
            "LogIntSoftmax": ["mask"], "LISMatMul": ["v_scale", "v_zero_point", "y_scale", "y_zero_point"],
-           "Lookup": ["table"]}
+           "Lookup": ["table"], "Requantize": ["multiplier", "bias", "y_scale", "y_zero_point"]}
 
 
 @pytest.mark.parametrize("seed", range(30))
@@ -453,9 +553,12 @@ def test_large_volume(op_type: str) -> None:
     elif op_type == "LISMatMul":
         inp = lis_matmul_inputs(rng, (2, 6, 197, 197), 64, 4, "lis", v_scale=0.0291, y_scale=0.0077)
         got, want = run_op(op_type, inp, {"bits": 4}, (2, 6, 197, 64)), lis_matmul_reference(inp, 4)
-    else:
+    elif op_type == "Lookup":
         x, table = rng.integers(0, 256, (8, 197, 768)).astype(np.uint8), lookup_table(rng, "gelu")
         got, want = run_op(op_type, {"X": x, "table": table}, {}, x.shape), lookup_reference(x, table)
+    else:
+        inp = requantize_inputs(rng, (4, 197, 1152), y_scale=0.0213)
+        got, want = run_op(op_type, inp, {}, (4, 197, 1152)), requantize_reference(inp)
     assert_bit_exact(got, want)
 
 
@@ -505,6 +608,15 @@ def _lis_steps(x: np.ndarray, mask: np.ndarray, multiplier: int) -> dict[str, np
     return {"n": n, "r": r, "z": z, "e": e, "p": p}
 
 
+def _requantize_steps(inp: Inputs) -> dict[str, np.ndarray]:
+    """docs/ops.md Sec. 1 (integer matmuls) in numpy: one IEEE float32 operation per step."""
+    t = inp["A"].astype(np.float32)
+    ts = t * inp["multiplier"]
+    tb = ts + inp["bias"]
+    q = tb / inp["y_scale"]
+    return {"A_f32": t, "t_scaled": ts, "t": tb, "q_div_scale": q, "q_round": np.round(q)}
+
+
 def _lis_matmul_steps(inp: Inputs, bits: int) -> dict[str, np.ndarray]:
     """docs/ops.md Sec. 4 steps 1-3 in numpy (float64 sums of integers, then IEEE float32)."""
     a = inp["A"].astype(np.int64)
@@ -532,6 +644,11 @@ BODY_CASES = {
     "lis_matmul_subnormal": ("LISMatMul", {"shape": (2, 49, 49), "kind": "valid", "bits": 4, "v_scale": 1e-38,
                                            "y_scale": 1e-41}),
     "lookup_every_code": ("Lookup", {"shape": (4, 256)}),
+    "requantize_deit": ("Requantize", {"shape": (300, 1152)}),
+    "requantize_large_acc": ("Requantize", {"shape": (200, 97), "acc": "large", "y_scale": 3.0}),
+    "requantize_conv_ties": ("Requantize", {"shape": (200, 70), "acc": "conv_ties", "m": 1.0, "b": "conv",
+                                            "y_scale": 1.0}),
+    "requantize_scalar_params": ("Requantize", {"shape": (64, 33), "m": "scalar", "b": "one"}),
 }
 
 
@@ -550,6 +667,9 @@ def test_body_steps(case: tuple[str, dict]) -> None:
         inp = lis_matmul_inputs(rng, prm["shape"], 32, prm["bits"], prm["kind"], v_scale=prm["v_scale"],
                                 y_scale=prm["y_scale"])
         attrs, want = {"bits": prm["bits"]}, _lis_matmul_steps(inp, prm["bits"])
+    elif op_type == "Requantize":
+        inp = requantize_inputs(rng, **prm)
+        attrs, want = {}, _requantize_steps(inp)
     else:  # step 1: X_i32 = int32(X); step 2: Y = table[X_i32]
         x = np.tile(np.arange(256, dtype=np.uint8), (prm["shape"][0], 1))
         inp, attrs = {"X": rng.permuted(x, axis=1), "table": lookup_table(rng)}, {}
@@ -575,7 +695,7 @@ def test_pts_epsilon_term() -> None:
 def test_function_signatures() -> None:
     """Names, input/output order and attributes as docs/ops.md states them; standard ops only, opset 18."""
     funcs = F.function_protos()
-    assert [f.name for f in funcs] == ["PTSLayerNorm", "LogIntSoftmax", "LISMatMul", "Lookup"]
+    assert [f.name for f in funcs] == ["PTSLayerNorm", "LogIntSoftmax", "LISMatMul", "Lookup", "Requantize"]
     for f in funcs:
         inputs, outputs, attributes = _SIGNATURES[f.name]
         assert f.domain == F.DOMAIN == "com.fqvit"

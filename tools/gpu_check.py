@@ -73,7 +73,10 @@ def load(path: Path) -> ctypes.CDLL:
     lk = [_vp, _vp, _vp, _i64, _i64]
     lib.fqvit_lookup_cpu.argtypes = lk + [_int]
     lib.fqvit_lookup_cuda.argtypes = lk + [_vp]
-    for name in ("pts_layernorm", "log_int_softmax", "lis_matmul", "lookup"):
+    rq = [_vp, _vp, _vp, _vp, _i64, _i64, _i64, _i64, _f32, _i32]
+    lib.fqvit_requantize_cpu.argtypes = rq + [_int]
+    lib.fqvit_requantize_cuda.argtypes = rq + [_vp]
+    for name in ("pts_layernorm", "log_int_softmax", "lis_matmul", "lookup", "requantize"):
         for dev in ("cpu", "cuda"):
             getattr(lib, f"fqvit_{name}_{dev}").restype = _int
     return lib
@@ -143,6 +146,15 @@ class Ops:
             _check(self.lib, self.lib.fqvit_lookup_cpu(*args, -1), "fqvit_lookup_cpu")
         else:
             _check(self.lib, self.lib.fqvit_lookup_cuda(*args, _stream()), "fqvit_lookup_cuda")
+        return y
+
+    def requantize(self, device: str, a, m, b, ys, yzp):
+        y = torch.empty(a.shape, dtype=torch.uint8, device=a.device)
+        args = [_ptr(a), _ptr(m), _ptr(b), _ptr(y), a.numel(), a.shape[-1], m.numel(), b.numel(), ys, yzp]
+        if device == "cpu":
+            _check(self.lib, self.lib.fqvit_requantize_cpu(*args, -1), "fqvit_requantize_cpu")
+        else:
+            _check(self.lib, self.lib.fqvit_requantize_cuda(*args, _stream()), "fqvit_requantize_cuda")
         return y
 
 
@@ -227,6 +239,40 @@ def lookup_cases(g: torch.Generator, quick: bool):
         ("empty", torch.empty(0, dtype=torch.uint8), _u8(g, (256,)), 0),
     ]
     return cases[:1] + cases[2:5] + cases[6:] if quick else cases
+
+
+def requantize_cases(g: torch.Generator, quick: bool):
+    """(name, A int32, multiplier, bias, y_scale, y_zero_point)."""
+
+    def acc(shape, lo=-2**20, hi=2**20):
+        return torch.randint(lo, hi, shape, generator=g, dtype=torch.int64).to(torch.int32)
+
+    def mult(n):
+        return (torch.rand(n, generator=g) * 1.5 + 0.5) * 1e-6
+
+    def bias(n):
+        return torch.rand(n, generator=g) * 2 - 1
+
+    big = acc((3000,), -2**31, 2**31)
+    big[:3] = torch.tensor([2**31 - 1, -2**31, 2**24 + 1], dtype=torch.int32)
+    k = torch.randint(0, 128, (13, 70), generator=g) + 2**24
+    sign = torch.where(torch.arange(70) % 2 == 1, -1, 1)
+    conv_bias = torch.where(torch.arange(70) % 2 == 1, 2.0**24, -2.0**24)
+    small = acc((11, 45), -600, 600)
+    one = torch.ones(1)
+    cases = [
+        ("deit-s qkv [8,197,1152] per-channel", acc((8, 197, 1152)), mult(1152), bias(1152), 0.02, 128),
+        ("[8,197,384] scalar m and b", acc((8, 197, 384)), mult(1), bias(1), 0.02, 100),
+        ("any int32, saturating", big.view(30, 100), torch.ones(100), torch.zeros(1), 1e-3, 7),
+        ("any int32, m 1e-7", big.view(30, 100), torch.full((100,), 1e-7), bias(100), 0.5, 128),
+        ("f32(A) conversion ties", (k * sign).to(torch.int32), one, conv_bias, 1.0, 128),
+        (".5 ties m=0.5", small, 0.5 * one, 0 * one, 1.0, 128),
+        (".5 ties after division", small, 0.125 * one, 0 * one, 0.25, 100),
+        ("N=1, 70001 rows", acc((70001, 1)), mult(1), bias(1), 0.03, 9),
+        ("odd N=97", acc((3, 7, 97)), mult(97), bias(97), 0.05, 200),
+        ("empty", torch.empty((0, 16), dtype=torch.int32), mult(16), bias(16), 0.1, 0),
+    ]
+    return cases[:1] + cases[2:7] + cases[-1:] if quick else cases
 
 
 # --- checking and timing ----------------------------------------------------------------------------------------------
@@ -359,6 +405,20 @@ def main(argv: list[str] | None = None) -> int:
                _cuda_ms(lambda: ops.lookup("cuda", dx, dt)) if big else None,
                _cpu_ms(lambda: ops.lookup("cpu", x, table)) if big else None,
                _cuda_ms(lambda: torch.nn.functional.gelu(xf)) if big else None)
+
+    for name, a, m, b, ys, yzp in requantize_cases(g, args.quick):
+        da, dm, db = a.to(dev), m.to(dev), b.to(dev)
+        cuda_out = ops.requantize("cuda", da, dm, db, ys, yzp)
+        torch.cuda.synchronize()
+        cpu_out = ops.requantize("cpu", a, m, b, ys, yzp)
+        ref = R.requantize(a, m, b, torch.tensor(ys), yzp)
+        big = a.numel() >= 1_000_000
+        af = da.float()
+        record("Requantize", name, cuda_out, cpu_out, ref,
+               _cuda_ms(lambda: ops.requantize("cuda", da, dm, db, ys, yzp)) if big else None,
+               _cpu_ms(lambda: ops.requantize("cpu", a, m, b, ys, yzp)) if big else None,
+               _cuda_ms(lambda: torch.clamp(torch.round((af * dm + db) / ys) + yzp, 0, 255).to(torch.uint8))
+               if big else None)
 
     def fmt(t: float | None) -> str:
         return f"{t:9.3f}" if t is not None else " " * 9

@@ -18,6 +18,7 @@ constexpr OpFactory kOps[] = {
     &fqvit::glue::log_int_softmax_op,
     &fqvit::glue::lis_matmul_op,
     &fqvit::glue::lookup_op,
+    &fqvit::glue::requantize_op,
 };
 
 constexpr Provider kProviders[] = {

@@ -122,6 +122,20 @@ std::vector<u8> ref_lookup(const std::vector<u8>& x, const std::vector<u8>& tabl
   return y;
 }
 
+// docs/ops.md Sec. 1 (integer matmuls): t = f32(A); t = t * m[n]; t = t + b[n]; quantize. ms/bs: 1 or n entries.
+std::vector<u8> ref_requantize(const std::vector<int32_t>& a, const std::vector<float>& m, const std::vector<float>& b,
+                               int64_t n, float ys, int32_t yzp) {
+  std::vector<u8> y(a.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    const size_t c = static_cast<size_t>(static_cast<int64_t>(i) % n);
+    volatile float t = static_cast<float>(a[i]);  // volatile: one rounding per step, whatever the compiler flags
+    t = t * m[m.size() == 1 ? 0 : c];
+    t = t + b[b.size() == 1 ? 0 : c];
+    y[i] = static_cast<u8>(quant(t, ys, yzp));
+  }
+  return y;
+}
+
 // --- harness -------------------------------------------------------------------------------------------------
 
 int g_cases = 0, g_failures = 0;
@@ -242,6 +256,51 @@ void lookup_case(const std::string& name, const std::vector<u8>& x, const std::v
   }
 }
 
+// A [rows, n] with `ms`/`bs` multiplier/bias entries (n or 1); a starts `a_offset` elements into its buffer and y
+// `y_offset` bytes into its own (unaligned vector loads/stores); bytes of y outside [0, numel) must stay untouched.
+void rq_case(const std::string& name, int64_t n, const std::vector<int32_t>& a, std::vector<float> m,
+             std::vector<float> b, float ys, int32_t yzp, size_t a_offset = 0, size_t y_offset = 0) {
+  const auto want = ref_requantize(a, m, b, n, ys, yzp);
+  const size_t numel = a.size(), guard = 64;
+  std::vector<int32_t> ab(a_offset + numel + guard);
+  std::copy(a.begin(), a.end(), ab.begin() + static_cast<std::ptrdiff_t>(a_offset));
+  for (int isa : g_isas) {
+    std::vector<u8> yb(y_offset + numel + guard, 0xA5);
+    const int rc = fqvit_requantize_cpu(ab.data() + a_offset, m.data(), b.data(), yb.data() + y_offset,
+                                        static_cast<int64_t>(numel), n, static_cast<int64_t>(m.size()),
+                                        static_cast<int64_t>(b.size()), ys, yzp, isa);
+    const std::vector<u8> y(yb.begin() + y_offset, yb.begin() + y_offset + numel);
+    check("Requantize " + name + " [" + fqvit_cpu_isa_name(isa) + "]", y, want, rc);
+    bool guard_ok = true;
+    for (size_t i = 0; i < yb.size(); ++i) {
+      if ((i < y_offset || i >= y_offset + numel) && yb[i] != 0xA5) guard_ok = false;
+    }
+    ++g_cases;
+    if (!guard_ok) {
+      ++g_failures;
+      std::printf("FAIL Requantize %s [%s]: wrote outside [0, numel)\n", name.c_str(), fqvit_cpu_isa_name(isa));
+    }
+  }
+}
+
+std::vector<int32_t> rand_i32(size_t count, int64_t lo, int64_t hi) {
+  std::vector<int32_t> v(count);
+  for (auto& x : v) x = static_cast<int32_t>(rand_int(lo, hi));
+  return v;
+}
+
+std::vector<float> rand_fv(size_t count, float lo, float hi) {
+  std::vector<float> v(count);
+  for (auto& x : v) x = rand_f(lo, hi);
+  return v;
+}
+
+// Random per-channel (or broadcast) multiplier/bias for a realistic accumulator range.
+void rq_random(const std::string& name, int64_t rows, int64_t n, bool mv = true, bool bv = true) {
+  rq_case(name, n, rand_i32(static_cast<size_t>(rows * n), -(1 << 20), 1 << 20), rand_fv(mv ? n : 1, 2e-7f, 2e-6f),
+          rand_fv(bv ? n : 1, -1.0f, 1.0f), rand_f(0.01f, 0.08f), static_cast<int32_t>(rand_int(0, 255)));
+}
+
 // Codes as LogIntSoftmax produces them (so int32 accumulation applies), through the scalar CPU path.
 std::vector<u8> lis_codes(int64_t rows, int64_t n, int bits) {
   std::vector<u8> x = rand_u8(rows * n);
@@ -352,6 +411,48 @@ int main(int argc, char** argv) {
     lookup_case("large", rand_u8(quick ? 100003 : 1210003), rand_u8(256));
   }
 
+  // Requantize.
+  for (int64_t n : {1, 2, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 97, 384, 1152}) {
+    rq_random("N=" + std::to_string(n), 5, n);
+    rq_random("N=" + std::to_string(n) + " scalar multiplier", 3, n, false, true);
+    rq_random("N=" + std::to_string(n) + " scalar bias", 3, n, true, false);
+    rq_random("N=" + std::to_string(n) + " scalar both", 3, n, false, false);
+  }
+  rq_random("empty", 0, 16);
+  rq_random("deit-s qkv", quick ? 20 : 197, 1152);
+  rq_random("long rows, scalar both", 1, quick ? 100003 : 1000003, false, false);
+  {
+    // Any int32 (extremes included): f32(A) rounds beyond 2^24, most outputs saturate.
+    std::vector<int32_t> a = rand_i32(3000, -2147483648LL, 2147483647LL);
+    a[0] = 2147483647;
+    a[1] = -2147483647 - 1;
+    a[2] = 16777217;
+    rq_case("any int32", 100, a, rand_fv(100, 1e-8f, 1e-6f), rand_fv(100, -1.0f, 1.0f), 0.5f, 128);
+    rq_case("any int32, saturating", 100, a, std::vector<float>(100, 1.0f), std::vector<float>(1, 0.0f), 1e-3f, 7);
+    rq_case("any int32, tiny y_scale", 30, rand_i32(300, -2147483648LL, 2147483647LL), {1.0f}, {0.0f}, 1e-30f, 0);
+    // +-(2^24 + k): f32(A) rounds half to even on every odd k, visible with m = 1, b = -+2^24, y_scale = 1.
+    std::vector<int32_t> c(70 * 13);
+    std::vector<float> bias(70);
+    for (size_t i = 0; i < c.size(); ++i) {
+      const int32_t sign = (i % 70) % 2 ? -1 : 1;
+      c[i] = sign * (16777216 + static_cast<int32_t>(rand_int(0, 127)));
+    }
+    for (int64_t k = 0; k < 70; ++k) bias[k] = k % 2 ? 16777216.0f : -16777216.0f;
+    rq_case("f32 conversion ties", 70, c, {1.0f}, bias, 1.0f, 128);
+    // .5 ties after the division: odd A * 0.5; A + 0.5; A * 0.125 / 0.25.
+    const std::vector<int32_t> small = rand_i32(45 * 11, -600, 600);
+    rq_case("ties m=0.5", 45, small, {0.5f}, {0.0f}, 1.0f, 128);
+    rq_case("ties b=0.5", 45, small, std::vector<float>(45, 1.0f), std::vector<float>(45, 0.5f), 1.0f, 128);
+    rq_case("ties after division", 45, small, {0.125f}, {0.0f}, 0.25f, 100);
+    std::vector<int32_t> ramp(10000);
+    for (int i = 0; i < 10000; ++i) ramp[i] = i - 5000;
+    rq_case("ramp over every code", 1000, ramp, {0.01f}, {0.0f}, 0.25f, 128);
+    rq_case("unaligned a+1 y+3", 33, rand_i32(33 * 31, -(1 << 20), 1 << 20), rand_fv(33, 2e-7f, 2e-6f),
+            rand_fv(33, -1.0f, 1.0f), 0.02f, 128, 1, 3);
+    rq_case("unaligned a+3 y+17, scalar both", 1, rand_i32(1001, -(1 << 20), 1 << 20), {1e-6f}, {0.25f}, 0.02f, 3, 3,
+            17);
+  }
+
   // Argument checks of the C entry points.
   {
     u8 x[4] = {}, y[4] = {};
@@ -381,6 +482,28 @@ int main(int argc, char** argv) {
         ++g_failures;
         std::printf("FAIL Lookup table of %lld entries accepted (or unclear message '%s')\n",
                     static_cast<long long>(size), fqvit_last_error());
+      }
+    }
+  }
+
+  {
+    const int32_t a[8] = {};
+    const float m[8] = {}, b[8] = {};
+    u8 y[8] = {};
+    struct Bad {
+      int64_t numel, n, ms, bs;
+      int32_t zp;
+      const char* fragment;
+    };
+    for (const Bad& bad : {Bad{8, 4, 3, 4, 0, "multiplier must have N = 4"}, Bad{8, 4, 4, 2, 0, "bias must have N = 4"},
+                           Bad{8, 3, 3, 3, 0, "not a multiple of N = 3"}, Bad{8, 4, 4, 4, 256, "y_zero_point"},
+                           Bad{8, -1, 1, 1, 0, "negative"}}) {
+      ++g_cases;
+      if (fqvit_requantize_cpu(a, m, b, y, bad.numel, bad.n, bad.ms, bad.bs, 0.1f, bad.zp, -1) == 0 ||
+          std::strstr(fqvit_last_error(), bad.fragment) == nullptr) {
+        ++g_failures;
+        std::printf("FAIL Requantize bad arguments accepted (or unclear message '%s', want '%s')\n",
+                    fqvit_last_error(), bad.fragment);
       }
     }
   }

@@ -178,17 +178,49 @@ class OnnxBackend(Backend):
         f = self.node("Cast", [acc], scope, to=TensorProto.FLOAT)
         return self.node("Mul", [f, self.const(multiplier, f"{scope}.multiplier", np.float32)], scope)
 
+    def _requantize(self, acc: str, multiplier: torch.Tensor, bias: str | None, scope: str, out_name: str) -> str:
+        """``com.fqvit::Requantize``: int32 accumulator -> uint8 in one pass (Cast, Mul, Add, QuantizeLinear)."""
+        p = self.point(out_name)
+        inputs = [acc, self.const(multiplier, f"{scope}.multiplier", np.float32),
+                  bias or self.const(np.array(0.0, np.float32), "zero_bias"),
+                  self.const(p.scale.float(), f"{out_name}.scale", np.float32),
+                  self.const(p.zero_point.to(torch.uint8), f"{out_name}.zero_point", np.uint8)]
+        return self.node("Requantize", inputs, out_name, domain=DOMAIN, out=f"{out_name}.q")
+
+    def _fusable(self, out_name: str) -> bool:
+        return self.quantized and not self.point(out_name).pts and self.point(out_name).bits == 8
+
+    def qlinear_quant(self, q: str, in_name: str, mod: nn.Module, name: str, out_name: str):
+        if not self._fusable(out_name):
+            return super().qlinear_quant(q, in_name, mod, name, out_name)
+        acc, multiplier, bias = self._int_linear(q, in_name, mod, name)
+        return self._requantize(acc, multiplier, bias, name, out_name)
+
+    def qmatmul_quant(self, qa: str, a_name: str, qb: str, b_name: str, multiplier: float, out_name: str):
+        if not self._fusable(out_name):
+            return super().qmatmul_quant(qa, a_name, qb, b_name, multiplier, out_name)
+        scope = _scope(qa)
+        acc = self.node("MatMulInteger", [qa, qb, self._zp(a_name), self._zp(b_name)], scope)
+        m = requant_scale(self.point(a_name).scale, self.point(b_name).scale, multiplier)
+        return self._requantize(acc, m, None, self._unique(f"{scope}.qk"), out_name)
+
+    def _int_linear(self, q: str, in_name: str, mod: nn.Module, name: str) -> tuple[str, torch.Tensor, str | None]:
+        """MatMulInteger with the int8 weight; returns the int32 accumulator, the multiplier and the bias name."""
+        w = mod.weight.detach().float().reshape(mod.weight.shape[0], -1)
+        bias = self.const(mod.bias.float(), f"{name}.bias", np.float32) if mod.bias is not None else None
+        wq, sw = quantize_weight(w, self.config.w_bits)
+        inputs = [q, self.const(wq.t(), f"{name}.weight_quantized", np.int8), self._zp(in_name),
+                  self.const(np.array(0, dtype=np.int8), "weight_zero_point")]
+        return self.node("MatMulInteger", inputs, name), requant_scale(self.point(in_name).scale, sw), bias
+
     def qlinear(self, q: str, in_name: str, mod: nn.Module, name: str):
         w = mod.weight.detach().float().reshape(mod.weight.shape[0], -1)
         bias = self.const(mod.bias.float(), f"{name}.bias", np.float32) if mod.bias is not None else None
         if not self.quantized:
             y = self.node("MatMul", [q, self.const(w.t(), f"{name}.weight", np.float32)], name)
             return self.node("Add", [y, bias], name) if bias else y
-        wq, sw = quantize_weight(w, self.config.w_bits)
-        inputs = [q, self.const(wq.t(), f"{name}.weight_quantized", np.int8), self._zp(in_name),
-                  self.const(np.array(0, dtype=np.int8), "weight_zero_point")]
-        acc = self.node("MatMulInteger", inputs, name)
-        y = self._int_epilogue(acc, requant_scale(self.point(in_name).scale, sw), name)
+        acc, multiplier, bias = self._int_linear(q, in_name, mod, name)
+        y = self._int_epilogue(acc, multiplier, name)
         return self.node("Add", [y, bias], name) if bias else y
 
     def patch_embed(self, q: str, in_name: str, conv: nn.Conv2d, name: str, grid: tuple[int, int] = (0, 0)):

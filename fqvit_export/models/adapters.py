@@ -30,22 +30,20 @@ def _mlp(b: Backend, mlp: nn.Module, q_h, h_name: str, p: str):
 
     FQ-ViT applies GELU in float to the unquantized fc1 output; quantizing fc1's output first makes GELU a lookup
     that every runtime computes identically (docs/ops.md Sec. 5)."""
-    q = b.quant(b.qlinear(q_h, h_name, mlp.fc1, f"{p}.fc1"), f"{p}.fc1")
+    q = b.qlinear_quant(q_h, h_name, mlp.fc1, f"{p}.fc1", f"{p}.fc1")
     q = b.gelu_table(q, f"{p}.fc1", f"{p}.act")
-    y = b.qlinear(q, f"{p}.act", mlp.fc2, f"{p}.fc2")
-    return b.dequant(b.quant(y, f"{p}.fc2"), f"{p}.fc2")
+    return b.dequant(b.qlinear_quant(q, f"{p}.act", mlp.fc2, f"{p}.fc2", f"{p}.fc2"), f"{p}.fc2")
 
 
 def _attention(b: Backend, attn: nn.Module, q_h, h_name: str, p: str, heads: int, head_dim: int,
                rel_bias: torch.Tensor | None = None, mask: torch.Tensor | None = None):
     """qkv -> quantizer (one scale for q, k, v) -> scaled q k^T -> quantizer [-> + bias -> quantizer] -> softmax
     (LIS codes or uint8) -> attention @ V -> quantizer -> proj -> quantizer. ``q_h`` is ``[B, N, C]``."""
-    q_qkv = b.quant(b.qlinear(q_h, h_name, attn.qkv, f"{p}.qkv"), f"{p}.qkv")
+    q_qkv = b.qlinear_quant(q_h, h_name, attn.qkv, f"{p}.qkv", f"{p}.qkv")
     q_qkv = b.permute(b.reshape(q_qkv, (0, 0, 3, heads, head_dim)), (2, 0, 3, 1, 4))
     q, k, v = (b.select(q_qkv, 0, i) for i in range(3))
-    logits = b.qmatmul(q, f"{p}.qkv", b.permute(k, (0, 1, 3, 2)), f"{p}.qkv", attn.scale)
     logits_name = f"{p}.logits"
-    q_logits = b.quant(logits, logits_name)
+    q_logits = b.qmatmul_quant(q, f"{p}.qkv", b.permute(k, (0, 1, 3, 2)), f"{p}.qkv", attn.scale, logits_name)
     if rel_bias is not None:
         biased = b.add(b.dequant(q_logits, logits_name), b.qconst(rel_bias, f"{p}.rel_bias"))
         logits_name = f"{p}.bias_add"
@@ -53,8 +51,7 @@ def _attention(b: Backend, attn: nn.Module, q_h, h_name: str, p: str, heads: int
     probs = b.attn_probs(q_logits, logits_name, f"{p}.softmax", heads, mask)
     q_out = b.attn_apply(probs, v, f"{p}.qkv", f"{p}.softmax", f"{p}.attn_v")
     q_out = b.reshape(b.permute(q_out, (0, 2, 1, 3)), (0, 0, heads * head_dim))
-    y = b.qlinear(q_out, f"{p}.attn_v", attn.proj, f"{p}.proj")
-    return b.dequant(b.quant(y, f"{p}.proj"), f"{p}.proj")
+    return b.dequant(b.qlinear_quant(q_out, f"{p}.attn_v", attn.proj, f"{p}.proj", f"{p}.proj"), f"{p}.proj")
 
 
 def _check(cond: bool, what: str) -> None:
@@ -101,8 +98,7 @@ def vit_forward(b: Backend, m: nn.Module, x):
         first = m.num_prefix_tokens
         tokens = b.gather(h, torch.arange(first, m.patch_embed.num_patches + first), 1)
         feat_name, feat = "head_in", b.quant(b.qmean(tokens, "norm", 1, m.patch_embed.num_patches), "head_in")
-    logits = b.qlinear(feat, feat_name, m.head, "head")
-    return b.dequant(b.quant(logits, "logits"), "logits")
+    return b.dequant(b.qlinear_quant(feat, feat_name, m.head, "head", "logits"), "logits")
 
 
 # --- Swin ---------------------------------------------------------------------------------------------------------
@@ -178,8 +174,7 @@ def swin_forward(b: Backend, m: nn.Module, x):
             q = b.quant(x, name, ln_input=True)
     h = b.layernorm(q, m.norm, name, "norm")
     feat = b.quant(b.qmean(h, "norm", 1, hh * ww), "head_in")
-    logits = b.qlinear(feat, "head_in", m.head.fc, "head")
-    return b.dequant(b.quant(logits, "logits"), "logits")
+    return b.dequant(b.qlinear_quant(feat, "head_in", m.head.fc, "head", "logits"), "logits")
 
 
 ADAPTERS: dict[str, Callable] = {"VisionTransformer": vit_forward, "SwinTransformer": swin_forward}

@@ -95,6 +95,13 @@ class Backend:
         y = x.reshape(-1, nw, x.shape[1], n, n) + mask.reshape(1, nw, 1, n, n)
         return y.reshape(-1, x.shape[1], n, n)
 
+    # -- integer matmul followed by a quantizer (one fused epilogue in the ONNX graph) -----------------------------
+    def qlinear_quant(self, q, in_name: str, mod: nn.Linear, name: str, out_name: str):
+        return self.quant(self.qlinear(q, in_name, mod, name), out_name)
+
+    def qmatmul_quant(self, qa, a_name: str, qb, b_name: str, multiplier: float, out_name: str):
+        return self.quant(self.qmatmul(qa, a_name, qb, b_name, multiplier), out_name)
+
     def point(self, name: str) -> QuantPoint:
         try:
             return self.points[name]
@@ -244,4 +251,4 @@ class QuantBackend(Backend):
             pv, pout = self.point(v_name), self.point(out_name)
             return R.lis_matmul(probs, q_v, pv.scale, pv.zero_point, pout.scale, pout.zero_point,
                                 self.config.attn_bits)
-        return self.quant(self.qmatmul(probs, probs_name, q_v, v_name), out_name)
+        return self.qmatmul_quant(probs, probs_name, q_v, v_name, 1.0, out_name)

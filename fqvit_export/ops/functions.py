@@ -1,5 +1,5 @@
 """ONNX function bodies of the ``com.fqvit`` integer ops (FQ-ViT Sec. 3.2 PTS LayerNorm, Sec. 3.3 Log-Int-Softmax,
-the GELU table).
+the GELU table, the integer-matmul epilogue).
 
 Each custom op of ``docs/ops.md`` ships inside the exported model as a model-local ``FunctionProto`` built from
 standard ONNX ops (opset 18) only, so stock onnxruntime runs the model without the custom-op library; a library that
@@ -10,7 +10,9 @@ registers the same domain/op replaces the body by its kernel. The bodies follow 
 * ``PTSLayerNorm``  -- docs/ops.md Sec. 2, steps 1-7;
 * ``LogIntSoftmax`` -- docs/ops.md Sec. 3, steps 1-6;
 * ``LISMatMul``     -- docs/ops.md Sec. 4, steps 1-3;
-* ``Lookup``        -- docs/ops.md Sec. 1 (GELU table): ``Y = table[X]`` for a 256-entry uint8 table.
+* ``Lookup``        -- docs/ops.md Sec. 1 (GELU table): ``Y = table[X]`` for a 256-entry uint8 table;
+* ``Requantize``    -- docs/ops.md Sec. 1 (integer matmuls): the MatMulInteger epilogue
+  ``QuantizeLinear((f32(A) * multiplier) + bias)`` in one op.
 
 How the ONNX ops reproduce the document's arithmetic exactly:
 
@@ -56,6 +58,7 @@ __all__ = [
     "log_int_softmax_function",
     "lis_matmul_function",
     "lookup_function",
+    "requantize_function",
 ]
 
 DOMAIN = "com.fqvit"
@@ -273,6 +276,28 @@ def lookup_function() -> onnx.FunctionProto:
                      "uint8 -> uint8 table lookup Y = table[X], 256-entry table (docs/ops.md Sec. 1, GELU table).")
 
 
+def requantize_function() -> onnx.FunctionProto:
+    """``Requantize(A, multiplier, bias, y_scale, y_zero_point) -> Y``: docs/ops.md Sec. 1 (integer matmuls), steps
+    2-3 and the next quantizer, i.e. what ``Cast -> Mul -> Add -> QuantizeLinear`` computes after a MatMulInteger.
+
+    ``A`` is the int32 accumulator ``[..., N]``, ``multiplier`` and ``bias`` float32 ``[N]`` (or one element,
+    broadcast), ``y_scale`` float32 and ``y_zero_point`` uint8 scalars; ``Y`` is uint8 with the shape of ``A``.
+    """
+    b = _Body()
+    # Step 1: t = f32(A) (round to nearest even: exact below 2^24).
+    t = b.op("Cast", ["A"], "A_f32", to=TensorProto.FLOAT)
+    # Step 2: t = t * multiplier[n] (one rounding); step 3: t = t + bias[n] (one rounding, no fused multiply-add).
+    t = b.op("Mul", [t, "multiplier"], "t_scaled")
+    t = b.op("Add", [t, "bias"], "t")
+    # Step 4: Y = clamp(round(t / y_scale) + y_zero_point, 0, 255).
+    b.quantize_linear(t, "y_scale", "y_zero_point", "Y")
+    return _function("Requantize", ["A", "multiplier", "bias", "y_scale", "y_zero_point"], ["Y"], [], b,
+                     "int32 MatMulInteger accumulator -> uint8: QuantizeLinear((f32(A) * multiplier) + bias) "
+                     "(docs/ops.md Sec. 1, integer matmuls).")
+
+
 def function_protos() -> list[onnx.FunctionProto]:
-    """The ``com.fqvit`` functions for ``ModelProto.functions``: PTSLayerNorm, LogIntSoftmax, LISMatMul, Lookup."""
-    return [pts_layernorm_function(), log_int_softmax_function(), lis_matmul_function(), lookup_function()]
+    """The ``com.fqvit`` functions for ``ModelProto.functions``: PTSLayerNorm, LogIntSoftmax, LISMatMul, Lookup,
+    Requantize."""
+    return [pts_layernorm_function(), log_int_softmax_function(), lis_matmul_function(), lookup_function(),
+            requantize_function()]

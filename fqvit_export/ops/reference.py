@@ -1,4 +1,5 @@
-"""PyTorch reference of the ``com.fqvit`` integer ops (FQ-ViT Sec. 3.2 PTS LayerNorm, Sec. 3.3 Log-Int-Softmax).
+"""PyTorch reference of the ``com.fqvit`` integer ops (FQ-ViT Sec. 3.2 PTS LayerNorm, Sec. 3.3 Log-Int-Softmax,
+the GELU table, the integer-matmul epilogue).
 
 This module is the executable form of ``docs/ops.md``: the quantized PyTorch model runs these functions, and the
 ONNX function bodies and the C++/CUDA kernels are tested bit for bit against them. Integer steps use integer
@@ -26,6 +27,7 @@ __all__ = [
     "log_int_softmax",
     "lis_matmul",
     "lookup",
+    "requantize",
 ]
 
 # --- constants fixed by docs/ops.md -------------------------------------------------------------------------------
@@ -161,3 +163,31 @@ def lookup(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     if table.dtype != torch.uint8 or table.shape != (256,):
         raise ValueError(f"Lookup needs a uint8 table of shape [256], got {table.dtype} {list(table.shape)}")
     return table[x.long()].to(torch.uint8)
+
+
+def requantize(acc: torch.Tensor, multiplier: torch.Tensor, bias: torch.Tensor, y_scale: torch.Tensor,
+               y_zero_point: int | torch.Tensor) -> torch.Tensor:
+    """``com.fqvit::Requantize``: the integer-matmul epilogue, int32 accumulator in, uint8 out (docs/ops.md Sec. 1).
+
+    ``acc`` is the exact ``[..., N]`` accumulator (int32 or int64 values that fit int32), ``multiplier`` and ``bias``
+    float32 ``[N]`` or one element (broadcast along the last axis):
+      1. ``t = f32(acc)``                                            (round to nearest even)
+      2. ``t = t * multiplier``                                      (one float32 rounding)
+      3. ``t = t + bias``                                            (one rounding, no FMA)
+      4. ``out = clamp(round_half_even(t / y_scale) + y_zp, 0, 255)``  (ONNX QuantizeLinear)
+    """
+    if acc.dtype not in (torch.int32, torch.int64):
+        raise ValueError(f"Requantize needs an int32 (or int64) accumulator, got {acc.dtype}")
+    m = torch.as_tensor(multiplier, dtype=torch.float32)
+    b = torch.as_tensor(bias, dtype=torch.float32)
+    if acc.dim() == 0:
+        raise ValueError("Requantize needs an accumulator of rank >= 1 ([..., N]), got a scalar")
+    n = acc.shape[-1]
+    for name, v in (("multiplier", m), ("bias", b)):
+        if v.dim() > 1 or v.numel() not in (n, 1):
+            raise ValueError(f"Requantize: {name} must have shape [N] = [{n}] or one element, got {list(v.shape)}")
+    t = acc.to(torch.float32)
+    t = t * m
+    t = t + b
+    return quantize(t, torch.as_tensor(y_scale, dtype=torch.float32), torch.as_tensor(int(y_zero_point)), 0, 255
+                    ).to(torch.uint8)

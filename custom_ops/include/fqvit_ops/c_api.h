@@ -37,8 +37,14 @@ FQVIT_C_API int fqvit_lis_matmul_cpu(const uint8_t* a, const uint8_t* v, uint8_t
 // Lookup: y[i] = table[x[i]] for i < n; table_size must be 256. Single-threaded.
 FQVIT_C_API int fqvit_lookup_cpu(const uint8_t* x, const uint8_t* table, uint8_t* y, int64_t n, int64_t table_size,
                                  int isa);
+// Requantize: A int32 [numel / n, n] -> Y uint8, channel i % n; multiplier_size and bias_size are n or 1 (broadcast).
+// Single-threaded.
+FQVIT_C_API int fqvit_requantize_cpu(const int32_t* a, const float* multiplier, const float* bias, uint8_t* y,
+                                     int64_t numel, int64_t n, int64_t multiplier_size, int64_t bias_size,
+                                     float y_scale, int32_t y_zero_point, int isa);
 
-// CUDA variants (only in libfqvit_ops_cuda.so). alpha, gamma, beta, mask, table and all tensors are device pointers.
+// CUDA variants (only in libfqvit_ops_cuda.so). alpha, gamma, beta, mask, table, multiplier, bias and all tensors
+// are device pointers.
 FQVIT_C_API int fqvit_pts_layernorm_cuda(const uint8_t* x, const uint8_t* alpha, const float* gamma, const float* beta,
                                          uint8_t* y, int64_t rows, int64_t channels, float x_scale,
                                          int32_t x_zero_point, float epsilon, float y_scale, int32_t y_zero_point,
@@ -51,6 +57,9 @@ FQVIT_C_API int fqvit_lis_matmul_cuda(const uint8_t* a, const uint8_t* v, uint8_
                                       int32_t y_zero_point, int bits, void* stream);
 FQVIT_C_API int fqvit_lookup_cuda(const uint8_t* x, const uint8_t* table, uint8_t* y, int64_t n, int64_t table_size,
                                   void* stream);
+FQVIT_C_API int fqvit_requantize_cuda(const int32_t* a, const float* multiplier, const float* bias, uint8_t* y,
+                                      int64_t numel, int64_t n, int64_t multiplier_size, int64_t bias_size,
+                                      float y_scale, int32_t y_zero_point, void* stream);
 
 #ifdef __cplusplus
 }

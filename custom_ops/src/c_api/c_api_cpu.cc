@@ -9,6 +9,7 @@
 #include "fqvit_ops/log_int_softmax.h"
 #include "fqvit_ops/lookup.h"
 #include "fqvit_ops/pts_layernorm.h"
+#include "fqvit_ops/requantize.h"
 
 namespace fqvit {
 namespace capi {
@@ -115,6 +116,27 @@ int fqvit_lookup_cpu(const uint8_t* x, const uint8_t* table, uint8_t* y, int64_t
     return 0;
   } catch (const std::exception& e) {
     return fail(std::string("Lookup: ") + e.what());
+  }
+}
+
+int fqvit_requantize_cpu(const int32_t* a, const float* multiplier, const float* bias, uint8_t* y, int64_t numel,
+                         int64_t n, int64_t multiplier_size, int64_t bias_size, float y_scale, int32_t y_zero_point,
+                         int isa) {
+  try {
+    fqvit::capi::clear_error();
+    fqvit::RequantizeParams p;
+    p.numel = numel;
+    p.n = n;
+    p.multiplier_size = multiplier_size;
+    p.bias_size = bias_size;
+    p.y_scale = y_scale;
+    p.y_zero_point = y_zero_point;
+    const std::string err = fqvit::requantize_check(p);
+    if (!err.empty()) return fail("Requantize: " + err);
+    fqvit::requantize_cpu(a, multiplier, bias, y, p, 0, numel, fqvit::resolve_isa(isa));
+    return 0;
+  } catch (const std::exception& e) {
+    return fail(std::string("Requantize: ") + e.what());
   }
 }
 

@@ -9,6 +9,7 @@
 #include "fqvit_ops/log_int_softmax.h"
 #include "fqvit_ops/lookup.h"
 #include "fqvit_ops/pts_layernorm.h"
+#include "fqvit_ops/requantize.h"
 
 using fqvit::capi::fail;
 
@@ -102,6 +103,26 @@ int fqvit_lookup_cuda(const uint8_t* x, const uint8_t* table, uint8_t* y, int64_
     return launched(fqvit::lookup_cuda(x, table, y, p, stream), "Lookup");
   } catch (const std::exception& e) {
     return fail(std::string("Lookup: ") + e.what());
+  }
+}
+
+int fqvit_requantize_cuda(const int32_t* a, const float* multiplier, const float* bias, uint8_t* y, int64_t numel,
+                          int64_t n, int64_t multiplier_size, int64_t bias_size, float y_scale, int32_t y_zero_point,
+                          void* stream) {
+  try {
+    fqvit::capi::clear_error();
+    fqvit::RequantizeParams p;
+    p.numel = numel;
+    p.n = n;
+    p.multiplier_size = multiplier_size;
+    p.bias_size = bias_size;
+    p.y_scale = y_scale;
+    p.y_zero_point = y_zero_point;
+    const std::string err = fqvit::requantize_check(p);
+    if (!err.empty()) return fail("Requantize: " + err);
+    return launched(fqvit::requantize_cuda(a, multiplier, bias, y, p, stream), "Requantize");
+  } catch (const std::exception& e) {
+    return fail(std::string("Requantize: ") + e.what());
   }
 }
 

@@ -11,6 +11,7 @@ const OrtCustomOp* pts_layernorm_op(Provider provider);
 const OrtCustomOp* log_int_softmax_op(Provider provider);
 const OrtCustomOp* lis_matmul_op(Provider provider);
 const OrtCustomOp* lookup_op(Provider provider);
+const OrtCustomOp* requantize_op(Provider provider);
 
 }  // namespace glue
 }  // namespace fqvit

@@ -1,0 +1,31 @@
+// com.fqvit::Requantize kernels (docs/ops.md Sec. 1, integer matmuls): the epilogue of a MatMulInteger in one pass,
+// Y = QuantizeLinear((f32(A) * multiplier[n]) + bias[n], y_scale, y_zero_point), int32 in, uint8 out.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "fqvit_ops/common.h"
+
+namespace fqvit {
+
+struct RequantizeParams {
+  int64_t numel = 0;           // elements of A (and Y)
+  int64_t n = 0;               // last dimension N of A
+  int64_t multiplier_size = 0; // elements of multiplier: N (per channel) or 1 (broadcast)
+  int64_t bias_size = 0;       // elements of bias: N or 1
+  float y_scale = 1.0f;
+  int32_t y_zero_point = 0;
+};
+
+std::string requantize_check(const RequantizeParams& p);
+
+// Elements [begin, end) of the flattened A -> Y; element i uses channel i % N.
+void requantize_cpu(const int32_t* a, const float* multiplier, const float* bias, uint8_t* y,
+                    const RequantizeParams& p, int64_t begin, int64_t end, Isa isa);
+
+// CUDA: everything, device pointers (multiplier and bias included). Returns a cudaError_t value.
+int requantize_cuda(const int32_t* a, const float* multiplier, const float* bias, uint8_t* y,
+                    const RequantizeParams& p, void* stream);
+
+}  // namespace fqvit

@@ -1,0 +1,174 @@
+// com.fqvit::Requantize on the CPU (docs/ops.md Sec. 1, integer matmuls): per element of the int32 accumulator A,
+//   t = f32(A)          (round to nearest even; exact below 2^24)
+//   t = t * m[n]        (one float32 rounding)
+//   t = t + b[n]        (one rounding; no FMA: the library is built with -ffp-contract=off)
+//   Y = clamp(round_half_even(t / y_scale) + y_zero_point, 0, 255)   (ONNX QuantizeLinear, quantize_u8)
+// with n the index along the last axis; a one-element multiplier or bias is broadcast.
+//
+// The element range is cut at row ends into spans of consecutive channels (one span when both multiplier and bias
+// are broadcast). Each span runs one of three bodies, all computing the same IEEE operations in the same order:
+//  * scalar: static_cast<float>, *, +, quantize_u8;
+//  * AVX2: 8 lanes (cvtdq2ps, mulps, addps, divps, roundps nearest-even), scalar tail;
+//  * AVX-512: 16 lanes, roundscale nearest-even, vpmovdb stores, masked tail.
+#include <algorithm>
+
+#include "common/simd.h"
+#include "fqvit_ops/requantize.h"
+
+namespace fqvit {
+
+std::string requantize_check(const RequantizeParams& p) {
+  if (p.numel < 0 || p.n < 0) return "negative shape";
+  if (p.n == 0 ? p.numel != 0 : p.numel % p.n != 0) {
+    return "the element count " + std::to_string(p.numel) + " is not a multiple of N = " + std::to_string(p.n);
+  }
+  if (p.multiplier_size != p.n && p.multiplier_size != 1) {
+    return "multiplier must have N = " + std::to_string(p.n) + " elements (one per channel of the last axis) or one, "
+           "got " + std::to_string(p.multiplier_size);
+  }
+  if (p.bias_size != p.n && p.bias_size != 1) {
+    return "bias must have N = " + std::to_string(p.n) + " elements (one per channel of the last axis) or one, got " +
+           std::to_string(p.bias_size);
+  }
+  if (p.y_zero_point < 0 || p.y_zero_point > 255) return "y_zero_point must be uint8";
+  return {};
+}
+
+namespace {
+
+// One span of consecutive channels: a[i], m[MV ? i : 0], b[BV ? i : 0] -> y[i] for i < len.
+using SpanFn = void (*)(const int32_t*, const float*, const float*, uint8_t*, int64_t, float, int32_t);
+
+template <bool MV, bool BV>
+void span_scalar(const int32_t* a, const float* m, const float* b, uint8_t* y, int64_t len, float ys, int32_t zp) {
+  for (int64_t i = 0; i < len; ++i) {
+    float t = static_cast<float>(a[i]);
+    t = t * m[MV ? i : 0];
+    t = t + b[BV ? i : 0];
+    y[i] = static_cast<uint8_t>(quantize_u8(t, ys, zp));
+  }
+}
+
+#if FQVIT_HAS_X86
+// --- AVX2 ------------------------------------------------------------------------------------------------------------
+
+FQVIT_TARGET_AVX2 inline __m256i quantize8_avx2(__m256 v, __m256 y_scale, __m256i y_zp) {
+  // quantize_u8 on 8 lanes: round half to even, NaN -> -2^30 (max_ps returns its 2nd operand), +-2^30 clamp.
+  __m256 r = _mm256_round_ps(_mm256_div_ps(v, y_scale), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  r = _mm256_max_ps(r, _mm256_set1_ps(-1073741824.0f));
+  r = _mm256_min_ps(r, _mm256_set1_ps(1073741824.0f));
+  __m256i q = _mm256_add_epi32(_mm256_cvttps_epi32(r), y_zp);
+  q = _mm256_max_epi32(q, _mm256_setzero_si256());
+  return _mm256_min_epi32(q, _mm256_set1_epi32(255));
+}
+
+template <bool MV, bool BV>
+FQVIT_TARGET_AVX2 inline __m256i requant8_avx2(const int32_t* a, const float* m, const float* b, __m256 ms, __m256 bs,
+                                               __m256 ysv, __m256i zpv) {
+  __m256 t = _mm256_cvtepi32_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a)));
+  t = _mm256_mul_ps(t, MV ? _mm256_loadu_ps(m) : ms);
+  t = _mm256_add_ps(t, BV ? _mm256_loadu_ps(b) : bs);
+  return quantize8_avx2(t, ysv, zpv);
+}
+
+template <bool MV, bool BV>
+FQVIT_TARGET_AVX2 void span_avx2(const int32_t* a, const float* m, const float* b, uint8_t* y, int64_t len, float ys,
+                                 int32_t zp) {
+  const __m256 ysv = _mm256_set1_ps(ys), ms = _mm256_set1_ps(m[0]), bs = _mm256_set1_ps(b[0]);
+  const __m256i zpv = _mm256_set1_epi32(zp);
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  int64_t i = 0;
+  // 32 lanes per iteration: four vectors of int32 in 0..255 packed to bytes (saturating packs are exact here).
+  for (; i + 32 <= len; i += 32) {
+    const __m256i q0 = requant8_avx2<MV, BV>(a + i, m + (MV ? i : 0), b + (BV ? i : 0), ms, bs, ysv, zpv);
+    const __m256i q1 = requant8_avx2<MV, BV>(a + i + 8, m + (MV ? i + 8 : 0), b + (BV ? i + 8 : 0), ms, bs, ysv, zpv);
+    const __m256i q2 =
+        requant8_avx2<MV, BV>(a + i + 16, m + (MV ? i + 16 : 0), b + (BV ? i + 16 : 0), ms, bs, ysv, zpv);
+    const __m256i q3 =
+        requant8_avx2<MV, BV>(a + i + 24, m + (MV ? i + 24 : 0), b + (BV ? i + 24 : 0), ms, bs, ysv, zpv);
+    // packs work within 128-bit lanes: w01 = [q0lo q1lo | q0hi q1hi], bytes = [q0lo q1lo q2lo q3lo | q0hi ...]
+    // in dwords of 4 bytes; the dword permutation restores element order.
+    const __m256i w01 = _mm256_packs_epi32(q0, q1), w23 = _mm256_packs_epi32(q2, q3);
+    const __m256i bytes = _mm256_packus_epi16(w01, w23);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), _mm256_permutevar8x32_epi32(bytes, order));
+  }
+  for (; i < len; ++i) {
+    float t = static_cast<float>(a[i]);
+    t = t * m[MV ? i : 0];
+    t = t + b[BV ? i : 0];
+    y[i] = static_cast<uint8_t>(quantize_u8(t, ys, zp));
+  }
+}
+
+// --- AVX-512 (F, BW, VL, DQ) --------------------------------------------------------------------------------------
+
+FQVIT_TARGET_AVX512 inline __m512i quantize16_avx512(__m512 v, __m512 y_scale, __m512i y_zp) {
+  // quantize_u8 on 16 lanes.
+  __m512 r = _mm512_roundscale_ps(_mm512_div_ps(v, y_scale), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  r = _mm512_max_ps(r, _mm512_set1_ps(-1073741824.0f));
+  r = _mm512_min_ps(r, _mm512_set1_ps(1073741824.0f));
+  __m512i q = _mm512_add_epi32(_mm512_cvttps_epi32(r), y_zp);
+  q = _mm512_max_epi32(q, _mm512_setzero_si512());
+  return _mm512_min_epi32(q, _mm512_set1_epi32(255));
+}
+
+template <bool MV, bool BV>
+FQVIT_TARGET_AVX512 void span_avx512(const int32_t* a, const float* m, const float* b, uint8_t* y, int64_t len,
+                                     float ys, int32_t zp) {
+  const __m512 ysv = _mm512_set1_ps(ys), ms = _mm512_set1_ps(m[0]), bs = _mm512_set1_ps(b[0]);
+  const __m512i zpv = _mm512_set1_epi32(zp);
+  int64_t i = 0;
+  for (; i + 16 <= len; i += 16) {
+    __m512 t = _mm512_cvtepi32_ps(_mm512_loadu_si512(a + i));
+    t = _mm512_mul_ps(t, MV ? _mm512_loadu_ps(m + i) : ms);
+    t = _mm512_add_ps(t, BV ? _mm512_loadu_ps(b + i) : bs);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i), _mm512_cvtepi32_epi8(quantize16_avx512(t, ysv, zpv)));
+  }
+  if (i < len) {  // masked tail: lanes past len load zeros and are not stored
+    const __mmask16 k = static_cast<__mmask16>((1u << (len - i)) - 1u);
+    __m512 t = _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(k, a + i));
+    t = _mm512_mul_ps(t, MV ? _mm512_maskz_loadu_ps(k, m + i) : ms);
+    t = _mm512_add_ps(t, BV ? _mm512_maskz_loadu_ps(k, b + i) : bs);
+    _mm512_mask_cvtepi32_storeu_epi8(y + i, k, quantize16_avx512(t, ysv, zpv));
+  }
+}
+#endif  // FQVIT_HAS_X86
+
+SpanFn pick_span(Isa isa, bool mv, bool bv) {
+#if FQVIT_HAS_X86
+  if (isa == Isa::kAvx512) {
+    return mv ? (bv ? &span_avx512<true, true> : &span_avx512<true, false>)
+              : (bv ? &span_avx512<false, true> : &span_avx512<false, false>);
+  }
+  if (isa == Isa::kAvx2) {
+    return mv ? (bv ? &span_avx2<true, true> : &span_avx2<true, false>)
+              : (bv ? &span_avx2<false, true> : &span_avx2<false, false>);
+  }
+#endif
+  return mv ? (bv ? &span_scalar<true, true> : &span_scalar<true, false>)
+            : (bv ? &span_scalar<false, true> : &span_scalar<false, false>);
+}
+
+}  // namespace
+
+void requantize_cpu(const int32_t* a, const float* multiplier, const float* bias, uint8_t* y,
+                    const RequantizeParams& p, int64_t begin, int64_t end, Isa isa) {
+  if (end > p.numel) end = p.numel;
+  if (begin < 0) begin = 0;
+  if (begin >= end || p.n <= 0) return;
+  // A one-element multiplier/bias is broadcast (also when N = 1, where both readings agree).
+  const bool mv = p.multiplier_size != 1, bv = p.bias_size != 1;
+  const SpanFn span = pick_span(isa, mv, bv);
+  if (!mv && !bv) {
+    span(a + begin, multiplier, bias, y + begin, end - begin, p.y_scale, p.y_zero_point);
+    return;
+  }
+  for (int64_t i = begin; i < end;) {
+    const int64_t col = i % p.n;
+    const int64_t len = std::min<int64_t>(p.n - col, end - i);
+    span(a + i, multiplier + (mv ? col : 0), bias + (bv ? col : 0), y + i, len, p.y_scale, p.y_zero_point);
+    i += len;
+  }
+}
+
+}  // namespace fqvit

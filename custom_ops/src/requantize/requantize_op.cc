@@ -1,0 +1,94 @@
+// onnxruntime glue of com.fqvit::Requantize: checks the inputs, allocates the output, dispatches to the CPU kernel
+// (chunks of elements in parallel) or the CUDA kernel (on the EP's stream).
+#include "common/attributes.h"
+#include "common/ops.h"
+#include "fqvit_ops/requantize.h"
+
+namespace fqvit {
+namespace glue {
+namespace {
+
+enum : size_t { kA, kMultiplier, kBias, kYScale, kYZeroPoint, kNumInputs };
+constexpr const char* kName = "Requantize";
+// Elements per CPU chunk: below this the kernel runs on the calling thread (the AVX-512 body does 32 K elements in
+// about 10 microseconds, a few times the cost of handing a chunk to the pool).
+constexpr int64_t kGrain = int64_t(1) << 15;
+
+struct Kernel {
+  Kernel(const OrtKernelInfo* /*info*/, Provider provider) : provider_(provider), isa_(resolve_isa(-1)) {}
+
+  OrtStatusPtr ComputeV2(OrtKernelContext* context) { return guarded(kName, [&] { Compute(context); }); }
+
+  void Compute(OrtKernelContext* context) {
+    Ort::KernelContext ctx(context);
+    const Input a = get_input(ctx, kA, "A", ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32);
+    const Input m = get_input(ctx, kMultiplier, "multiplier", ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT);
+    const Input b = get_input(ctx, kBias, "bias", ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT);
+    RequantizeParams p;
+    p.numel = a.numel;
+    require(!a.shape.empty(), "A must have rank >= 1 ([..., N], channels last), got a scalar");
+    p.n = a.shape.back();
+    const std::vector<int64_t> n_shape{p.n};
+    for (const Input* in : {&m, &b}) {
+      const char* name = in == &m ? "multiplier" : "bias";
+      require((in->shape.size() == 1 && in->numel == p.n) || (in->shape.size() <= 1 && in->numel == 1),
+              std::string(name) + " must have shape [N] = " + shape_str(n_shape) +
+                  " (N = the last dimension of A) or be a scalar (one element), got " + shape_str(in->shape) +
+                  " (A " + shape_str(a.shape) + ")");
+    }
+    p.multiplier_size = m.numel;
+    p.bias_size = b.numel;
+    p.y_scale = scalar_f32(ctx, kYScale, "y_scale");
+    p.y_zero_point = scalar_u8(ctx, kYZeroPoint, "y_zero_point");
+    const std::string err = requantize_check(p);
+    require(err.empty(), err);
+
+    uint8_t* y = ctx.GetOutput(0, a.shape).GetTensorMutableData<uint8_t>();
+    if (p.numel == 0) return;
+    if (provider_ == Provider::kCuda) {
+#ifdef FQVIT_WITH_CUDA
+      const int rc = requantize_cuda(a.as<int32_t>(), m.as<float>(), b.as<float>(), y, p, ctx.GetGPUComputeStream());
+      if (rc != 0) throw std::runtime_error("CUDA kernel launch failed (cudaError_t " + std::to_string(rc) + ")");
+#endif
+      return;
+    }
+    parallel_for(ctx, p.numel, kGrain, [&](int64_t begin, int64_t end) {
+      requantize_cpu(a.as<int32_t>(), m.as<float>(), b.as<float>(), y, p, begin, end, isa_);
+    });
+  }
+
+  Provider provider_;
+  Isa isa_;
+};
+
+struct Op : OpBase<Op, Kernel> {
+  using OpBase::OpBase;
+  const char* GetName() const { return kName; }
+  size_t GetInputTypeCount() const { return kNumInputs; }
+  ONNXTensorElementDataType GetInputType(size_t i) const {
+    switch (i) {
+      case kA: return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32;
+      case kYZeroPoint: return ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
+      default: return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+    }
+  }
+  OrtMemType GetInputMemoryType(size_t i) const {
+    // Scale and zero-point scalars are read on the host, so a CUDA kernel needs no device-to-host copy.
+    const bool scalar = i == kYScale || i == kYZeroPoint;
+    return (provider_ == Provider::kCuda && scalar) ? OrtMemTypeCPUInput : OrtMemTypeDefault;
+  }
+};
+
+}  // namespace
+
+const OrtCustomOp* requantize_op(Provider provider) {
+  static const Op cpu(Provider::kCpu);
+#ifdef FQVIT_WITH_CUDA
+  static const Op cuda(Provider::kCuda);
+  if (provider == Provider::kCuda) return &cuda;
+#endif
+  return provider == Provider::kCpu ? &cpu : nullptr;
+}
+
+}  // namespace glue
+}  // namespace fqvit
