@@ -27,7 +27,7 @@ def test_calibrate_export_evaluate(tmp_path, capsys):
     assert main(["cifar10_swin", "--calib", str(calib), "-o", str(onnx_path), "--report", str(report),
                  "--parity-images", "20"]) == 0
     out = capsys.readouterr().out
-    assert "com.fqvit: PTSLayerNorm" in out and "top-1 agreement 100.0%" in out
+    assert "com.fqvit:" in out and "PTSLayerNorm 24" in out and "top-1 agreement 100.0%" in out
     rep = json.loads(report.read_text())
     assert rep["parity"]["identical_logits"] == 100.0 and rep["ops"]["com.fqvit::LogIntSoftmax"] == 10
     assert json.loads(rep["metadata"]["quantization"])["pts"] is True
