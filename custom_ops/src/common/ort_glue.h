@@ -108,5 +108,16 @@ void parallel_for(const Ort::KernelContext& ctx, int64_t total, int64_t grain, F
   if (state.failed) throw std::runtime_error(state.message);
 }
 
+// The op instance registered for `provider` (one static per op type and provider; nullptr when this build lacks it).
+template <typename OpT>
+const OrtCustomOp* op_for(Provider provider) {
+  static const OpT cpu(Provider::kCpu);
+#ifdef FQVIT_WITH_CUDA
+  static const OpT cuda(Provider::kCuda);
+  if (provider == Provider::kCuda) return &cuda;
+#endif
+  return provider == Provider::kCpu ? &cpu : nullptr;
+}
+
 }  // namespace glue
 }  // namespace fqvit

@@ -82,12 +82,7 @@ struct Op : OpBase<Op, Kernel> {
 }  // namespace
 
 const OrtCustomOp* requantize_op(Provider provider) {
-  static const Op cpu(Provider::kCpu);
-#ifdef FQVIT_WITH_CUDA
-  static const Op cuda(Provider::kCuda);
-  if (provider == Provider::kCuda) return &cuda;
-#endif
-  return provider == Provider::kCpu ? &cpu : nullptr;
+  return op_for<Op>(provider);
 }
 
 }  // namespace glue
