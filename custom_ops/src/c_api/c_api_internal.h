@@ -1,13 +1,51 @@
-// Shared by the C entry points: the thread-local error message.
+// Shared by the C entry points (c_api_cpu.cc, c_api_cuda.cc): the thread-local error message, the wrapper that turns
+// a failed check or an exception into it, and the one place where a C argument list becomes an op's parameters.
 #pragma once
 
+#include <cstdint>
+#include <exception>
+#include <stdexcept>
 #include <string>
+
+#include "fqvit_ops/log_int_softmax.h"
 
 namespace fqvit {
 namespace capi {
 
 int fail(const std::string& message);  // records the message, returns 1
 void clear_error();
+
+// A parameter check's message ("" when fine) becomes an exception for guarded() to report.
+inline void require(const std::string& err) {
+  if (!err.empty()) throw std::invalid_argument(err);
+}
+
+// Runs one entry point: clears the last error, returns body()'s status, or records "<op>: <what>" and returns 1.
+template <class Body>
+int guarded(const char* op, Body&& body) {
+  try {
+    clear_error();
+    return body();
+  } catch (const std::exception& e) {
+    return fail(std::string(op) + ": " + e.what());
+  }
+}
+
+// LogIntSoftmax's X shape and optional mask -> its parameters and mask layout (both checked).
+inline LisSoftmaxParams log_int_softmax_params(const int64_t* x_shape, int x_rank, const uint8_t* mask,
+                                               const int64_t* m_shape, int m_rank, int64_t multiplier, int bits,
+                                               MaskLayout* layout) {
+  require(mask_layout_make(x_shape, x_rank, mask ? m_shape : nullptr, mask ? m_rank : 0, mask, layout));
+  LisSoftmaxParams p;
+  p.n = x_shape[x_rank - 1];
+  int64_t numel = 1;
+  for (int i = 0; i < x_rank; ++i) numel *= x_shape[i];
+  p.rows = p.n == 0 ? 0 : numel / p.n;
+  p.multiplier = multiplier;
+  p.bits = bits;
+  require(log_int_softmax_check(p));
+  return p;
+}
 
 }  // namespace capi
 }  // namespace fqvit

@@ -1,9 +1,12 @@
-// Attribute reading for the glue: a missing or mistyped attribute becomes a clear InvalidArgument.
+// What every op's glue shares: attribute reading (a missing or mistyped attribute becomes a clear InvalidArgument),
+// the kernel and op bases, and the checks that turn a kernel's parameter check or CUDA launch status into an error.
 #pragma once
 
+#include <stdexcept>
 #include <string>
 
 #include "common/ort_glue.h"
+#include "fqvit_ops/common.h"
 
 namespace fqvit {
 namespace glue {
@@ -37,6 +40,28 @@ inline int64_t attr_i64_or(const OrtKernelInfo* info, const char* name, int64_t 
   }
   return v;
 }
+
+// A kernel parameter check's message ("" when fine) becomes an InvalidArgument.
+inline void require_valid(const std::string& check_message) { require(check_message.empty(), check_message); }
+
+// A CUDA kernel's launch status (a cudaError_t value, 0 = success).
+inline void require_launched(int rc) {
+  if (rc != 0) throw std::runtime_error("CUDA kernel launch failed (cudaError_t " + std::to_string(rc) + ")");
+}
+
+// The kernel part every op shares: the provider it runs on, the CPU ISA resolved once, and ComputeV2, which runs
+// TKernel::Compute with every exception turned into an OrtStatus named after the op.
+template <typename TKernel>
+struct KernelBase {
+  KernelBase(const char* name, Provider provider) : name_(name), provider_(provider), isa_(resolve_isa(-1)) {}
+  OrtStatusPtr ComputeV2(OrtKernelContext* context) {
+    return guarded(name_, [&] { static_cast<TKernel*>(this)->Compute(context); });
+  }
+
+  const char* name_;
+  Provider provider_;
+  Isa isa_;
+};
 
 // The CustomOpBase part every op shares: provider, version 1 of com.fqvit, status-returning kernel creation.
 template <typename TOp, typename TKernel>

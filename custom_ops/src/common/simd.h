@@ -11,3 +11,29 @@
 #else
 #define FQVIT_HAS_X86 0
 #endif
+
+#if FQVIT_HAS_X86
+namespace fqvit {
+
+// quantize_u8 (fqvit_ops/common.h, docs/ops.md Sec. 1) on 8 and 16 lanes, bit for bit: round half to even, the
+// +-2^30 clamp (a NaN quotient lands at -2^30: max_ps returns its second operand), the zero point, 0..255.
+FQVIT_TARGET_AVX2 inline __m256i quantize_u8_x8(__m256 v, __m256 y_scale, __m256i y_zp) {
+  __m256 r = _mm256_round_ps(_mm256_div_ps(v, y_scale), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  r = _mm256_max_ps(r, _mm256_set1_ps(-1073741824.0f));
+  r = _mm256_min_ps(r, _mm256_set1_ps(1073741824.0f));
+  __m256i q = _mm256_add_epi32(_mm256_cvttps_epi32(r), y_zp);
+  q = _mm256_max_epi32(q, _mm256_setzero_si256());
+  return _mm256_min_epi32(q, _mm256_set1_epi32(255));
+}
+
+FQVIT_TARGET_AVX512 inline __m512i quantize_u8_x16(__m512 v, __m512 y_scale, __m512i y_zp) {
+  __m512 r = _mm512_roundscale_ps(_mm512_div_ps(v, y_scale), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  r = _mm512_max_ps(r, _mm512_set1_ps(-1073741824.0f));
+  r = _mm512_min_ps(r, _mm512_set1_ps(1073741824.0f));
+  __m512i q = _mm512_add_epi32(_mm512_cvttps_epi32(r), y_zp);
+  q = _mm512_max_epi32(q, _mm512_setzero_si512());
+  return _mm512_min_epi32(q, _mm512_set1_epi32(255));
+}
+
+}  // namespace fqvit
+#endif

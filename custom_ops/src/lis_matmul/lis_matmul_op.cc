@@ -11,14 +11,12 @@ namespace {
 enum : size_t { kA, kV, kVScale, kVZeroPoint, kYScale, kYZeroPoint, kNumInputs };
 constexpr const char* kName = "LISMatMul";
 
-struct Kernel {
-  Kernel(const OrtKernelInfo* info, Provider provider) : provider_(provider), isa_(resolve_isa(-1)) {
+struct Kernel : KernelBase<Kernel> {
+  Kernel(const OrtKernelInfo* info, Provider provider) : KernelBase(kName, provider) {
     const int64_t bits = attr_i64_or(info, "bits", 4);
     require(bits >= 1 && bits <= 4, "attribute bits must be in 1..4, got " + std::to_string(bits));
     bits_ = static_cast<int>(bits);
   }
-
-  OrtStatusPtr ComputeV2(OrtKernelContext* context) { return guarded(kName, [&] { Compute(context); }); }
 
   void Compute(OrtKernelContext* context) {
     Ort::KernelContext ctx(context);
@@ -45,8 +43,7 @@ struct Kernel {
     p.y_scale = scalar_f32(ctx, kYScale, "y_scale");
     p.y_zero_point = scalar_u8(ctx, kYZeroPoint, "y_zero_point");
     p.bits = bits_;
-    const std::string err = lis_matmul_check(p);
-    require(err.empty(), err);
+    require_valid(lis_matmul_check(p));
 
     std::vector<int64_t> y_shape = a.shape;
     y_shape[r - 1] = p.d;
@@ -54,8 +51,7 @@ struct Kernel {
     if (p.batch == 0 || p.m == 0 || p.d == 0) return;
     if (provider_ == Provider::kCuda) {
 #ifdef FQVIT_WITH_CUDA
-      const int rc = lis_matmul_cuda(a.as<uint8_t>(), v.as<uint8_t>(), y, p, ctx.GetGPUComputeStream());
-      if (rc != 0) throw std::runtime_error("CUDA kernel launch failed (cudaError_t " + std::to_string(rc) + ")");
+      require_launched(lis_matmul_cuda(a.as<uint8_t>(), v.as<uint8_t>(), y, p, ctx.GetGPUComputeStream()));
 #endif
       return;
     }
@@ -64,8 +60,6 @@ struct Kernel {
     });
   }
 
-  Provider provider_;
-  Isa isa_;
   int bits_ = 4;
 };
 

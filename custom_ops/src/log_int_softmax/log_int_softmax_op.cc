@@ -11,17 +11,14 @@ namespace {
 enum : size_t { kX, kMask, kNumInputs };
 constexpr const char* kName = "LogIntSoftmax";
 
-struct Kernel {
-  Kernel(const OrtKernelInfo* info, Provider provider) : provider_(provider), isa_(resolve_isa(-1)) {
+struct Kernel : KernelBase<Kernel> {
+  Kernel(const OrtKernelInfo* info, Provider provider) : KernelBase(kName, provider) {
     params_.multiplier = attr_i64(info, "multiplier");
     const int64_t bits = attr_i64_or(info, "bits", 4);
     require(bits >= 1 && bits <= 4, "attribute bits must be in 1..4, got " + std::to_string(bits));
     params_.bits = static_cast<int>(bits);
-    const std::string err = log_int_softmax_check(params_);
-    require(err.empty(), err);
+    require_valid(log_int_softmax_check(params_));
   }
-
-  OrtStatusPtr ComputeV2(OrtKernelContext* context) { return guarded(kName, [&] { Compute(context); }); }
 
   void Compute(OrtKernelContext* context) {
     Ort::KernelContext ctx(context);
@@ -33,24 +30,17 @@ struct Kernel {
     p.rows = p.n == 0 ? 0 : x.numel / p.n;
     MaskLayout mask;
     const bool has_mask = ctx.GetInputCount() > kMask && ctx.GetInput(kMask) != nullptr;
-    std::string err;
-    if (has_mask) {
-      const Input m = get_input(ctx, kMask, "mask", ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL);
-      err = mask_layout_make(x.shape.data(), static_cast<int>(x.shape.size()), m.shape.data(),
-                             static_cast<int>(m.shape.size()), m.as<uint8_t>(), &mask);
-    } else {
-      err = mask_layout_make(x.shape.data(), static_cast<int>(x.shape.size()), nullptr, 0, nullptr, &mask);
-    }
-    require(err.empty(), err);
-    err = log_int_softmax_check(p);
-    require(err.empty(), err);
+    const Input m = has_mask ? get_input(ctx, kMask, "mask", ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL) : Input{};
+    require_valid(mask_layout_make(x.shape.data(), static_cast<int>(x.shape.size()),
+                                   has_mask ? m.shape.data() : nullptr, static_cast<int>(m.shape.size()),
+                                   m.as<uint8_t>(), &mask));
+    require_valid(log_int_softmax_check(p));
 
     uint8_t* codes = ctx.GetOutput(0, x.shape).GetTensorMutableData<uint8_t>();
     if (x.numel == 0) return;
     if (provider_ == Provider::kCuda) {
 #ifdef FQVIT_WITH_CUDA
-      const int rc = log_int_softmax_cuda(x.as<uint8_t>(), mask, codes, p, ctx.GetGPUComputeStream());
-      if (rc != 0) throw std::runtime_error("CUDA kernel launch failed (cudaError_t " + std::to_string(rc) + ")");
+      require_launched(log_int_softmax_cuda(x.as<uint8_t>(), mask, codes, p, ctx.GetGPUComputeStream()));
 #endif
       return;
     }
@@ -60,8 +50,6 @@ struct Kernel {
     });
   }
 
-  Provider provider_;
-  Isa isa_;
   LisSoftmaxParams params_;
 };
 

@@ -14,10 +14,8 @@ constexpr const char* kName = "Lookup";
 // few microseconds, about the cost of handing a chunk to the pool).
 constexpr int64_t kGrain = int64_t(1) << 16;
 
-struct Kernel {
-  Kernel(const OrtKernelInfo* /*info*/, Provider provider) : provider_(provider), isa_(resolve_isa(-1)) {}
-
-  OrtStatusPtr ComputeV2(OrtKernelContext* context) { return guarded(kName, [&] { Compute(context); }); }
+struct Kernel : KernelBase<Kernel> {
+  Kernel(const OrtKernelInfo* /*info*/, Provider provider) : KernelBase(kName, provider) {}
 
   void Compute(OrtKernelContext* context) {
     Ort::KernelContext ctx(context);
@@ -29,15 +27,13 @@ struct Kernel {
     LookupParams p;
     p.n = x.numel;
     p.table_size = table.numel;
-    const std::string err = lookup_check(p);
-    require(err.empty(), err);
+    require_valid(lookup_check(p));
 
     uint8_t* y = ctx.GetOutput(0, x.shape).GetTensorMutableData<uint8_t>();
     if (p.n == 0) return;
     if (provider_ == Provider::kCuda) {
 #ifdef FQVIT_WITH_CUDA
-      const int rc = lookup_cuda(x.as<uint8_t>(), table.as<uint8_t>(), y, p, ctx.GetGPUComputeStream());
-      if (rc != 0) throw std::runtime_error("CUDA kernel launch failed (cudaError_t " + std::to_string(rc) + ")");
+      require_launched(lookup_cuda(x.as<uint8_t>(), table.as<uint8_t>(), y, p, ctx.GetGPUComputeStream()));
 #endif
       return;
     }
@@ -45,9 +41,6 @@ struct Kernel {
       lookup_cpu(x.as<uint8_t>(), table.as<uint8_t>(), y, p, begin, end, isa_);
     });
   }
-
-  Provider provider_;
-  Isa isa_;
 };
 
 struct Op : OpBase<Op, Kernel> {

@@ -90,16 +90,6 @@ void row_scalar(const uint8_t* q, const uint8_t* alpha, const float* gamma, cons
 #if FQVIT_HAS_X86
 // --- AVX2 ------------------------------------------------------------------------------------------------------------
 
-FQVIT_TARGET_AVX2 inline __m256i quantize8_avx2(__m256 v, __m256 y_scale, __m256i y_zp) {
-  // Step 7 on 8 lanes, identical to quantize_u8: round half to even, NaN -> -2^30 (max_ps returns its 2nd operand).
-  __m256 r = _mm256_round_ps(_mm256_div_ps(v, y_scale), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  r = _mm256_max_ps(r, _mm256_set1_ps(-1073741824.0f));
-  r = _mm256_min_ps(r, _mm256_set1_ps(1073741824.0f));
-  __m256i q = _mm256_add_epi32(_mm256_cvttps_epi32(r), y_zp);
-  q = _mm256_max_epi32(q, _mm256_setzero_si256());
-  return _mm256_min_epi32(q, _mm256_set1_epi32(255));
-}
-
 FQVIT_TARGET_AVX2 inline void store8_u8_avx2(uint8_t* dst, __m256i q) {
   // q holds 8 int32 in 0..255: gather byte 0 of each dword into the low 8 bytes.
   const __m256i pick = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
@@ -157,7 +147,7 @@ FQVIT_TARGET_AVX2 void row_avx2(const uint8_t* q, const uint8_t* alpha, const fl
     const __m256 num = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_mullo_epi32(x, cv), s1v));  // exact
     const __m256 yv = den_pos ? _mm256_div_ps(num, denv) : _mm256_setzero_ps();
     const __m256 v = _mm256_add_ps(_mm256_mul_ps(yv, _mm256_loadu_ps(gamma + c)), _mm256_loadu_ps(beta + c));
-    store8_u8_avx2(y + c, quantize8_avx2(v, ysv, yzpv));
+    store8_u8_avx2(y + c, quantize_u8_x8(v, ysv, yzpv));
   }
   for (; c < a.c; ++c) {
     const int32_t x = (static_cast<int32_t>(q[c]) - a.zp) * (1 << alpha[c]);
@@ -166,16 +156,6 @@ FQVIT_TARGET_AVX2 void row_avx2(const uint8_t* q, const uint8_t* alpha, const fl
 }
 
 // --- AVX-512 (F, BW, VL, VNNI) ------------------------------------------------------------------------------------
-
-FQVIT_TARGET_AVX512 inline __m512i quantize16_avx512(__m512 v, __m512 y_scale, __m512i y_zp) {
-  // Step 7 on 16 lanes, identical to quantize_u8.
-  __m512 r = _mm512_roundscale_ps(_mm512_div_ps(v, y_scale), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  r = _mm512_max_ps(r, _mm512_set1_ps(-1073741824.0f));
-  r = _mm512_min_ps(r, _mm512_set1_ps(1073741824.0f));
-  __m512i q = _mm512_add_epi32(_mm512_cvttps_epi32(r), y_zp);
-  q = _mm512_max_epi32(q, _mm512_setzero_si512());
-  return _mm512_min_epi32(q, _mm512_set1_epi32(255));
-}
 
 FQVIT_TARGET_AVX512 void row_avx512(const uint8_t* q, const uint8_t* alpha, const float* gamma, const float* beta,
                                     uint8_t* y, const RowArgs& a) {
@@ -217,7 +197,7 @@ FQVIT_TARGET_AVX512 void row_avx512(const uint8_t* q, const uint8_t* alpha, cons
     const __m512 yv = den_pos ? _mm512_div_ps(num, denv) : _mm512_setzero_ps();
     const __m512 v = _mm512_add_ps(_mm512_mul_ps(yv, _mm512_maskz_loadu_ps(k, gamma + c)),
                                    _mm512_maskz_loadu_ps(k, beta + c));
-    _mm512_mask_cvtepi32_storeu_epi8(y + c, k, quantize16_avx512(v, ysv, yzpv));
+    _mm512_mask_cvtepi32_storeu_epi8(y + c, k, quantize_u8_x16(v, ysv, yzpv));
   }
 }
 #endif  // FQVIT_HAS_X86

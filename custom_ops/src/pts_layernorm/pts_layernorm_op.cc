@@ -11,17 +11,14 @@ namespace {
 enum : size_t { kX, kXScale, kXZeroPoint, kAlpha, kGamma, kBeta, kYScale, kYZeroPoint, kNumInputs };
 constexpr const char* kName = "PTSLayerNorm";
 
-struct Kernel {
+struct Kernel : KernelBase<Kernel> {
   Kernel(const OrtKernelInfo* info, Provider provider)
-      : provider_(provider), epsilon_(attr_f32(info, "epsilon")), isa_(resolve_isa(-1)) {
+      : KernelBase(kName, provider), epsilon_(attr_f32(info, "epsilon")) {
     PtsLayerNormParams p;
     p.channels = 1;
     p.epsilon = epsilon_;
-    const std::string err = pts_layernorm_check(p, nullptr);
-    require(err.empty(), err);
+    require_valid(pts_layernorm_check(p, nullptr));
   }
-
-  OrtStatusPtr ComputeV2(OrtKernelContext* context) { return guarded(kName, [&] { Compute(context); }); }
 
   void Compute(OrtKernelContext* context) {
     Ort::KernelContext ctx(context);
@@ -48,16 +45,14 @@ struct Kernel {
     p.y_zero_point = scalar_u8(ctx, kYZeroPoint, "y_zero_point");
     p.epsilon = epsilon_;
     // alpha values are checked on the host only (on CUDA they live on the device; the kernel clamps them to 3).
-    const std::string err = pts_layernorm_check(p, provider_ == Provider::kCpu ? alpha.as<uint8_t>() : nullptr);
-    require(err.empty(), err);
+    require_valid(pts_layernorm_check(p, provider_ == Provider::kCpu ? alpha.as<uint8_t>() : nullptr));
 
     uint8_t* y = ctx.GetOutput(0, x.shape).GetTensorMutableData<uint8_t>();
     if (p.rows == 0) return;
     if (provider_ == Provider::kCuda) {
 #ifdef FQVIT_WITH_CUDA
-      const int rc = pts_layernorm_cuda(x.as<uint8_t>(), alpha.as<uint8_t>(), gamma.as<float>(), beta.as<float>(), y, p,
-                                        ctx.GetGPUComputeStream());
-      if (rc != 0) throw std::runtime_error("CUDA kernel launch failed (cudaError_t " + std::to_string(rc) + ")");
+      require_launched(pts_layernorm_cuda(x.as<uint8_t>(), alpha.as<uint8_t>(), gamma.as<float>(), beta.as<float>(),
+                                          y, p, ctx.GetGPUComputeStream()));
 #endif
       return;
     }
@@ -68,9 +63,7 @@ struct Kernel {
     });
   }
 
-  Provider provider_;
   float epsilon_;
-  Isa isa_;
 };
 
 struct Op : OpBase<Op, Kernel> {

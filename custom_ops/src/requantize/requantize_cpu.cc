@@ -52,23 +52,13 @@ void span_scalar(const int32_t* a, const float* m, const float* b, uint8_t* y, i
 #if FQVIT_HAS_X86
 // --- AVX2 ------------------------------------------------------------------------------------------------------------
 
-FQVIT_TARGET_AVX2 inline __m256i quantize8_avx2(__m256 v, __m256 y_scale, __m256i y_zp) {
-  // quantize_u8 on 8 lanes: round half to even, NaN -> -2^30 (max_ps returns its 2nd operand), +-2^30 clamp.
-  __m256 r = _mm256_round_ps(_mm256_div_ps(v, y_scale), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  r = _mm256_max_ps(r, _mm256_set1_ps(-1073741824.0f));
-  r = _mm256_min_ps(r, _mm256_set1_ps(1073741824.0f));
-  __m256i q = _mm256_add_epi32(_mm256_cvttps_epi32(r), y_zp);
-  q = _mm256_max_epi32(q, _mm256_setzero_si256());
-  return _mm256_min_epi32(q, _mm256_set1_epi32(255));
-}
-
 template <bool MV, bool BV>
 FQVIT_TARGET_AVX2 inline __m256i requant8_avx2(const int32_t* a, const float* m, const float* b, __m256 ms, __m256 bs,
                                                __m256 ysv, __m256i zpv) {
   __m256 t = _mm256_cvtepi32_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a)));
   t = _mm256_mul_ps(t, MV ? _mm256_loadu_ps(m) : ms);
   t = _mm256_add_ps(t, BV ? _mm256_loadu_ps(b) : bs);
-  return quantize8_avx2(t, ysv, zpv);
+  return quantize_u8_x8(t, ysv, zpv);
 }
 
 template <bool MV, bool BV>
@@ -102,16 +92,6 @@ FQVIT_TARGET_AVX2 void span_avx2(const int32_t* a, const float* m, const float* 
 
 // --- AVX-512 (F, BW, VL, DQ) --------------------------------------------------------------------------------------
 
-FQVIT_TARGET_AVX512 inline __m512i quantize16_avx512(__m512 v, __m512 y_scale, __m512i y_zp) {
-  // quantize_u8 on 16 lanes.
-  __m512 r = _mm512_roundscale_ps(_mm512_div_ps(v, y_scale), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  r = _mm512_max_ps(r, _mm512_set1_ps(-1073741824.0f));
-  r = _mm512_min_ps(r, _mm512_set1_ps(1073741824.0f));
-  __m512i q = _mm512_add_epi32(_mm512_cvttps_epi32(r), y_zp);
-  q = _mm512_max_epi32(q, _mm512_setzero_si512());
-  return _mm512_min_epi32(q, _mm512_set1_epi32(255));
-}
-
 template <bool MV, bool BV>
 FQVIT_TARGET_AVX512 void span_avx512(const int32_t* a, const float* m, const float* b, uint8_t* y, int64_t len,
                                      float ys, int32_t zp) {
@@ -122,14 +102,14 @@ FQVIT_TARGET_AVX512 void span_avx512(const int32_t* a, const float* m, const flo
     __m512 t = _mm512_cvtepi32_ps(_mm512_loadu_si512(a + i));
     t = _mm512_mul_ps(t, MV ? _mm512_loadu_ps(m + i) : ms);
     t = _mm512_add_ps(t, BV ? _mm512_loadu_ps(b + i) : bs);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i), _mm512_cvtepi32_epi8(quantize16_avx512(t, ysv, zpv)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i), _mm512_cvtepi32_epi8(quantize_u8_x16(t, ysv, zpv)));
   }
   if (i < len) {  // masked tail: lanes past len load zeros and are not stored
     const __mmask16 k = static_cast<__mmask16>((1u << (len - i)) - 1u);
     __m512 t = _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(k, a + i));
     t = _mm512_mul_ps(t, MV ? _mm512_maskz_loadu_ps(k, m + i) : ms);
     t = _mm512_add_ps(t, BV ? _mm512_maskz_loadu_ps(k, b + i) : bs);
-    _mm512_mask_cvtepi32_storeu_epi8(y + i, k, quantize16_avx512(t, ysv, zpv));
+    _mm512_mask_cvtepi32_storeu_epi8(y + i, k, quantize_u8_x16(t, ysv, zpv));
   }
 }
 #endif  // FQVIT_HAS_X86

@@ -14,10 +14,8 @@ constexpr const char* kName = "Requantize";
 // about 10 microseconds, a few times the cost of handing a chunk to the pool).
 constexpr int64_t kGrain = int64_t(1) << 15;
 
-struct Kernel {
-  Kernel(const OrtKernelInfo* /*info*/, Provider provider) : provider_(provider), isa_(resolve_isa(-1)) {}
-
-  OrtStatusPtr ComputeV2(OrtKernelContext* context) { return guarded(kName, [&] { Compute(context); }); }
+struct Kernel : KernelBase<Kernel> {
+  Kernel(const OrtKernelInfo* /*info*/, Provider provider) : KernelBase(kName, provider) {}
 
   void Compute(OrtKernelContext* context) {
     Ort::KernelContext ctx(context);
@@ -40,15 +38,13 @@ struct Kernel {
     p.bias_size = b.numel;
     p.y_scale = scalar_f32(ctx, kYScale, "y_scale");
     p.y_zero_point = scalar_u8(ctx, kYZeroPoint, "y_zero_point");
-    const std::string err = requantize_check(p);
-    require(err.empty(), err);
+    require_valid(requantize_check(p));
 
     uint8_t* y = ctx.GetOutput(0, a.shape).GetTensorMutableData<uint8_t>();
     if (p.numel == 0) return;
     if (provider_ == Provider::kCuda) {
 #ifdef FQVIT_WITH_CUDA
-      const int rc = requantize_cuda(a.as<int32_t>(), m.as<float>(), b.as<float>(), y, p, ctx.GetGPUComputeStream());
-      if (rc != 0) throw std::runtime_error("CUDA kernel launch failed (cudaError_t " + std::to_string(rc) + ")");
+      require_launched(requantize_cuda(a.as<int32_t>(), m.as<float>(), b.as<float>(), y, p, ctx.GetGPUComputeStream()));
 #endif
       return;
     }
@@ -56,9 +52,6 @@ struct Kernel {
       requantize_cpu(a.as<int32_t>(), m.as<float>(), b.as<float>(), y, p, begin, end, isa_);
     });
   }
-
-  Provider provider_;
-  Isa isa_;
 };
 
 struct Op : OpBase<Op, Kernel> {
