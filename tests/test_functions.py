@@ -234,7 +234,7 @@ LIS_CASES = {
 
 
 def _multiplier(spec: float | str) -> int:
-    return {"M0": 0, "M1": 1, "M_huge": 1 << 40}[spec] if isinstance(spec, str) else R.lis_multiplier(spec)
+    return {"M0": 0, "M1": 1, "M_huge": R.MAX_LIS_MULTIPLIER}[spec] if isinstance(spec, str) else R.lis_multiplier(spec)
 
 
 @pytest.mark.parametrize("case", LIS_CASES.values(), ids=LIS_CASES.keys())

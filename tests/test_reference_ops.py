@@ -20,6 +20,8 @@ from fqvit_export.ops import reference as R
 L = 14
 B_POLY = 63993
 C_POLY = 1559991451
+Z_MIN = (1 - (1 << L)) * (1 - (1 << L) + B_POLY) + C_POLY  # the polynomial's minimum on r in (-2^L, 0]
+assert Z_MIN == 779996821
 P_BITS = 30
 V_SHIFT = 14
 f32 = np.float32
@@ -256,7 +258,7 @@ def lis_row_oracle(x: list[int], masked: list[bool], M: int, bits: int) -> list[
         r = t + (n << L)
         assert -(1 << L) < r <= 0
         z = r * (r + B_POLY) + C_POLY             # step 3
-        assert 7.8e8 < z <= C_POLY < 1 << 31
+        assert Z_MIN <= z <= C_POLY < 1 << 31
         e[j] = z >> min(n, 62)                    # step 4
     S = sum(e)
     assert S >= C_POLY
@@ -314,7 +316,8 @@ def _lis_cases() -> list:
         pytest.param(near_dominant, M, 4, None, id="near_dominant"),
         pytest.param(rng.integers(0, 256, (3, 16)).astype(np.uint8), 0, 4, None, id="multiplier0_uniform"),
         pytest.param(rng.integers(0, 256, (3, 16)).astype(np.uint8), 1, 4, None, id="multiplier1"),
-        pytest.param(rng.integers(250, 256, (3, 16)).astype(np.uint8), 1 << 40, 4, None, id="multiplier_2^40"),
+        pytest.param(rng.integers(250, 256, (3, 16)).astype(np.uint8), R.MAX_LIS_MULTIPLIER, 4, None,
+                     id="multiplier_max"),
         pytest.param(rng.integers(0, 256, (3, 16)).astype(np.uint8), 123456, 4, None, id="multiplier_large"),
         pytest.param(rng.integers(100, 140, (4, 40)).astype(np.uint8), M // 8, 4, None, id="near_uniform_small_M"),
         pytest.param(rng.integers(0, 256, (4, 40)).astype(np.uint8), M, 2, None, id="saturated_codes_bits2"),
@@ -359,6 +362,24 @@ def test_lis_fully_masked_and_dominant():
     got = R.log_int_softmax(_t(X), _multiplier(0.1), 4, _t(mask)).numpy()
     assert got[0, 0] == 0 and np.all(got[0, 1:] == 15)
     assert np.all(got[1] == 15)
+
+
+@pytest.mark.parametrize("alpha, eps, match", [(4, 1e-5, "alpha values must be in 0..3"), (255, 1e-5, "alpha"),
+                                               (3, -1e-5, "epsilon"), (0, float("inf"), "epsilon"),
+                                               (0, float("nan"), "epsilon")])
+def test_pts_layernorm_rejects_what_the_kernels_reject(alpha, eps, match):
+    # custom_ops' pts_layernorm_check refuses the same values: the reference never defines an output they lack.
+    alphas = torch.zeros(8, dtype=torch.uint8)
+    alphas[5] = alpha
+    with pytest.raises(ValueError, match=match):
+        R.pts_layernorm(torch.zeros(2, 8, dtype=torch.uint8), torch.tensor(0.1), 0, alphas, torch.ones(8),
+                        torch.zeros(8), torch.tensor(0.1), 0, eps)
+
+
+@pytest.mark.parametrize("multiplier", [-1, R.MAX_LIS_MULTIPLIER + 1])
+def test_lis_multiplier_out_of_range(multiplier):
+    with pytest.raises(ValueError, match="multiplier must be in 0..2147483647"):
+        R.log_int_softmax(torch.zeros(1, 4, dtype=torch.uint8), multiplier)
 
 
 @pytest.mark.parametrize("bits", [0, 5, -1])

@@ -203,7 +203,7 @@ def log_int_softmax_function() -> onnx.FunctionProto:
     unit = b.const("two_pow_L", TensorProto.INT64, 1 << LIS_FRAC_BITS)
     n = b.op("Div", [b.op("Neg", [t], "minus_t"), unit], "n")
     r = b.op("Add", [t, b.op("Mul", [n, unit], "n_shl_L")], "r")
-    # Step 3: z_j = r_j * (r_j + B) + Cp, 7.8e8 < z_j <= Cp < 2^31.
+    # Step 3: z_j = r_j * (r_j + B) + Cp, 779996821 <= z_j <= Cp < 2^31.
     rb = b.op("Add", [r, b.const("poly_B", TensorProto.INT64, LIS_POLY_B)], "r_plus_B")
     z = b.op("Add", [b.op("Mul", [r, rb], "r_r_plus_B"), b.const("poly_C", TensorProto.INT64, LIS_POLY_C)], "z")
     # Step 4: e_j = z_j >> min(n_j, 62) (BitShift on uint64: z_j > 0, n_j >= 0); masked e_j = 0; S = sum_j e_j.

@@ -21,6 +21,8 @@ __all__ = [
     "LIS_NORM_BITS",
     "LIS_VALUE_SHIFT",
     "MAX_LN_CHANNELS",
+    "MAX_ALPHA",
+    "MAX_LIS_MULTIPLIER",
     "lis_multiplier",
     "lis_code_thresholds",
     "pts_layernorm",
@@ -45,6 +47,10 @@ LIS_VALUE_SHIFT = 14
 """Code k (< zero code) weighs 2^(14 - k) in the attention@V accumulator, i.e. 2^-k in units of 2^-14."""
 MAX_LN_CHANNELS = 4096
 """Largest LayerNorm width for which ``C * x_c - S1`` stays exact in float32 (|.| <= 4096 * 4080 < 2^24)."""
+MAX_ALPHA = 3
+"""K: PTS factors are 2^alpha_c with alpha_c in 0..K, so |x_c| <= 255 * 2^K = 2040 fits int16 (docs/ops.md Sec. 2)."""
+MAX_LIS_MULTIPLIER = (1 << 31) - 1
+"""Largest LogIntSoftmax multiplier M: t_j = d_j * M stays far inside int64 (|d_j| <= 255)."""
 assert LIS_POLY_B == 63993 and LIS_POLY_C == 1559991451
 
 
@@ -83,6 +89,10 @@ def pts_layernorm(x: torch.Tensor, x_scale: torch.Tensor, x_zero_point: int | to
     C = x.shape[-1]
     if not 1 <= C <= MAX_LN_CHANNELS:
         raise ValueError(f"PTSLayerNorm supports 1..{MAX_LN_CHANNELS} channels, got {C}")
+    if not (0.0 <= epsilon < math.inf):
+        raise ValueError(f"PTSLayerNorm epsilon must be a finite value >= 0, got {epsilon}")
+    if alpha.numel() and int(alpha.max()) > MAX_ALPHA:
+        raise ValueError(f"PTSLayerNorm alpha values must be in 0..{MAX_ALPHA}, got {int(alpha.max())}")
     xs = torch.as_tensor(x_scale, dtype=torch.float32)
     xi = (x.to(torch.int32) - int(x_zero_point)) << alpha.to(torch.int32)
     s1 = xi.sum(dim=-1, keepdim=True, dtype=torch.int64)
@@ -116,6 +126,8 @@ def log_int_softmax(x: torch.Tensor, multiplier: int, bits: int = 4, mask: torch
       6. ``code_j = #{k < Z : p_j^2 < 2^(2P - 1 - 2k)}``                      (round(-log2 p) in the log domain)
     """
     zero_code = _check_bits(bits)
+    if not 0 <= int(multiplier) <= MAX_LIS_MULTIPLIER:
+        raise ValueError(f"LogIntSoftmax multiplier must be in 0..{MAX_LIS_MULTIPLIER}, got {multiplier}")
     q = x.to(torch.int64)
     if mask is not None:
         mask = mask.to(torch.bool).expand(q.shape)

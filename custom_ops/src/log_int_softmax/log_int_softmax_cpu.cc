@@ -109,7 +109,7 @@ void make_tables(const LisSoftmaxParams& p, bool need_e, Tables* t) {
     const int64_t u = static_cast<int64_t>(d) * p.multiplier;  // step 1: t_j = -u <= 0
     const int64_t n = u >> kLisFracBits;                        // step 2: n_j = (-t_j) >> L
     const int64_t r = -(u - (n << kLisFracBits));               //         r_j = t_j + (n_j << L), in (-2^L, 0]
-    const int64_t z = r * (r + kLisPolyB) + kLisPolyC;          // step 3: 7.8e8 < z <= Cp < 2^31
+    const int64_t z = r * (r + kLisPolyB) + kLisPolyC;          // step 3: 779996821 <= z <= Cp < 2^31
     t->e[d] = static_cast<int32_t>(z >> std::min<int64_t>(n, 62));  // step 4
   }
 }
@@ -289,7 +289,7 @@ FQVIT_TARGET_AVX512 void row_avx512(const Row& row, const Tables& t, int32_t* eb
 
   // Steps 1-4, 16 per iteration; S in int64 lanes. When d * M fits int32 (M <= 8421504, every practical scale),
   // e is computed in int32 lanes: u = d M, n = u >> L, r = -(u & (2^L - 1)), z = r (r + B) + Cp = rr (rr - B) + Cp
-  // with rr = -r (|rr (rr - B)| < 2^30, 7.8e8 < z < 2^31), e = z >> n (vpsrlvd gives 0 for n >= 32, as z < 2^31).
+  // with rr = -r (|rr (rr - B)| < 2^30, 7.7e8 < z < 2^31), e = z >> n (vpsrlvd gives 0 for n >= 32, as z < 2^31).
   // Otherwise the table is gathered.
   const __m512i mxv = _mm512_set1_epi32(mx);
   const __m512i b255 = _mm512_set1_epi32(255);
