@@ -1,16 +1,20 @@
 """Render the README's result tables from the committed JSON files under bench/results/.
 
-    python bench/readme_tables.py
+    python bench/readme_tables.py                 # print them
+    python bench/readme_tables.py --write README.md  # replace each <!-- name --> ... <!-- /name --> block
 """
 from __future__ import annotations
 
+import argparse
 import json
+import re
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FQVIT_VIT = {"minmax": (77.41, 78.49, 77.95), "ema": (77.70, 78.49, 77.97), "percentile": (78.05, 78.39, 77.77),
              "omse": (78.51, 78.88, 77.99)}  # the official FQ-ViT code on cifar10_vit (../shared/FIELD-NOTES.md)
 VARIANTS = ("", "+pts", "+pts+lis")
+NAMES = {"minmax": "MinMax", "ema": "EMA", "percentile": "Percentile", "omse": "OMSE"}
 
 
 def _load(name: str) -> dict:
@@ -19,19 +23,19 @@ def _load(name: str) -> dict:
 
 
 def accuracy() -> str:
+    """FQ-ViT's layout: one row per method and variant, one column per model, then the official code's numbers."""
     res = {**_load("accuracy.json"), **_load("accuracy_swin.json"), **_load("accuracy_deit224.json")}
     models = [m for m in ("cifar10_vit", "cifar10_swin", "cifar10_deit_tiny224") if m in res]
-    head = ["method"] + [f"{m} {v}" for m in models for v in ("plain 8/8/8", "PTS 8/8/8", "PTS+LIS 8/8/4")]
-    head.append("FQ-ViT code, cifar10_vit (plain / PTS / PTS+LIS)")
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    fp = ["FP32"] + sum(([f"{res[m]['fp32']['top1']:.2f}" if "fp32" in res[m] else "", "", ""] for m in models), [])
-    lines.append("| " + " | ".join(fp + ["78.65"]) + " |")
+    lines = ["| method | W/A/Attn bits | " + " | ".join(models) + " | FQ-ViT code, cifar10_vit |",
+             "|---|---|" + "---|" * (len(models) + 1)]
+    cell = lambda m, row: f"{res[m][row]['top1']:.2f}" if row in res[m] else "-"  # noqa: E731
+    lines.append("| FP32 | 32/32/32 | " + " | ".join(cell(m, "fp32") for m in models) + " | 78.65 |")
+    labels = {"": ("", "8/8/8"), "+pts": (" w. PTS", "8/8/8"), "+pts+lis": (" w. PTS, LIS", "8/8/4")}
     for method in ("minmax", "ema", "percentile", "omse"):
-        cells = [method]
-        for m in models:
-            cells += [f"{res[m][method + v]['top1']:.2f}" if method + v in res[m] else "-" for v in VARIANTS]
-        cells.append(" / ".join(f"{v:.2f}" for v in FQVIT_VIT[method]))
-        lines.append("| " + " | ".join(cells) + " |")
+        for i, v in enumerate(VARIANTS):
+            label, bits = labels[v]
+            cells = [cell(m, method + v) for m in models] + [f"{FQVIT_VIT[method][i]:.2f}"]
+            lines.append(f"| {NAMES[method]}{label} | {bits} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -79,6 +83,30 @@ def ops() -> str:
     return "\n".join(lines)
 
 
+TABLES = {"accuracy": accuracy, "parity": parity, "speed": speed, "ops": ops}
+
+
+def write(readme: Path) -> None:
+    """Replace the text between ``<!-- name -->`` and ``<!-- /name -->`` with the freshly rendered table."""
+    text = readme.read_text()
+    for name, fn in TABLES.items():
+        pattern = re.compile(rf"(<!-- {name} -->\n).*?(<!-- /{name} -->)", re.S)
+        if not pattern.search(text):
+            raise SystemExit(f"readme_tables.py: {readme} has no <!-- {name} --> ... <!-- /{name} --> block")
+        text = pattern.sub(lambda m: m.group(1) + fn() + "\n" + m.group(2), text)
+    readme.write_text(text)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--write", type=Path, metavar="README", help="update the marked tables in this file in place")
+    args = ap.parse_args()
+    if args.write:
+        write(args.write)
+    else:
+        for name, fn in TABLES.items():
+            print(f"<!-- {name} -->\n{fn()}\n<!-- /{name} -->\n")
+
+
 if __name__ == "__main__":
-    for title, fn in (("accuracy", accuracy), ("parity", parity), ("speed", speed), ("ops", ops)):
-        print(f"<!-- {title} -->\n{fn()}\n")
+    main()
