@@ -59,6 +59,16 @@ def _check(cond: bool, what: str) -> None:
         raise UnsupportedModel(f"quantized path does not support {what}")
 
 
+def _mlp_residual(b: Backend, blk: nn.Module, q, name: str, p: str):
+    """The second half of a pre-norm block, ``x + MLP(norm2(x))``, on the quantized residual stream ``q`` (named
+    ``name``): returns the new stream and its name."""
+    x = b.dequant(q, name)
+    h = b.layernorm(q, blk.norm2, name, f"{p}.norm2")
+    x = b.add(x, _mlp(b, blk.mlp, h, f"{p}.norm2", f"{p}.mlp"))
+    name = f"{p}.add2"
+    return b.quant(x, name, ln_input=True), name
+
+
 # --- ViT / DeiT ---------------------------------------------------------------------------------------------------
 
 def vit_forward(b: Backend, m: nn.Module, x):
@@ -86,11 +96,7 @@ def vit_forward(b: Backend, m: nn.Module, x):
         x = b.add(x, _attention(b, attn, h, f"{p}.norm1", f"{p}.attn", attn.num_heads, attn.head_dim))
         name = f"{p}.add1"
         q = b.quant(x, name, ln_input=True)
-        x = b.dequant(q, name)
-        h = b.layernorm(q, blk.norm2, name, f"{p}.norm2")
-        x = b.add(x, _mlp(b, blk.mlp, h, f"{p}.norm2", f"{p}.mlp"))
-        name = f"{p}.add2"
-        q = b.quant(x, name, ln_input=True)
+        q, name = _mlp_residual(b, blk, q, name, p)
     h = b.layernorm(q, m.norm, name, "norm")
     if m.global_pool == "token":
         feat_name, feat = "norm", b.select(h, 1, 0)
@@ -167,11 +173,7 @@ def swin_forward(b: Backend, m: nn.Module, x):
             x = b.add(x, a)
             name = f"{p}.add1"
             q = b.quant(x, name, ln_input=True)
-            x = b.dequant(q, name)
-            h = b.layernorm(q, blk.norm2, name, f"{p}.norm2")
-            x = b.add(x, _mlp(b, blk.mlp, h, f"{p}.norm2", f"{p}.mlp"))
-            name = f"{p}.add2"
-            q = b.quant(x, name, ln_input=True)
+            q, name = _mlp_residual(b, blk, q, name, p)
     h = b.layernorm(q, m.norm, name, "norm")
     feat = b.quant(b.qmean(h, "norm", 1, hh * ww), "head_in")
     return b.dequant(b.qlinear_quant(feat, "head_in", m.head.fc, "head", "logits"), "logits")
