@@ -4,7 +4,8 @@ Pairs, each on onnxruntime's CPU execution provider with ``--threads`` (2) intra
 
 * ``PTSLayerNorm`` (uint8 in/out) vs float ``LayerNormalization`` (opset 18) on ``[batch, 197, C]``, C = 384, 768;
 * ``LogIntSoftmax -> LISMatMul`` (uint8 logits and V in, uint8 out) vs float ``Softmax -> MatMul`` on attention of
-  ``heads`` = 6, 12 heads, N = 197 tokens, head dim 64.
+  ``heads`` = 6, 12 heads, N = 197 tokens, head dim 64;
+* ``LogIntSoftmax`` alone (uint8 logits in, uint8 codes out) vs float ``Softmax`` alone, 12 heads.
 
 Repetitions are interleaved (custom, float, custom, float, ...) so both sides see the same machine state; each side's
 time is the median over ``--reps`` repetitions of ``--inner`` back-to-back runs. Both sessions run with
@@ -83,6 +84,16 @@ def attention_pair(rng: np.random.Generator, batch: int, heads: int) -> tuple[tu
     return (custom, {"X": x_u8, "V": v_u8}), (fp, feeds_fp)
 
 
+def softmax_pair(rng: np.random.Generator, batch: int, heads: int) -> tuple[tuple[bytes, dict], tuple[bytes, dict]]:
+    shape = (batch, heads, TOKENS, TOKENS)
+    x_u8 = rng.integers(0, 256, shape, dtype=np.uint8)
+    custom = _model([helper.make_node("LogIntSoftmax", ["X", "mask"], ["Y"], domain=DOMAIN, multiplier=1400, bits=4)],
+                    {"X": x_u8}, {"mask": np.zeros(1, bool)}, custom=True)
+    fp = _model([helper.make_node("Softmax", ["X"], ["Y"], axis=-1)],
+                {"X": rng.standard_normal(shape).astype(np.float32)}, {}, custom=False)
+    return (custom, {"X": x_u8}), (fp, {"X": rng.standard_normal(shape).astype(np.float32)})
+
+
 def _session(model: bytes, threads: int, lib: Path | None) -> ort.InferenceSession:
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
@@ -137,6 +148,10 @@ def main(argv: list[str] | None = None) -> int:
                         "shape": [args.batch, heads, TOKENS, TOKENS, HEAD_DIM], **r})
         print(f"LIS+LISMatMul  [{args.batch},{heads},{TOKENS},{TOKENS}]x{HEAD_DIM}: {r['custom_ms']:.3f} ms  float "
               f"{r['float_ms']:.3f} ms  ratio {r['ratio']:.2f}", flush=True)
+    r = measure(softmax_pair(rng, args.batch, 12), args.threads, lib, args.reps, args.inner)
+    results.append({"op": "LogIntSoftmax vs Softmax", "shape": [args.batch, 12, TOKENS, TOKENS], **r})
+    print(f"LogIntSoftmax  [{args.batch},12,{TOKENS},{TOKENS}]: {r['custom_ms']:.3f} ms  float {r['float_ms']:.3f} ms"
+          f"  ratio {r['ratio']:.2f}", flush=True)
     report = {
         "description": "median time per run, interleaved repetitions; ratio = float_ms / custom_ms (> 1: faster)",
         "threads": args.threads, "batch": args.batch, "reps": args.reps, "inner": args.inner,
