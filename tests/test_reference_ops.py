@@ -365,11 +365,12 @@ def test_lis_fully_masked_and_dominant():
 
 
 @pytest.mark.parametrize("alpha, eps, match", [(4, 1e-5, "alpha values must be in 0..3"), (255, 1e-5, "alpha"),
-                                               (3, -1e-5, "epsilon"), (0, float("inf"), "epsilon"),
-                                               (0, float("nan"), "epsilon")])
+                                               (-1, 1e-5, "alpha"), (3, -1e-5, "epsilon"),
+                                               (0, float("inf"), "epsilon"), (0, float("nan"), "epsilon"),
+                                               (0, 1e39, "epsilon")])  # finite in float64, inf in float32
 def test_pts_layernorm_rejects_what_the_kernels_reject(alpha, eps, match):
     # custom_ops' pts_layernorm_check refuses the same values: the reference never defines an output they lack.
-    alphas = torch.zeros(8, dtype=torch.uint8)
+    alphas = torch.zeros(8, dtype=torch.int32)
     alphas[5] = alpha
     with pytest.raises(ValueError, match=match):
         R.pts_layernorm(torch.zeros(2, 8, dtype=torch.uint8), torch.tensor(0.1), 0, alphas, torch.ones(8),

@@ -89,16 +89,17 @@ def pts_layernorm(x: torch.Tensor, x_scale: torch.Tensor, x_zero_point: int | to
     C = x.shape[-1]
     if not 1 <= C <= MAX_LN_CHANNELS:
         raise ValueError(f"PTSLayerNorm supports 1..{MAX_LN_CHANNELS} channels, got {C}")
-    if not (0.0 <= epsilon < math.inf):
-        raise ValueError(f"PTSLayerNorm epsilon must be a finite value >= 0, got {epsilon}")
-    if alpha.numel() and int(alpha.max()) > MAX_ALPHA:
-        raise ValueError(f"PTSLayerNorm alpha values must be in 0..{MAX_ALPHA}, got {int(alpha.max())}")
+    eps32 = torch.tensor(epsilon, dtype=torch.float32)
+    if not bool(torch.isfinite(eps32)) or float(eps32) < 0.0:  # the float32 attribute is what the kernels see
+        raise ValueError(f"PTSLayerNorm epsilon must be a finite float32 value >= 0, got {epsilon}")
+    if bool(((alpha < 0) | (alpha > MAX_ALPHA)).any()):
+        raise ValueError(f"PTSLayerNorm alpha values must be in 0..{MAX_ALPHA}, got {alpha.min()}..{alpha.max()}")
     xs = torch.as_tensor(x_scale, dtype=torch.float32)
     xi = (x.to(torch.int32) - int(x_zero_point)) << alpha.to(torch.int32)
     s1 = xi.sum(dim=-1, keepdim=True, dtype=torch.int64)
     s2 = (xi * xi).sum(dim=-1, keepdim=True, dtype=torch.int64)
     d = C * s2 - s1 * s1
-    e = (torch.tensor(float(C * C), dtype=torch.float32) * torch.tensor(epsilon, dtype=torch.float32)) / (xs * xs)
+    e = (torch.tensor(float(C * C), dtype=torch.float32) * eps32) / (xs * xs)
     # torch's float32 sqrt is not correctly rounded (1 ulp off on ~16% of inputs here); the float64 sqrt of a
     # float32 value rounded back to float32 is (no float32 square root lies near a float32 rounding midpoint).
     den = torch.sqrt((d.to(torch.float32) + e).double()).float()

@@ -231,10 +231,7 @@ FQVIT_TARGET_AVX2 void output_row_avx2(const int32_t* acc, const LisMatMulParams
   for (; d + 8 <= p.d; d += 8) {
     __m256 t = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + d))), vs);
     t = _mm256_mul_ps(t, two_m14);
-    __m256 r = _mm256_round_ps(_mm256_div_ps(t, ys), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    r = _mm256_min_ps(_mm256_max_ps(r, _mm256_set1_ps(-1073741824.0f)), _mm256_set1_ps(1073741824.0f));
-    __m256i q = _mm256_add_epi32(_mm256_cvttps_epi32(r), yzp);
-    q = _mm256_min_epi32(_mm256_max_epi32(q, _mm256_setzero_si256()), _mm256_set1_epi32(255));
+    const __m256i q = quantize_u8_x8(t, ys, yzp);
     const __m256i b = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(q, pick), gather_lo);
     _mm_storel_epi64(reinterpret_cast<__m128i*>(y + d), _mm256_castsi256_si128(b));
   }
@@ -350,10 +347,7 @@ FQVIT_TARGET_AVX512 void output_row_avx512(const int32_t* acc, const LisMatMulPa
         _mm512_cvt_roundepi32_ps(_mm512_loadu_si512(acc + d), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 t = _mm512_mul_ps(f, vs);
     t = _mm512_mul_ps(t, two_m14);
-    __m512 r = _mm512_roundscale_ps(_mm512_div_ps(t, ys), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    r = _mm512_min_ps(_mm512_max_ps(r, _mm512_set1_ps(-1073741824.0f)), _mm512_set1_ps(1073741824.0f));
-    __m512i q = _mm512_add_epi32(_mm512_cvttps_epi32(r), yzp);
-    q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_setzero_si512()), _mm512_set1_epi32(255));
+    const __m512i q = quantize_u8_x16(t, ys, yzp);
     _mm512_mask_cvtepi32_storeu_epi8(y + d, k, q);
   }
 }
