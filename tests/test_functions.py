@@ -24,7 +24,8 @@ from fqvit_export.ops import functions as F
 from fqvit_export.ops import reference as R
 
 _ONNX_TYPE = {np.dtype(np.uint8): TensorProto.UINT8, np.dtype(np.float32): TensorProto.FLOAT,
-              np.dtype(np.bool_): TensorProto.BOOL, np.dtype(np.int32): TensorProto.INT32}
+              np.dtype(np.bool_): TensorProto.BOOL, np.dtype(np.int32): TensorProto.INT32,
+              np.dtype(np.int64): TensorProto.INT64}
 _SIGNATURES = {
     "PTSLayerNorm": (["X", "x_scale", "x_zero_point", "alpha", "gamma", "beta", "y_scale", "y_zero_point"], ["Y"],
                      ["epsilon"]),
@@ -678,6 +679,23 @@ def test_body_steps(case: tuple[str, dict]) -> None:
     for (name, w), g in zip(want.items(), got):
         assert g.dtype == w.dtype and g.shape == np.broadcast_shapes(g.shape, w.shape), name
         assert np.array_equal(g.view(f"u{g.itemsize}"), np.broadcast_to(w, g.shape).view(f"u{w.itemsize}")), name
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3, 4])
+def test_lis_code_step_at_every_threshold(bits: int) -> None:
+    """Step 6 alone, fed ``p`` at and next to every threshold: ``code = #{k < Z : p^2 < T_k}`` exactly at the
+    boundaries, where random logits almost never land (an off-by-one threshold passes every other test)."""
+    func = onnx.FunctionProto.FromString(F.log_int_softmax_function().SerializeToString())
+    producer = next(n for n in func.node if "p" in n.output)
+    func.node.remove(producer)  # "p" becomes an input of the graph run_body builds
+    roots = [math.isqrt(t - 1) + 1 for t in R.lis_code_thresholds(4)]
+    p = np.array(sorted({v for r in roots for v in (r - 1, r, r + 1)} | {0, 1, (1 << 30) - 1, 1 << 30}), np.int64)
+    z = (1 << bits) - 1
+    want = np.array([sum(int(v) * int(v) < t for t in R.lis_code_thresholds(bits)) for v in p], np.uint8)
+    inputs = {"X": np.zeros(p.shape, np.uint8), "mask": np.zeros(p.shape, bool), "p": p}
+    (got,) = run_body(func, inputs, {"multiplier": 1, "bits": bits}, ["codes"])
+    assert got.dtype == np.uint8 and np.array_equal(got, want), (bits, p[got != want], got[got != want])
+    assert want.max() == z and want.min() == 0
 
 
 def test_pts_epsilon_term() -> None:

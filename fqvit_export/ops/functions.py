@@ -32,6 +32,7 @@ How the ONNX ops reproduce the document's arithmetic exactly:
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -72,6 +73,10 @@ LIS_MAX_BITS = 4
 
 _LIS_THRESHOLDS = lis_code_thresholds(LIS_MAX_BITS)  # T_k = 2^(2P - 1 - 2k), k = 0 .. 14
 assert len(_LIS_THRESHOLDS) == 15 and _LIS_THRESHOLDS[-1] == 1 << 31
+# T'_k = the smallest integer whose square reaches T_k, so that p^2 < T_k <=> p < T'_k (p >= 0); a 16th entry 0
+# (never above p) closes the table for the binary search of step 6.
+_LIS_ROOT_THRESHOLDS = [math.isqrt(t - 1) + 1 for t in _LIS_THRESHOLDS] + [0]
+assert all(r * r >= t > (r - 1) * (r - 1) for r, t in zip(_LIS_ROOT_THRESHOLDS, _LIS_THRESHOLDS))
 
 
 def make_node(op_type: str, inputs: Sequence[str], outputs: Sequence[str], name: str, **attrs: Any
@@ -217,14 +222,22 @@ def log_int_softmax_function() -> onnx.FunctionProto:
     s = b.op("Max", [s, b.const("one_i64_S", TensorProto.INT64, 1)], "S")
     e_p = b.op("Mul", [e, b.const("two_pow_P", TensorProto.INT64, 1 << LIS_NORM_BITS)], "e_shl_P")
     p = b.op("Div", [e_p, s], "p")
-    # Step 6: code_j = #{k in 0..Z-1 : p_j^2 < T_k}, T_k = 2^(2P - 1 - 2k); p_j^2 <= 2^60. The comparison runs
-    # against all 15 thresholds on a new last axis; k >= Z is masked out, so any bits in 1..4 works.
-    p2 = b.op("Unsqueeze", [b.op("Mul", [p, p], "p_sq"), last], "p_sq_k")
-    below = b.op("Less", [p2, b.const("thresholds", TensorProto.INT64, _LIS_THRESHOLDS)], "p_sq_below_T")
-    ks = b.const("k_range", TensorProto.INT64, list(range(len(_LIS_THRESHOLDS))))
-    below = b.op("And", [below, b.op("Less", [ks, z_code], "k_below_Z")], "p_sq_below_T_k_below_Z")
-    count = b.op("Cast", [below], "below_i64", to=TensorProto.INT64)
-    code = b.op("ReduceSum", [count, last], "code", keepdims=0)
+    # Step 6: code_j = #{k in 0..Z-1 : p_j^2 < T_k} = #{k < Z : p_j < T'_k}. T'_k falls with k, so the set is the
+    # prefix k = 0 .. code_j - 1: a 4-step binary search over the 16 entries (T'_k set to 0 for k >= Z, so any bits
+    # in 1..4 works) finds its length, with no [..., N, 15] comparison tensor. Probe T'_(pos + step - 1), step 8..1.
+    ks = b.const("k_range", TensorProto.INT64, list(range(len(_LIS_ROOT_THRESHOLDS))))
+    roots = b.op("Where", [b.op("Less", [ks, z_code], "k_below_Z"),
+                           b.const("root_thresholds", TensorProto.INT64, _LIS_ROOT_THRESHOLDS), zero_i], "T_root")
+
+    def hit_times(step: int, probe: str) -> str:  # step * (p_j < probe_j), int64
+        hit = b.op("Cast", [b.op("Less", [p, probe], f"p_below_probe{step}")], f"hit{step}", to=TensorProto.INT64)
+        return b.op("Mul", [hit, b.const(f"step{step}", TensorProto.INT64, step)], f"add{step}")
+
+    code = hit_times(8, b.op("Gather", [roots, b.const("step8_m1", TensorProto.INT64, 7)], "probe8", axis=0))
+    for step in (4, 2, 1):
+        idx = b.op("Add", [code, b.const(f"step{step}_m1", TensorProto.INT64, step - 1)], f"probe_idx{step}")
+        code = b.op("Add", [code, hit_times(step, b.op("Gather", [roots, idx], f"probe{step}", axis=0))],
+                    f"code_{step}")
     b.op("Cast", [code], "codes", to=TensorProto.UINT8)
     return _function("LogIntSoftmax", ["X", "mask"], ["codes"], ["multiplier", "bits"], b,
                      "Log-Int-Softmax: uint8 logits in, log2 probability codes out (docs/ops.md Sec. 3).")
