@@ -24,6 +24,7 @@ from onnx import TensorProto, helper
 
 from fqvit_export._lib import custom_ops_library
 from fqvit_export.ops import reference as R
+from requantize_cases import requantize_inputs, requantize_reference
 
 LIB = custom_ops_library()
 pytestmark = pytest.mark.skipif(LIB is None, reason="com.fqvit custom-op library not built: run "
@@ -377,49 +378,6 @@ def test_lookup_empty(shape: tuple[int, ...]) -> None:
 
 # --- Requantize ------------------------------------------------------------------------------------------------------
 
-def rq_reference(inputs: Inputs) -> np.ndarray:
-    return R.requantize(_t(inputs["A"]), _t(inputs["multiplier"]), _t(inputs["bias"]), _t(inputs["y_scale"]),
-                        int(inputs["y_zero_point"])).numpy()
-
-
-def rq_inputs(rng: np.random.Generator, shape: tuple[int, ...], *, acc: str = "matmul", per_channel_m: bool = True,
-              per_channel_b: bool = True, m: float | None = None, b: float | None = None, y_scale: float | None = None,
-              y_zp: int | None = None) -> Inputs:
-    """acc: matmul (|A| < 2^20, a realistic accumulator), large (any int32, +-(2^31 - 1) and -2^31 included, most
-    beyond 2^24 so f32(A) rounds), odd_big (odd values in (2^24, 2^25): f32(A) rounds on every element), conv_ties
-    (+-(2^24 + k), k < 128: with m = 1 and b = -+2^24 the output shows f32(A)'s round-half-even on every odd k),
-    ties (small A; with m = 0.5, b = 0, y_scale = 1 every odd A lands on a .5 tie)."""
-    n = shape[-1]
-    if acc == "large":
-        a = rng.integers(-2**31, 2**31, shape, dtype=np.int64)
-        flat = a.reshape(-1)
-        if flat.size >= 4:
-            flat[:4] = [2**31 - 1, -2**31, -(2**31 - 1), 2**24 + 1]
-    elif acc == "odd_big":
-        a = rng.integers(2**23, 2**24, shape, dtype=np.int64) * 2 + 1
-        a *= rng.choice([-1, 1], shape)
-    elif acc == "conv_ties":
-        a = (2**24 + rng.integers(0, 128, shape, dtype=np.int64)) * np.where(np.arange(shape[-1]) % 2, -1, 1)
-    elif acc == "ties":
-        a = rng.integers(-600, 600, shape, dtype=np.int64)
-    else:
-        a = rng.integers(-2**20, 2**20, shape, dtype=np.int64)
-    mc, bc = (n if per_channel_m else 1), (n if per_channel_b else 1)
-    mult = (np.full(mc, m, np.float32) if m is not None
-            else (rng.uniform(0.5, 2.0, mc) * 10.0 ** rng.uniform(-6.3, -5.7, mc)).astype(np.float32))
-    if isinstance(b, str):  # "conv": -2^24 on even channels, +2^24 on odd ones (the sign pattern of conv_ties)
-        bias = np.where(np.arange(n) % 2, 2.0**24, -2.0**24).astype(np.float32)
-    else:
-        bias = np.full(bc, b, np.float32) if b is not None else rng.uniform(-1.0, 1.0, bc).astype(np.float32)
-    return {
-        "A": a.astype(np.int32),
-        "multiplier": mult if per_channel_m or rng.random() < 0.5 else mult.reshape(()),
-        "bias": bias if per_channel_b or rng.random() < 0.5 else bias.reshape(()),
-        "y_scale": np.array(y_scale if y_scale is not None else rng.uniform(0.01, 0.08), np.float32),
-        "y_zero_point": np.array(y_zp if y_zp is not None else rng.integers(0, 256), np.uint8),
-    }
-
-
 RQ_CASES: dict[str, tuple[tuple[int, ...], dict]] = {
     "deit_s_fc1_2x197x1536": ((2, 197, 1536), {}),
     "deit_s_qkv_197x1152": ((197, 1152), {}),
@@ -435,10 +393,10 @@ RQ_CASES: dict[str, tuple[tuple[int, ...], dict]] = {
     "saturate_zp0": ((6, 100), {"m": 1e-3, "y_scale": 0.01, "y_zp": 0}),
     "saturate_zp255": ((6, 100), {"m": 1e-3, "y_scale": 0.01, "y_zp": 255}),
     "tiny_y_scale_2^30_clamp": ((4, 50), {"acc": "large", "m": 1.0, "y_scale": 1e-30}),
-    "scalar_multiplier": ((5, 97), {"per_channel_m": False}),
-    "scalar_bias": ((5, 97), {"per_channel_b": False}),
-    "scalar_both": ((5, 97), {"per_channel_m": False, "per_channel_b": False}),
-    "scalar_both_long": ((1, 100003), {"per_channel_m": False, "per_channel_b": False}),
+    "scalar_multiplier": ((5, 97), {"m": "scalar"}),
+    "one_element_bias": ((5, 97), {"b": "one"}),
+    "one_element_multiplier_scalar_bias": ((5, 97), {"m": "one", "b": "scalar"}),
+    "scalar_both_long": ((1, 100003), {"m": "scalar", "b": "scalar"}),
     "N1": ((37, 1), {}),
     "N1_many_rows": ((70001, 1), {}),
     "N2": ((9, 2), {}),
@@ -447,7 +405,7 @@ RQ_CASES: dict[str, tuple[tuple[int, ...], dict]] = {
     "N31": ((5, 31), {}),
     "N33": ((5, 33), {}),
     "odd_N97": ((3, 7, 97), {}),
-    "N197": ((2, 197), {"per_channel_b": False}),
+    "N197": ((2, 197), {"b": "one"}),
     "rank1": ((1000,), {}),
     "chunked_odd_rows_N999": ((211, 999), {}),
 }
@@ -457,19 +415,19 @@ RQ_CASES: dict[str, tuple[tuple[int, ...], dict]] = {
 @pytest.mark.parametrize("case", list(RQ_CASES))
 def test_requantize(case: str, isa: str) -> None:
     shape, kw = RQ_CASES[case]
-    inputs = rq_inputs(np.random.default_rng(zlib.crc32(case.encode())), shape, **kw)
+    inputs = requantize_inputs(np.random.default_rng(zlib.crc32(case.encode())), shape, **kw)
     got = run_op("Requantize", inputs, {}, constant=("multiplier", "bias", "y_scale", "y_zero_point"), isa=isa)
-    assert_same(got, rq_reference(inputs))
+    assert_same(got, requantize_reference(inputs))
 
 
 def test_requantize_inputs_at_run_time() -> None:
     """Every input fed at run time; two runs of one session with new parameters."""
     rng = np.random.default_rng(21)
-    inputs = rq_inputs(rng, (3, 64, 72))
+    inputs = requantize_inputs(rng, (3, 64, 72))
     session = _session(_model("Requantize", inputs, {}))
     for _ in range(2):
-        inputs = rq_inputs(rng, (3, 64, 72))
-        assert_same(session.run(None, inputs)[0], rq_reference(inputs))
+        inputs = requantize_inputs(rng, (3, 64, 72))
+        assert_same(session.run(None, inputs)[0], requantize_reference(inputs))
 
 
 def test_requantize_covers_every_code() -> None:
@@ -479,7 +437,7 @@ def test_requantize_covers_every_code() -> None:
               "y_scale": np.array(0.25, np.float32), "y_zero_point": np.array(128, np.uint8)}
     for isa in ISAS:
         got = run_op("Requantize", inputs, {}, isa=isa)
-        assert_same(got, rq_reference(inputs))
+        assert_same(got, requantize_reference(inputs))
     assert set(np.unique(got).tolist()) == set(range(256))
 
 
@@ -529,10 +487,10 @@ def test_randomized(seed: int) -> None:
         assert_same(run_op("Lookup", {"X": x, "table": table}, {}, isa=isa), lookup_reference(x, table))
         # Requantize
         shape = (*lead, int(rng.integers(0, 50)), int(rng.integers(1, 300)))
-        inputs = rq_inputs(rng, shape, acc=str(rng.choice(["matmul", "matmul", "large", "odd_big", "ties"])),
-                           per_channel_m=bool(rng.random() < 0.7), per_channel_b=bool(rng.random() < 0.7),
-                           y_scale=float(np.exp(rng.uniform(np.log(1e-3), np.log(1.0)))))
-        assert_same(run_op("Requantize", inputs, {}, isa=isa), rq_reference(inputs))
+        mb = ["channel" if rng.random() < 0.7 else str(rng.choice(["scalar", "one"])) for _ in range(2)]
+        inputs = requantize_inputs(rng, shape, acc=str(rng.choice(["matmul", "matmul", "large", "odd_big", "ties"])),
+                                   m=mb[0], b=mb[1], y_scale=float(np.exp(rng.uniform(np.log(1e-3), np.log(1.0)))))
+        assert_same(run_op("Requantize", inputs, {}, isa=isa), requantize_reference(inputs))
 
 
 def test_cuda_variant_loads_on_cpu() -> None:
@@ -673,7 +631,7 @@ def test_error_lookup_dtype() -> None:
 
 
 def _rq_ok() -> Inputs:
-    return rq_inputs(np.random.default_rng(0), (2, 8))
+    return requantize_inputs(np.random.default_rng(0), (2, 8))
 
 
 def test_error_requantize_shapes() -> None:

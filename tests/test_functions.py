@@ -22,6 +22,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from fqvit_export.ops import functions as F
 from fqvit_export.ops import reference as R
+from requantize_cases import requantize_inputs, requantize_reference
 
 _ONNX_TYPE = {np.dtype(np.uint8): TensorProto.UINT8, np.dtype(np.float32): TensorProto.FLOAT,
               np.dtype(np.bool_): TensorProto.BOOL, np.dtype(np.int32): TensorProto.INT32,
@@ -361,49 +362,6 @@ def test_lookup_short_table_fails() -> None:
 
 
 # --- Requantize (docs/ops.md Sec. 1, integer matmuls) -----------------------------------------------------------------
-
-def requantize_inputs(rng: np.random.Generator, shape: tuple[int, ...], *, acc: str = "matmul",
-                      m: float | str = "channel", b: float | str = "channel", y_scale: float | None = None,
-                      y_zp: int | None = None) -> Inputs:
-    """acc: matmul (|A| < 2^20), large (any int32, +-(2^31 - 1) and -2^31 included), conv_ties (+-(2^24 + k),
-    k < 128, alternating sign per channel: with m = 1 and b = "conv" (-+2^24) the output is f32(A)'s round half to
-    even), ties (small A). m, b: "channel" ([N] random), "scalar" (rank 0), "one" ([1]), or a constant ([N])."""
-    n = shape[-1]
-    if acc == "large":
-        a = rng.integers(-2**31, 2**31, shape, dtype=np.int64)
-        if a.size >= 3:
-            a.reshape(-1)[:3] = [2**31 - 1, -2**31, 2**24 + 1]
-    elif acc == "conv_ties":
-        a = (2**24 + rng.integers(0, 128, shape, dtype=np.int64)) * np.where(np.arange(n) % 2, -1, 1)
-    elif acc == "ties":
-        a = rng.integers(-600, 600, shape, dtype=np.int64)
-    else:
-        a = rng.integers(-2**20, 2**20, shape, dtype=np.int64)
-
-    def param(spec: float | str, draw: Callable[[int], np.ndarray]) -> np.ndarray:
-        if spec == "channel":
-            return draw(n).astype(np.float32)
-        if spec == "scalar":
-            return draw(1).astype(np.float32).reshape(())
-        if spec == "one":
-            return draw(1).astype(np.float32)
-        if spec == "conv":
-            return np.where(np.arange(n) % 2, 2.0**24, -2.0**24).astype(np.float32)
-        return np.full(n, spec, np.float32)
-
-    return {
-        "A": a.astype(np.int32),
-        "multiplier": param(m, lambda k: rng.uniform(0.5, 2.0, k) * 10.0 ** rng.uniform(-6.3, -5.7, k)),
-        "bias": param(b, lambda k: rng.uniform(-1.0, 1.0, k)),
-        "y_scale": np.array(y_scale if y_scale is not None else rng.uniform(0.01, 0.08), np.float32),
-        "y_zero_point": np.array(y_zp if y_zp is not None else rng.integers(0, 256), np.uint8),
-    }
-
-
-def requantize_reference(inp: Inputs) -> np.ndarray:
-    return R.requantize(_t(inp["A"]), _t(inp["multiplier"]), _t(inp["bias"]), _t(inp["y_scale"]),
-                        int(inp["y_zero_point"])).numpy()
-
 
 REQUANTIZE_CASES = {
     "deit_s_qkv": ((2, 197, 1152), {}),
