@@ -77,6 +77,13 @@ struct OpBase : Ort::CustomOpBase<TOp, TKernel, /*WithStatus=*/true> {
     *kernel = nullptr;
     return guarded(static_cast<const TOp*>(this)->GetName(), [&] { *kernel = new TKernel(info, provider_); });
   }
+  // Scale and zero-point scalars (TOp::IsHostScalar) are read on the host, so a CUDA kernel needs no device-to-host
+  // copy; every other input stays in the provider's memory.
+  OrtMemType GetInputMemoryType(size_t i) const {
+    const bool host = provider_ == Provider::kCuda && static_cast<const TOp*>(this)->IsHostScalar(i);
+    return host ? OrtMemTypeCPUInput : OrtMemTypeDefault;
+  }
+  static bool IsHostScalar(size_t /*index*/) { return false; }
   size_t GetOutputTypeCount() const { return 1; }
   ONNXTensorElementDataType GetOutputType(size_t /*index*/) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8; }
 

@@ -70,10 +70,7 @@ struct Op : OpBase<Op, Kernel> {
   ONNXTensorElementDataType GetInputType(size_t i) const {
     return (i == kVScale || i == kYScale) ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT : ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
   }
-  OrtMemType GetInputMemoryType(size_t i) const {
-    const bool scalar = i == kVScale || i == kVZeroPoint || i == kYScale || i == kYZeroPoint;
-    return (provider_ == Provider::kCuda && scalar) ? OrtMemTypeCPUInput : OrtMemTypeDefault;
-  }
+  static bool IsHostScalar(size_t i) { return i == kVScale || i == kVZeroPoint || i == kYScale || i == kYZeroPoint; }
 };
 
 }  // namespace

@@ -65,11 +65,7 @@ struct Op : OpBase<Op, Kernel> {
       default: return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
     }
   }
-  OrtMemType GetInputMemoryType(size_t i) const {
-    // Scale and zero-point scalars are read on the host, so a CUDA kernel needs no device-to-host copy.
-    const bool scalar = i == kYScale || i == kYZeroPoint;
-    return (provider_ == Provider::kCuda && scalar) ? OrtMemTypeCPUInput : OrtMemTypeDefault;
-  }
+  static bool IsHostScalar(size_t i) { return i == kYScale || i == kYZeroPoint; }
 };
 
 }  // namespace
