@@ -214,13 +214,13 @@ class OnnxBackend(Backend):
         return self.node("MatMulInteger", inputs, name), requant_scale(self.point(in_name).scale, sw), bias
 
     def qlinear(self, q: str, in_name: str, mod: nn.Module, name: str):
-        w = mod.weight.detach().float().reshape(mod.weight.shape[0], -1)
-        bias = self.const(mod.bias.float(), f"{name}.bias", np.float32) if mod.bias is not None else None
-        if not self.quantized:
+        if self.quantized:
+            acc, multiplier, bias = self._int_linear(q, in_name, mod, name)
+            y = self._int_epilogue(acc, multiplier, name)
+        else:
+            w = mod.weight.detach().float().reshape(mod.weight.shape[0], -1)
+            bias = self.const(mod.bias.float(), f"{name}.bias", np.float32) if mod.bias is not None else None
             y = self.node("MatMul", [q, self.const(w.t(), f"{name}.weight", np.float32)], name)
-            return self.node("Add", [y, bias], name) if bias else y
-        acc, multiplier, bias = self._int_linear(q, in_name, mod, name)
-        y = self._int_epilogue(acc, multiplier, name)
         return self.node("Add", [y, bias], name) if bias else y
 
     def patch_embed(self, q: str, in_name: str, conv: nn.Conv2d, name: str, grid: tuple[int, int] = (0, 0)):
