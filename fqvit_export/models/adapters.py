@@ -11,12 +11,16 @@ from __future__ import annotations
 
 from typing import Callable
 
+import timm.layers as tl
+import timm.models.swin_transformer as swin
 import torch
+from timm.models import SwinTransformer, VisionTransformer
+from timm.models.vision_transformer import Block
 from torch import nn
 
 from ..nn.backend import Backend
 
-__all__ = ["ADAPTERS", "adapter_for", "UnsupportedModel"]
+__all__ = ["ADAPTERS", "adapter_for", "check_supported", "UnsupportedModel"]
 
 
 class UnsupportedModel(ValueError):
@@ -179,12 +183,152 @@ def swin_forward(b: Backend, m: nn.Module, x):
     return b.dequant(b.qlinear_quant(feat, "head_in", m.head.fc, "head", "logits"), "logits")
 
 
-ADAPTERS: dict[str, Callable] = {"VisionTransformer": vit_forward, "SwinTransformer": swin_forward}
+# --- what the quantized path covers -------------------------------------------------------------------------------
+
+_ELEMENTWISE_ACTS: tuple[type, ...] = (
+    nn.GELU, nn.SiLU, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.CELU, nn.SELU, nn.Tanh, nn.Sigmoid, nn.Hardswish,
+    nn.Hardsigmoid, nn.Mish, nn.Softplus, nn.Identity, tl.activations.GELU, tl.activations.GELUTanh,
+    tl.activations.QuickGELU, tl.activations.Swish, tl.activations.Mish, tl.activations.Sigmoid, tl.activations.Tanh,
+    tl.activations.HardSwish, tl.activations.HardSigmoid, tl.activations.HardMish)
+"""MLP activations that act on each element alone, so a 256-entry table of the module itself computes them
+exactly on uint8 codes (docs/ops.md Sec. 1, activation table)."""
+
+_OTHER_CLASSES = {
+    "SwinTransformerV2": "cosine attention with a continuous position bias",
+    "SwinTransformerV2Cr": "cosine attention with a continuous position bias",
+    "Eva": "rotary position embedding",
+    "VisionTransformerRelPos": "relative position attention",
+    "VisionTransformerSAM": "windowed attention with relative positions",
+    "NaFlexVit": "variable-resolution patch embedding",
+}
+"""Common timm ViT-family classes that are not VisionTransformer/SwinTransformer, and the part that keeps them out."""
+
+_VIT_POOLS = ("token", "avg")
+
+
+def _refuse(model: nn.Module, part: str) -> None:
+    raise UnsupportedModel(f"{type(model).__name__}: {part} is not supported by fqvit-export's quantized path")
+
+
+def _is_layernorm(m: nn.Module) -> bool:
+    return isinstance(m, nn.LayerNorm) and len(m.normalized_shape) == 1
+
+
+def _check_norm(model: nn.Module, norm: nn.Module, where: str, optional: bool = True) -> None:
+    if optional and isinstance(norm, nn.Identity):
+        return
+    if not _is_layernorm(norm):
+        _refuse(model, f"{where} of type {type(norm).__name__} (only LayerNorm gets PTS)")
+
+
+def _check_mlp(model: nn.Module, mlp: nn.Module, where: str) -> None:
+    if type(mlp) is not tl.Mlp or not isinstance(mlp.fc1, nn.Linear) or not isinstance(mlp.fc2, nn.Linear):
+        _refuse(model, f"{where} {type(mlp).__name__} (only fc1 -> elementwise activation -> fc2 MLPs)")
+    if not isinstance(mlp.norm, nn.Identity):
+        _refuse(model, f"{where}.norm (a norm inside the MLP, scale_mlp_norm)")
+    if not isinstance(mlp.act, _ELEMENTWISE_ACTS) or isinstance(mlp.act, nn.GLU):
+        _refuse(model, f"{where}.act {type(mlp.act).__name__} (not a known elementwise activation)")
+
+
+def _check_patch_embed(model: nn.Module, pe: nn.Module) -> None:
+    if type(pe) is not tl.PatchEmbed:
+        _refuse(model, f"patch embedding {type(pe).__name__}")
+    if getattr(pe, "dynamic_img_pad", False):
+        _refuse(model, "dynamic_img_pad")
+    conv = pe.proj
+    if (not isinstance(conv, nn.Conv2d) or tuple(conv.kernel_size) != tuple(conv.stride) or any(conv.padding)
+            or conv.groups != 1 or tuple(conv.dilation) != (1, 1)):
+        _refuse(model, "a patch embedding whose conv kernel differs from its stride")
+
+
+def _check_vit(m: nn.Module) -> None:
+    _check_patch_embed(m, m.patch_embed)
+    if not isinstance(m.patch_embed.norm, nn.Identity):
+        _refuse(m, "patch_embed.norm (a norm inside the patch embedding)")
+    if getattr(m, "attn_pool", None) is not None:
+        _refuse(m, f"the attention-pooling head (global_pool={m.global_pool!r})")
+    if m.global_pool not in _VIT_POOLS:
+        _refuse(m, f"global_pool={m.global_pool!r} (supported: {', '.join(map(repr, _VIT_POOLS))})")
+    if not isinstance(m.patch_drop, nn.Identity) and m.training:
+        _refuse(m, "patch dropout in training mode")
+    _check_norm(m, m.norm_pre, "norm_pre")
+    _check_norm(m, m.norm, "norm")
+    _check_norm(m, m.fc_norm, "fc_norm")
+    heads = [("head", m.head)] + ([("head_dist", m.head_dist)] if hasattr(m, "head_dist") else [])
+    for where, head in heads:
+        if not isinstance(head, nn.Linear):
+            _refuse(m, f"{where} {type(head).__name__} (num_classes=0: no Linear classifier)")
+    for i, blk in enumerate(m.blocks):
+        p = f"blocks.{i}"
+        if type(blk) is not Block:
+            _refuse(m, f"block {type(blk).__name__} (only the pre-norm Block)")
+        _check_norm(m, blk.norm1, f"{p}.norm1", optional=False)
+        _check_norm(m, blk.norm2, f"{p}.norm2", optional=False)
+        attn = blk.attn
+        if type(attn) is not tl.Attention:
+            _refuse(m, f"attention {type(attn).__name__}")
+        if getattr(attn, "gate", None) is not None:
+            _refuse(m, f"{p}.attn.gate (gated attention)")
+        if not isinstance(attn.norm, nn.Identity):
+            _refuse(m, f"{p}.attn.norm (attention output norm, scale_attn_norm)")
+        _check_norm(m, attn.q_norm, f"{p}.attn.q_norm")
+        _check_norm(m, attn.k_norm, f"{p}.attn.k_norm")
+        if isinstance(attn.q_norm, nn.Identity) != isinstance(attn.k_norm, nn.Identity):
+            _refuse(m, f"{p}.attn: a norm on only one of q and k")
+        for ls in ("ls1", "ls2"):
+            if not isinstance(getattr(blk, ls), (nn.Identity, tl.LayerScale)):
+                _refuse(m, f"{p}.{ls} {type(getattr(blk, ls)).__name__}")
+        _check_mlp(m, blk.mlp, f"{p}.mlp")
+
+
+def _check_swin(m: nn.Module) -> None:
+    _check_patch_embed(m, m.patch_embed)
+    _check_norm(m, m.patch_embed.norm, "patch_embed.norm")
+    if getattr(m, "absolute_pos_embed", None) is not None:
+        _refuse(m, "the absolute position embedding (ape)")
+    _check_norm(m, m.norm, "norm", optional=False)
+    head = m.head
+    if not isinstance(getattr(head, "fc", None), nn.Linear) or getattr(head.global_pool, "pool_type", None) != "avg":
+        _refuse(m, "a head other than average pooling + Linear")
+    for s, stage in enumerate(m.layers):
+        ds = stage.downsample
+        if not isinstance(ds, nn.Identity):
+            if type(ds) is not swin.PatchMerging:
+                _refuse(m, f"layers.{s}.downsample {type(ds).__name__}")
+            _check_norm(m, ds.norm, f"layers.{s}.downsample.norm", optional=False)
+        for i, blk in enumerate(stage.blocks):
+            p = f"layers.{s}.blocks.{i}"
+            if type(blk) is not swin.SwinTransformerBlock or type(blk.attn) is not swin.WindowAttention:
+                _refuse(m, f"block {type(blk).__name__}")
+            if getattr(blk, "dynamic_mask", False):
+                _refuse(m, "dynamic masks (strict_img_size=False)")
+            _check_norm(m, blk.norm1, f"{p}.norm1", optional=False)
+            _check_norm(m, blk.norm2, f"{p}.norm2", optional=False)
+            _check_mlp(m, blk.mlp, f"{p}.mlp")
+
+
+def check_supported(model: nn.Module) -> None:
+    """Raise :class:`UnsupportedModel` with one line ``"<timm class>: <part> is not supported ..."`` unless the
+    quantized path covers every part of ``model``; called on the freshly built model, before any weights load."""
+    for cls, (check, _) in _FAMILIES.items():
+        if isinstance(model, cls):
+            check(model)
+            return
+    name = type(model).__name__
+    part = _OTHER_CLASSES.get(name, "this model class")
+    raise UnsupportedModel(f"{name}: {part} is not supported by fqvit-export's quantized path "
+                           f"(it quantizes timm VisionTransformer and SwinTransformer models)")
+
+
+_FAMILIES: dict[type, tuple[Callable[[nn.Module], None], Callable]] = {
+    VisionTransformer: (_check_vit, vit_forward),  # VisionTransformerDistilled and other subclasses too
+    SwinTransformer: (_check_swin, swin_forward),
+}
+ADAPTERS: dict[str, Callable] = {cls.__name__: fwd for cls, (_, fwd) in _FAMILIES.items()}
+"""Adapter per timm base class name; :func:`adapter_for` also takes their subclasses."""
 
 
 def adapter_for(model: nn.Module) -> Callable:
-    try:
-        return ADAPTERS[type(model).__name__]
-    except KeyError:
-        raise UnsupportedModel(f"no quantization adapter for {type(model).__name__}; supported: "
-                               f"{', '.join(ADAPTERS)}") from None
+    """The quantized forward for ``model`` (dispatch by ``isinstance``), after :func:`check_supported`."""
+    check_supported(model)
+    return next(fwd for cls, (_, fwd) in _FAMILIES.items() if isinstance(model, cls))
