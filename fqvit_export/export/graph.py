@@ -17,11 +17,11 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from ..nn.backend import Backend, _patch_size
+from ..nn.backend import Backend, _patch_size, ln_affine
 from ..ops import reference as R
 from ..ops.functions import DOMAIN, make_node
 from ..quant.point import QuantConfig, QuantPoint
-from ..quant.primitives import gelu_table, quantize_weight, requant_scale
+from ..quant.primitives import activation_table, quantize_weight, requant_scale
 
 __all__ = ["OnnxBackend", "trace_graph"]
 
@@ -97,18 +97,32 @@ class OnnxBackend(Backend):
         y = self.permute(y, (0, 2, 4, 1, 3, 5))
         return self.reshape(y, (0, grid[0] * grid[1], conv.in_channels * ph * pw))
 
-    def prepend_token(self, x: str, token: torch.Tensor):
-        scope = "cls_token"
-        tok = self.const(token.float(), "cls_token", np.float32)
+    def _batch_expand(self, value: str, x: str, tail: tuple[int, ...], scope: str) -> str:
+        """``value`` ``[1, *tail]`` expanded to ``[B, *tail]`` with the batch size of ``x``."""
         batch = self.node("Shape", [x], scope, start=0, end=1)
-        rest = self.const(np.array(token.shape[1:], dtype=np.int64), "cls_token.shape_tail")
-        shape = self.node("Concat", [batch, rest], scope, axis=0)
-        expanded = self.node("Expand", [tok, shape], scope)
-        return self.node("Concat", [expanded, x], scope, axis=1)
+        rest = self.const(np.array(tail, dtype=np.int64), self._unique(f"{scope}.shape_tail"))
+        return self.node("Expand", [value, self.node("Concat", [batch, rest], scope, axis=0)], scope)
+
+    def prepend_token(self, x: str, token: torch.Tensor):
+        scope = "prefix_tokens"
+        tok = self.const(token.float(), "prefix_tokens", np.float32)
+        return self.node("Concat", [self._batch_expand(tok, x, tuple(token.shape[1:]), scope), x], scope, axis=1)
+
+    def append_zero_token(self, q: str, name: str, channels: int):
+        scope = _scope(q)
+        if self.quantized:
+            zero = self.const(self.point(name).zero_point.to(torch.uint8).reshape(1, 1, 1).expand(1, 1, channels),
+                              f"{name}.zero_token", np.uint8)
+        else:
+            zero = self.const(np.zeros((1, 1, channels), np.float32), f"zero_token{channels}")
+        return self.node("Concat", [q, self._batch_expand(zero, q, (1, channels), scope)], scope, axis=1)
 
     # -- float math ----------------------------------------------------------------------------------------------
     def add(self, a: str, b: str):
         return self.node("Add", [a, b], _scope(a))
+
+    def scale(self, x: str, factor: torch.Tensor, name: str):
+        return self.node("Mul", [x, self.const(factor.detach().float(), f"{name}.factor", np.float32)], name)
 
     def softmax_float(self, x: str, mask: torch.Tensor | None, heads: int = 0):
         scope = _scope(x)
@@ -235,19 +249,15 @@ class OnnxBackend(Backend):
         return self._int_epilogue(acc, requant_scale(self.point(a_name).scale, self.point(b_name).scale, multiplier),
                                   self._unique(f"{scope}.qk"))
 
-    def gelu_table(self, q: str, in_name: str, out_name: str):
-        """uint8 -> uint8 GELU table (``com.fqvit::Lookup``); in the FP32 graph, exact GELU from opset-18 ops."""
+    def act_table(self, q: str, act: nn.Module, in_name: str, out_name: str):
+        """uint8 -> uint8 table of the MLP activation (``com.fqvit::Lookup``); in the FP32 graph, the activation
+        from opset-18 ops."""
         if not self.quantized:
-            scope = _scope(q)
-            inv_sqrt2 = self.const(np.array(1 / math.sqrt(2), dtype=np.float32), "gelu.inv_sqrt2")
-            one = self.const(np.array(1.0, dtype=np.float32), "gelu.one")
-            half = self.const(np.array(0.5, dtype=np.float32), "gelu.half")
-            e = self.node("Erf", [self.node("Mul", [q, inv_sqrt2], scope)], scope)
-            return self.node("Mul", [self.node("Mul", [q, half], scope), self.node("Add", [e, one], scope)], scope)
+            return _float_activation(self, q, act)
         pin, pout = self.point(in_name), self.point(out_name)
-        table = gelu_table(pin.scale, pin.zero_point, pout.scale, pout.zero_point, pin.bits, pout.bits)
+        table = activation_table(act, pin.scale, pin.zero_point, pout.scale, pout.zero_point, pin.bits, pout.bits)
         table = torch.cat([table, table[-1:].expand(256 - len(table))])  # codes >= 2^bits never occur
-        t = self.const(table, f"{out_name}.gelu_table", np.uint8)
+        t = self.const(table, f"{out_name}.table", np.uint8)
         return self.node("Lookup", [q, t], out_name, domain=DOMAIN, out=f"{out_name}.q")
 
     def qmean(self, q: str, in_name: str, axis: int, count: int = 0):
@@ -260,12 +270,13 @@ class OnnxBackend(Backend):
                                      self.const(p.zero_point.to(torch.int32), f"{in_name}.zero_point_int32", np.int32)],
                              scope)
         acc = self.node("ReduceSum", [centered, axes], scope, keepdims=0)
-        mult = requant_scale(p.scale) / torch.tensor(float(count))
+        mult = requant_scale(p.channel_scale()) / torch.tensor(float(count))
         return self._int_epilogue(acc, mult, self._unique(f"{scope}.mean"))
 
     def layernorm(self, q: str, ln: nn.LayerNorm, in_name: str, out_name: str, alpha_repeat: int = 1):
-        gamma = self.const(ln.weight.float(), f"{out_name}.gamma", np.float32)
-        beta = self.const(ln.bias.float(), f"{out_name}.beta", np.float32)
+        g, bt = ln_affine(ln)
+        gamma = self.const(g, f"{out_name}.gamma", np.float32)
+        beta = self.const(bt, f"{out_name}.beta", np.float32)
         if not self.quantized:
             return self.node("LayerNormalization", [q, gamma, beta], out_name, axis=-1, epsilon=float(ln.eps))
         pin, pout = self.point(in_name), self.point(out_name)
@@ -310,6 +321,38 @@ class OnnxBackend(Backend):
                   self.const(pout.zero_point.to(torch.uint8), f"{out_name}.zero_point", np.uint8)]
         return self.node("LISMatMul", inputs, out_name, domain=DOMAIN, out=f"{out_name}.q",
                          bits=self.config.attn_bits)
+
+
+def _float_activation(b: OnnxBackend, x: str, act: nn.Module) -> str:
+    """The FP32 graph's MLP activation from opset-18 ops (the speed baseline); the quantized graph uses a table."""
+    scope = _scope(x)
+
+    def c(v: float) -> str:
+        return b.const(np.array(v, dtype=np.float32), f"act.const_{v!r}")
+
+    def mul(*xs: str) -> str:
+        y = xs[0]
+        for z in xs[1:]:
+            y = b.node("Mul", [y, z], scope)
+        return y
+    approximate = getattr(act, "approximate", "none")
+    kind = type(act).__name__
+    if kind == "GELUTanh" or (kind == "GELU" and approximate == "tanh"):  # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+        inner = b.node("Add", [x, mul(x, x, x, c(0.044715))], scope)
+        t = b.node("Tanh", [mul(inner, c(math.sqrt(2 / math.pi)))], scope)
+        return mul(mul(x, c(0.5)), b.node("Add", [t, c(1.0)], scope))
+    if kind == "GELU":
+        e = b.node("Erf", [mul(x, c(1 / math.sqrt(2)))], scope)
+        return mul(mul(x, c(0.5)), b.node("Add", [e, c(1.0)], scope))
+    if kind == "QuickGELU":
+        return mul(x, b.node("Sigmoid", [mul(x, c(1.702))], scope))
+    if kind in ("SiLU", "Swish"):
+        return mul(x, b.node("Sigmoid", [x], scope))
+    simple = {"ReLU": "Relu", "Tanh": "Tanh", "Sigmoid": "Sigmoid", "Hardswish": "HardSwish", "HardSwish": "HardSwish",
+              "Mish": "Mish", "Identity": "Identity", "Softplus": "Softplus"}
+    if kind in simple:
+        return b.node(simple[kind], [x], scope)
+    raise ValueError(f"no FP32 ONNX form for the activation {kind} (the quantized export uses a table)")
 
 
 def _scope(tensor: str) -> str:

@@ -30,24 +30,38 @@ class UnsupportedModel(ValueError):
 # --- shared pieces ------------------------------------------------------------------------------------------------
 
 def _mlp(b: Backend, mlp: nn.Module, q_h, h_name: str, p: str):
-    """fc1 -> quantizer -> GELU as a 256-entry table -> quantizer -> fc2 -> quantizer; returns the float fc2 output.
+    """fc1 -> quantizer -> activation as a 256-entry table -> quantizer -> fc2 -> quantizer; returns the float fc2
+    output.
 
-    FQ-ViT applies GELU in float to the unquantized fc1 output; quantizing fc1's output first makes GELU a lookup
-    that every runtime computes identically (docs/ops.md Sec. 5)."""
+    FQ-ViT applies GELU in float to the unquantized fc1 output; quantizing fc1's output first makes any elementwise
+    activation (the module ``mlp.act`` itself) a lookup that every runtime computes identically (docs/ops.md
+    Sec. 1)."""
     q = b.qlinear_quant(q_h, h_name, mlp.fc1, f"{p}.fc1", f"{p}.fc1")
-    q = b.gelu_table(q, f"{p}.fc1", f"{p}.act")
+    q = b.act_table(q, mlp.act, f"{p}.fc1", f"{p}.act")
     return b.dequant(b.qlinear_quant(q, f"{p}.act", mlp.fc2, f"{p}.fc2", f"{p}.fc2"), f"{p}.fc2")
+
+
+def _qk_norm(b: Backend, t, qkv_name: str, norm: nn.Module, name: str):
+    """timm's ``q_norm``/``k_norm`` (a LayerNorm over ``head_dim``) on one of q, k: requantized with a PTS quantizer
+    (channels = ``head_dim``), then PTS LayerNorm. Returns the codes and their point name."""
+    if isinstance(norm, nn.Identity):
+        return t, qkv_name
+    q_in = b.quant(b.dequant(t, qkv_name), f"{name}_in", ln_input=True)
+    return b.layernorm(q_in, norm, f"{name}_in", name), name
 
 
 def _attention(b: Backend, attn: nn.Module, q_h, h_name: str, p: str, heads: int, head_dim: int,
                rel_bias: torch.Tensor | None = None, mask: torch.Tensor | None = None):
-    """qkv -> quantizer (one scale for q, k, v) -> scaled q k^T -> quantizer [-> + bias -> quantizer] -> softmax
-    (LIS codes or uint8) -> attention @ V -> quantizer -> proj -> quantizer. ``q_h`` is ``[B, N, C]``."""
+    """qkv -> quantizer (one scale for q, k, v) [-> q/k norm] -> scaled q k^T -> quantizer [-> + bias ->
+    quantizer] -> softmax (LIS codes or uint8) -> attention @ V -> quantizer -> proj -> quantizer. ``q_h`` is
+    ``[B, N, C]``."""
     q_qkv = b.qlinear_quant(q_h, h_name, attn.qkv, f"{p}.qkv", f"{p}.qkv")
     q_qkv = b.permute(b.reshape(q_qkv, (0, 0, 3, heads, head_dim)), (2, 0, 3, 1, 4))
     q, k, v = (b.select(q_qkv, 0, i) for i in range(3))
+    q, q_name = _qk_norm(b, q, f"{p}.qkv", getattr(attn, "q_norm", nn.Identity()), f"{p}.q_norm")
+    k, k_name = _qk_norm(b, k, f"{p}.qkv", getattr(attn, "k_norm", nn.Identity()), f"{p}.k_norm")
     logits_name = f"{p}.logits"
-    q_logits = b.qmatmul_quant(q, f"{p}.qkv", b.permute(k, (0, 1, 3, 2)), f"{p}.qkv", attn.scale, logits_name)
+    q_logits = b.qmatmul_quant(q, q_name, b.permute(k, (0, 1, 3, 2)), k_name, attn.scale, logits_name)
     if rel_bias is not None:
         biased = b.add(b.dequant(q_logits, logits_name), b.qconst(rel_bias, f"{p}.rel_bias"))
         logits_name = f"{p}.bias_add"
@@ -58,77 +72,121 @@ def _attention(b: Backend, attn: nn.Module, q_h, h_name: str, p: str, heads: int
     return b.dequant(b.qlinear_quant(q_out, f"{p}.attn_v", attn.proj, f"{p}.proj", f"{p}.proj"), f"{p}.proj")
 
 
-def _check(cond: bool, what: str) -> None:
-    if not cond:
-        raise UnsupportedModel(f"quantized path does not support {what}")
+def _layer_scale(b: Backend, x, ls: nn.Module | None, name: str):
+    """timm's LayerScale ``x * gamma`` (per channel, float32) on a branch output; identity without one."""
+    if ls is None or isinstance(ls, nn.Identity):
+        return x
+    return b.scale(x, ls.gamma, name)
 
 
 def _mlp_residual(b: Backend, blk: nn.Module, q, name: str, p: str):
-    """The second half of a pre-norm block, ``x + MLP(norm2(x))``, on the quantized residual stream ``q`` (named
-    ``name``): returns the new stream and its name."""
+    """The second half of a pre-norm block, ``x + ls2(MLP(norm2(x)))``, on the quantized residual stream ``q``
+    (named ``name``): returns the new stream and its name."""
     x = b.dequant(q, name)
     h = b.layernorm(q, blk.norm2, name, f"{p}.norm2")
-    x = b.add(x, _mlp(b, blk.mlp, h, f"{p}.norm2", f"{p}.mlp"))
+    x = b.add(x, _layer_scale(b, _mlp(b, blk.mlp, h, f"{p}.norm2", f"{p}.mlp"), getattr(blk, "ls2", None),
+                              f"{p}.ls2"))
     name = f"{p}.add2"
     return b.quant(x, name, ln_input=True), name
 
 
 # --- ViT / DeiT ---------------------------------------------------------------------------------------------------
 
-def vit_forward(b: Backend, m: nn.Module, x):
-    """timm ``VisionTransformer`` (ViT, DeiT): class token, learned position embedding, pre-norm blocks."""
-    _check(getattr(m, "num_reg_tokens", 0) == 0 and not getattr(m, "no_embed_class", False)
-           and m.global_pool in ("token", "avg") and isinstance(m.norm_pre, nn.Identity)
-           and isinstance(m.fc_norm, nn.Identity) and isinstance(m.patch_embed.norm, nn.Identity)
-           and getattr(m, "attn_pool", None) is None, "this VisionTransformer variant")
+def _prefix_tokens(m: nn.Module) -> torch.Tensor | None:
+    """Class, distillation and register tokens ``[1, T, C]`` in timm's order (``_pos_embed``), or None."""
+    parts = [t for t in (m.cls_token, getattr(m, "dist_token", None), m.reg_token) if t is not None]
+    return torch.cat([t.detach().float() for t in parts], dim=1) if parts else None
+
+
+def _vit_embed(b: Backend, m: nn.Module, x):
+    """Patch embedding, prefix tokens and position embedding as timm's ``_pos_embed``: the embedding covers the
+    prefix tokens (concat, then add) unless ``no_embed_class`` (add to the patches, then concat). Returns the
+    float token sequence before the ``pos_add`` quantizer."""
     x = b.patch_embed(b.quant(x, "input"), "input", m.patch_embed.proj, "patch_embed.proj", m.patch_embed.grid_size)
-    if m.cls_token is not None:
-        x = b.prepend_token(x, m.cls_token.detach())
+    tokens = _prefix_tokens(m)
+    if m.pos_embed is None:
+        return b.prepend_token(x, tokens) if tokens is not None else x
+    if tokens is not None and not m.no_embed_class:
+        x = b.prepend_token(x, tokens)
     x = b.dequant(b.quant(x, "embed"), "embed")
     x = b.add(x, b.qconst(m.pos_embed.detach(), "pos_embed"))
+    if tokens is not None and m.no_embed_class:
+        x = b.prepend_token(x, tokens)
+    return x
+
+
+def _vit_pool(b: Backend, m: nn.Module, q, name: str):
+    """Final norm, pooling and ``fc_norm`` as timm's ``forward_head``: returns ``[(features, point name), ...]``,
+    one per head (two for distilled models: class and distillation token)."""
+    if not isinstance(m.norm, nn.Identity):
+        q, name = b.layernorm(q, m.norm, name, "norm"), "norm"
+    if m.global_pool == "token":
+        feats = [(b.select(q, 1, i), name) for i in range(2 if hasattr(m, "head_dist") else 1)]
+        if not isinstance(m.fc_norm, nn.Identity):
+            feats = [(b.layernorm(f, m.fc_norm, n, "fc_norm"), "fc_norm") for f, n in feats]
+        return feats
+    total = m.patch_embed.num_patches + m.num_prefix_tokens
+    first = 0 if m.pool_include_prefix else m.num_prefix_tokens
+    tokens = b.gather(q, torch.arange(first, total), 1) if first else q
+    pooled = b.qmean(tokens, name, 1, total - first)
+    if isinstance(m.fc_norm, nn.Identity):
+        return [(b.quant(pooled, "head_in"), "head_in")]
+    return [(b.layernorm(b.quant(pooled, "pool", ln_input=True), m.fc_norm, "pool", "fc_norm"), "fc_norm")]
+
+
+def vit_forward(b: Backend, m: nn.Module, x):
+    """timm ``VisionTransformer`` and subclasses (ViT, DeiT, DeiT-3, distilled DeiT, CLIP, DINOv2, ...): prefix
+    tokens, learned position embedding, optional ``norm_pre``, pre-norm blocks with optional qk-norm and
+    LayerScale, token or average pooling with optional ``fc_norm``."""
     name = "pos_add"
-    q = b.quant(x, name, ln_input=True)
+    q = b.quant(_vit_embed(b, m, x), name, ln_input=True)
+    if not isinstance(m.norm_pre, nn.Identity):
+        h = b.layernorm(q, m.norm_pre, name, "norm_pre")
+        name = "norm_pre.out"
+        q = b.quant(b.dequant(h, "norm_pre"), name, ln_input=True)
     for i, blk in enumerate(m.blocks):
         p = f"blocks.{i}"
         attn = blk.attn
-        _check(isinstance(blk.ls1, nn.Identity) and isinstance(blk.ls2, nn.Identity), "LayerScale")
-        _check(isinstance(attn.q_norm, nn.Identity) and isinstance(attn.norm, nn.Identity)
-               and getattr(attn, "gate", None) is None, "qk-norm / gated attention")
-        _check(isinstance(blk.mlp.norm, nn.Identity) and hasattr(blk.mlp, "fc1"), "this MLP variant")
         x = b.dequant(q, name)
         h = b.layernorm(q, blk.norm1, name, f"{p}.norm1")
-        x = b.add(x, _attention(b, attn, h, f"{p}.norm1", f"{p}.attn", attn.num_heads, attn.head_dim))
+        a = _attention(b, attn, h, f"{p}.norm1", f"{p}.attn", attn.num_heads, attn.head_dim)
+        x = b.add(x, _layer_scale(b, a, blk.ls1, f"{p}.ls1"))
         name = f"{p}.add1"
         q = b.quant(x, name, ln_input=True)
         q, name = _mlp_residual(b, blk, q, name, p)
-    h = b.layernorm(q, m.norm, name, "norm")
-    if m.global_pool == "token":
-        feat_name, feat = "norm", b.select(h, 1, 0)
-    else:
-        first = m.num_prefix_tokens
-        tokens = b.gather(h, torch.arange(first, m.patch_embed.num_patches + first), 1)
-        feat_name, feat = "head_in", b.quant(b.qmean(tokens, "norm", 1, m.patch_embed.num_patches), "head_in")
-    return b.dequant(b.qlinear_quant(feat, feat_name, m.head, "head", "logits"), "logits")
+    feats = _vit_pool(b, m, q, name)
+    heads = [(m.head, "head", "logits")] + ([(m.head_dist, "head_dist", "logits_dist")] if len(feats) == 2 else [])
+    logits = [b.dequant(b.qlinear_quant(f, fn, head, hn, out), out) for (f, fn), (head, hn, out) in zip(feats, heads)]
+    if len(logits) == 1:
+        return logits[0]
+    return b.scale(b.add(*logits), torch.tensor(0.5), "head_average")  # timm eval: (head(x0) + head_dist(x1)) / 2
 
 
 # --- Swin ---------------------------------------------------------------------------------------------------------
 
-def _window_order(h: int, w: int, ws: tuple[int, int], shift: tuple[int, int]) -> torch.Tensor:
-    """Token gather index for timm's cyclic shift by ``-shift`` followed by window partition: window-major order,
-    row-major inside each window. Its ``argsort`` undoes both (window reverse, then the shift back)."""
-    wi, wj, a, c = torch.meshgrid(torch.arange(h // ws[0]), torch.arange(w // ws[1]), torch.arange(ws[0]),
+def _window_order(h: int, w: int, ws: tuple[int, int], shift: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token gather index for timm's cyclic shift by ``-shift``, zero padding to whole windows and window
+    partition: window-major order, row-major inside each window; index ``h * w`` is the zero token
+    (:meth:`Backend.append_zero_token`). Also returns the inverse (window reverse, crop, shift back)."""
+    hp, wp = -(-h // ws[0]) * ws[0], -(-w // ws[1]) * ws[1]
+    wi, wj, a, c = torch.meshgrid(torch.arange(hp // ws[0]), torch.arange(wp // ws[1]), torch.arange(ws[0]),
                                   torch.arange(ws[1]), indexing="ij")
-    rows = (wi * ws[0] + a + shift[0]) % h
-    cols = (wj * ws[1] + c + shift[1]) % w
-    return (rows * w + cols).reshape(-1)
+    r, col = (wi * ws[0] + a).reshape(-1), (wj * ws[1] + c).reshape(-1)  # position in the shifted, padded map
+    valid = (r < h) & (col < w)
+    order = torch.where(valid, ((r + shift[0]) % h) * w + (col + shift[1]) % w, torch.tensor(h * w))
+    inverse = torch.empty(h * w, dtype=torch.long)
+    inverse[order[valid]] = torch.arange(len(order))[valid]
+    return order, inverse
 
 
 def _merge_order(h: int, w: int) -> torch.Tensor:
-    """Token gather index reproducing timm's PatchMerging 2x2 regrouping: output token ``(i, j)`` takes the four
-    inputs ``(2i + h2, 2j + w2)`` in the order ``w2 * 2 + h2`` (timm's ``permute(0, 1, 3, 4, 2, 5)``)."""
-    i, j, w2, h2 = torch.meshgrid(torch.arange(h // 2), torch.arange(w // 2), torch.arange(2), torch.arange(2),
+    """Token gather index reproducing timm's PatchMerging (zero padding to even sizes, then the 2x2 regrouping):
+    output token ``(i, j)`` takes the four inputs ``(2i + h2, 2j + w2)`` in the order ``w2 * 2 + h2`` (timm's
+    ``permute(0, 1, 3, 4, 2, 5)``); index ``h * w`` is the zero token."""
+    i, j, w2, h2 = torch.meshgrid(torch.arange(-(-h // 2)), torch.arange(-(-w // 2)), torch.arange(2), torch.arange(2),
                                   indexing="ij")
-    return ((2 * i + h2) * w + (2 * j + w2)).reshape(-1)
+    r, c = 2 * i + h2, 2 * j + w2
+    return torch.where((r < h) & (c < w), r * w + c, torch.tensor(h * w)).reshape(-1)
 
 
 def _rel_bias(attn: nn.Module) -> torch.Tensor:
@@ -138,8 +196,8 @@ def _rel_bias(attn: nn.Module) -> torch.Tensor:
 
 
 def swin_forward(b: Backend, m: nn.Module, x):
-    """timm ``SwinTransformer`` (v1): shifted windows, relative position bias, patch merging."""
-    _check(getattr(m, "absolute_pos_embed", None) is None, "absolute position embedding")
+    """timm ``SwinTransformer`` (v1): shifted windows (zero-padded to whole windows), relative position bias,
+    patch merging."""
     pe = m.patch_embed
     x = b.patch_embed(b.quant(x, "input"), "input", pe.proj, "patch_embed.proj", pe.grid_size)
     hh, ww = pe.grid_size
@@ -153,9 +211,11 @@ def swin_forward(b: Backend, m: nn.Module, x):
         if not isinstance(stage.downsample, nn.Identity):
             ds, p = stage.downsample, f"layers.{s}.downsample"
             c = ds.dim
-            _check(hh % 2 == 0 and ww % 2 == 0, "odd feature maps in patch merging")
-            g = b.reshape(b.gather(q, _merge_order(hh, ww), 1), (0, (hh // 2) * (ww // 2), 4 * c))
-            hh, ww = hh // 2, ww // 2
+            order = _merge_order(hh, ww)
+            if hh % 2 or ww % 2:
+                q = b.append_zero_token(q, name, c)
+            hh, ww = -(-hh // 2), -(-ww // 2)
+            g = b.reshape(b.gather(q, order, 1), (0, hh * ww, 4 * c))
             h = b.layernorm(g, ds.norm, name, f"{p}.norm", alpha_repeat=4)
             y = b.qlinear(h, f"{p}.norm", ds.reduction, f"{p}.reduction")
             name = f"{p}.reduction"
@@ -163,17 +223,17 @@ def swin_forward(b: Backend, m: nn.Module, x):
         for i, blk in enumerate(stage.blocks):
             p = f"layers.{s}.blocks.{i}"
             attn, ws, shift = blk.attn, tuple(blk.window_size), tuple(blk.shift_size)
-            _check(hh % ws[0] == 0 and ww % ws[1] == 0, "feature maps not divisible by the window")
-            _check(not getattr(blk, "dynamic_mask", False), "dynamic masks")
             c, n = blk.dim, attn.window_area
-            order = _window_order(hh, ww, ws, shift)
+            order, inverse = _window_order(hh, ww, ws, shift)
             x = b.dequant(q, name)
             h = b.layernorm(q, blk.norm1, name, f"{p}.norm1")
+            if len(order) > hh * ww:
+                h = b.append_zero_token(h, f"{p}.norm1", c)
             hw = b.reshape(b.gather(h, order, 1), (-1, n, c))
             mask = blk.attn_mask if any(shift) else None
             a = _attention(b, attn, hw, f"{p}.norm1", f"{p}.attn", attn.num_heads, c // attn.num_heads,
                            rel_bias=_rel_bias(attn), mask=mask)
-            a = b.gather(b.reshape(a, (-1, hh * ww, c)), torch.argsort(order), 1)
+            a = b.gather(b.reshape(a, (-1, len(order), c)), inverse, 1)
             x = b.add(x, a)
             name = f"{p}.add1"
             q = b.quant(x, name, ln_input=True)

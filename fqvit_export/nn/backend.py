@@ -19,10 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops import reference as R
-from ..quant.primitives import gelu_table, quantize_weight, requant_scale
+from ..quant.primitives import activation_table, quantize_weight, requant_scale
 from ..quant.point import QuantConfig, QuantPoint
 
-__all__ = ["Backend", "CalibrateBackend", "QuantBackend"]
+__all__ = ["Backend", "CalibrateBackend", "QuantBackend", "ln_affine"]
 
 
 def _patch_size(conv: nn.Conv2d) -> tuple[int, int]:
@@ -45,6 +45,15 @@ def _exact_matmul(a: torch.Tensor, b: torch.Tensor, max_term: int) -> torch.Tens
         return a @ b
     acc = sum((a[..., i:i + chunk] @ b[..., i:i + chunk, :]).double() for i in range(0, k, chunk))
     return acc.float()
+
+
+def ln_affine(ln: nn.LayerNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    """LayerNorm ``gamma`` and ``beta`` in float32; ones and zeros where the norm has none (``bias=False``,
+    ``elementwise_affine=False``)."""
+    c = ln.normalized_shape[-1]
+    gamma = ln.weight.detach().float() if ln.weight is not None else torch.ones(c)
+    beta = ln.bias.detach().float() if getattr(ln, "bias", None) is not None else torch.zeros(c)
+    return gamma, beta
 
 
 class Backend:
@@ -77,11 +86,21 @@ class Backend:
         return x.reshape(b, (h // ph) * (w // pw), c * ph * pw)
 
     def prepend_token(self, x, token: torch.Tensor):
-        return torch.cat([token.expand(x.shape[0], -1, -1), x], dim=1)
+        """Float ``[1, T, C]`` prefix tokens (class, distillation, register) before the float ``[B, N, C]`` tokens."""
+        return torch.cat([token.expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1)
+
+    def append_zero_token(self, q, name: str, channels: int):
+        """One more token holding the value 0 (the code ``zp`` of point ``name``): the padding timm's Swin adds for
+        windows and patch merging, reached through a gather index."""
+        return torch.cat([q, torch.zeros_like(q[:, :1])], dim=1)
 
     # -- float math ------------------------------------------------------------------------------------------------
     def add(self, a, b):
         return a + b
+
+    def scale(self, x, factor: torch.Tensor, name: str):
+        """``x * factor`` in float32 (LayerScale's per-channel gamma, the distilled head's 1/2): one IEEE multiply."""
+        return x * factor.detach().float()
 
     def softmax_float(self, x, mask: torch.Tensor | None, heads: int = 0):
         return torch.softmax(self._masked(x, mask), dim=-1)
@@ -145,8 +164,8 @@ class CalibrateBackend(Backend):
     def qmatmul(self, a, a_name: str, b, b_name: str, multiplier: float = 1.0):
         return (a @ b) * multiplier
 
-    def gelu_table(self, x, in_name: str, out_name: str):
-        y = F.gelu(x)
+    def act_table(self, x, act: nn.Module, in_name: str, out_name: str):
+        y = act(x)
         self._observe(y, out_name)
         return y
 
@@ -154,7 +173,7 @@ class CalibrateBackend(Backend):
         return x.mean(dim=axis)
 
     def layernorm(self, q, ln: nn.LayerNorm, in_name: str, out_name: str, alpha_repeat: int = 1):
-        y = F.layer_norm(q, ln.normalized_shape, ln.weight, ln.bias, ln.eps)
+        y = F.layer_norm(q, ln.normalized_shape, *ln_affine(ln), ln.eps)
         self._observe(y, out_name)
         return y
 
@@ -182,6 +201,10 @@ class QuantBackend(Backend):
 
     def dequant(self, q, name: str):
         return self.point(name).dequantize(q)
+
+    def append_zero_token(self, q, name: str, channels: int):
+        pad = torch.full_like(q[:, :1], int(self.point(name).zero_point))
+        return torch.cat([q, pad], dim=1)
 
     def qconst(self, t: torch.Tensor, name: str):
         p = self.point(name)
@@ -214,25 +237,25 @@ class QuantBackend(Backend):
         acc = _exact_matmul(self._centered(qa, a_name), self._centered(qb, b_name), 255 * 255)
         return acc * requant_scale(self.point(a_name).scale, self.point(b_name).scale, multiplier)
 
-    def gelu_table(self, q, in_name: str, out_name: str):
-        key = ("gelu", in_name)
+    def act_table(self, q, act: nn.Module, in_name: str, out_name: str):
+        key = ("act", in_name)
         if key not in self._weights:
             pin, pout = self.point(in_name), self.point(out_name)
-            self._weights[key] = gelu_table(pin.scale, pin.zero_point, pout.scale, pout.zero_point, pin.bits,
-                                            pout.bits)
+            self._weights[key] = activation_table(act, pin.scale, pin.zero_point, pout.scale, pout.zero_point,
+                                                  pin.bits, pout.bits)
         return self._weights[key][q.long()]
 
     def qmean(self, q, in_name: str, axis: int, count: int = 0):
-        """Token average: exact integer sum, then ``f32(acc) * f32(s / n)``."""
+        """Token average: exact integer sum, then ``f32(acc) * f32(s_c / n)`` (``s_c`` per channel for PTS)."""
         acc = (q.to(torch.int64) - int(self.point(in_name).zero_point)).sum(dim=axis).float()
-        return acc * (requant_scale(self.point(in_name).scale) / torch.tensor(float(q.shape[axis])))
+        return acc * (requant_scale(self.point(in_name).channel_scale()) / torch.tensor(float(q.shape[axis])))
 
     def layernorm(self, q, ln: nn.LayerNorm, in_name: str, out_name: str, alpha_repeat: int = 1):
         pin, pout = self.point(in_name), self.point(out_name)
         c = q.shape[-1]
         alpha = pin.ln_alpha(c // alpha_repeat).repeat(alpha_repeat)
-        return R.pts_layernorm(q, pin.scale, pin.zero_point, alpha, ln.weight.detach(), ln.bias.detach(),
-                               pout.scale, pout.zero_point, ln.eps)
+        return R.pts_layernorm(q, pin.scale, pin.zero_point, alpha, *ln_affine(ln), pout.scale, pout.zero_point,
+                               ln.eps)
 
     def attn_probs(self, q_logits, logits_name: str, probs_name: str, heads: int, mask: torch.Tensor | None = None):
         if self.config.lis:

@@ -11,6 +11,8 @@ See ``docs/ops.md`` for the choices that differ from the FQ-ViT reference code.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "pts_channel_scale",
     "pts_fake_quantize",
     "requant_scale",
+    "activation_table",
     "gelu_table",
 ]
 
@@ -173,10 +176,22 @@ def requant_scale(*factors: float | torch.Tensor) -> torch.Tensor:
     return out
 
 
+def activation_table(fn: Callable[[torch.Tensor], torch.Tensor], in_scale: torch.Tensor,
+                     in_zero_point: torch.Tensor, out_scale: torch.Tensor, out_zero_point: torch.Tensor,
+                     in_bits: int = 8, out_bits: int = 8) -> torch.Tensor:
+    """uint8 -> uint8 lookup table ``T[c] = quantize(fn(dequantize(c)))`` for every input code (docs/ops.md Sec. 1).
+
+    ``fn`` is an elementwise activation (the MLP's own module: GELU, tanh-GELU, QuickGELU, SiLU, ...) evaluated in
+    float32 on the ``2^in_bits`` dequantized codes; elementwise means the table is exact for any tensor of codes."""
+    codes = torch.arange(1 << in_bits, dtype=torch.int32)
+    x = dequantize(codes, in_scale, in_zero_point).float()
+    with torch.no_grad():
+        y = fn(x.clone()).float()  # clone: an in-place activation must not touch x
+    return quantize(y, out_scale, out_zero_point, 0, (1 << out_bits) - 1).to(torch.uint8)
+
+
 def gelu_table(in_scale: torch.Tensor, in_zero_point: torch.Tensor, out_scale: torch.Tensor,
                out_zero_point: torch.Tensor, in_bits: int = 8, out_bits: int = 8) -> torch.Tensor:
-    """uint8 -> uint8 lookup table of ``quantize(gelu(dequantize(q)))`` for every input code (exact GELU, erf)."""
-    codes = torch.arange(1 << in_bits, dtype=torch.int32)
-    x = dequantize(codes, in_scale, in_zero_point)
-    y = torch.nn.functional.gelu(x)
-    return quantize(y, out_scale, out_zero_point, 0, (1 << out_bits) - 1).to(torch.uint8)
+    """:func:`activation_table` of the exact (erf) GELU."""
+    return activation_table(torch.nn.functional.gelu, in_scale, in_zero_point, out_scale, out_zero_point, in_bits,
+                            out_bits)
