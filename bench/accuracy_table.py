@@ -54,7 +54,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["cifar10_vit", "cifar10_swin"])
     ap.add_argument("--rows", nargs="+", default=ALL_ROWS, choices=ALL_ROWS)
-    ap.add_argument("--data", type=Path, default=SHARED / "data" / "cifar10")
+    ap.add_argument("--data-dir", "--data", dest="data", type=Path, default=SHARED / "data" / "cifar10",
+                    help="CIFAR-10 as train/ and test/ ImageFolder trees")
     ap.add_argument("--calib-size", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, default=None, help="evaluate on the first N test images only")

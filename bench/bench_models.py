@@ -58,6 +58,8 @@ from fqvit_export.models.registry import ModelSpec  # noqa: E402
 from fqvit_export.quant.point import QuantConfig  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures" / "imagenet"
+_DATA = {"dir": FIXTURES}
+"""Calibration images (``--data-dir``): the 4 fixture photos unless told otherwise."""
 VARIANTS = ("fp32", "ort_int8", "fqvit_lib", "fqvit_fn")
 LABELS = {"fp32": "FP32", "ort_int8": "ORT int8 (QDQ)", "fqvit_lib": "fqvit + lib", "fqvit_fn": "fqvit, functions"}
 PROFILED = ("fqvit_lib", "fp32", "ort_int8")
@@ -90,7 +92,7 @@ def load_avg() -> float:
 # ----------------------------------------------------------------------------------------------------- models ----
 def fixture_batch(cal: Calibrated) -> np.ndarray:
     """The fixture images through the model's eval transform, as one float32 NCHW array."""
-    ds = image_dataset(FIXTURES, eval_transform(cal.data_cfg))
+    ds = image_dataset(_DATA["dir"], eval_transform(cal.data_cfg))
     return np.stack([ds[i][0].numpy() for i in range(len(ds))]).astype(np.float32)
 
 
@@ -136,7 +138,8 @@ def build_variants(name: str, workdir: Path) -> tuple[dict[str, Path], np.ndarra
     """Calibrate (random weights), then write the FP32, ORT int8 and fqvit models; returns paths, images, info."""
     torch.manual_seed(0)
     t0 = time.perf_counter()
-    cal = calibrate(ModelSpec(name), QUANT_CONFIG, calib_dir=FIXTURES, calib_size=4, batch_size=2, progress=False)
+    cal = calibrate(ModelSpec(name, random_init=True), QUANT_CONFIG, calib_dir=_DATA["dir"], calib_size=4, batch_size=2,
+                    progress=False)
     images = fixture_batch(cal)
     paths = {"fp32": workdir / f"{name}_fp32.onnx", "ort_int8": workdir / f"{name}_ort_int8.onnx",
              "fqvit": workdir / f"{name}_fqvit.onnx"}
@@ -291,11 +294,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--profile", default="deit_small:8", help="MODEL:BATCH to profile, or 'none'")
     p.add_argument("--profile-runs", type=int, default=3)
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "models.json")
+    p.add_argument("--data-dir", type=Path, default=FIXTURES,
+                   help="calibration images (default: the 4 photos of tests/fixtures/imagenet)")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    _DATA["dir"] = args.data_dir
     if custom_ops_library() is None:
         print("bench_models: the com.fqvit library is not built; run tools/build_custom_ops.sh", file=sys.stderr)
         return 1

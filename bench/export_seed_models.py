@@ -30,7 +30,7 @@ IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-sam
 
 def run_one(name: str, images: Path, n_images: int, workdir: Path) -> dict:
     t0 = time.perf_counter()
-    cal = calibrate(ModelSpec(name), QuantConfig(pts=True, lis=True, attn_bits=4), calib_dir=images,
+    cal = calibrate(ModelSpec(name, random_init=True), QuantConfig(pts=True, lis=True, attn_bits=4), calib_dir=images,
                     calib_size=n_images, batch_size=n_images, progress=False)
     t1 = time.perf_counter()
     res = export_onnx(cal, workdir / f"{name}.onnx", force=True)
@@ -54,7 +54,8 @@ def run_one(name: str, images: Path, n_images: int, workdir: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=list(FQVIT_MODELS), choices=list(FQVIT_MODELS))
-    ap.add_argument("--images", type=Path, default=IMAGES)
+    ap.add_argument("--data-dir", "--images", dest="images", type=Path, default=IMAGES,
+                    help="calibration photos (default: the ImageNet sample in ../shared)")
     ap.add_argument("--calib-images", type=int, default=4)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()

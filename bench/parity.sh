@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Parity of the exported model with the PyTorch model on all 10,000 CIFAR-10 test images:
-#   bench/parity.sh [MODEL] [extra quant options]      (default: cifar10_vit --pts --lis)
+#   bench/parity.sh [--data-dir DIR] [MODEL] [extra quant options]      (default: cifar10_vit --pts --lis)
+# DIR holds CIFAR-10's train/ and test/ ImageFolder trees (default ../shared/data/cifar10; or $FQVIT_DATA).
 # calibrates on 1,000 train images (seed 0), exports, then evaluates PyTorch and onnxruntime on the same images and
 # writes bench/results/parity_<MODEL>_<OPTIONS>.json, e.g. parity_cifar10_vit_pts_lis.json (top-1/top-5 of both, top-1 agreement, max/mean |logit difference|).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+data="${FQVIT_DATA:-../shared/data/cifar10}"
+if [[ "${1:-}" == "--data-dir" ]]; then data="$2"; shift 2; fi
 model="${1:-cifar10_vit}"; shift || true
 opts=("$@"); [[ ${#opts[@]} -gt 0 ]] || opts=(--pts --lis)
 tag="$(printf '%s' "${opts[*]}" | tr -c 'A-Za-z0-9' '_' | tr -s '_' | sed 's/^_//; s/_$//')"
-data="${FQVIT_DATA:-../shared/data/cifar10}"
 tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
 py=.venv/bin/python
 $py calibrate.py "$model" "${opts[@]}" --calib-dir "$data/train" --calib-size 1000 -o "$tmp/calib.pt"

@@ -16,15 +16,17 @@ from torch import nn
 from tqdm import tqdm
 
 from . import __version__
-from .data import BUNDLED_CALIB_DIR, DataOptions, calibration_batches, resolve_data_config
-from .models.registry import ModelSpec, create
+from .data import CALIB_SETS, DataError, DataOptions, calibration_batches, folder_digest, image_dataset, \
+    resolve_data_config
+from .models.registry import BUNDLED_MODELS, ModelSpec, class_labels, create, weights_info
 from .nn.quant_model import QuantModel
 from .quant.point import QuantConfig
 
 __all__ = ["Calibrated", "CalibrationError", "build_model", "calibrate", "save_calibration", "load_calibration",
-           "evaluate", "atomic_write"]
+           "evaluate", "atomic_write", "default_calib_set", "read_labels"]
 
-CALIB_FORMAT = 1
+CALIB_FORMAT = 2
+"""2: weights provenance, class labels, calibration set by name and digest (no local path). 1 is still read."""
 
 
 class CalibrationError(ValueError):
@@ -40,10 +42,37 @@ class Calibrated:
     data_cfg: dict
     qmodel: QuantModel
     calib_info: dict = field(default_factory=dict)
+    weights: dict = field(default_factory=dict)
+    """Where the weights came from (:func:`fqvit_export.models.registry.weights_info`)."""
+    labels: list[str] | None = None
+    """One name per output class, when known."""
+    calib_dir: Path | None = None
+    """The folder the calibration images were read from (this machine's path: never written to files)."""
 
     @property
     def float_model(self) -> nn.Module:
         return self.qmodel.model
+
+    @property
+    def num_classes(self) -> int:
+        return self.float_model.get_classifier().out_features
+
+
+def default_calib_set(spec: ModelSpec) -> str:
+    """The bundled calibration set from the model's domain: CIFAR-10 for the bundled CIFAR-10 models, the ImageNet
+    sample for every other (timm, ImageNet) model."""
+    return "cifar10" if spec.name in BUNDLED_MODELS else "imagenet-sample"
+
+
+def read_labels(path: str | Path, num_classes: int) -> list[str]:
+    """``--labels FILE``: one class name per line, as many lines as the model has classes."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"labels file not found: {path}")
+    labels = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if len(labels) != num_classes:
+        raise DataError(f"{path} has {len(labels)} labels; the model has {num_classes} classes")
+    return labels
 
 
 def build_model(spec: ModelSpec, data_opts: DataOptions | None = None) -> tuple[nn.Module, dict]:
@@ -54,17 +83,33 @@ def build_model(spec: ModelSpec, data_opts: DataOptions | None = None) -> tuple[
 
 def calibrate(spec: ModelSpec, config: QuantConfig, data_opts: DataOptions | None = None,
               calib_dir: str | Path | None = None, calib_size: int = 1000, batch_size: int = 100, seed: int = 0,
-              progress: bool = True) -> Calibrated:
+              progress: bool = True, labels: str | Path | list[str] | None = None) -> Calibrated:
     """FQ-ViT calibration: ``calib_size`` real images (seeded draw), observers on float activations, parameters
-    from the last batch. Without ``calib_dir`` the bundled 500 CIFAR-10 train images are used."""
+    from the last batch.
+
+    Args:
+        calib_dir: an ImageFolder tree or flat folder; without it, the bundled set of the model's domain
+            (:func:`default_calib_set`).
+        labels: class names, or a file of them (one per line); default: the model's known labels, if any.
+    """
     model, data_cfg = build_model(spec, data_opts)
-    root = Path(calib_dir) if calib_dir is not None else BUNDLED_CALIB_DIR
+    set_name = None if calib_dir is not None else default_calib_set(spec)
+    root = Path(calib_dir) if calib_dir is not None else CALIB_SETS[set_name]
     batches = calibration_batches(root, data_cfg, calib_size, batch_size, seed)
     qmodel = QuantModel(model, config)
     qmodel.calibrate(batches, progress=progress)
-    info = {"dir": str(root), "images": sum(len(b) for b in batches), "batch_size": batch_size, "seed": seed,
-            "requested": calib_size, **qmodel.summary()}
-    return Calibrated(spec, config, data_cfg, qmodel, info)
+    ds = image_dataset(root, None)
+    info = {"set": f"bundled {set_name}" if set_name else f"user folder {root.name}", "images":
+            sum(len(b) for b in batches), "set_images": len(ds), "set_digest": folder_digest(ds),
+            "batch_size": batch_size, "seed": seed, "requested": calib_size, **qmodel.summary()}
+    num_classes = model.get_classifier().out_features
+    if labels is None:
+        labels = class_labels(spec, num_classes)
+    elif not isinstance(labels, list):
+        labels = read_labels(labels, num_classes)
+    elif len(labels) != num_classes:
+        raise DataError(f"{len(labels)} labels given; the model has {num_classes} classes")
+    return Calibrated(spec, config, data_cfg, qmodel, info, weights_info(spec), labels, root)
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None], force: bool = True) -> Path:
@@ -78,6 +123,7 @@ def atomic_write(path: str | Path, write: Callable[[str], None], force: bool = T
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 is for the temporary file only: the result is as any other
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -85,10 +131,16 @@ def atomic_write(path: str | Path, write: Callable[[str], None], force: bool = T
     return path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_calibration(cal: Calibrated, path: str | Path, force: bool = True) -> Path:
     state = {"format": CALIB_FORMAT, "tool_version": __version__, "model": cal.spec.to_dict(),
              "quant": cal.config.to_dict(), "data": cal.data_cfg, "calibration": cal.calib_info,
-             "points": cal.qmodel.point_params()}
+             "weights": cal.weights, "labels": cal.labels, "points": cal.qmodel.point_params()}
     return atomic_write(path, lambda tmp: torch.save(state, tmp), force=force)
 
 
@@ -101,14 +153,18 @@ def load_calibration(path: str | Path) -> Calibrated:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise CalibrationError(f"cannot read calibration {path}: {type(e).__name__}") from None
-    if not isinstance(state, dict) or state.get("format") != CALIB_FORMAT:
+    if not isinstance(state, dict) or state.get("format") not in (1, CALIB_FORMAT):
         raise CalibrationError(f"{path} is not an fqvit-export calibration file (format {CALIB_FORMAT})")
-    spec = ModelSpec(**state["model"])
+    spec = ModelSpec.from_dict(state["model"])
     config = QuantConfig(**state["quant"])
     model = create(spec)
     qmodel = QuantModel(model, config)
     qmodel.load_point_params(state["points"])
-    cal = Calibrated(spec, config, state["data"], qmodel, state["calibration"])
+    info = state["calibration"]
+    set_name = info.get("set", "").removeprefix("bundled ")
+    calib_dir = CALIB_SETS.get(set_name) or (Path(info["dir"]) if "dir" in info else None)
+    cal = Calibrated(spec, config, state["data"], qmodel, info, state.get("weights") or weights_info(spec),
+                     state.get("labels"), calib_dir)
     _check_points(cal)
     return cal
 

@@ -1,7 +1,8 @@
 """Command line: ``fqvit-export MODEL [options] -o model.onnx`` and the ``calibrate``/``evaluate``/``run`` commands.
 
-Options follow timm's scripts (``--weights``, ``--pretrained``, ``--model-kwargs``, ``--img-size``, ``--crop-pct``,
-``--interpolation``, ``--mean``, ``--std``). Errors are one line for the user; ``--verbose`` adds the traceback.
+Options follow timm's scripts (``--weights``, ``--model-kwargs``, ``--img-size``, ``--crop-pct``, ``--interpolation``,
+``--mean``, ``--std``); a model without bundled weights loads timm's pretrained ones unless ``--weights PATH`` or
+``--random-init`` says otherwise. Errors are one line for the user; ``--verbose`` adds the traceback.
 """
 from __future__ import annotations
 
@@ -31,10 +32,15 @@ def _kv(text: str) -> tuple[str, object]:
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="FQ-ViT name (deit_tiny ... swin_base), bundled cifar10_vit / cifar10_swin, "
-                                 "or any timm ViT/DeiT/Swin name")
-    g = p.add_argument_group("model")
-    g.add_argument("--weights", help="local checkpoint (.pth/.pt/.safetensors, or DeiT-style {'model': ...})")
-    g.add_argument("--pretrained", action="store_true", help="timm hub weights (needs network)")
+                                 "or any timm VisionTransformer / SwinTransformer name, hub tags included "
+                                 "(deit_base_patch16_224.fb_in1k)")
+    g = p.add_argument_group("model (default weights: bundled, else timm's pretrained weights from the hub)")
+    w = g.add_mutually_exclusive_group()
+    w.add_argument("--weights", help="local checkpoint (.pth/.pt/.safetensors, or DeiT-style {'model': ...})")
+    w.add_argument("--random-init", action="store_true",
+                   help="random weights, for speed and structure checks only (recorded as 'random' in the metadata)")
+    g.add_argument("--pretrained", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
+    g.add_argument("--labels", type=Path, help="class names, one per line (default: CIFAR-10's or ImageNet's)")
     g.add_argument("--model-kwargs", nargs="*", type=_kv, default=[], metavar="K=V",
                    help="timm model kwargs, e.g. num_classes=10 img_size=32")
     d = p.add_argument_group("data (defaults: the model's pretrained config, resolved as timm does)")
@@ -57,8 +63,9 @@ def add_quant_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--attn-bits", type=int, default=None, help="softmax output bits (default 4 with --lis, else 8)")
     c = p.add_argument_group("calibration")
     c.add_argument("--calib", type=Path, help="load a saved calibration (calib.pt) instead of calibrating")
-    c.add_argument("--calib-dir", type=Path, help="ImageFolder tree or flat folder (default: bundled 500 "
-                                                  "CIFAR-10 train images)")
+    c.add_argument("--calib-dir", type=Path, help="ImageFolder tree or flat folder (default: a bundled set from the "
+                                                  "model's domain: 500 CIFAR-10 train images for the cifar10_* "
+                                                  "models, 250 ImageNet photos for the others)")
     c.add_argument("--calib-size", type=int, default=1000)
     c.add_argument("--calib-batch-size", type=int, default=100)
     c.add_argument("--seed", type=int, default=0)
@@ -67,7 +74,7 @@ def add_quant_args(p: argparse.ArgumentParser) -> None:
 def _spec_and_data(args):
     from .data import DataOptions
     from .models.registry import ModelSpec
-    spec = ModelSpec(args.model, weights=args.weights, pretrained=args.pretrained,
+    spec = ModelSpec(args.model, weights=args.weights, random_init=args.random_init,
                      model_kwargs=dict(args.model_kwargs))
     opts = DataOptions(args.img_size, args.crop_pct, args.interpolation, args.mean, args.std)
     return spec, opts
@@ -90,11 +97,21 @@ def get_calibrated(args):
         return cal
     spec, opts = _spec_and_data(args)
     cal = calibrate(spec, _quant_config(args), opts, calib_dir=args.calib_dir, calib_size=args.calib_size,
-                    batch_size=args.calib_batch_size, seed=args.seed)
-    if cal.calib_info["images"] < args.calib_size:
-        print(f"note: calibrated on {cal.calib_info['images']} images ({cal.calib_info['dir']} holds fewer than "
-              f"--calib-size {args.calib_size})", file=sys.stderr)
+                    batch_size=args.calib_batch_size, seed=args.seed, labels=args.labels)
+    info = cal.calib_info
+    fewer = f" (it holds fewer than --calib-size {args.calib_size})" if info["images"] < args.calib_size else ""
+    own = "; pass --calib-dir for images of your own data (FQ-ViT calibrates on 1,000 training images)" \
+        if args.calib_dir is None else ""
+    print(f"note: calibrated on {info['images']} images of the {info['set']}{fewer}{own}", file=sys.stderr)
+    warn_random(cal.weights)
     return cal
+
+
+def warn_random(weights: dict | None) -> None:
+    """One warning line for a model whose weights are random (``--random-init``): its outputs mean nothing."""
+    if weights and weights.get("source") == "random":
+        print(f"{PROG}: warning: this model has random weights (--random-init): for speed and structure checks "
+              f"only, its predictions mean nothing", file=sys.stderr)
 
 
 def _run(fn, args) -> int:
@@ -153,15 +170,17 @@ def _evaluate(args) -> None:
     if args.json is not None and not args.json.parent.is_dir():
         raise FileNotFoundError(f"output folder does not exist: {args.json.parent}")
     spec, opts = _spec_and_data(args)
-    result: dict = {"model": args.model, "data_dir": str(args.data_dir)}
+    result: dict = {"model": args.model, "data_dir": args.data_dir.name}
     if args.quant or args.calib is not None or args.onnx is not None:
         cal = get_calibrated(args)
         data_cfg, torch_model = cal.data_cfg, cal.qmodel
         result.update(quant=cal.config.to_dict(), calibration=cal.calib_info)
     else:
         from .api import build_model
+        from .models.registry import weights_info
         torch_model, data_cfg = build_model(spec, opts)
         result["quant"] = None
+        warn_random(weights_info(spec))
     result["data_config"] = data_cfg
     loader = eval_loader(args.data_dir, data_cfg, batch_size=args.batch_size, limit=args.limit,
                          workers=args.workers)
@@ -169,10 +188,12 @@ def _evaluate(args) -> None:
     result.update(top1=torch_res["top1"], top5=torch_res["top5"], images=torch_res["images"])
     line = f"pytorch: top1 {torch_res['top1']:.2f}  top5 {torch_res['top5']:.2f}  ({torch_res['images']} images)"
     if args.onnx is not None:
-        from .runtime import open_session, parity
+        from .runtime import model_weights, open_session, parity
+        if model_weights(args.onnx) != cal.weights:
+            warn_random(model_weights(args.onnx))
         sess = open_session(args.onnx, library=args.custom_ops)
         onnx_res = evaluate(sess, loader, desc="onnxruntime")
-        result["onnx"] = {"path": str(args.onnx), "top1": onnx_res["top1"], "top5": onnx_res["top5"],
+        result["onnx"] = {"path": args.onnx.name, "top1": onnx_res["top1"], "top5": onnx_res["top5"],
                           "custom_ops": sess.custom_ops, "parity": parity(onnx_res["logits"], torch_res["logits"])}
         line += (f"\nonnxruntime: top1 {onnx_res['top1']:.2f}  top5 {onnx_res['top5']:.2f}  "
                  f"top1 agreement {result['onnx']['parity']['top1_agreement']:.2f}%  max |dlogit| "

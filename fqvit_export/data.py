@@ -17,10 +17,17 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.datasets import ImageFolder
 
 __all__ = ["DataOptions", "resolve_data_config", "eval_transform", "image_dataset", "calibration_batches",
-           "eval_loader", "BUNDLED_CALIB_DIR", "IMAGE_EXTENSIONS"]
+           "eval_loader", "CALIB_SETS", "BUNDLED_CALIB_DIR", "IMAGE_EXTENSIONS", "calib_set_dir", "folder_digest"]
 
-BUNDLED_CALIB_DIR = Path(__file__).parent / "assets" / "cifar10_calib"
-"""500 CIFAR-10 train images (50 per class) shipped as the default calibration set."""
+_ASSETS = Path(__file__).parent / "assets"
+CALIB_SETS: dict[str, Path] = {
+    "cifar10": _ASSETS / "cifar10_calib",
+    "imagenet-sample": _ASSETS / "imagenet_calib",
+}
+"""Bundled calibration sets: 500 CIFAR-10 train images (50 per class), for the bundled CIFAR-10 models, and 250
+ImageNet photos (one each of every fourth class, short side 256 px, from the 1,000-image ImageNet sample), for
+ImageNet models."""
+BUNDLED_CALIB_DIR = CALIB_SETS["cifar10"]
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 
 
@@ -63,6 +70,7 @@ class _FlatFolder(Dataset):
     """A folder of images without class subfolders (label -1)."""
 
     def __init__(self, root: Path, transform) -> None:
+        self.root = root
         self.files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
         self.transform = transform
 
@@ -88,6 +96,27 @@ def image_dataset(root: str | Path, transform) -> Dataset:
     if len(ds) == 0:
         raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {root}")
     return ds
+
+
+def calib_set_dir(name: str) -> Path:
+    try:
+        return CALIB_SETS[name]
+    except KeyError:
+        raise DataError(f"unknown bundled calibration set {name!r}: {', '.join(CALIB_SETS)}") from None
+
+
+def folder_digest(ds: Dataset) -> str:
+    """SHA-256 of a dataset's sorted relative file list (names and sizes): identifies a calibration set without
+    naming the folder it lay in on the exporting machine."""
+    import hashlib
+    if isinstance(ds, ImageFolder):
+        root, paths = Path(ds.root), [Path(p) for p, _ in ds.samples]
+    else:
+        root, paths = ds.root, ds.files
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        h.update(f"{p.relative_to(root).as_posix()}\t{p.stat().st_size}\n".encode())
+    return h.hexdigest()
 
 
 def calibration_batches(root: str | Path, cfg: dict, size: int, batch_size: int, seed: int) -> list[torch.Tensor]:

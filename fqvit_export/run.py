@@ -20,6 +20,7 @@ def classify(model: str | Path, images: list[str | Path], top: int = 5, library:
     if not cfg:
         raise ValueError(f"{model} carries no fqvit-export preprocessing metadata")
     tf = eval_transform(cfg)
+    labels = sess.labels()
     results = []
     for path in images:
         if not Path(path).is_file():
@@ -31,7 +32,9 @@ def classify(model: str | Path, images: list[str | Path], top: int = 5, library:
             raise ValueError(f"cannot read image {path}: {e}") from None
         probs = torch.softmax(torch.from_numpy(sess(x)[0]).float(), 0)
         p, idx = probs.topk(min(top, probs.numel()))
-        results.append({"image": str(path), "top": [{"class": int(i), "prob": float(v)} for v, i in zip(p, idx)]})
+        top = [{"class": int(i), "prob": float(v), **({"label": labels[int(i)]} if labels else {})}
+               for v, i in zip(p, idx)]
+        results.append({"image": str(path), "top": top})
     return results
 
 
@@ -47,12 +50,16 @@ def main(argv: list[str] | None = None) -> int:
     from .cli import _run
 
     def _go(a):
+        from .cli import warn_random
+        from .runtime import model_weights
+        warn_random(model_weights(a.model))
         res = classify(a.model, a.images, a.top, a.custom_ops)
         if a.json:
             print(json.dumps(res, indent=1))
         else:
             for r in res:
-                print(f"{r['image']}: " + ", ".join(f"{t['class']} ({100 * t['prob']:.1f}%)" for t in r["top"]))
+                print(f"{r['image']}: " + ", ".join(f"{t.get('label', t['class'])} ({100 * t['prob']:.1f}%)"
+                                                    for t in r["top"]))
     return _run(_go, args)
 
 

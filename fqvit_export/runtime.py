@@ -13,7 +13,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-__all__ = ["Session", "open_session", "parity", "default_providers"]
+__all__ = ["Session", "open_session", "parity", "default_providers", "model_weights"]
 
 
 def default_providers() -> list[str]:
@@ -61,6 +61,10 @@ class Session:
     def custom_ops(self) -> bool:
         return self.library is not None
 
+    def labels(self) -> list[str] | None:
+        """The class names the exporter stored (CIFAR-10's, ImageNet's or the user's ``--labels``), if any."""
+        return json.loads(self.metadata["labels"]) if "labels" in self.metadata else None
+
     def preprocessing(self) -> dict:
         return json.loads(self.metadata["data_config"]) if "data_config" in self.metadata else {}
 
@@ -72,6 +76,17 @@ class Session:
 def open_session(path: str | Path, library: str = "auto", providers: list[str] | None = None,
                  threads: int | None = None) -> Session:
     return Session(path, library, providers, threads)
+
+
+def model_weights(path: str | Path) -> dict | None:
+    """The ``weights`` provenance an fqvit-export model records (``{"source": "random"}`` etc.), read without
+    loading the graph; None for other models."""
+    import onnx
+    if not Path(path).is_file():
+        return None
+    model = onnx.load(str(path), load_external_data=False)
+    props = {p.key: p.value for p in model.metadata_props}
+    return json.loads(props["weights"]) if "weights" in props else None
 
 
 def parity(onnx_logits, torch_logits) -> dict:

@@ -92,7 +92,7 @@ def test_quantized_accuracy_sane(calibrated):
 @pytest.mark.parametrize("name", list(FQVIT_MODELS))
 def test_seed_architectures_calibrate(name):
     """All eight FQ-ViT architectures (random weights, reduced depth) calibrate on real ImageNet photos."""
-    cal = calibrate(ModelSpec(name, model_kwargs=SEED_KWARGS[name]), QuantConfig(pts=True, lis=True, attn_bits=4),
+    cal = calibrate(ModelSpec(name, random_init=True, model_kwargs=SEED_KWARGS[name]), QuantConfig(pts=True, lis=True, attn_bits=4),
                     calib_dir=IMAGENET, calib_size=4, batch_size=2, progress=False)
     assert cal.qmodel.calibrated and cal.calib_info["images"] == 4
     out = cal.qmodel(torch.randn(1, *cal.data_cfg["input_size"]))

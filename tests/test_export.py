@@ -137,7 +137,7 @@ def test_no_overwrite_and_atomic(vit_lis, tmp_path, monkeypatch):
 def test_seed_architectures_export_and_run(name, tmp_path):
     """Each FQ-ViT architecture (random weights, reduced depth) exports with PTS+LIS and runs in onnxruntime
     bit-identically to PyTorch."""
-    cal = calibrate(ModelSpec(name, model_kwargs=SEED_KWARGS[name]), QuantConfig(**LIS), calib_dir=IMAGENET,
+    cal = calibrate(ModelSpec(name, random_init=True, model_kwargs=SEED_KWARGS[name]), QuantConfig(**LIS), calib_dir=IMAGENET,
                     calib_size=2, batch_size=2, progress=False)
     path = export_onnx(cal, tmp_path / "m.onnx", simplify=False).path
     x = next(iter(eval_loader(IMAGENET, cal.data_cfg, batch_size=2)))[0]

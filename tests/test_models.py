@@ -1,12 +1,15 @@
 """Model registry, checkpoint loading and data-config resolution (timm conventions)."""
 from __future__ import annotations
 
+import hashlib
+import time
+
 import pytest
 import torch
 from safetensors.torch import save_file
 
 from fqvit_export.data import DataOptions, resolve_data_config
-from fqvit_export.models.registry import FQVIT_MODELS, ModelError, ModelSpec, create
+from fqvit_export.models.registry import FQVIT_MODELS, ModelError, ModelSpec, class_labels, create, weights_info
 
 
 @pytest.mark.parametrize("name, crop, mean", [
@@ -16,7 +19,7 @@ from fqvit_export.models.registry import FQVIT_MODELS, ModelError, ModelSpec, cr
 ])
 def test_fqvit_data_defaults(name, crop, mean):
     """FQ-ViT's eval preprocessing comes from timm's pretrained configs (DeiT 0.875, ViT 0.9 / 0.5, Swin 0.9)."""
-    model = create(ModelSpec(name, model_kwargs={"depth": 1} if "swin" not in name else {"depths": (1, 1, 1, 1)}))
+    model = create(ModelSpec(name, random_init=True, model_kwargs={"depth": 1} if "swin" not in name else {"depths": (1, 1, 1, 1)}))
     cfg = resolve_data_config(model)
     assert cfg["crop_pct"] == pytest.approx(crop)
     assert cfg["mean"] == pytest.approx(mean)
@@ -36,10 +39,15 @@ def test_seed_names_map_to_timm():
     assert FQVIT_MODELS["vit_base"] == "vit_base_patch16_224.augreg_in21k_ft_in1k"
 
 
-@pytest.mark.parametrize("name", ["resnet50", "nosuch_model", "deit_tiny_patch99"])
-def test_unknown_or_unsupported_name(name):
+@pytest.mark.parametrize("name", ["nosuch_model", "deit_tiny_patch99"])
+def test_unknown_name(name):
     with pytest.raises(ModelError, match="unknown model"):
         create(ModelSpec(name))
+
+
+def test_other_architecture_refused_by_class():
+    with pytest.raises(ModelError, match="resnet50 is a timm ResNet; fqvit-export quantizes VisionTransformer"):
+        create(ModelSpec("resnet50"))
 
 
 def test_bundled_models_load_offline():
@@ -50,7 +58,7 @@ def test_bundled_models_load_offline():
 
 
 def test_weights_roundtrip_and_deit_style(tmp_path):
-    src = create(ModelSpec("deit_tiny", model_kwargs={"depth": 1, "num_classes": 3}))
+    src = create(ModelSpec("deit_tiny", random_init=True, model_kwargs={"depth": 1, "num_classes": 3}))
     sd = src.state_dict()
     torch.save({"model": sd}, tmp_path / "deit.pth")
     save_file({k: v.contiguous() for k, v in sd.items()}, str(tmp_path / "w.safetensors"))
@@ -60,7 +68,7 @@ def test_weights_roundtrip_and_deit_style(tmp_path):
 
 
 def test_mismatched_checkpoint_names_keys(tmp_path):
-    src = create(ModelSpec("deit_tiny", model_kwargs={"depth": 1, "num_classes": 3}))
+    src = create(ModelSpec("deit_tiny", random_init=True, model_kwargs={"depth": 1, "num_classes": 3}))
     torch.save(src.state_dict(), tmp_path / "w.pth")
     with pytest.raises(ModelError, match=r"shape mismatch: head.weight \(3, 192\) vs model \(1000, 192\)"):
         create(ModelSpec("deit_tiny", weights=str(tmp_path / "w.pth"), model_kwargs={"depth": 1}))
@@ -76,8 +84,42 @@ def test_missing_or_corrupt_weights(tmp_path):
         create(ModelSpec("deit_tiny", weights=str(tmp_path / "bad.pth"), model_kwargs={"depth": 1}))
 
 
-def test_pretrained_offline_fails_fast(monkeypatch):
-    """Without network, --pretrained must end in one clear message that points to --weights."""
+@pytest.mark.parametrize("name", ["deit_tiny", "deit_base_patch16_224.fb_in1k", "deit3_small_patch16_224"])
+def test_pretrained_offline_fails_fast(monkeypatch, tmp_path, name):
+    """The default for a timm name is its pretrained weights; with no route to the hub (and nothing cached) that
+    fails at once with one line naming both ways out."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ModelError, match="--weights"):
-        create(ModelSpec("deit_tiny", pretrained=True))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    t = time.perf_counter()
+    with pytest.raises(ModelError, match=r"no weights for .*--weights PATH.*--random-init") as e:
+        create(ModelSpec(name))
+    assert time.perf_counter() - t < 1.0 and "\n" not in str(e.value)
+
+
+def test_weights_provenance(tmp_path):
+    src = create(ModelSpec("deit_tiny", random_init=True, model_kwargs={"depth": 1, "num_classes": 3}))
+    torch.save(src.state_dict(), tmp_path / "w.pth")
+    info = weights_info(ModelSpec("deit_tiny", weights=str(tmp_path / "w.pth")))
+    assert info == {"source": "file", "file": "w.pth",
+                    "sha256": hashlib.sha256((tmp_path / "w.pth").read_bytes()).hexdigest()}
+    assert weights_info(ModelSpec("deit_tiny", random_init=True)) == {"source": "random"}
+    assert weights_info(ModelSpec("cifar10_vit")) == {"source": "bundled", "name": "cifar10_vit"}
+    hub = weights_info(ModelSpec("deit_base_patch16_224.fb_in1k"))
+    assert hub["source"] == "hub" and hub["tag"] == "deit_base_patch16_224.fb_in1k"
+    with pytest.raises(ModelError, match="exclude each other"):
+        ModelSpec("deit_tiny", weights="w.pth", random_init=True)
+
+
+def test_old_spec_dicts_keep_their_meaning():
+    """calib.pt files of format 1 stored ``pretrained: False`` for what was then the random default."""
+    assert ModelSpec.from_dict({"name": "deit_tiny", "weights": None, "pretrained": False,
+                                "model_kwargs": {}}).random_init
+    assert not ModelSpec.from_dict({"name": "cifar10_vit", "weights": None, "pretrained": False,
+                                    "model_kwargs": {}}).random_init
+
+
+def test_class_labels():
+    assert class_labels(ModelSpec("cifar10_vit"), 10)[:3] == ["airplane", "automobile", "bird"]
+    inet = class_labels(ModelSpec("deit_tiny"), 1000)
+    assert len(inet) == 1000 and inet[0].startswith("tench")
+    assert class_labels(ModelSpec("deit_tiny"), 7) is None

@@ -34,14 +34,15 @@ def _check_output(path: Path, force: bool) -> None:
 
 def _parity(cal, path: Path, images: int) -> dict:
     from ..api import evaluate
-    from ..data import BUNDLED_CALIB_DIR, eval_loader
+    from ..api import default_calib_set
+    from ..data import CALIB_SETS, eval_loader
     from ..runtime import open_session, parity
-    root = Path(cal.calib_info.get("dir", BUNDLED_CALIB_DIR))
+    root = cal.calib_dir or CALIB_SETS[default_calib_set(cal.spec)]
     loader = eval_loader(root, cal.data_cfg, batch_size=50, limit=images)
     sess = open_session(path)
     ref = evaluate(cal.qmodel, loader, progress=False)["logits"]
     out = evaluate(sess, loader, progress=False)["logits"]
-    return {**parity(out, ref), "custom_ops": sess.custom_ops, "images_from": str(root)}
+    return {**parity(out, ref), "custom_ops": sess.custom_ops, "images_from": cal.calib_info.get("set", root.name)}
 
 
 def export_command(args) -> None:

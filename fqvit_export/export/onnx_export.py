@@ -20,7 +20,8 @@ from ..api import Calibrated, atomic_write
 from ..ops.functions import DOMAIN, OP_VERSION, OPSET, function_protos
 from .graph import trace_graph
 
-__all__ = ["IR_VERSION", "OPSET", "ExportResult", "build_onnx", "export_onnx", "metadata", "float_onnx"]
+__all__ = ["IR_VERSION", "OPSET", "ExportResult", "build_onnx", "export_onnx", "metadata", "float_onnx",
+           "simplify_model"]
 
 IR_VERSION = 8
 """IR 8 with opset 18: loadable by onnxruntime >= 1.14 (1.20 reads IR <= 10, opset <= 21)."""
@@ -43,22 +44,27 @@ def metadata(cal: Calibrated) -> dict[str, str]:
     pre = {"resize_shorter_side": resize, "interpolation": cfg["interpolation"], "center_crop": [h, w],
            "crop_pct": cfg["crop_pct"], "mean": cfg["mean"], "std": cfg["std"], "scale_to": "[0, 1] before mean/std",
            "color": "RGB"}
-    head = cal.float_model.get_classifier()
-    return {
+    model = cal.spec.to_dict()
+    if model.get("weights"):
+        model["weights"] = Path(model["weights"]).name  # never the exporting machine's path
+    meta = {
         "input_name": "input", "input_shape": json.dumps(["batch", c, h, w]), "input_layout": "NCHW",
-        "input_dtype": "float32", "output_name": "logits", "num_classes": str(head.out_features),
+        "input_dtype": "float32", "output_name": "logits", "num_classes": str(cal.num_classes),
         "preprocessing": json.dumps(pre), "data_config": json.dumps(cfg),
-        "model": json.dumps(cal.spec.to_dict()), "quantization": json.dumps(cal.config.to_dict()),
+        "model": json.dumps(model), "weights": json.dumps(cal.weights), "quantization": json.dumps(cal.config.to_dict()),
         "calibration": json.dumps(cal.calib_info), "com.fqvit.op_version": str(OP_VERSION),
         "fqvit_export.version": __version__,
     }
+    if cal.labels is not None:
+        meta["labels"] = json.dumps(cal.labels)
+    return meta
 
 
 def _assemble(cal: Calibrated, quantized: bool) -> onnx.ModelProto:
     c, h, w = cal.data_cfg["input_size"]
     b, out = trace_graph(cal.float_model, cal.qmodel.adapter, cal.qmodel.points, cal.config, quantized)
     nodes = [*b.nodes, helper.make_node("Identity", [out], ["logits"], name="output/Identity")]
-    num_classes = cal.float_model.get_classifier().out_features
+    num_classes = cal.num_classes
     graph = helper.make_graph(
         nodes, f"{cal.spec.name}_{'fqvit' if quantized else 'fp32'}",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", c, h, w])],
@@ -76,8 +82,11 @@ def _assemble(cal: Calibrated, quantized: bool) -> onnx.ModelProto:
     return model
 
 
-def _simplify(model: onnx.ModelProto) -> tuple[onnx.ModelProto, bool]:
-    """onnxsim (0.8.x keeps model-local functions); fall back to the input if it fails or drops a function."""
+def simplify_model(model: onnx.ModelProto) -> tuple[onnx.ModelProto, bool]:
+    """onnxsim (0.8.x keeps model-local functions); fall back to the input if it fails or drops a function.
+
+    onnxsim annotates what it changed and removed in ``onnxsim.*`` metadata entries: a log for whoever ran it, not for
+    the people who receive the model, so those entries are dropped (on the model, its graph and its nodes)."""
     import onnxsim
     try:
         simplified, ok = onnxsim.simplify(model)
@@ -85,7 +94,19 @@ def _simplify(model: onnx.ModelProto) -> tuple[onnx.ModelProto, bool]:
         return model, False
     if not ok or len(simplified.functions) != len(model.functions):
         return model, False
+    for proto in (simplified, simplified.graph, *simplified.graph.node):
+        _drop_metadata(proto, "onnxsim")
     return simplified, True
+
+
+def _drop_metadata(proto, prefix: str) -> None:
+    props = getattr(proto, "metadata_props", None)
+    if props is None:
+        return
+    keep = [(p.key, p.value) for p in props if not p.key.startswith(prefix)]
+    del props[:]
+    for key, value in keep:
+        props.add(key=key, value=value)
 
 
 def build_onnx(cal: Calibrated, simplify: bool = True, quantized: bool = True) -> tuple[onnx.ModelProto, bool]:
@@ -94,7 +115,7 @@ def build_onnx(cal: Calibrated, simplify: bool = True, quantized: bool = True) -
     onnx.checker.check_model(model, full_check=True)
     simplified = False
     if simplify:
-        model, simplified = _simplify(model)
+        model, simplified = simplify_model(model)
         if simplified:
             onnx.checker.check_model(model, full_check=True)
     return model, simplified

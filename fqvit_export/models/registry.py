@@ -1,11 +1,14 @@
 """Model names: FQ-ViT's eight seed models, the bundled CIFAR-10 models, and any timm ViT/DeiT/Swin.
 
 ``create(spec)`` returns a float timm model in eval mode whose ``pretrained_cfg`` carries the data config that
-:func:`fqvit_export.data.resolve_data_config` resolves the way timm does.
+:func:`fqvit_export.data.resolve_data_config` resolves the way timm does. Weights come from exactly one place, in this
+order: ``--weights PATH``, the bundled checkpoint of a bundled name, ``--random-init``, else timm's pretrained weights
+(the hub, or its local cache), which is what FQ-ViT quantizes. :func:`weights_info` says which, for the metadata.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import socket
@@ -16,9 +19,10 @@ import timm
 import torch
 from torch import nn
 
-from .adapters import ADAPTERS
+from .adapters import check_supported
 
-__all__ = ["FQVIT_MODELS", "BUNDLED_MODELS", "ModelSpec", "ModelError", "create", "available_models"]
+__all__ = ["FQVIT_MODELS", "BUNDLED_MODELS", "CIFAR10_CLASSES", "ModelSpec", "ModelError", "create",
+           "available_models", "weights_info", "class_labels", "file_sha256"]
 
 FQVIT_MODELS: dict[str, str] = {
     "deit_tiny": "deit_tiny_patch16_224",
@@ -37,7 +41,10 @@ _FQVIT_CROP = {"deit": 0.875, "vit": 0.9, "swin": 0.9}
 _BUNDLED_DIR = Path(__file__).parent / "bundled"
 BUNDLED_MODELS = ("cifar10_vit", "cifar10_swin")
 """Models trained on CIFAR-10 that ship inside the package (weights and data config), usable offline."""
-_FAMILIES = ("vit_", "deit_", "swin_")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+"""CIFAR-10's classes in the ImageFolder (sorted) order the bundled models were trained with."""
+_SUPPORTED = (timm.models.VisionTransformer, timm.models.SwinTransformer)
+_HUB_HOST = "huggingface.co"
 
 
 class ModelError(ValueError):
@@ -50,11 +57,33 @@ class ModelSpec:
 
     name: str
     weights: str | None = None
-    pretrained: bool = False
+    random_init: bool = False
     model_kwargs: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.weights is not None and self.random_init:
+            raise ModelError("--weights and --random-init exclude each other")
+
+    @property
+    def source(self) -> str:
+        """Where the weights come from: ``file``, ``bundled``, ``random`` or ``hub``."""
+        if self.weights is not None:
+            return "file"
+        if self.name in BUNDLED_MODELS:
+            return "bundled"
+        return "random" if self.random_init else "hub"
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelSpec":
+        """Read a spec written by this or an earlier version (which had ``pretrained`` and random by default)."""
+        d = dict(d)
+        if "pretrained" in d:
+            pretrained = d.pop("pretrained")
+            d.setdefault("random_init", not pretrained and d.get("weights") is None and d["name"] not in BUNDLED_MODELS)
+        return cls(**d)
 
 
 def available_models() -> list[str]:
@@ -81,25 +110,39 @@ def _create_bundled(spec: ModelSpec) -> nn.Module:
 
 def _timm_name(name: str) -> str:
     timm_name = FQVIT_MODELS.get(name, name)
-    if not timm.is_model(timm_name) or not timm_name.startswith(_FAMILIES):
+    if not timm.is_model(timm_name):
         raise ModelError(f"unknown model {name!r}: use one of {', '.join(available_models())} "
-                         f"or a timm ViT/DeiT/Swin name (e.g. deit_small_patch16_224)")
+                         f"or a timm ViT/DeiT/Swin name (e.g. deit3_small_patch16_224, deit_base_patch16_224.fb_in1k)")
     return timm_name
 
 
-@contextlib.contextmanager
-def _offline_unless_reachable(pretrained: bool, host: str = "huggingface.co"):
-    """Without a route to the hub, let huggingface_hub answer from its cache at once instead of retrying for a
-    minute: ``--pretrained`` then fails fast (or loads cached weights)."""
-    if not pretrained or os.environ.get("HF_HUB_OFFLINE"):
-        yield
-        return
+def _hub_reachable(host: str = _HUB_HOST) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("0", "false", "no", ""):
+        return False
     try:
         socket.getaddrinfo(host, 443)
-        yield
-        return
+        return True
     except OSError:
-        pass
+        return False
+
+
+def _hub_cached(timm_name: str) -> bool:
+    """Whether timm's pretrained file for ``timm_name`` is already in the local huggingface_hub cache."""
+    from huggingface_hub import try_to_load_from_cache
+    from timm.models import get_pretrained_cfg
+    cfg = get_pretrained_cfg(timm_name)
+    repo = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+    if not repo:
+        return False
+    repo, _, _ = repo.partition(":")
+    files = [getattr(cfg, "hf_hub_filename", None), "model.safetensors", "open_clip_pytorch_model.bin",
+             "pytorch_model.bin"]
+    return any(isinstance(try_to_load_from_cache(repo, f), str) for f in files if f)
+
+
+@contextlib.contextmanager
+def _hub_offline():
+    """Make huggingface_hub answer from its cache at once instead of retrying for a minute."""
     from huggingface_hub import constants  # read at call time by the download functions
     before = constants.HF_HUB_OFFLINE
     constants.HF_HUB_OFFLINE = True
@@ -109,30 +152,97 @@ def _offline_unless_reachable(pretrained: bool, host: str = "huggingface.co"):
         constants.HF_HUB_OFFLINE = before
 
 
+def _no_weights(spec: ModelSpec, timm_name: str, why: str) -> ModelError:
+    return ModelError(f"no weights for {spec.name}: timm's pretrained weights ({timm_name}) {why}; pass "
+                      f"--weights PATH for a local checkpoint, or --random-init for random weights "
+                      f"(speed and structure checks only)")
+
+
+def _check_architecture(spec: ModelSpec, model: nn.Module) -> None:
+    if not isinstance(model, _SUPPORTED):
+        raise ModelError(f"{spec.name} is a timm {type(model).__name__}; fqvit-export quantizes VisionTransformer "
+                         f"(and its subclasses) and SwinTransformer models")
+    check_supported(model)
+
+
+def _create_timm(spec: ModelSpec) -> nn.Module:
+    timm_name = _timm_name(spec.name)
+    try:  # the architecture first, on the meta device (no memory, no init): refusals come in well under a second
+        with torch.device("meta"):
+            _check_architecture(spec, timm.create_model(timm_name, pretrained=False, **spec.model_kwargs))
+    except TypeError as e:
+        raise ModelError(f"bad --model-kwargs for {timm_name}: {e}") from None
+    hub = spec.source == "hub"
+    reachable = hub and _hub_reachable()
+    if hub and not reachable and not _hub_cached(timm_name):  # fail before building the model: in a second
+        raise _no_weights(spec, timm_name, "cannot be downloaded here (no route to the hub) and are not cached")
+    try:
+        with _hub_offline() if hub and not reachable else contextlib.nullcontext():
+            model = timm.create_model(timm_name, pretrained=hub, **spec.model_kwargs)
+    except TypeError as e:
+        raise ModelError(f"bad --model-kwargs for {timm_name}: {e}") from None
+    except RuntimeError as e:
+        if not hub:
+            raise
+        if "No pretrained weights exist" in str(e):
+            raise _no_weights(spec, timm_name, "do not exist in timm") from None
+        raise _no_weights(spec, timm_name, f"could not be loaded ({str(e).splitlines()[0][:160]})") from None
+    except Exception as e:  # hub download failures come as many exception types
+        if not hub:
+            raise
+        raise _no_weights(spec, timm_name, f"could not be fetched ({type(e).__name__})") from None
+    return model
+
+
 def create(spec: ModelSpec) -> nn.Module:
-    """Build the float model: bundled weights, ``--weights PATH``, ``--pretrained`` (timm hub) or random init."""
-    if spec.name in BUNDLED_MODELS:
-        model = _create_bundled(spec)
-    else:
-        timm_name = _timm_name(spec.name)
-        try:
-            with _offline_unless_reachable(spec.pretrained):
-                model = timm.create_model(timm_name, pretrained=spec.pretrained, **spec.model_kwargs)
-        except TypeError as e:
-            raise ModelError(f"bad --model-kwargs for {timm_name}: {e}") from None
-        except Exception as e:  # hub download failures come as many exception types
-            if not spec.pretrained:
-                raise
-            raise ModelError(f"could not fetch pretrained weights for {timm_name} ({type(e).__name__}); "
-                             f"offline? pass --weights PATH to a local checkpoint") from None
+    """Build the float model: ``--weights PATH``, bundled weights, ``--random-init``, else timm's pretrained ones."""
+    if spec.weights is not None and not Path(spec.weights).is_file():
+        raise ModelError(f"weights file not found: {spec.weights}")
+    model = _create_bundled(spec) if spec.name in BUNDLED_MODELS else _create_timm(spec)
     if spec.name in FQVIT_MODELS:
         model.pretrained_cfg = {**model.pretrained_cfg, "crop_pct": _FQVIT_CROP[spec.name.split("_")[0]]}
-    if type(model).__name__ not in ADAPTERS:
-        raise ModelError(f"{spec.name} is a {type(model).__name__}; fqvit-export quantizes "
-                         f"{' and '.join(ADAPTERS)} models")
+    if spec.name in BUNDLED_MODELS:
+        _check_architecture(spec, model)
     if spec.weights is not None:
         load_weights(model, Path(spec.weights))
     return model.eval()
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def weights_info(spec: ModelSpec) -> dict:
+    """Where the weights came from, for the model's metadata: no local paths, a file by name and SHA-256."""
+    source = spec.source
+    if source == "file":
+        return {"source": "file", "file": Path(spec.weights).name, "sha256": file_sha256(spec.weights)}
+    if source == "bundled":
+        return {"source": "bundled", "name": spec.name}
+    if source == "hub":
+        from timm.models import get_pretrained_cfg
+        timm_name = _timm_name(spec.name)
+        cfg = get_pretrained_cfg(timm_name)
+        tag = f"{cfg.architecture}.{cfg.tag}" if cfg is not None and cfg.tag else timm_name
+        return {"source": "hub", "tag": tag, "hf_hub_id": getattr(cfg, "hf_hub_id", None)}
+    return {"source": "random"}
+
+
+def class_labels(spec: ModelSpec, num_classes: int) -> list[str] | None:
+    """Class names for a model's outputs: CIFAR-10's for the bundled models, ImageNet's (timm's own ImageNet info,
+    whose subset timm infers from the class count) for the others, else None (``--labels FILE`` names a user's own)."""
+    if spec.name in BUNDLED_MODELS:
+        return list(CIFAR10_CLASSES) if num_classes == len(CIFAR10_CLASSES) else None
+    from timm.data import ImageNetInfo, infer_imagenet_subset
+    subset = infer_imagenet_subset({"num_classes": num_classes})
+    if subset is None:
+        return None
+    info = ImageNetInfo(subset)
+    return [info.index_to_description(i) for i in range(num_classes)]
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
