@@ -1,18 +1,38 @@
-"""Where the ``com.fqvit`` onnxruntime custom-op library lies (built by ``tools/build_custom_ops.sh``).
+"""Where the ``com.fqvit`` onnxruntime custom-op library lies, and which onnxruntime versions load it.
 
 Two builds exist: ``libfqvit_ops.so`` (CPU kernels, loads wherever onnxruntime >= 1.21 runs) and
-``libfqvit_ops_cuda.so`` (CPU + CUDA kernels, CUDA runtime linked statically). ``FQVIT_CUSTOM_OPS_LIB`` overrides the
-lookup, e.g. to test a sanitizer build.
+``libfqvit_ops_cuda.so`` (CPU + CUDA kernels, CUDA runtime linked statically). ``pip install .`` builds them through
+the package's build backend (scikit-build-core driving ``custom_ops/CMakeLists.txt``) into ``fqvit_export/lib/`` of
+the installed package; ``tools/build_custom_ops.sh`` builds them into the source tree's ``fqvit_export/lib/``.
+``FQVIT_CUSTOM_OPS_LIB`` overrides the lookup, e.g. to test a sanitizer build.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-__all__ = ["ENV_VAR", "custom_ops_library"]
+__all__ = ["ENV_VAR", "ORT_VERSIONS", "custom_ops_library", "library_dirs"]
 
 ENV_VAR = "FQVIT_CUSTOM_OPS_LIB"
+ORT_VERSIONS = ("1.21", "1.32")
+"""onnxruntime versions the library loads in: built against the first's headers (``ORT_API_VERSION`` 21, accepted by
+every later runtime), checked up to the second (../shared/FIELD-NOTES.md s2)."""
 _LIB_DIR = Path(__file__).resolve().parent / "lib"
+
+
+def library_dirs() -> list[Path]:
+    """``lib/`` of every directory the package is imported from.
+
+    A regular install has one; an editable scikit-build-core install has the source tree (Python files) and the
+    install folder in site-packages (the built libraries) both on the package's ``__path__``.
+    """
+    from . import __path__ as pkg_path
+    dirs = [_LIB_DIR]
+    for p in pkg_path:
+        d = Path(p).resolve() / "lib"
+        if d not in dirs:
+            dirs.append(d)
+    return dirs
 
 
 def custom_ops_library(cuda: bool = False) -> Path | None:
@@ -22,8 +42,8 @@ def custom_ops_library(cuda: bool = False) -> Path | None:
         cuda: look for the CUDA-enabled variant (``libfqvit_ops_cuda.so``) instead of the CPU-only one.
 
     Returns:
-        ``$FQVIT_CUSTOM_OPS_LIB`` when set (whatever ``cuda`` says: the user chose the file), else
-        ``fqvit_export/lib/libfqvit_ops[_cuda].so`` when it exists, else ``None``.
+        ``$FQVIT_CUSTOM_OPS_LIB`` when set (whatever ``cuda`` says: the user chose the file), else the first
+        ``lib/libfqvit_ops[_cuda].so`` of ``library_dirs()`` that exists, else ``None``.
 
     Raises:
         FileNotFoundError: ``FQVIT_CUSTOM_OPS_LIB`` names a file that does not exist.
@@ -34,5 +54,8 @@ def custom_ops_library(cuda: bool = False) -> Path | None:
         if not path.is_file():
             raise FileNotFoundError(f"{ENV_VAR}={override} does not exist")
         return path.resolve()
-    path = _LIB_DIR / ("libfqvit_ops_cuda.so" if cuda else "libfqvit_ops.so")
-    return path if path.is_file() else None
+    name = "libfqvit_ops_cuda.so" if cuda else "libfqvit_ops.so"
+    for d in library_dirs():
+        if (d / name).is_file():
+            return d / name
+    return None

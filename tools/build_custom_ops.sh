@@ -5,8 +5,8 @@
 #                                         variant when nvcc is found)
 #   tools/build_custom_ops.sh --sanitize  ASan+UBSan build into build/custom_ops_san/ (not copied into the package)
 #
-# onnxruntime 1.21 headers come from ORT_INCLUDE_DIR when set, else from Debian trixie's libonnxruntime-dev,
-# fetched once with apt into build/ort-headers/ (private apt state; the system's apt configuration is untouched).
+# onnxruntime 1.21 headers come from tools/fetch_ort_headers.sh (ORT_INCLUDE_DIR when set, else Debian trixie's
+# libonnxruntime-dev, fetched once with apt into build/ort-headers/; the system's apt configuration is untouched).
 # A library built against the 1.21 headers loads in onnxruntime 1.21 .. 1.32 (docs: ../shared/FIELD-NOTES.md s2).
 set -euo pipefail
 
@@ -26,48 +26,7 @@ for tool in cmake ninja; do
 done
 
 # --- 1. onnxruntime headers ----------------------------------------------------------------------------------------
-fetch_ort_headers() {
-  local cache="$ROOT/build/ort-headers"
-  local inc="$cache/root/usr/include/onnxruntime"
-  if [[ -f "$inc/onnxruntime_cxx_api.h" ]]; then echo "$inc"; return; fi
-  command -v apt-get >/dev/null 2>&1 || die "apt-get not found: set ORT_INCLUDE_DIR to onnxruntime 1.21 headers"
-  command -v dpkg-deb >/dev/null 2>&1 || die "dpkg-deb not found: set ORT_INCLUDE_DIR to onnxruntime 1.21 headers"
-  local uri
-  local deb822=(/etc/apt/sources.list.d/*.sources)
-  uri="$(grep -h -E '^URIs:.*debian/?$' "${deb822[@]}" 2>/dev/null | head -n1 | awk '{print $2}')"
-  [[ -n "$uri" ]] || uri="$(grep -h -E '^URIs:' "${deb822[@]}" 2>/dev/null | head -n1 | awk '{print $2}')"
-  # one-line format (deb [options] URI suite components), e.g. older Debian images
-  [[ -n "$uri" ]] || uri="$(grep -h -E '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
-                             | sed -E 's/\[[^]]*\] //' | awk '$2 ~ /debian\/?$/ {print $2; exit}')"
-  [[ -n "$uri" ]] || die "no Debian 'URIs:' entry under /etc/apt/sources.list.d/: set ORT_INCLUDE_DIR instead"
-  mkdir -p "$cache/lists/partial" "$cache/cache/archives/partial" "$cache/deb"
-  cat > "$cache/trixie.sources" <<SRC
-Types: deb
-URIs: $uri
-Suites: trixie
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SRC
-  local opts=(-o "Dir::Etc::SourceList=$cache/trixie.sources" -o Dir::Etc::SourceParts=/dev/null
-              -o "Dir::State::Lists=$cache/lists" -o "Dir::Cache=$cache/cache" -o Debug::NoLocking=1)
-  echo "build_custom_ops.sh: fetching onnxruntime headers (trixie libonnxruntime-dev) into build/ort-headers/" >&2
-  apt-get "${opts[@]}" -qq update >&2 || die "apt-get update of the private trixie source failed (network?)"
-  (cd "$cache/deb" && apt-get "${opts[@]}" -qq download libonnxruntime-dev >&2) \
-    || die "apt-get download libonnxruntime-dev failed"
-  local deb
-  deb="$(ls -1 "$cache"/deb/libonnxruntime-dev_*.deb | head -n1)"
-  rm -rf "$cache/root" && dpkg-deb -x "$deb" "$cache/root"
-  [[ -f "$inc/onnxruntime_cxx_api.h" ]] || die "onnxruntime_cxx_api.h not found in $deb"
-  echo "$inc"
-}
-
-if [[ -n "${ORT_INCLUDE_DIR:-}" ]]; then
-  [[ -f "$ORT_INCLUDE_DIR/onnxruntime_cxx_api.h" ]] \
-    || die "ORT_INCLUDE_DIR=$ORT_INCLUDE_DIR has no onnxruntime_cxx_api.h"
-  ORT_INC="$ORT_INCLUDE_DIR"
-else
-  ORT_INC="$(fetch_ort_headers)"
-fi
+ORT_INC="$("$ROOT/tools/fetch_ort_headers.sh")" || die "no onnxruntime headers (see the message above)"
 
 # --- 2. configure + build ------------------------------------------------------------------------------------------
 if [[ $SANITIZE == 1 ]]; then

@@ -1,0 +1,328 @@
+"""Hand-off bundle: an exported model plus everything a deployment team needs to run it without this package.
+
+``write_bundle(model.onnx, DIR)`` writes::
+
+    DIR/model.onnx                       the model, unchanged
+    DIR/lib/libfqvit_ops.so              the com.fqvit kernel library (+ libfqvit_ops_cuda.so for a CUDA target)
+    DIR/labels.txt                       class names, one a line (when the model's metadata has them)
+    DIR/triton/<name>/config.pbtxt       a Triton Inference Server model repository (onnxruntime backend)
+    DIR/triton/<name>/1/model.onnx
+    DIR/triton/<name>/<library>.so       the library Triton's ``model_operations`` names
+    DIR/README.md                        what the model is, its preprocessing, how to register the library
+    DIR/manifest.json                    SHA-256 and size of every file, supported onnxruntime versions
+
+Everything is read from the model's ``metadata_props`` (written by ``export_onnx``) and its graph, defensively: keys
+added by later versions (``labels``, ``weights``, ``accuracy``, ``target``) are used when present. The directory is
+assembled in a temporary sibling and renamed into place, so an error leaves nothing behind.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import onnx
+
+from . import __version__
+from ._lib import ORT_VERSIONS, custom_ops_library
+
+__all__ = ["BundleError", "TRITON_REPOSITORY", "write_bundle", "triton_config", "bundle_metadata", "manifest"]
+
+TRITON_REPOSITORY = "/models"
+"""Where the Triton server sees ``DIR/triton`` (``--model-repository=/models``, the usual container mount).
+
+Triton's onnxruntime backend hands ``op_library_filename`` straight to onnxruntime's ``RegisterCustomOpsLibrary``
+(``dlopen``): a relative path would resolve against the server's working directory, not the model folder, so the
+config names the library by its absolute path under this mount. Pass ``triton_repository`` to change it.
+"""
+MAX_BATCH_SIZE = 64
+_ORT_TYPES = {onnx.TensorProto.FLOAT: "TYPE_FP32", onnx.TensorProto.FLOAT16: "TYPE_FP16",
+              onnx.TensorProto.UINT8: "TYPE_UINT8", onnx.TensorProto.INT8: "TYPE_INT8",
+              onnx.TensorProto.INT32: "TYPE_INT32", onnx.TensorProto.INT64: "TYPE_INT64"}
+_REQUIRED_KEYS = ("fqvit_export.version", "com.fqvit.op_version", "quantization", "input_name")
+
+
+class BundleError(ValueError):
+    """The model cannot be bundled (not an fqvit-export model, bad name); the message is for the user as is."""
+
+
+# --- reading the model ---------------------------------------------------------------------------------------------
+
+def _json(meta: dict[str, str], key: str, default=None):
+    try:
+        return json.loads(meta[key]) if key in meta else default
+    except json.JSONDecodeError:
+        return default
+
+
+def _load(model_path: Path) -> onnx.ModelProto:
+    if not model_path.is_file():
+        raise FileNotFoundError(f"ONNX model not found: {model_path}")
+    try:
+        model = onnx.load(str(model_path))
+    except Exception as e:  # onnx raises DecodeError, RuntimeError, ... on a file that is not a model
+        raise BundleError(f"{model_path} is not an ONNX model ({type(e).__name__})") from None
+    meta = {p.key: p.value for p in model.metadata_props}
+    missing = [k for k in _REQUIRED_KEYS if k not in meta]
+    if missing:
+        raise BundleError(f"{model_path} was not made by fqvit-export (metadata lacks {', '.join(missing)}); "
+                          "export it with fqvit-export first")
+    return model
+
+
+def _value_info(vi: onnx.ValueInfoProto) -> dict:
+    """Name, element type and dims (symbolic dims as -1) of a graph input or output."""
+    tt = vi.type.tensor_type
+    dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tt.shape.dim]
+    return {"name": vi.name, "elem_type": tt.elem_type, "dims": dims}
+
+
+def bundle_metadata(model: onnx.ModelProto) -> dict:
+    """The facts a bundle is generated from: metadata (JSON decoded) plus the graph's first input and output."""
+    meta = {p.key: p.value for p in model.metadata_props}
+    spec = _json(meta, "model", {}) or {}
+    target = meta.get("target", "cpu")
+    return {
+        "name": spec.get("name") or model.graph.name or "model",
+        "model": spec, "quantization": _json(meta, "quantization", {}), "calibration": _json(meta, "calibration"),
+        "preprocessing": _json(meta, "preprocessing", {}), "data_config": _json(meta, "data_config", {}),
+        "weights": _json(meta, "weights"), "accuracy": _json(meta, "accuracy"), "labels": _json(meta, "labels"),
+        "num_classes": meta.get("num_classes"), "input_layout": meta.get("input_layout", "NCHW"),
+        "target": "cuda" if str(target).lower() == "cuda" else "cpu",
+        "op_version": meta.get("com.fqvit.op_version"), "tool_version": meta.get("fqvit_export.version"),
+        "doc": model.doc_string,
+        "input": _value_info(model.graph.input[0]), "output": _value_info(model.graph.output[0]),
+    }
+
+
+# --- Triton ------------------------------------------------------------------------------------------------------
+
+def triton_config(info: dict, name: str, library: str, labels: bool):
+    """Triton ``ModelConfig`` protobuf for the onnxruntime backend.
+
+    Args:
+        info: ``bundle_metadata()`` of the model.
+        name: model name (also the folder name in the repository).
+        library: the path Triton passes to onnxruntime's ``RegisterCustomOpsLibrary``.
+        labels: whether ``labels.txt`` sits beside ``config.pbtxt`` (becomes the output's ``label_filename``).
+    """
+    from tritonclient.grpc import model_config_pb2 as mc  # only the bundle needs tritonclient's protobufs
+
+    def dtype(elem_type: int) -> int:
+        if elem_type not in _ORT_TYPES:
+            raise BundleError(f"tensor type {onnx.TensorProto.DataType.Name(elem_type)} has no Triton type here")
+        return mc.DataType.Value(_ORT_TYPES[elem_type])
+
+    inp, out = info["input"], info["output"]
+    batched = bool(inp["dims"]) and inp["dims"][0] == -1 and bool(out["dims"]) and out["dims"][0] == -1
+    cfg = mc.ModelConfig(name=name, platform="onnxruntime_onnx", max_batch_size=MAX_BATCH_SIZE if batched else 0,
+                         default_model_filename="model.onnx")
+    ci = cfg.input.add(name=inp["name"], data_type=dtype(inp["elem_type"]),
+                       dims=inp["dims"][1:] if batched else inp["dims"])
+    if info["input_layout"] == "NCHW" and len(ci.dims) == 3:
+        ci.format = mc.ModelInput.FORMAT_NCHW
+    co = cfg.output.add(name=out["name"], data_type=dtype(out["elem_type"]),
+                        dims=out["dims"][1:] if batched else out["dims"])
+    if labels:
+        co.label_filename = "labels.txt"
+    if batched:
+        cfg.dynamic_batching.max_queue_delay_microseconds = 100
+    cuda = info["target"] == "cuda"
+    cfg.instance_group.add(count=1, kind=mc.ModelInstanceGroup.KIND_GPU if cuda else mc.ModelInstanceGroup.KIND_CPU)
+    cfg.model_operations.op_library_filename.append(library)
+    return cfg
+
+
+def _pbtxt(cfg) -> str:
+    from google.protobuf import text_format
+    return text_format.MessageToString(cfg)
+
+
+# --- README ------------------------------------------------------------------------------------------------------
+
+def _accuracy_lines(info: dict) -> list[str]:
+    acc = info["accuracy"]
+    if not acc:
+        return ["Not measured at export. Measure it on your own labelled images, e.g. "
+                "`fqvit-export evaluate MODEL --onnx model.onnx --data-dir DIR` (with fqvit-export installed)."]
+    if isinstance(acc, dict):
+        return [f"- {k}: {v}" for k, v in acc.items()]
+    return [str(acc)]
+
+
+def _readme(info: dict, name: str, libs: list[str], triton_lib: str, has_labels: bool) -> str:
+    pre, quant, calib, spec = info["preprocessing"], info["quantization"], info["calibration"], info["model"]
+    inp, out = info["input"], info["output"]
+    lib = f"lib/{libs[-1]}"
+    shape = ["batch" if d == -1 else str(d) for d in inp["dims"]]
+    crop = pre.get("center_crop", inp["dims"][2:])
+    qdesc = ", ".join(f"{k}={v}" for k, v in quant.items() if k != "extra") if quant else "unknown"
+    weights = info["weights"] or ({"source": spec.get("weights") and "file" or "see model"} if spec else None)
+    lines = [
+        f"# {name}: FQ-ViT integer ONNX model", "",
+        f"Made by fqvit-export {info['tool_version']} (`com.fqvit` op version {info['op_version']}). "
+        f"{info['doc'] or ''}".rstrip(), "",
+        "## The model", "",
+        f"- Network: `{spec.get('name', name)}`" + (f", weights: `{json.dumps(weights)}`" if weights else ""),
+        f"- Quantization: {qdesc}",
+        f"- Calibration: `{json.dumps(calib)}`" if calib else "- Calibration: not recorded",
+        f"- Target: {info['target'].upper()} (Triton instance group `KIND_{'GPU' if info['target'] == 'cuda' else 'CPU'}`)",
+        "", "### Accuracy", "", *_accuracy_lines(info), "",
+        "## Input and output", "",
+        f"- Input `{inp['name']}`: float32, layout {info['input_layout']}, shape [{', '.join(shape)}]",
+        f"- Output `{out['name']}`: float32 logits, shape [batch, {info['num_classes'] or out['dims'][-1]}]"
+        " (apply softmax for probabilities)",
+        f"- Classes: {info['num_classes'] or out['dims'][-1]}"
+        + (" (names in `labels.txt`, one a line, in class-index order)" if has_labels else " (no class names in the "
+           "model: class indices only)"),
+        "", "## Preprocessing (do exactly this, in this order)", "",
+        f"1. Decode the image as {pre.get('color', 'RGB')} (8-bit per channel).",
+        f"2. Resize so that the shorter side is {pre.get('resize_shorter_side')} pixels, keeping the aspect ratio, "
+        f"with {pre.get('interpolation', 'bicubic')} interpolation.",
+        f"3. Center-crop to {crop[0]} x {crop[1]} (height x width; crop_pct {pre.get('crop_pct')}).",
+        "4. Scale to [0, 1] (divide by 255) as float32.",
+        f"5. Normalize per channel: (x - mean) / std with mean = {pre.get('mean')}, std = {pre.get('std')} (R, G, B).",
+        f"6. Lay out as {info['input_layout']} (channels first) and stack images into a batch.", "",
+        "## Registering the kernel library", "",
+        f"The model's `com.fqvit` ops also ship as ONNX functions, so stock onnxruntime runs it without the library "
+        f"(same results, several times slower). Register `{lib}` for integer speed. It is built against onnxruntime "
+        f"{ORT_VERSIONS[0]} headers and loads in onnxruntime {ORT_VERSIONS[0]} to {ORT_VERSIONS[1]} (Linux x86_64).",
+        "Set the session option `session.disable_quant_qdq` to `1` as below: it keeps onnxruntime from fusing "
+        "quantized adds with its own rounding, which keeps the outputs bit-identical with the reference.", "",
+        "Python:", "", "```python", "import onnxruntime as ort", "so = ort.SessionOptions()",
+        f'so.register_custom_ops_library("{lib}")', 'so.add_session_config_entry("session.disable_quant_qdq", "1")',
+        'sess = ort.InferenceSession("model.onnx", so, providers=["CPUExecutionProvider"])',
+        f'logits = sess.run(None, {{"{inp["name"]}": x}})[0]   # x: float32 {info["input_layout"]}', "```", "",
+        "C++:", "", "```cpp", "Ort::Env env;", "Ort::SessionOptions so;",
+        f'so.RegisterCustomOpsLibrary(ORT_TSTR("{lib}"));', 'so.AddConfigEntry("session.disable_quant_qdq", "1");',
+        'Ort::Session session(env, ORT_TSTR("model.onnx"), so);', "```", "",
+        "C#:", "", "```csharp", "using var so = new SessionOptions();", f'so.RegisterCustomOpLibrary("{lib}");',
+        'so.AddSessionConfigEntry("session.disable_quant_qdq", "1");',
+        'using var session = new InferenceSession("model.onnx", so);', "```", "",
+        "Java:", "", "```java", "OrtEnvironment env = OrtEnvironment.getEnvironment();",
+        "OrtSession.SessionOptions so = new OrtSession.SessionOptions();",
+        f'so.registerCustomOpLibrary("/absolute/path/to/{lib}");',
+        'so.addConfigEntry("session.disable_quant_qdq", "1");',
+        'OrtSession session = env.createSession("model.onnx", so);', "```", "",
+        "A complete C++ program (load, register, run a preprocessed `.npy` tensor, print the top-5) is "
+        "`examples/cpp/` in the fqvit-export repository.", "",
+        "## Triton Inference Server", "",
+        f"`triton/` is a model repository with one model, `{name}` (platform `onnxruntime_onnx`, dynamic batching, "
+        f"max batch {MAX_BATCH_SIZE}). Mount it at `{TRITON_REPOSITORY}` and start the server with "
+        f"`tritonserver --model-repository={TRITON_REPOSITORY}`. `config.pbtxt` names the library by absolute path, "
+        f"`{triton_lib}`, because Triton hands it to onnxruntime as is (a relative path would resolve against the "
+        "server's working directory). If you mount the repository elsewhere, change `op_library_filename` to "
+        f"`<repository>/{name}/{Path(triton_lib).name}`.", "",
+        "## Files", "",
+        "`manifest.json` lists every file with its SHA-256 and size (check with `sha256sum`), and the supported "
+        "onnxruntime versions.", "",
+    ]
+    return "\n".join(lines)
+
+
+# --- writing -------------------------------------------------------------------------------------------------------
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def manifest(root: Path, extra: dict | None = None) -> dict:
+    """SHA-256 and size of every file under ``root`` (POSIX relative paths, sorted), plus ``extra`` fields."""
+    files = {p.relative_to(root).as_posix(): {"sha256": _sha256(p), "size": p.stat().st_size}
+             for p in sorted(root.rglob("*")) if p.is_file() and p.name != "manifest.json"}
+    return {**(extra or {}), "files": files}
+
+
+def _libraries(target: str) -> list[Path]:
+    cpu = custom_ops_library(cuda=False)
+    if cpu is None:
+        raise FileNotFoundError("the com.fqvit custom-op library is not built (libfqvit_ops.so: run "
+                                "tools/build_custom_ops.sh or reinstall fqvit-export)")
+    if target != "cuda":
+        return [cpu]
+    gpu = custom_ops_library(cuda=True)
+    if gpu is None or gpu == cpu:
+        raise FileNotFoundError("the model targets CUDA but libfqvit_ops_cuda.so is not built (needs nvcc)")
+    return [cpu, gpu]
+
+
+def write_bundle(model_path: str | Path, out_dir: str | Path, force: bool = False, name: str | None = None,
+                 triton_repository: str = TRITON_REPOSITORY) -> Path:
+    """Write a self-contained hand-off directory for an fqvit-export model (layout: module docstring).
+
+    Args:
+        model_path: an ONNX model written by fqvit-export.
+        out_dir: the directory to create; an existing empty one is replaced, a non-empty one only with ``force``.
+        force: replace an existing non-empty ``out_dir``.
+        name: Triton model name (default: the model's name from its metadata).
+        triton_repository: where the server mounts ``out_dir/triton`` (the library path in ``config.pbtxt``).
+
+    Returns:
+        ``out_dir``.
+
+    Raises:
+        BundleError: not an fqvit-export model, or a bad name.
+        FileExistsError: ``out_dir`` exists and is not empty (without ``force``), or is a file.
+        FileNotFoundError: the model or the kernel library it needs is missing, or ``out_dir``'s parent.
+    """
+    model_path, out = Path(model_path), Path(out_dir)
+    model = _load(model_path)
+    info = bundle_metadata(model)
+    name = name or info["name"]
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in (".", ".."):
+        raise BundleError(f"bad model name {name!r}: use letters, digits, '_', '-', '.'")
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise FileExistsError(f"{out} exists and is not empty; pass --force to replace it")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"output folder does not exist: {out.parent}")
+    libs = _libraries(info["target"])
+    labels = info["labels"]
+    if labels is not None and (not isinstance(labels, list) or any("\n" in str(s) for s in labels)):
+        raise BundleError(f"{model_path}: metadata 'labels' is not a list of one-line names")
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        shutil.copyfile(model_path, tmp / "model.onnx")
+        (tmp / "lib").mkdir()
+        for lib in libs:
+            shutil.copyfile(lib, tmp / "lib" / lib.name)
+        repo = tmp / "triton" / name
+        (repo / "1").mkdir(parents=True)
+        shutil.copyfile(model_path, repo / "1" / "model.onnx")
+        triton_lib = libs[-1].name  # the CUDA variant holds the CPU kernels too
+        shutil.copyfile(libs[-1], repo / triton_lib)
+        if labels:
+            text = "".join(f"{s}\n" for s in labels)
+            (tmp / "labels.txt").write_text(text)
+            (repo / "labels.txt").write_text(text)
+        lib_path = f"{triton_repository.rstrip('/')}/{name}/{triton_lib}"
+        (repo / "config.pbtxt").write_text(_pbtxt(triton_config(info, name, lib_path, bool(labels))))
+        (tmp / "README.md").write_text(_readme(info, name, [p.name for p in libs], lib_path, bool(labels)))
+        extra = {"format": 1, "fqvit_export_version": __version__, "model": name, "target": info["target"],
+                 "onnxruntime": {"min": ORT_VERSIONS[0], "max": ORT_VERSIONS[1],
+                                 "note": f"library built against onnxruntime {ORT_VERSIONS[0]} headers; loads in "
+                                         f"{ORT_VERSIONS[0]} .. {ORT_VERSIONS[1]}"},
+                 "libraries": [f"lib/{p.name}" for p in libs], "triton_library": lib_path}
+        (tmp / "manifest.json").write_text(json.dumps(manifest(tmp, extra), indent=1) + "\n")
+        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
+        if out.exists():
+            old = out.with_name(f".{out.name}.old.{os.getpid()}")
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
