@@ -273,6 +273,10 @@ class OnnxBackend(Backend):
         mult = requant_scale(p.channel_scale()) / torch.tensor(float(count))
         return self._int_epilogue(acc, mult, self._unique(f"{scope}.mean"))
 
+    def qmax(self, q: str, in_name: str, axis: int):
+        axes = self.const(np.array([axis], dtype=np.int64), f"axes_{axis}")
+        return self.dequant(self.node("ReduceMax", [q, axes], _scope(q), keepdims=0), in_name)
+
     def layernorm(self, q: str, ln: nn.LayerNorm, in_name: str, out_name: str, alpha_repeat: int = 1):
         g, bt = ln_affine(ln)
         gamma = self.const(g, f"{out_name}.gamma", np.float32)

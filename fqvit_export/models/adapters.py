@@ -128,7 +128,12 @@ def _vit_pool(b: Backend, m: nn.Module, q, name: str):
     total = m.patch_embed.num_patches + m.num_prefix_tokens
     first = 0 if m.pool_include_prefix else m.num_prefix_tokens
     tokens = b.gather(q, torch.arange(first, total), 1) if first else q
-    pooled = b.qmean(tokens, name, 1, total - first)
+    if m.global_pool == "max":
+        pooled = b.qmax(tokens, name, 1)
+    else:
+        pooled = b.qmean(tokens, name, 1, total - first)
+    if m.global_pool == "avgmax":  # timm: 0.5 * (max + mean)
+        pooled = b.scale(b.add(b.qmax(tokens, name, 1), pooled), torch.tensor(0.5), "pool_average")
     if isinstance(m.fc_norm, nn.Identity):
         return [(b.quant(pooled, "head_in"), "head_in")]
     return [(b.layernorm(b.quant(pooled, "pool", ln_input=True), m.fc_norm, "pool", "fc_norm"), "fc_norm")]
@@ -263,7 +268,7 @@ _OTHER_CLASSES = {
 }
 """Common timm ViT-family classes that are not VisionTransformer/SwinTransformer, and the part that keeps them out."""
 
-_VIT_POOLS = ("token", "avg")
+_VIT_POOLS = ("token", "avg", "max", "avgmax")
 
 
 def _refuse(model: nn.Module, part: str) -> None:
@@ -309,6 +314,8 @@ def _check_vit(m: nn.Module) -> None:
         _refuse(m, f"the attention-pooling head (global_pool={m.global_pool!r})")
     if m.global_pool not in _VIT_POOLS:
         _refuse(m, f"global_pool={m.global_pool!r} (supported: {', '.join(map(repr, _VIT_POOLS))})")
+    if hasattr(m, "dist_token") and m.reg_token is not None:
+        _refuse(m, "register tokens beside a distillation token (timm's distilled model ignores them)")
     if not isinstance(m.patch_drop, nn.Identity) and m.training:
         _refuse(m, "patch dropout in training mode")
     _check_norm(m, m.norm_pre, "norm_pre")

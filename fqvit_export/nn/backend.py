@@ -172,6 +172,9 @@ class CalibrateBackend(Backend):
     def qmean(self, x, in_name: str, axis: int, count: int = 0):
         return x.mean(dim=axis)
 
+    def qmax(self, x, in_name: str, axis: int):
+        return x.amax(dim=axis)
+
     def layernorm(self, q, ln: nn.LayerNorm, in_name: str, out_name: str, alpha_repeat: int = 1):
         y = F.layer_norm(q, ln.normalized_shape, *ln_affine(ln), ln.eps)
         self._observe(y, out_name)
@@ -249,6 +252,10 @@ class QuantBackend(Backend):
         """Token average: exact integer sum, then ``f32(acc) * f32(s_c / n)`` (``s_c`` per channel for PTS)."""
         acc = (q.to(torch.int64) - int(self.point(in_name).zero_point)).sum(dim=axis).float()
         return acc * (requant_scale(self.point(in_name).channel_scale()) / torch.tensor(float(q.shape[axis])))
+
+    def qmax(self, q, in_name: str, axis: int):
+        """Token maximum on the codes (dequantization is increasing in every channel), then dequantized."""
+        return self.dequant(q.amax(dim=axis), in_name)
 
     def layernorm(self, q, ln: nn.LayerNorm, in_name: str, out_name: str, alpha_repeat: int = 1):
         pin, pout = self.point(in_name), self.point(out_name)
