@@ -30,7 +30,8 @@ import onnx
 from . import __version__
 from ._lib import ORT_VERSIONS, custom_ops_library
 
-__all__ = ["BundleError", "TRITON_REPOSITORY", "write_bundle", "triton_config", "bundle_metadata", "manifest"]
+__all__ = ["BundleError", "TRITON_REPOSITORY", "write_bundle", "check_bundle_dir", "triton_config", "bundle_metadata",
+           "manifest"]
 
 TRITON_REPOSITORY = "/models"
 """Where the Triton server sees ``DIR/triton`` (``--model-repository=/models``, the usual container mount).
@@ -254,6 +255,23 @@ def _libraries(target: str) -> list[Path]:
     return [cpu, gpu]
 
 
+def check_bundle_dir(out_dir: str | Path, force: bool = False) -> None:
+    """Fail early (before a long export) when ``out_dir`` cannot become a bundle or no CPU library is built.
+
+    Raises:
+        FileExistsError: ``out_dir`` is a file, or a non-empty directory without ``force``.
+        FileNotFoundError: its parent folder does not exist, or the kernel library is not built.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise FileExistsError(f"{out} exists and is not empty; pass --force to replace it")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"output folder does not exist: {out.parent}")
+    _libraries("cpu")
+
+
 def write_bundle(model_path: str | Path, out_dir: str | Path, force: bool = False, name: str | None = None,
                  triton_repository: str = TRITON_REPOSITORY) -> Path:
     """Write a self-contained hand-off directory for an fqvit-export model (layout: module docstring).
@@ -279,12 +297,7 @@ def write_bundle(model_path: str | Path, out_dir: str | Path, force: bool = Fals
     name = name or info["name"]
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in (".", ".."):
         raise BundleError(f"bad model name {name!r}: use letters, digits, '_', '-', '.'")
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise FileExistsError(f"{out} exists and is not empty; pass --force to replace it")
-    if not out.parent.is_dir():
-        raise FileNotFoundError(f"output folder does not exist: {out.parent}")
+    check_bundle_dir(out, force)
     libs = _libraries(info["target"])
     labels = info["labels"]
     if labels is not None and (not isinstance(labels, list) or any("\n" in str(s) for s in labels)):

@@ -18,6 +18,7 @@ from fqvit_export import bundle as bundle_mod
 from fqvit_export._lib import ORT_VERSIONS, custom_ops_library
 from fqvit_export.bundle import BundleError, write_bundle
 from fqvit_export.bundle_cli import bundle_main, preprocess_main
+from fqvit_export.cli import main
 from fqvit_export.preprocess import model_data_config, preprocess_images
 from fqvit_export.runtime import open_session
 
@@ -248,3 +249,17 @@ def test_cpp_example_matches_python_bit_for_bit(bundle, exported, tmp_path):
     assert lines[0].split()[2] == str(int(ref[0].argmax()))
     got = np.load(out)
     assert got.dtype == np.float32 and np.array_equal(got, ref)
+
+
+def test_export_with_bundle_option(tmp_path, capsys):
+    """``fqvit-export MODEL ... -o m.onnx --bundle DIR`` checks DIR before calibrating, then bundles the export."""
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "x").write_text("")
+    calib = ["--calib-size", "60", "--calib-batch-size", "30", "--parity-images", "0"]
+    assert main([NAME, "--pts", "--lis", "-o", str(tmp_path / "m.onnx"), "--bundle", str(full), *calib]) == 2
+    assert "not empty; pass --force" in capsys.readouterr().err and not (tmp_path / "m.onnx").exists()
+    assert main([NAME, "--pts", "--lis", "-o", str(tmp_path / "m.onnx"), "--bundle", str(tmp_path / "b"), *calib]) == 0
+    assert "wrote bundle" in capsys.readouterr().out
+    man = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert man["files"]["model.onnx"]["sha256"] == hashlib.sha256((tmp_path / "m.onnx").read_bytes()).hexdigest()

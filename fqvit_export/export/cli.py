@@ -17,6 +17,8 @@ def add_export_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--report", type=Path, help="write metadata, op counts and parity results as JSON")
     g.add_argument("--parity-images", type=int, default=100,
                    help="calibration-set images on which to compare onnxruntime with PyTorch (0: skip)")
+    g.add_argument("--bundle", type=Path, metavar="DIR",
+                   help="also write a hand-off bundle here (as 'fqvit-export bundle': library, Triton, README)")
 
 
 def _check_output(path: Path, force: bool) -> None:
@@ -51,6 +53,9 @@ def export_command(args) -> None:
     _check_output(args.output, args.force)
     if args.report is not None:
         _check_output(args.report, True)
+    if args.bundle is not None:
+        from ..bundle import check_bundle_dir
+        check_bundle_dir(args.bundle, args.force)
     cal = get_calibrated(args)
     print(f"exporting {cal.spec.name} [{cal.config.label()}] ...", file=sys.stderr)
     res = export_onnx(cal, args.output, simplify=args.simplify, force=args.force)
@@ -70,3 +75,6 @@ def export_command(args) -> None:
         report = {"path": str(res.path), "size_bytes": res.size_bytes, "ops": res.ops, "simplified": res.simplified,
                   "metadata": res.metadata, "parity": par}
         atomic_write(args.report, lambda tmp: Path(tmp).write_text(json.dumps(report, indent=1)))
+    if args.bundle is not None:
+        from ..bundle import write_bundle
+        print(f"wrote bundle {write_bundle(args.output, args.bundle, force=args.force)}")
