@@ -171,7 +171,8 @@ def _readme(info: dict, name: str, libs: list[str], triton_lib: str, has_labels:
         f"- Network: `{spec.get('name', name)}`" + (f", weights: `{json.dumps(weights)}`" if weights else ""),
         f"- Quantization: {qdesc}",
         f"- Calibration: `{json.dumps(calib)}`" if calib else "- Calibration: not recorded",
-        f"- Target: {info['target'].upper()} (Triton instance group `KIND_{'GPU' if info['target'] == 'cuda' else 'CPU'}`)",
+        f"- Target: {info['target'].upper()} (Triton instance group "
+        f"`KIND_{'GPU' if info['target'] == 'cuda' else 'CPU'}`)",
         "", "### Accuracy", "", *_accuracy_lines(info), "",
         "## Input and output", "",
         f"- Input `{inp['name']}`: float32, layout {info['input_layout']}, shape [{', '.join(shape)}]",

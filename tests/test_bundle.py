@@ -1,4 +1,4 @@
-"""Hand-off bundle: a fresh process without fqvit_export, Triton's ModelConfig, the manifest, the C++ example, errors."""
+"""Hand-off bundle: a fresh process without fqvit_export, Triton's ModelConfig, the manifest, C++ example, errors."""
 from __future__ import annotations
 
 import hashlib

@@ -13,7 +13,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 die() { echo "fetch_ort_headers.sh: $*" >&2; exit 1; }
 
 if [[ -n "${ORT_INCLUDE_DIR:-}" ]]; then
-  [[ -f "$ORT_INCLUDE_DIR/onnxruntime_cxx_api.h" ]] || die "ORT_INCLUDE_DIR=$ORT_INCLUDE_DIR has no onnxruntime_cxx_api.h"
+  [[ -f "$ORT_INCLUDE_DIR/onnxruntime_cxx_api.h" ]] \
+    || die "ORT_INCLUDE_DIR=$ORT_INCLUDE_DIR has no onnxruntime_cxx_api.h"
   echo "$ORT_INCLUDE_DIR"
   exit 0
 fi
