@@ -64,9 +64,11 @@ def _load(model_path: Path) -> onnx.ModelProto:
     if not model_path.is_file():
         raise FileNotFoundError(f"ONNX model not found: {model_path}")
     try:
-        model = onnx.load(str(model_path))
+        model = onnx.load(str(model_path), load_external_data=False)
     except Exception as e:  # onnx raises DecodeError, RuntimeError, ... on a file that is not a model
         raise BundleError(f"{model_path} is not an ONNX model ({type(e).__name__})") from None
+    if any(onnx.external_data_helper.uses_external_data(t) for t in model.graph.initializer):
+        raise BundleError(f"{model_path} keeps tensors in external data files, which a bundle does not copy")
     meta = {p.key: p.value for p in model.metadata_props}
     missing = [k for k in _REQUIRED_KEYS if k not in meta]
     if missing:
@@ -162,7 +164,9 @@ def _readme(info: dict, name: str, libs: list[str], triton_lib: str, has_labels:
     shape = ["batch" if d == -1 else str(d) for d in inp["dims"]]
     crop = pre.get("center_crop", inp["dims"][2:])
     qdesc = ", ".join(f"{k}={v}" for k, v in quant.items() if k != "extra") if quant else "unknown"
-    weights = info["weights"] or ({"source": spec.get("weights") and "file" or "see model"} if spec else None)
+    weights = info["weights"]
+    providers = '["CUDAExecutionProvider", "CPUExecutionProvider"]' if info["target"] == "cuda" \
+        else '["CPUExecutionProvider"]'
     lines = [
         f"# {name}: FQ-ViT integer ONNX model", "",
         f"Made by fqvit-export {info['tool_version']} (`com.fqvit` op version {info['op_version']}). "
@@ -197,7 +201,7 @@ def _readme(info: dict, name: str, libs: list[str], triton_lib: str, has_labels:
         "quantized adds with its own rounding, which keeps the outputs bit-identical with the reference.", "",
         "Python:", "", "```python", "import onnxruntime as ort", "so = ort.SessionOptions()",
         f'so.register_custom_ops_library("{lib}")', 'so.add_session_config_entry("session.disable_quant_qdq", "1")',
-        'sess = ort.InferenceSession("model.onnx", so, providers=["CPUExecutionProvider"])',
+        f'sess = ort.InferenceSession("model.onnx", so, providers={providers})',
         f'logits = sess.run(None, {{"{inp["name"]}": x}})[0]   # x: float32 {info["input_layout"]}', "```", "",
         "C++:", "", "```cpp", "Ort::Env env;", "Ort::SessionOptions so;",
         f'so.RegisterCustomOpsLibrary(ORT_TSTR("{lib}"));', 'so.AddConfigEntry("session.disable_quant_qdq", "1");',
@@ -328,7 +332,9 @@ def write_bundle(model_path: str | Path, out_dir: str | Path, force: bool = Fals
                                          f"{ORT_VERSIONS[0]} .. {ORT_VERSIONS[1]}"},
                  "libraries": [f"lib/{p.name}" for p in libs], "triton_library": lib_path}
         (tmp / "manifest.json").write_text(json.dumps(manifest(tmp, extra), indent=1) + "\n")
-        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; the bundle gets the umask's permissions like any dir
         if out.exists():
             old = out.with_name(f".{out.name}.old.{os.getpid()}")
             os.replace(out, old)
