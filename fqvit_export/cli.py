@@ -1,4 +1,5 @@
-"""Command line: ``fqvit-export MODEL [options] -o model.onnx`` and the ``calibrate``/``evaluate``/``run`` commands.
+"""Command line: ``fqvit-export MODEL [options] -o model.onnx`` and the calibrate / evaluate / run / bundle /
+preprocess commands.
 
 Options follow timm's scripts (``--weights``, ``--model-kwargs``, ``--img-size``, ``--crop-pct``, ``--interpolation``,
 ``--mean``, ``--std``); a model without bundled weights loads timm's pretrained ones unless ``--weights PATH`` or
@@ -13,9 +14,11 @@ import sys
 import traceback
 from pathlib import Path
 
-__all__ = ["main", "calibrate_main", "evaluate_main", "export_main", "run_main"]
+__all__ = ["main", "calibrate_main", "evaluate_main", "export_main", "run_main", "bundle_main", "preprocess_main"]
 
 PROG = "fqvit-export"
+QUANT_METHODS = "minmax | ema | percentile | omse"
+"""The names of ``quant.observers.OBSERVERS``, for the help text (a test keeps them equal)."""
 
 
 # --- shared option groups ------------------------------------------------------------------------------------------
@@ -53,9 +56,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_quant_args(p: argparse.ArgumentParser) -> None:
-    from .quant.observers import OBSERVERS
     g = p.add_argument_group("quantization (FQ-ViT)")
-    g.add_argument("--quant-method", default="minmax", choices=list(OBSERVERS), help="activation calibrator")
+    g.add_argument("--quant-method", default="minmax", metavar="NAME",  # checked by QuantConfig (no torch import here)
+                   help=f"activation calibrator: {QUANT_METHODS}")
     g.add_argument("--pts", "--ptf", action="store_true", help="Powers-of-Two Scale for LayerNorm inputs")
     g.add_argument("--lis", action="store_true", help="Log-Int-Softmax (4-bit log2 attention codes)")
     g.add_argument("--w-bits", type=int, default=8)
@@ -114,15 +117,29 @@ def warn_random(weights: dict | None) -> None:
               f"only, its predictions mean nothing", file=sys.stderr)
 
 
+def _check_default_weights(args) -> None:
+    """Fail before importing torch and timm when an FQ-ViT name's default weights (timm's pretrained ones) cannot be
+    had. Other names need timm to be told apart from typos; the registry checks them, also before building."""
+    from .models.names import FQVIT_MODELS, hub_weights_missing, no_weights_error
+    if getattr(args, "calib", None) is not None or not getattr(args, "model", None):
+        return
+    if not hasattr(args, "random_init"):
+        return
+    if args.model in FQVIT_MODELS and args.weights is None and not args.random_init \
+            and hub_weights_missing(args.model):
+        raise no_weights_error(args.model, FQVIT_MODELS.get(args.model, args.model),
+                               "cannot be downloaded here (no route to the hub) and are not cached")
+
+
 def _run(fn, args) -> int:
-    """Run a command; user errors become one line (exit 2), Ctrl-C exits 130 leaving no partial file."""
-    from .api import CalibrationError
-    from .data import DataError
-    from .models.adapters import UnsupportedModel
-    from .models.registry import ModelError
-    user_errors = (ModelError, DataError, CalibrationError, UnsupportedModel, FileExistsError, FileNotFoundError,
-                   PermissionError, IsADirectoryError, ValueError)
+    """Run a command; user errors become one line (exit 2), Ctrl-C exits 130 leaving no partial file.
+
+    User errors are ``ValueError`` (``ModelError``, ``DataError``, ``CalibrationError``, ``UnsupportedModel`` derive
+    from it) and the file errors below; nothing heavy is imported before the weights check, so that an offline
+    default fails at once."""
+    user_errors = (ValueError, FileExistsError, FileNotFoundError, PermissionError, IsADirectoryError)
     try:
+        _check_default_weights(args)
         fn(args)
         return 0
     except KeyboardInterrupt:
@@ -238,16 +255,28 @@ def run_main(argv: list[str] | None = None) -> int:
     return run(argv)
 
 
-COMMANDS = {"calibrate": calibrate_main, "evaluate": evaluate_main, "export": export_main, "run": run_main}
+def bundle_main(argv: list[str] | None = None) -> int:
+    from .bundle_cli import bundle_main as bundle
+    return bundle(argv)
+
+
+def preprocess_main(argv: list[str] | None = None) -> int:
+    from .bundle_cli import preprocess_main as preprocess
+    return preprocess(argv)
+
+
+COMMANDS = {"calibrate": calibrate_main, "evaluate": evaluate_main, "export": export_main, "run": run_main,
+            "bundle": bundle_main, "preprocess": preprocess_main}
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``fqvit-export [calibrate|evaluate|export|run] ...``; without a command it exports."""
+    """``fqvit-export [calibrate|evaluate|export|run|bundle|preprocess] ...``; without a command it exports."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in COMMANDS:
         return COMMANDS[argv[0]](argv[1:])
     if argv and argv[0] in ("-h", "--help"):
-        print(f"usage: {PROG} MODEL [options] -o model.onnx\n       {PROG} {{calibrate,evaluate,export,run}} "
+        print(f"usage: {PROG} MODEL [options] -o model.onnx\n       {PROG} {{calibrate,evaluate,export,run,bundle,"
+              f"preprocess}} "
               f"...\n\nWithout a command, {PROG} exports (see '{PROG} export --help').")
         return 0
     return export_main(argv)

@@ -100,3 +100,23 @@ def test_calibration_file_keeps_provenance(tmp_path, calibrated):
     back = load_calibration(tmp_path / "c.pt")
     assert back.weights == cal.weights and back.labels == cal.labels and back.calib_info == cal.calib_info
     assert back.calib_dir == cal.calib_dir
+
+
+def test_quant_method_help_names_every_observer():
+    from fqvit_export.cli import QUANT_METHODS
+    from fqvit_export.quant.observers import OBSERVERS
+    assert QUANT_METHODS.split(" | ") == list(OBSERVERS)
+
+
+def test_offline_default_fails_before_importing_torch(tmp_path):
+    """The real command: the check runs before torch and timm are imported, so it answers at once."""
+    import subprocess
+    import sys
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}
+    code = ("import sys; from fqvit_export.cli import main; rc = main(['deit_tiny', '-o', sys.argv[1]]); "
+            "assert 'torch' not in sys.modules and 'timm' not in sys.modules, 'imported torch'; sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.onnx")], capture_output=True, text=True,
+                          env=env)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("fqvit-export: error: no weights for deit_tiny") and proc.stderr.count("\n") == 1
+    assert not (tmp_path / "x.onnx").exists()

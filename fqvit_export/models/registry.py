@@ -10,8 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,35 +18,18 @@ import torch
 from torch import nn
 
 from .adapters import check_supported
+from .names import BUNDLED_MODELS, FQVIT_MODELS, ModelError, hub_reachable, no_weights_error
 
 __all__ = ["FQVIT_MODELS", "BUNDLED_MODELS", "CIFAR10_CLASSES", "ModelSpec", "ModelError", "create",
            "available_models", "weights_info", "class_labels", "file_sha256"]
 
-FQVIT_MODELS: dict[str, str] = {
-    "deit_tiny": "deit_tiny_patch16_224",
-    "deit_small": "deit_small_patch16_224",
-    "deit_base": "deit_base_patch16_224",
-    "vit_base": "vit_base_patch16_224.augreg_in21k_ft_in1k",
-    "vit_large": "vit_large_patch16_224.augreg_in21k_ft_in1k",
-    "swin_tiny": "swin_tiny_patch4_window7_224",
-    "swin_small": "swin_small_patch4_window7_224",
-    "swin_base": "swin_base_patch4_window7_224",
-}
-"""The model names of the FQ-ViT paper and the timm weights they correspond to."""
 _FQVIT_CROP = {"deit": 0.875, "vit": 0.9, "swin": 0.9}
 """FQ-ViT's eval crop per family (timm's own DeiT configs say 0.9; mean/std already match FQ-ViT's)."""
 
 _BUNDLED_DIR = Path(__file__).parent / "bundled"
-BUNDLED_MODELS = ("cifar10_vit", "cifar10_swin")
-"""Models trained on CIFAR-10 that ship inside the package (weights and data config), usable offline."""
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 """CIFAR-10's classes in the ImageFolder (sorted) order the bundled models were trained with."""
 _SUPPORTED = (timm.models.VisionTransformer, timm.models.SwinTransformer)
-_HUB_HOST = "huggingface.co"
-
-
-class ModelError(ValueError):
-    """Bad model name, weights file or checkpoint; the message is meant for the user as is."""
 
 
 @dataclass
@@ -116,16 +97,6 @@ def _timm_name(name: str) -> str:
     return timm_name
 
 
-def _hub_reachable(host: str = _HUB_HOST) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("0", "false", "no", ""):
-        return False
-    try:
-        socket.getaddrinfo(host, 443)
-        return True
-    except OSError:
-        return False
-
-
 def _hub_cached(timm_name: str) -> bool:
     """Whether timm's pretrained file for ``timm_name`` is already in the local huggingface_hub cache."""
     from huggingface_hub import try_to_load_from_cache
@@ -152,12 +123,6 @@ def _hub_offline():
         constants.HF_HUB_OFFLINE = before
 
 
-def _no_weights(spec: ModelSpec, timm_name: str, why: str) -> ModelError:
-    return ModelError(f"no weights for {spec.name}: timm's pretrained weights ({timm_name}) {why}; pass "
-                      f"--weights PATH for a local checkpoint, or --random-init for random weights "
-                      f"(speed and structure checks only)")
-
-
 def _check_architecture(spec: ModelSpec, model: nn.Module) -> None:
     if not isinstance(model, _SUPPORTED):
         raise ModelError(f"{spec.name} is a timm {type(model).__name__}; fqvit-export quantizes VisionTransformer "
@@ -173,9 +138,9 @@ def _create_timm(spec: ModelSpec) -> nn.Module:
     except TypeError as e:
         raise ModelError(f"bad --model-kwargs for {timm_name}: {e}") from None
     hub = spec.source == "hub"
-    reachable = hub and _hub_reachable()
+    reachable = hub and hub_reachable()
     if hub and not reachable and not _hub_cached(timm_name):  # fail before building the model: in a second
-        raise _no_weights(spec, timm_name, "cannot be downloaded here (no route to the hub) and are not cached")
+        raise no_weights_error(spec.name, timm_name, "cannot be downloaded here (no route to the hub) and are not cached")
     try:
         with _hub_offline() if hub and not reachable else contextlib.nullcontext():
             model = timm.create_model(timm_name, pretrained=hub, **spec.model_kwargs)
@@ -185,12 +150,12 @@ def _create_timm(spec: ModelSpec) -> nn.Module:
         if not hub:
             raise
         if "No pretrained weights exist" in str(e):
-            raise _no_weights(spec, timm_name, "do not exist in timm") from None
-        raise _no_weights(spec, timm_name, f"could not be loaded ({str(e).splitlines()[0][:160]})") from None
+            raise no_weights_error(spec.name, timm_name, "do not exist in timm") from None
+        raise no_weights_error(spec.name, timm_name, f"could not be loaded ({str(e).splitlines()[0][:160]})") from None
     except Exception as e:  # hub download failures come as many exception types
         if not hub:
             raise
-        raise _no_weights(spec, timm_name, f"could not be fetched ({type(e).__name__})") from None
+        raise no_weights_error(spec.name, timm_name, f"could not be fetched ({type(e).__name__})") from None
     return model
 
 
