@@ -97,6 +97,7 @@ def get_calibrated(args):
         cal = load_calibration(args.calib)
         if cal.spec.name != args.model:
             raise CalibrationError(f"{args.calib} was calibrated for {cal.spec.name}, not {args.model}")
+        warn_random(cal.weights)
         return cal
     spec, opts = _spec_and_data(args)
     cal = calibrate(spec, _quant_config(args), opts, calib_dir=args.calib_dir, calib_size=args.calib_size,
