@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import timm
 import torch
@@ -18,9 +19,10 @@ from conftest import IMAGENET
 from fqvit_export._lib import custom_ops_library
 from fqvit_export.api import calibrate
 from fqvit_export.data import DataOptions, eval_loader
-from fqvit_export.export.onnx_export import export_onnx
+from fqvit_export.export.onnx_export import export_onnx, float_onnx
 from fqvit_export.models.adapters import UnsupportedModel, check_supported
 from fqvit_export.models.registry import ModelSpec
+from fqvit_export.nn.backend import CalibrateBackend
 from fqvit_export.nn.quant_model import QuantModel
 from fqvit_export.ops.functions import DOMAIN
 from fqvit_export.quant.point import QuantConfig
@@ -77,7 +79,8 @@ def _id(case) -> str:
 @pytest.mark.parametrize("name, kwargs, part", SUPPORTED, ids=[_id(c) for c in SUPPORTED])
 def test_variant_bit_exact(name: str, kwargs: dict, part: str, tmp_path: Path) -> None:
     """Calibrate (2 images), export with PTS + LIS, run on stock onnxruntime (function bodies) and with the
-    kernel library: logits identical to the quantized PyTorch model, and close to the float model's."""
+    kernel library: logits identical to the quantized PyTorch model, and close to the float model's; the same
+    adapter in float (PyTorch and the FP32 ONNX graph) reproduces timm's forward."""
     torch.manual_seed(0)
     model = timm.create_model(name, **kwargs)
     _perturb(model)
@@ -95,13 +98,17 @@ def test_variant_bit_exact(name: str, kwargs: dict, part: str, tmp_path: Path) -
         assert np.array_equal(Session(path, library="on")(x), ref)
     with torch.no_grad():
         fp = cal.float_model(x).numpy()
+        # the adapter run in float is timm's own forward (token order, padding, pooling), in PyTorch and as FP32 ONNX
+        adapter_fp = cal.qmodel.adapter(CalibrateBackend({}, cal.config), cal.float_model, x).numpy()
+    np.testing.assert_allclose(adapter_fp, fp, rtol=0, atol=1e-4 * np.abs(fp).max())
+    onnx.save(float_onnx(cal, simplify=False), tmp_path / "f.onnx")
+    np.testing.assert_allclose(Session(tmp_path / "f.onnx", library="off")(x), fp, rtol=0, atol=1e-4 * np.abs(fp).max())
     assert ref.std() > 0 and np.corrcoef(ref.ravel(), fp.ravel())[0, 1] > 0.9  # quantized, not broken
 
 
 def test_distilled_head_bit_exact(tmp_path: Path) -> None:
     """The distilled DeiT head as timm runs it in eval mode, ``(head(x[:, 0]) + head_dist(x[:, 1])) / 2``: the
     graph (assembled here without the api) gives the quantized PyTorch logits bit for bit."""
-    import onnx
     from onnx import TensorProto, helper
 
     from fqvit_export.export.graph import trace_graph

@@ -341,7 +341,8 @@ def _float_activation(b: OnnxBackend, x: str, act: nn.Module) -> str:
         return y
     approximate = getattr(act, "approximate", "none")
     kind = type(act).__name__
-    if kind == "GELUTanh" or (kind == "GELU" and approximate == "tanh"):  # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+    if kind == "GELUTanh" or (kind == "GELU" and approximate == "tanh"):
+        # 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))
         inner = b.node("Add", [x, mul(x, x, x, c(0.044715))], scope)
         t = b.node("Tanh", [mul(inner, c(math.sqrt(2 / math.pi)))], scope)
         return mul(mul(x, c(0.5)), b.node("Add", [t, c(1.0)], scope))
