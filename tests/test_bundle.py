@@ -263,3 +263,11 @@ def test_export_with_bundle_option(tmp_path, capsys):
     assert "wrote bundle" in capsys.readouterr().out
     man = json.loads((tmp_path / "b" / "manifest.json").read_text())
     assert man["files"]["model.onnx"]["sha256"] == hashlib.sha256((tmp_path / "m.onnx").read_bytes()).hexdigest()
+
+
+def test_main_dispatches_bundle_and_preprocess(exported, tmp_path):
+    path = exported[0]
+    assert main(["bundle", str(path), "-o", str(tmp_path / "b")]) == 0
+    assert (tmp_path / "b" / "manifest.json").is_file()
+    assert main(["preprocess", str(path), str(_test_images(1)[0]), "-o", str(tmp_path / "x.npy")]) == 0
+    assert np.array_equal(np.load(tmp_path / "x.npy"), np.load(exported[1])[:1])
