@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -63,16 +62,33 @@ def bundle(exported):
     return write_bundle(path, path.parent / "out")
 
 
+def _only_numpy_and_onnxruntime(root: Path) -> Path:
+    """A folder holding links to the numpy and onnxruntime packages only: the whole import path of the fresh process."""
+    import numpy
+    import onnxruntime
+    root.mkdir()
+    for mod in (numpy, onnxruntime):
+        pkg = Path(mod.__file__).parent
+        for p in (pkg, pkg.with_name(pkg.name + ".libs")):
+            if p.exists():
+                (root / p.name).symlink_to(p)
+    return root
+
+
 def test_fresh_process_without_fqvit_export_is_bit_exact(bundle, exported, tmp_path):
-    """Only onnxruntime and numpy, the Triton copy of the model and the bundle's library: the same bits."""
+    """Only onnxruntime and numpy (``python -I -S``: no site-packages, where fqvit_export lies), the Triton copy of
+    the model and the bundle's library: the same bits as ``fqvit_export.runtime``."""
     _, x_path, ref = exported
+    site = _only_numpy_and_onnxruntime(tmp_path / "site")
     script = tmp_path / "deploy.py"
     script.write_text(textwrap.dedent(f"""
+        import importlib.util
         import sys
+        sys.path.insert(0, {str(site)!r})
+        assert importlib.util.find_spec('fqvit_export') is None and importlib.util.find_spec('torch') is None
+        assert not any(p.startswith({str(ROOT)!r}) for p in sys.path), sys.path
         import numpy as np
         import onnxruntime as ort
-        root = {str(ROOT)!r}
-        assert not any(p and (p == root or p.startswith(root + '/fqvit_export')) for p in sys.path), sys.path
         bundle, x, out = sys.argv[1:4]
         so = ort.SessionOptions()
         so.register_custom_ops_library(bundle + '/lib/libfqvit_ops.so')
@@ -83,9 +99,8 @@ def test_fresh_process_without_fqvit_export_is_bit_exact(bundle, exported, tmp_p
         print('ok', sorted(m for m in ('numpy', 'onnxruntime', 'fqvit_export', 'torch') if m in sys.modules))
     """))
     out = tmp_path / "logits.npy"
-    proc = subprocess.run([sys.executable, "-I", str(script), str(bundle), str(x_path), str(out)], cwd=tmp_path,
-                          capture_output=True, text=True, env={k: v for k, v in os.environ.items()
-                                                               if k not in ("PYTHONPATH", "FQVIT_CUSTOM_OPS_LIB")})
+    proc = subprocess.run([sys.executable, "-I", "-S", str(script), str(bundle), str(x_path), str(out)],
+                          cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "ok ['numpy', 'onnxruntime']" in proc.stdout
     got = np.load(out)
