@@ -90,6 +90,15 @@ def _mlp_residual(b: Backend, blk: nn.Module, q, name: str, p: str):
     return b.quant(x, name, ln_input=True), name
 
 
+def _check_input(m: nn.Module, x) -> None:
+    """The quantized path is traced for the model's own image size (position embedding, window partition): say so
+    in one line instead of failing on a shape deep inside. ``x`` is a tensor name while exporting (not checked)."""
+    want = tuple(m.patch_embed.img_size)
+    if isinstance(x, torch.Tensor) and tuple(x.shape[-2:]) != want:
+        raise ValueError(f"{type(m).__name__} was built for {want[0]}x{want[1]} images, got "
+                         f"{x.shape[-2]}x{x.shape[-1]}: set the data size to the model's img_size (--img-size)")
+
+
 # --- ViT / DeiT ---------------------------------------------------------------------------------------------------
 
 def _prefix_tokens(m: nn.Module) -> torch.Tensor | None:
@@ -143,6 +152,7 @@ def vit_forward(b: Backend, m: nn.Module, x):
     """timm ``VisionTransformer`` and subclasses (ViT, DeiT, DeiT-3, distilled DeiT, CLIP, DINOv2, ...): prefix
     tokens, learned position embedding, optional ``norm_pre``, pre-norm blocks with optional qk-norm and
     LayerScale, token or average pooling with optional ``fc_norm``."""
+    _check_input(m, x)
     name = "pos_add"
     q = b.quant(_vit_embed(b, m, x), name, ln_input=True)
     if not isinstance(m.norm_pre, nn.Identity):
@@ -203,6 +213,7 @@ def _rel_bias(attn: nn.Module) -> torch.Tensor:
 def swin_forward(b: Backend, m: nn.Module, x):
     """timm ``SwinTransformer`` (v1): shifted windows (zero-padded to whole windows), relative position bias,
     patch merging."""
+    _check_input(m, x)
     pe = m.patch_embed
     x = b.patch_embed(b.quant(x, "input"), "input", pe.proj, "patch_embed.proj", pe.grid_size)
     hh, ww = pe.grid_size
