@@ -1,7 +1,8 @@
 // C++ test driver of the com.fqvit CPU kernels, without onnxruntime: every CPU path (scalar, AVX2, AVX-512, as far
-// as this CPU runs them) on random and adversarial inputs, compared element by element with a literal transcription
-// of docs/ops.md written here independently of the kernels (int64 division, per-element shifts, float32 steps in the
-// documented order). Meant to run under the ASan+UBSan build (tools/build_custom_ops.sh --sanitize).
+// as this CPU runs them) on random and adversarial inputs, compared element by element with an oracle built from
+// fqvit_ops/arith.h, the one statement of docs/ops.md's steps in C++ (the independent checks of that arithmetic are
+// the Python tests: reference vs kernels and function bodies). Meant to run under the ASan+UBSan build too
+// (tools/build_custom_ops.sh --sanitize).
 //
 //   build/custom_ops_san/kernel_test [--quick]      exit status 0 when every case matches
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "fqvit_ops/arith.h"
 #include "fqvit_ops/c_api.h"
 #include "fqvit_ops/common.h"
 
@@ -29,37 +31,27 @@ std::vector<u8> rand_u8(size_t n, int lo = 0, int hi = 255) {
   return v;
 }
 
-// --- literal oracles (docs/ops.md) -----------------------------------------------------------------------------------
-
-int32_t quant(float v, float s, int32_t zp) {
-  float r = std::nearbyint(v / s);
-  if (!(r >= -1073741824.0f)) r = -1073741824.0f;
-  if (r > 1073741824.0f) r = 1073741824.0f;
-  const int32_t q = static_cast<int32_t>(r) + zp;
-  return q < 0 ? 0 : (q > 255 ? 255 : q);
-}
+// --- oracles: docs/ops.md through fqvit_ops/arith.h ------------------------------------------------------------------
+// The per-element and per-row steps are the shared header's (the scalar CPU bodies and the CUDA kernels call the
+// same functions); what is written here is the plain loop structure around them: one row and one element at a time,
+// int64 statistics, no tables, no vectors. Every SIMD path is compared with it element by element.
 
 std::vector<u8> ref_pts(const std::vector<u8>& x, const std::vector<u8>& alpha, const std::vector<float>& gamma,
                         const std::vector<float>& beta, int64_t c, float xs, int32_t xzp, float eps, float ys,
                         int32_t yzp) {
   const int64_t rows = static_cast<int64_t>(x.size()) / c;
   std::vector<u8> y(x.size());
-  const float t1 = xs * xs, t2 = static_cast<float>(c * c) * eps, e = t2 / t1;  // Sec. 2 step 3
+  const float e = fqvit::pts_eps_term(c, eps, xs);  // Sec. 2 step 3
   for (int64_t r = 0; r < rows; ++r) {
-    std::vector<int64_t> xi(c);
     int64_t s1 = 0, s2 = 0;
     for (int64_t k = 0; k < c; ++k) {
-      xi[k] = (static_cast<int64_t>(x[r * c + k]) - xzp) * (int64_t(1) << alpha[k]);
-      s1 += xi[k];
-      s2 += xi[k] * xi[k];
+      const int64_t xi = fqvit::pts_x(x[r * c + k], xzp, alpha[k]);
+      s1 += xi;
+      s2 += xi * xi;
     }
-    const int64_t d = c * s2 - s1 * s1;
-    const float den = std::sqrt(static_cast<float>(d) + e);
+    const float den = fqvit::pts_den(c, s1, s2, e);
     for (int64_t k = 0; k < c; ++k) {
-      const float yv = den > 0.0f ? static_cast<float>(c * xi[k] - s1) / den : 0.0f;
-      float v = yv * gamma[k];
-      v = v + beta[k];
-      y[r * c + k] = static_cast<u8>(quant(v, ys, yzp));
+      y[r * c + k] = fqvit::pts_out(fqvit::pts_x(x[r * c + k], xzp, alpha[k]), c, s1, den, gamma[k], beta[k], ys, yzp);
     }
   }
   return y;
@@ -67,29 +59,22 @@ std::vector<u8> ref_pts(const std::vector<u8>& x, const std::vector<u8>& alpha, 
 
 // mask: per element (already broadcast), may be empty.
 std::vector<u8> ref_lis(const std::vector<u8>& x, const std::vector<u8>& mask, int64_t n, int64_t mult, int bits) {
-  const int zc = (1 << bits) - 1;
   const int64_t rows = static_cast<int64_t>(x.size()) / n;
+  const fqvit::LisRootThresholds roots = fqvit::lis_root_thresholds(bits);
   std::vector<u8> out(x.size());
   for (int64_t r = 0; r < rows; ++r) {
     auto masked = [&](int64_t j) { return !mask.empty() && mask[r * n + j] != 0; };
     int64_t mx = -1;
     for (int64_t j = 0; j < n; ++j) mx = std::max<int64_t>(mx, masked(j) ? -1 : x[r * n + j]);
-    std::vector<int64_t> e(n);
+    std::vector<int32_t> e(n);
     int64_t s = 0;
     for (int64_t j = 0; j < n; ++j) {
-      const int64_t t = ((masked(j) ? -1 : x[r * n + j]) - mx) * mult;
-      const int64_t nn = (-t) >> 14, rr = t + (nn << 14);
-      const int64_t z = rr * (rr + 63993) + 1559991451;
-      e[j] = masked(j) ? 0 : (z >> std::min<int64_t>(nn, 62));
+      e[j] = masked(j) ? 0 : static_cast<int32_t>(fqvit::lis_exp_term(mx - x[r * n + j], mult));
       s += e[j];
     }
-    s = std::max<int64_t>(s, 1);
-    for (int64_t j = 0; j < n; ++j) {
-      const int64_t p = (e[j] << 30) / s;
-      int code = 0;
-      for (int k = 0; k < zc; ++k) code += (p * p < (int64_t(1) << (59 - 2 * k))) ? 1 : 0;
-      out[r * n + j] = static_cast<u8>(code);
-    }
+    int32_t f[fqvit::kLisMaxCodes + 1];
+    for (int k = 0; k <= fqvit::kLisMaxCodes; ++k) f[k] = fqvit::lis_row_threshold(roots.t[k], s);
+    for (int64_t j = 0; j < n; ++j) out[r * n + j] = fqvit::lis_code(e[j], f);
   }
   return out;
 }
@@ -103,12 +88,10 @@ std::vector<u8> ref_lismm(const std::vector<u8>& a, const std::vector<u8>& v, in
       for (int64_t k = 0; k < d; ++k) {
         int64_t acc = 0;
         for (int64_t j = 0; j < n; ++j) {
-          const int code = a[(b * m + i) * n + j];
-          if (code < zc) acc += (static_cast<int64_t>(v[(b * n + j) * d + k]) - vzp) * (int64_t(1) << (14 - code));
+          const int64_t w = fqvit::lis_weight(a[(b * m + i) * n + j], zc);
+          acc += w * (static_cast<int64_t>(v[(b * n + j) * d + k]) - vzp);
         }
-        float t = static_cast<float>(acc) * vs;
-        t = t * 0x1p-14f;
-        y[(b * m + i) * d + k] = static_cast<u8>(quant(t, ys, yzp));
+        y[(b * m + i) * d + k] = fqvit::lis_matmul_out(acc, vs, ys, yzp);
       }
     }
   }
@@ -122,16 +105,13 @@ std::vector<u8> ref_lookup(const std::vector<u8>& x, const std::vector<u8>& tabl
   return y;
 }
 
-// docs/ops.md Sec. 1 (integer matmuls): t = f32(A); t = t * m[n]; t = t + b[n]; quantize. ms/bs: 1 or n entries.
+// docs/ops.md Sec. 1 (integer matmuls): per element requantize_one; m and b hold 1 or n entries.
 std::vector<u8> ref_requantize(const std::vector<int32_t>& a, const std::vector<float>& m, const std::vector<float>& b,
                                int64_t n, float ys, int32_t yzp) {
   std::vector<u8> y(a.size());
   for (size_t i = 0; i < a.size(); ++i) {
     const size_t c = static_cast<size_t>(static_cast<int64_t>(i) % n);
-    volatile float t = static_cast<float>(a[i]);  // volatile: one rounding per step, whatever the compiler flags
-    t = t * m[m.size() == 1 ? 0 : c];
-    t = t + b[b.size() == 1 ? 0 : c];
-    y[i] = static_cast<u8>(quant(t, ys, yzp));
+    y[i] = fqvit::requantize_one(a[i], m[m.size() == 1 ? 0 : c], b[b.size() == 1 ? 0 : c], ys, yzp);
   }
   return y;
 }

@@ -32,20 +32,25 @@ How the ONNX ops reproduce the document's arithmetic exactly:
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import onnx
 from onnx import AttributeProto, TensorProto, helper
 
-from .reference import (
+from .reference import lis_code_thresholds
+from .spec import (
+    DOMAIN,
     LIS_FRAC_BITS,
+    LIS_MAX_BITS,
     LIS_NORM_BITS,
     LIS_POLY_B,
     LIS_POLY_C,
+    LIS_ROOT_THRESHOLDS,
     LIS_VALUE_SHIFT,
-    lis_code_thresholds,
+    OP_VERSION,
+    OPS,
+    OPSET,
 )
 
 __all__ = [
@@ -62,20 +67,12 @@ __all__ = [
     "requantize_function",
 ]
 
-DOMAIN = "com.fqvit"
-"""Domain of the custom ops (and of their model-local functions)."""
-OP_VERSION = 1
-"""Version of the ``com.fqvit`` opset; the model's ``opset_import`` must name it."""
-OPSET = 18
-"""Standard ONNX opset of the function bodies (and of the exported models, IR version 8)."""
-LIS_MAX_BITS = 4
-"""Largest ``bits`` the LIS bodies support: the threshold vector holds ``T_k`` for ``k < 2^4 - 1 = 15``."""
-
+# DOMAIN, OP_VERSION, OPSET and LIS_MAX_BITS are ops/spec.py's, re-exported for the exporter.
 _LIS_THRESHOLDS = lis_code_thresholds(LIS_MAX_BITS)  # T_k = 2^(2P - 1 - 2k), k = 0 .. 14
 assert len(_LIS_THRESHOLDS) == 15 and _LIS_THRESHOLDS[-1] == 1 << 31
 # T'_k = the smallest integer whose square reaches T_k, so that p^2 < T_k <=> p < T'_k (p >= 0); a 16th entry 0
 # (never above p) closes the table for the binary search of step 6.
-_LIS_ROOT_THRESHOLDS = [math.isqrt(t - 1) + 1 for t in _LIS_THRESHOLDS] + [0]
+_LIS_ROOT_THRESHOLDS = [*LIS_ROOT_THRESHOLDS, 0]
 assert all(r * r >= t > (r - 1) * (r - 1) for r, t in zip(_LIS_ROOT_THRESHOLDS, _LIS_THRESHOLDS))
 
 
@@ -135,10 +132,11 @@ class _Body:
         return self.op("Cast", [q], out, to=TensorProto.UINT8)
 
 
-def _function(name: str, inputs: list[str], outputs: list[str], attributes: list[str], body: _Body, doc: str
-              ) -> onnx.FunctionProto:
-    return helper.make_function(DOMAIN, name, inputs, outputs, body.nodes, [helper.make_opsetid("", OPSET)],
-                                attributes=attributes, doc_string=doc)
+def _function(name: str, body: _Body, doc: str) -> onnx.FunctionProto:
+    """The function of op ``name``: its inputs, outputs and attributes as ops/spec.py states them."""
+    spec = OPS[name]
+    return helper.make_function(DOMAIN, name, spec.input_names, spec.output_names, body.nodes,
+                                [helper.make_opsetid("", OPSET)], attributes=spec.attribute_names, doc_string=doc)
 
 
 def pts_layernorm_function() -> onnx.FunctionProto:
@@ -181,9 +179,7 @@ def pts_layernorm_function() -> onnx.FunctionProto:
     v = b.op("Add", [b.op("Mul", [y, "gamma"], "y_gamma"), "beta"], "v")
     # Step 7: Y_c = clamp(round(v_c / y_scale) + y_zero_point, 0, 255).
     b.quantize_linear(v, "y_scale", "y_zero_point", "Y")
-    return _function("PTSLayerNorm",
-                     ["X", "x_scale", "x_zero_point", "alpha", "gamma", "beta", "y_scale", "y_zero_point"], ["Y"],
-                     ["epsilon"], b, "LayerNorm of PTS-quantized uint8 rows, uint8 out (docs/ops.md Sec. 2).")
+    return _function("PTSLayerNorm", b, "LayerNorm of PTS-quantized uint8 rows, uint8 out (docs/ops.md Sec. 2).")
 
 
 def log_int_softmax_function() -> onnx.FunctionProto:
@@ -239,7 +235,7 @@ def log_int_softmax_function() -> onnx.FunctionProto:
         code = b.op("Add", [code, hit_times(step, b.op("Gather", [roots, idx], f"probe{step}", axis=0))],
                     f"code_{step}")
     b.op("Cast", [code], "codes", to=TensorProto.UINT8)
-    return _function("LogIntSoftmax", ["X", "mask"], ["codes"], ["multiplier", "bits"], b,
+    return _function("LogIntSoftmax", b,
                      "Log-Int-Softmax: uint8 logits in, log2 probability codes out (docs/ops.md Sec. 3).")
 
 
@@ -268,8 +264,7 @@ def lis_matmul_function() -> onnx.FunctionProto:
     t = b.op("Mul", [b.op("Cast", [acc], "acc_f32", to=TensorProto.FLOAT), "v_scale"], "t_scaled")
     t = b.op("Mul", [t, b.const("two_pow_minus_14", TensorProto.FLOAT, 2.0 ** -LIS_VALUE_SHIFT)], "t")
     b.quantize_linear(t, "y_scale", "y_zero_point", "Y")
-    return _function("LISMatMul", ["A", "V", "v_scale", "v_zero_point", "y_scale", "y_zero_point"], ["Y"], ["bits"],
-                     b, "attention@V on LIS codes with shifts, uint8 out (docs/ops.md Sec. 4).")
+    return _function("LISMatMul", b, "attention@V on LIS codes with shifts, uint8 out (docs/ops.md Sec. 4).")
 
 
 def lookup_function() -> onnx.FunctionProto:
@@ -285,7 +280,7 @@ def lookup_function() -> onnx.FunctionProto:
     idx = b.op("Cast", ["X"], "X_i32", to=TensorProto.INT32)
     # Step 2: Y = table[idx] along axis 0 of the 1-D table: uint8, the shape of X.
     b.op("Gather", ["table", idx], "Y", axis=0)
-    return _function("Lookup", ["X", "table"], ["Y"], [], b,
+    return _function("Lookup", b,
                      "uint8 -> uint8 table lookup Y = table[X], 256-entry table (docs/ops.md Sec. 1, GELU table).")
 
 
@@ -304,7 +299,7 @@ def requantize_function() -> onnx.FunctionProto:
     t = b.op("Add", [t, "bias"], "t")
     # Step 4: Y = clamp(round(t / y_scale) + y_zero_point, 0, 255).
     b.quantize_linear(t, "y_scale", "y_zero_point", "Y")
-    return _function("Requantize", ["A", "multiplier", "bias", "y_scale", "y_zero_point"], ["Y"], [], b,
+    return _function("Requantize", b,
                      "int32 MatMulInteger accumulator -> uint8: QuantizeLinear((f32(A) * multiplier) + bias) "
                      "(docs/ops.md Sec. 1, integer matmuls).")
 

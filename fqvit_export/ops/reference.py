@@ -13,6 +13,20 @@ import math
 import torch
 
 from ..quant.primitives import quantize
+from .spec import (
+    LIS_FRAC_BITS,
+    LIS_MAX_BITS,
+    LIS_MIN_BITS,
+    LIS_NORM_BITS,
+    LIS_POLY_B,
+    LIS_POLY_C,
+    LIS_ROOT_THRESHOLDS,
+    LIS_VALUE_SHIFT,
+    LOOKUP_TABLE_SIZE,
+    MAX_ALPHA,
+    MAX_LIS_MULTIPLIER,
+    MAX_LN_CHANNELS,
+)
 
 __all__ = [
     "LIS_FRAC_BITS",
@@ -32,26 +46,7 @@ __all__ = [
     "requantize",
 ]
 
-# --- constants fixed by docs/ops.md -------------------------------------------------------------------------------
-LIS_FRAC_BITS = 14
-"""L: exponent arithmetic runs in units of ln(2) / 2^L, so ln(2) itself is exact (2^L units)."""
-_POLY = (0.35815147, 0.96963238, 1.0)  # I-BERT's exp(r) ~ a r^2 + b r + c on (-ln 2, 0]
-_UNIT = math.log(2.0) / (1 << LIS_FRAC_BITS)
-LIS_POLY_B = math.floor(_POLY[1] / (_POLY[0] * _UNIT))
-"""floor(b / (a u)) = 63993: the linear coefficient of the integer polynomial."""
-LIS_POLY_C = math.floor(_POLY[2] / (_POLY[0] * _UNIT * _UNIT))
-"""floor(c / (a u^2)) = 1559991451 < 2^31: the constant term of the integer polynomial."""
-LIS_NORM_BITS = 30
-"""P: probabilities are normalised to ``floor(e * 2^P / sum)`` before the log2 rounding."""
-LIS_VALUE_SHIFT = 14
-"""Code k (< zero code) weighs 2^(14 - k) in the attention@V accumulator, i.e. 2^-k in units of 2^-14."""
-MAX_LN_CHANNELS = 4096
-"""Largest LayerNorm width for which ``C * x_c - S1`` stays exact in float32 (|.| <= 4096 * 4080 < 2^24)."""
-MAX_ALPHA = 3
-"""K: PTS factors are 2^alpha_c with alpha_c in 0..K, so |x_c| <= 255 * 2^K = 2040 fits int16 (docs/ops.md Sec. 2)."""
-MAX_LIS_MULTIPLIER = (1 << 31) - 1
-"""Largest LogIntSoftmax multiplier M: t_j = d_j * M stays far inside int64 (|d_j| <= 255)."""
-assert LIS_POLY_B == 63993 and LIS_POLY_C == 1559991451
+# The constants of docs/ops.md live in ops/spec.py (one statement for Python and, checked, for C++); re-exported here.
 
 
 def lis_multiplier(scale: float | torch.Tensor) -> int:
@@ -67,8 +62,8 @@ def lis_code_thresholds(bits: int) -> list[int]:
 
 
 def _check_bits(bits: int) -> int:
-    if not 1 <= bits <= 4:
-        raise ValueError(f"LIS supports 1..4 bits, got {bits}")
+    if not LIS_MIN_BITS <= bits <= LIS_MAX_BITS:
+        raise ValueError(f"LIS supports {LIS_MIN_BITS}..{LIS_MAX_BITS} bits, got {bits}")
     return (1 << bits) - 1
 
 
@@ -143,7 +138,7 @@ def log_int_softmax(x: torch.Tensor, multiplier: int, bits: int = 4, mask: torch
     s = e.sum(dim=-1, keepdim=True).clamp(min=1)
     p = torch.div(e << LIS_NORM_BITS, s, rounding_mode="floor")
     # p^2 >= 2^(2P-1-2k)  <=>  p >= T'_k, the smallest integer whose square reaches the threshold (exact ints).
-    sqrt_thr = torch.tensor(sorted(math.isqrt(t - 1) + 1 for t in lis_code_thresholds(bits)), dtype=torch.int64)
+    sqrt_thr = torch.tensor(sorted(LIS_ROOT_THRESHOLDS[:zero_code]), dtype=torch.int64)
     code = zero_code - torch.searchsorted(sqrt_thr, p.contiguous(), right=True)
     return code.to(torch.uint8)
 
@@ -173,8 +168,9 @@ def lookup(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     ``table`` holds 256 uint8 entries, ``T[c] = quantize(gelu(dequantize(c, fc1)), act)`` computed once by the
     exporter; ``y`` has the shape of ``x``. Purely integer: no rounding anywhere.
     """
-    if table.dtype != torch.uint8 or table.shape != (256,):
-        raise ValueError(f"Lookup needs a uint8 table of shape [256], got {table.dtype} {list(table.shape)}")
+    if table.dtype != torch.uint8 or table.shape != (LOOKUP_TABLE_SIZE,):
+        raise ValueError(f"Lookup needs a uint8 table of shape [{LOOKUP_TABLE_SIZE}], got {table.dtype} "
+                         f"{list(table.shape)}")
     return table[x.long()].to(torch.uint8)
 
 

@@ -8,8 +8,6 @@
 
 namespace fqvit {
 
-constexpr int64_t kLookupTableSize = 256;  // one entry per uint8 code
-
 struct LookupParams {
   int64_t n = 0;           // elements of X (and Y)
   int64_t table_size = 0;  // elements of the table: must be kLookupTableSize

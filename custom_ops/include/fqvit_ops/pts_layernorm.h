@@ -20,17 +20,21 @@ struct PtsLayerNormParams {
 
 // Parameter checks shared by every entry point; "" when fine. alpha (host memory, C values) is checked when given.
 std::string pts_layernorm_check(const PtsLayerNormParams& p, const uint8_t* alpha_host);
-
-// Step 3, once per tensor: e = (f32(C * C) * epsilon) / (x_scale * x_scale).
-float pts_layernorm_eps_term(int64_t channels, float epsilon, float x_scale);
+// alpha values (host memory, `count` of them) in 0..kMaxAlpha; "" when fine.
+std::string pts_layernorm_alpha_check(const uint8_t* alpha_host, int64_t count);
 
 // Rows [row_begin, row_end) of X [rows, C] -> Y [rows, C]. alpha values must be 0..3 (checked by the caller).
 void pts_layernorm_cpu(const uint8_t* x, const uint8_t* alpha, const float* gamma, const float* beta, uint8_t* y,
                        const PtsLayerNormParams& p, int64_t row_begin, int64_t row_end, Isa isa);
 
 // CUDA: all rows, device pointers, enqueued on `stream` (a cudaStream_t), no host synchronisation. alpha values
-// above 3 are treated as 3 (the device cannot report them without a sync). Returns a cudaError_t value (0 = success).
+// must be 0..3, checked by the caller on a host copy (pts_layernorm_cuda_alpha_to_host). Returns a cudaError_t value
+// (0 = success).
 int pts_layernorm_cuda(const uint8_t* x, const uint8_t* alpha, const float* gamma, const float* beta, uint8_t* y,
                        const PtsLayerNormParams& p, void* stream);
+
+// Copies `channels` alpha bytes from the device to `host` on `stream` and waits for them (a synchronisation: used
+// once per kernel for a constant alpha, and by the C entry point). Returns a cudaError_t value.
+int pts_layernorm_cuda_alpha_to_host(const uint8_t* alpha_device, int64_t channels, uint8_t* host, void* stream);
 
 }  // namespace fqvit

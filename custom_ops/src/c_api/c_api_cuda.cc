@@ -1,6 +1,7 @@
 // Plain C entry points of the CUDA kernels (fqvit_ops/c_api.h): device pointers, a cudaStream_t, no synchronisation.
 // Only in libfqvit_ops_cuda.so; tools/gpu_check.py calls them through ctypes on torch CUDA tensors.
 #include <string>
+#include <vector>
 
 #include "c_api/c_api_internal.h"
 #include "fqvit_ops/c_api.h"
@@ -28,7 +29,13 @@ int fqvit_pts_layernorm_cuda(const uint8_t* x, const uint8_t* alpha, const float
                              float epsilon, float y_scale, int32_t y_zero_point, void* stream) {
   return guarded("PTSLayerNorm", [&] {
     const fqvit::PtsLayerNormParams p{rows, channels, x_scale, x_zero_point, epsilon, y_scale, y_zero_point};
-    require(fqvit::pts_layernorm_check(p, nullptr));  // alpha is device memory: not read here
+    require(fqvit::pts_layernorm_check(p, nullptr));
+    // alpha is device memory: checked on a host copy (a synchronisation), as the CPU entry point checks it.
+    std::vector<uint8_t> host(static_cast<size_t>(channels));
+    if (const int rc = fqvit::pts_layernorm_cuda_alpha_to_host(alpha, channels, host.data(), stream)) {
+      return launched(rc, "PTSLayerNorm");
+    }
+    require(fqvit::pts_layernorm_alpha_check(host.data(), channels));
     return launched(fqvit::pts_layernorm_cuda(x, alpha, gamma, beta, y, p, stream), "PTSLayerNorm");
   });
 }

@@ -1,5 +1,5 @@
-// Device helpers shared by the CUDA kernels: explicit IEEE float32 operations (docs/ops.md notation: no contraction,
-// correctly rounded division and square root) and the QuantizeLinear of docs/ops.md Sec. 1.
+// Device helpers shared by the CUDA kernels: warp reductions and the grid size. The arithmetic of docs/ops.md
+// (QuantizeLinear and every op's steps, host and device) is fqvit_ops/arith.h's.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -7,15 +7,6 @@
 
 namespace fqvit {
 namespace cuda {
-
-// Step "QuantizeLinear" exactly as quantize_u8 on the host: round half to even, NaN -> bottom, +-2^30 clamp.
-__device__ __forceinline__ int32_t quantize_u8(float v, float y_scale, int32_t y_zero_point) {
-  float r = rintf(__fdiv_rn(v, y_scale));
-  if (!(r >= -1073741824.0f)) r = -1073741824.0f;
-  if (r > 1073741824.0f) r = 1073741824.0f;
-  const int32_t q = __float2int_rz(r) + y_zero_point;
-  return q < 0 ? 0 : (q > 255 ? 255 : q);
-}
 
 template <typename T>
 __device__ __forceinline__ T warp_sum(T v) {

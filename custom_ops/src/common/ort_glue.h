@@ -13,11 +13,13 @@
 #include <string>
 #include <vector>
 
+#include "fqvit_ops/spec.h"
+
 namespace fqvit {
 namespace glue {
 
-constexpr const char* kDomain = "com.fqvit";
-constexpr int kOpsetVersion = 1;
+using fqvit::kDomain;                     // fqvit_ops/spec.h
+constexpr int kOpsetVersion = kOpVersion;  // the kernels register com.fqvit kOpVersion..kOpVersion
 constexpr const char* kCpuProvider = "CPUExecutionProvider";
 constexpr const char* kCudaProvider = "CUDAExecutionProvider";
 

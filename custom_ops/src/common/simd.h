@@ -15,7 +15,7 @@
 #if FQVIT_HAS_X86
 namespace fqvit {
 
-// quantize_u8 (fqvit_ops/common.h, docs/ops.md Sec. 1) on 8 and 16 lanes, bit for bit: round half to even, the
+// quantize_u8 (fqvit_ops/arith.h, docs/ops.md Sec. 1) on 8 and 16 lanes, bit for bit: round half to even, the
 // +-2^30 clamp (a NaN quotient lands at -2^30: max_ps returns its second operand), the zero point, 0..255.
 FQVIT_TARGET_AVX2 inline __m256i quantize_u8_x8(__m256 v, __m256 y_scale, __m256i y_zp) {
   __m256 r = _mm256_round_ps(_mm256_div_ps(v, y_scale), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);

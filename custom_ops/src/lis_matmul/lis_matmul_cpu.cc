@@ -15,7 +15,10 @@
 namespace fqvit {
 
 std::string lis_matmul_check(const LisMatMulParams& p) {
-  if (p.bits < 1 || p.bits > 4) return "attribute bits must be in 1..4, got " + std::to_string(p.bits);
+  if (p.bits < kLisMinBits || p.bits > kLisMaxBits) {
+    return "attribute bits must be in " + std::to_string(kLisMinBits) + ".." + std::to_string(kLisMaxBits) + ", got " +
+           std::to_string(p.bits);
+  }
   if (p.v_zero_point < 0 || p.v_zero_point > 255 || p.y_zero_point < 0 || p.y_zero_point > 255) {
     return "zero points must be uint8";
   }
@@ -53,7 +56,7 @@ Geometry make_geometry(const LisMatMulParams& p) {
   g.dp = (p.d + kColAlign - 1) / kColAlign * kColAlign;
   const int zero_code = (1 << p.bits) - 1;
   g.zero_code = zero_code;
-  for (int k = 0; k < 256; ++k) g.wlut[k] = k < zero_code ? static_cast<int16_t>(1 << (kLisValueShift - k)) : 0;
+  for (int k = 0; k < 256; ++k) g.wlut[k] = static_cast<int16_t>(lis_weight(k, zero_code));  // step 1
   g.max_abs_v = std::max(p.v_zero_point, 255 - p.v_zero_point);
   return g;
 }
@@ -112,11 +115,7 @@ void gemm_row_int64(const uint8_t* a, const uint8_t* v, const LisMatMulParams& p
 // Step 3 for one row: t = f32(acc) * v_scale; t = t * 2^-14; Y = QuantizeLinear(t).
 template <typename Acc>
 void output_row_scalar(const Acc* acc, const LisMatMulParams& p, uint8_t* y, int64_t d0 = 0) {
-  for (int64_t d = d0; d < p.d; ++d) {
-    float t = static_cast<float>(acc[d]) * p.v_scale;
-    t = t * 0x1p-14f;
-    y[d] = static_cast<uint8_t>(quantize_u8(t, p.y_scale, p.y_zero_point));
-  }
+  for (int64_t d = d0; d < p.d; ++d) y[d] = lis_matmul_out(acc[d], p.v_scale, p.y_scale, p.y_zero_point);
 }
 
 #if FQVIT_HAS_X86

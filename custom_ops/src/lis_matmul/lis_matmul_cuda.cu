@@ -36,7 +36,7 @@ __global__ void __launch_bounds__(kThreads) lis_matmul_kernel(const uint8_t* __r
         int32_t w = 0;
         if (row0 + rr < m && n0 + nn < n) {
           const int code = ab[(row0 + rr) * n + n0 + nn];
-          w = code < zero_code ? (1 << (kLisValueShift - code)) : 0;
+          w = lis_weight(code, zero_code);
         }
         ws[rr][nn] = w;
       }
@@ -72,9 +72,7 @@ __global__ void __launch_bounds__(kThreads) lis_matmul_kernel(const uint8_t* __r
       for (int j = 0; j < 4; ++j) {
         const int64_t col = col0 + c0 + j;
         if (col >= d) continue;
-        float t = __fmul_rn(__ll2float_rn(acc[i][j]), v_scale);
-        t = __fmul_rn(t, 0x1p-14f);
-        y[(b * m + row) * d + col] = static_cast<uint8_t>(cuda::quantize_u8(t, y_scale, y_zp));
+        y[(b * m + row) * d + col] = lis_matmul_out(acc[i][j], v_scale, y_scale, y_zp);  // step 3
       }
     }
   }

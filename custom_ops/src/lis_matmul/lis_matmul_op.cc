@@ -8,20 +8,17 @@ namespace fqvit {
 namespace glue {
 namespace {
 
-enum : size_t { kA, kV, kVScale, kVZeroPoint, kYScale, kYZeroPoint, kNumInputs };
-constexpr const char* kName = "LISMatMul";
+using Spec = op::LISMatMul;  // input indices, name and attributes: fqvit_ops/spec.h
 
 struct Kernel : KernelBase<Kernel> {
-  Kernel(const OrtKernelInfo* info, Provider provider) : KernelBase(kName, provider) {
-    const int64_t bits = attr_i64_or(info, "bits", 4);
-    require(bits >= 1 && bits <= 4, "attribute bits must be in 1..4, got " + std::to_string(bits));
-    bits_ = static_cast<int>(bits);
+  Kernel(const OrtKernelInfo* info, Provider provider) : KernelBase(Spec::kName, provider) {
+    bits_ = attr_lis_bits(info, Spec::kAttrBits);
   }
 
   void Compute(OrtKernelContext* context) {
     Ort::KernelContext ctx(context);
-    const Input a = get_input(ctx, kA, "A", ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8);
-    const Input v = get_input(ctx, kV, "V", ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8);
+    const Input a = get_input(ctx, Spec::kA, "A", ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8);
+    const Input v = get_input(ctx, Spec::kV, "V", ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8);
     require(a.shape.size() >= 2 && a.shape.size() == v.shape.size(),
             "A [..., M, N] and V [..., N, D] must have the same rank >= 2, got A " + shape_str(a.shape) + " and V " +
             shape_str(v.shape));
@@ -38,10 +35,10 @@ struct Kernel : KernelBase<Kernel> {
               " and V " + shape_str(v.shape));
       p.batch *= a.shape[i];
     }
-    p.v_scale = scalar_f32(ctx, kVScale, "v_scale");
-    p.v_zero_point = scalar_u8(ctx, kVZeroPoint, "v_zero_point");
-    p.y_scale = scalar_f32(ctx, kYScale, "y_scale");
-    p.y_zero_point = scalar_u8(ctx, kYZeroPoint, "y_zero_point");
+    p.v_scale = scalar_f32(ctx, Spec::kVScale, "v_scale");
+    p.v_zero_point = scalar_u8(ctx, Spec::kVZeroPoint, "v_zero_point");
+    p.y_scale = scalar_f32(ctx, Spec::kYScale, "y_scale");
+    p.y_zero_point = scalar_u8(ctx, Spec::kYZeroPoint, "y_zero_point");
     p.bits = bits_;
     require_valid(lis_matmul_check(p));
 
@@ -65,12 +62,15 @@ struct Kernel : KernelBase<Kernel> {
 
 struct Op : OpBase<Op, Kernel> {
   using OpBase::OpBase;
-  const char* GetName() const { return kName; }
-  size_t GetInputTypeCount() const { return kNumInputs; }
+  const char* GetName() const { return Spec::kName; }
+  size_t GetInputTypeCount() const { return Spec::kNumInputs; }
   ONNXTensorElementDataType GetInputType(size_t i) const {
-    return (i == kVScale || i == kYScale) ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT : ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
+    return (i == Spec::kVScale || i == Spec::kYScale) ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT
+                                                      : ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
   }
-  static bool IsHostScalar(size_t i) { return i == kVScale || i == kVZeroPoint || i == kYScale || i == kYZeroPoint; }
+  static bool IsHostScalar(size_t i) {
+    return i == Spec::kVScale || i == Spec::kVZeroPoint || i == Spec::kYScale || i == Spec::kYZeroPoint;
+  }
 };
 
 }  // namespace

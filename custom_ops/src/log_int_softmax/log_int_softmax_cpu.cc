@@ -5,7 +5,8 @@
 //    AVX2 tails, huge M), and for M <= 8421504 every intermediate fits int32 lanes (the AVX2/AVX-512 bodies);
 //  * step 5-6's code is #{k < Z : p < T'_k} with p = floor(e 2^P / S) and T'_k = ceil(sqrt(2^(2P-1-2k))). For an
 //    integer e, floor(e 2^P / S) < T'_k  <=>  e < ceil(T'_k S / 2^P) =: F_k, so each row needs Z thresholds F_k
-//    (128-bit products, once per row) and the per-element work is integer compares: no division per element.
+//    (int64, once per row) and the per-element work is integer compares: no division per element. The scalar body
+//    is fqvit_ops/arith.h (lis_exp_term, lis_row_threshold, lis_code), the oracle the vector bodies are tested with.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -17,7 +18,10 @@
 namespace fqvit {
 
 std::string log_int_softmax_check(const LisSoftmaxParams& p) {
-  if (p.bits < 1 || p.bits > 4) return "attribute bits must be in 1..4, got " + std::to_string(p.bits);
+  if (p.bits < kLisMinBits || p.bits > kLisMaxBits) {
+    return "attribute bits must be in " + std::to_string(kLisMinBits) + ".." + std::to_string(kLisMaxBits) + ", got " +
+           std::to_string(p.bits);
+  }
   if (p.multiplier < 0 || p.multiplier > kMaxLisMultiplier) {
     return "attribute multiplier must be in 0.." + std::to_string(kMaxLisMultiplier) + ", got " +
            std::to_string(p.multiplier);
@@ -66,7 +70,7 @@ std::string mask_layout_make(const int64_t* x_shape, int x_rank, const int64_t* 
 
 namespace {
 
-constexpr int kMaxCodes = 16;
+constexpr int kMaxCodes = kLisMaxCodes + 1;  // 15 thresholds and the closing 0
 
 // Largest M for which d * M (d <= 255) fits int32, so the vector paths compute e in int32 lanes.
 constexpr int64_t kArithMaxMultiplier = 2147483647 / 255;
@@ -78,66 +82,19 @@ struct Tables {
   int zero_code;
 };
 
-int64_t isqrt_floor(int64_t v) {
-  int64_t s = static_cast<int64_t>(std::sqrt(static_cast<double>(v)));
-  while (s > 0 && s * s > v) --s;
-  while ((s + 1) * (s + 1) <= v) ++s;
-  return s;
-}
-
-// T'_k for k = 0..14, computed once per process.
-const int64_t* sqrt_thresholds() {
-  static const struct Table {
-    int64_t v[kMaxCodes];
-    Table() {
-      for (int k = 0; k < kMaxCodes; ++k) {
-        v[k] = k < kMaxCodes - 1 ? isqrt_floor((int64_t(1) << (2 * kLisNormBits - 1 - 2 * k)) - 1) + 1 : 0;
-      }
-    }
-  } table;
-  return table.v;
-}
-
 // The e(d) table is needed by the scalar and AVX2 paths, and by AVX-512 only when d * M does not fit int32.
 void make_tables(const LisSoftmaxParams& p, bool need_e, Tables* t) {
   t->zero_code = (1 << p.bits) - 1;
   t->multiplier = p.multiplier;
-  const int64_t* thr = sqrt_thresholds();
-  for (int k = 0; k < kMaxCodes; ++k) t->sqrt_thr[k] = k < t->zero_code ? thr[k] : 0;
+  const LisRootThresholds roots = lis_root_thresholds(p.bits);
+  for (int k = 0; k < kMaxCodes; ++k) t->sqrt_thr[k] = roots.t[k];
   if (!need_e) return;
-  for (int d = 0; d < 256; ++d) {
-    const int64_t u = static_cast<int64_t>(d) * p.multiplier;  // step 1: t_j = -u <= 0
-    const int64_t n = u >> kLisFracBits;                        // step 2: n_j = (-t_j) >> L
-    const int64_t r = -(u - (n << kLisFracBits));               //         r_j = t_j + (n_j << L), in (-2^L, 0]
-    const int64_t z = r * (r + kLisPolyB) + kLisPolyC;          // step 3: 779996821 <= z <= Cp < 2^31
-    t->e[d] = static_cast<int32_t>(z >> std::min<int64_t>(n, 62));  // step 4
-  }
+  for (int d = 0; d < 256; ++d) t->e[d] = static_cast<int32_t>(lis_exp_term(d, p.multiplier));  // steps 1-4
 }
 
-// Steps 5-6 thresholds of one row: code_j = #{k : e_j < F_k}; F_k = ceil(T'_k S / 2^P) for k < Z (clamped to
-// INT32_MAX, above every e), F_k = 0 for k >= Z. S is clamped to 1 as in the reference (a fully masked row: all e = 0,
-// so every code is Z). F_k does not increase with k, so the set {k : e < F_k} is a prefix.
+// Steps 5-6 thresholds of one row: code_j = #{k : e_j < F_k} (fqvit_ops/arith.h, lis_row_threshold and lis_code).
 void row_thresholds(const Tables& t, int64_t s, int32_t* f) {
-  const unsigned __int128 sum = static_cast<unsigned __int128>(s < 1 ? 1 : s);
-  for (int k = 0; k < kMaxCodes; ++k) {
-    if (k >= t.zero_code) {
-      f[k] = 0;
-      continue;
-    }
-    const unsigned __int128 prod = static_cast<unsigned __int128>(t.sqrt_thr[k]) * sum;
-    const unsigned __int128 c = (prod + ((unsigned __int128)1 << kLisNormBits) - 1) >> kLisNormBits;
-    f[k] = c > 2147483647u ? 2147483647 : static_cast<int32_t>(c);
-  }
-}
-
-// #{k : e < f[k]} for the 16 thresholds (a prefix), by a branchless binary search: probe f[7], f[pos+3], f[pos+1],
-// f[pos]. f[k] = 0 for k >= Z, so the count never exceeds Z.
-inline uint8_t code_of(int32_t e, const int32_t* f) {
-  int pos = e < f[7] ? 8 : 0;
-  pos += e < f[pos + 3] ? 4 : 0;
-  pos += e < f[pos + 1] ? 2 : 0;
-  pos += e < f[pos] ? 1 : 0;
-  return static_cast<uint8_t>(pos);
+  for (int k = 0; k < kMaxCodes; ++k) f[k] = lis_row_threshold(t.sqrt_thr[k], s);
 }
 
 struct Row {
@@ -165,7 +122,7 @@ void row_scalar(const Row& w, const Tables& t, int32_t* ebuf) {
   // Steps 5-6.
   int32_t f[kMaxCodes];
   row_thresholds(t, s, f);
-  for (int64_t j = 0; j < w.n; ++j) w.out[j] = code_of(ebuf[j], f);
+  for (int64_t j = 0; j < w.n; ++j) w.out[j] = lis_code(ebuf[j], f);
 }
 
 #if FQVIT_HAS_X86
@@ -245,7 +202,7 @@ FQVIT_TARGET_AVX2 void row_avx2(const Row& w, const Tables& t, int32_t* ebuf) {
     const __m256i b = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(cnt, pick), gather_lo);
     _mm_storel_epi64(reinterpret_cast<__m128i*>(w.out + j), _mm256_castsi256_si128(b));
   }
-  for (; j < w.n; ++j) w.out[j] = code_of(ebuf[j], f);
+  for (; j < w.n; ++j) w.out[j] = lis_code(ebuf[j], f);
 }
 
 // --- AVX-512 ---------------------------------------------------------------------------------------------------------

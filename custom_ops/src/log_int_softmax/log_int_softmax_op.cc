@@ -8,29 +8,26 @@ namespace fqvit {
 namespace glue {
 namespace {
 
-enum : size_t { kX, kMask, kNumInputs };
-constexpr const char* kName = "LogIntSoftmax";
+using Spec = op::LogIntSoftmax;  // input indices, name and attributes: fqvit_ops/spec.h
 
 struct Kernel : KernelBase<Kernel> {
-  Kernel(const OrtKernelInfo* info, Provider provider) : KernelBase(kName, provider) {
-    params_.multiplier = attr_i64(info, "multiplier");
-    const int64_t bits = attr_i64_or(info, "bits", 4);
-    require(bits >= 1 && bits <= 4, "attribute bits must be in 1..4, got " + std::to_string(bits));
-    params_.bits = static_cast<int>(bits);
+  Kernel(const OrtKernelInfo* info, Provider provider) : KernelBase(Spec::kName, provider) {
+    params_.multiplier = attr_i64(info, Spec::kAttrMultiplier);
+    params_.bits = attr_lis_bits(info, Spec::kAttrBits);
     require_valid(log_int_softmax_check(params_));
   }
 
   void Compute(OrtKernelContext* context) {
     Ort::KernelContext ctx(context);
-    const Input x = get_input(ctx, kX, "X", ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8);
+    const Input x = get_input(ctx, Spec::kX, "X", ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8);
     require(!x.shape.empty() && x.shape.size() <= static_cast<size_t>(kMaxRank),
             "X must have rank 1.." + std::to_string(kMaxRank) + ", got " + shape_str(x.shape));
     LisSoftmaxParams p = params_;
     p.n = x.shape.back();
     p.rows = p.n == 0 ? 0 : x.numel / p.n;
     MaskLayout mask;
-    const bool has_mask = ctx.GetInputCount() > kMask && ctx.GetInput(kMask) != nullptr;
-    const Input m = has_mask ? get_input(ctx, kMask, "mask", ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL) : Input{};
+    const bool has_mask = ctx.GetInputCount() > Spec::kMask && ctx.GetInput(Spec::kMask) != nullptr;
+    const Input m = has_mask ? get_input(ctx, Spec::kMask, "mask", ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL) : Input{};
     require_valid(mask_layout_make(x.shape.data(), static_cast<int>(x.shape.size()),
                                    has_mask ? m.shape.data() : nullptr, static_cast<int>(m.shape.size()),
                                    m.as<uint8_t>(), &mask));
@@ -55,14 +52,14 @@ struct Kernel : KernelBase<Kernel> {
 
 struct Op : OpBase<Op, Kernel> {
   using OpBase::OpBase;
-  const char* GetName() const { return kName; }
-  size_t GetInputTypeCount() const { return kNumInputs; }
+  const char* GetName() const { return Spec::kName; }
+  size_t GetInputTypeCount() const { return Spec::kNumInputs; }
   ONNXTensorElementDataType GetInputType(size_t i) const {
-    return i == kMask ? ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL : ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
+    return i == Spec::kMask ? ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL : ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
   }
   OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t i) const {
     // The mask may be omitted (no masking); the exporter always writes it (a single false when unmasked).
-    return i == kMask ? OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_OPTIONAL
+    return i == Spec::kMask ? OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_OPTIONAL
                       : OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_REQUIRED;
   }
 };

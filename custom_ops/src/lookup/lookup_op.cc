@@ -8,19 +8,18 @@ namespace fqvit {
 namespace glue {
 namespace {
 
-enum : size_t { kX, kTable, kNumInputs };
-constexpr const char* kName = "Lookup";
+using Spec = op::Lookup;  // input indices, name and attributes: fqvit_ops/spec.h
 // Elements per CPU chunk: below this the lookup runs on the calling thread (the vector paths do 64 K elements in a
 // few microseconds, about the cost of handing a chunk to the pool).
 constexpr int64_t kGrain = int64_t(1) << 16;
 
 struct Kernel : KernelBase<Kernel> {
-  Kernel(const OrtKernelInfo* /*info*/, Provider provider) : KernelBase(kName, provider) {}
+  Kernel(const OrtKernelInfo* /*info*/, Provider provider) : KernelBase(Spec::kName, provider) {}
 
   void Compute(OrtKernelContext* context) {
     Ort::KernelContext ctx(context);
-    const Input x = get_input(ctx, kX, "X", ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8);
-    const Input table = get_input(ctx, kTable, "table", ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8);
+    const Input x = get_input(ctx, Spec::kX, "X", ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8);
+    const Input table = get_input(ctx, Spec::kTable, "table", ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8);
     require(table.shape.size() == 1 && table.numel == kLookupTableSize,
             "table must have shape [" + std::to_string(kLookupTableSize) + "] (one entry per uint8 code), got " +
                 shape_str(table.shape));
@@ -45,8 +44,8 @@ struct Kernel : KernelBase<Kernel> {
 
 struct Op : OpBase<Op, Kernel> {
   using OpBase::OpBase;
-  const char* GetName() const { return kName; }
-  size_t GetInputTypeCount() const { return kNumInputs; }
+  const char* GetName() const { return Spec::kName; }
+  size_t GetInputTypeCount() const { return Spec::kNumInputs; }
   ONNXTensorElementDataType GetInputType(size_t /*i*/) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8; }
 };
 

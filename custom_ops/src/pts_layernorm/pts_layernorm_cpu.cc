@@ -24,22 +24,17 @@ std::string pts_layernorm_check(const PtsLayerNormParams& p, const uint8_t* alph
   if (!(p.epsilon >= 0.0f) || std::isinf(p.epsilon)) {
     return "attribute epsilon must be a finite value >= 0, got " + std::to_string(p.epsilon);
   }
-  if (alpha_host != nullptr) {
-    for (int64_t c = 0; c < p.channels; ++c) {
-      if (alpha_host[c] > kMaxAlpha) {
-        return "alpha values must be in 0.." + std::to_string(kMaxAlpha) + ", got alpha[" +
-               std::to_string(c) + "] = " + std::to_string(alpha_host[c]);
-      }
+  return alpha_host != nullptr ? pts_layernorm_alpha_check(alpha_host, p.channels) : std::string();
+}
+
+std::string pts_layernorm_alpha_check(const uint8_t* alpha_host, int64_t count) {
+  for (int64_t c = 0; c < count; ++c) {
+    if (alpha_host[c] > kMaxAlpha) {
+      return "alpha values must be in 0.." + std::to_string(kMaxAlpha) + ", got alpha[" + std::to_string(c) +
+             "] = " + std::to_string(alpha_host[c]);
     }
   }
   return {};
-}
-
-float pts_layernorm_eps_term(int64_t channels, float epsilon, float x_scale) {
-  // Step 3: t1 = x_scale * x_scale; t2 = f32(C * C) * epsilon; e = t2 / t1.
-  const float t1 = x_scale * x_scale;
-  const float t2 = static_cast<float>(channels * channels) * epsilon;
-  return t2 / t1;
 }
 
 namespace {
@@ -52,38 +47,18 @@ struct RowArgs {
   int32_t y_zp;
 };
 
-// Steps 4-7 for one channel, shared by the scalar body and the vector tails.
-inline uint8_t normalise_one(int32_t x, int64_t c_count, int64_t s1, bool den_pos, float den, float gamma, float beta,
-                             float y_scale, int32_t y_zp) {
-  // Step 5: numerator exact in float32 (|C x - S1| < 2^24); y = 0 when den == 0 (or NaN).
-  const float num = static_cast<float>(c_count * x - s1);
-  const float y = den_pos ? num / den : 0.0f;
-  // Step 6: two roundings, no FMA.
-  float v = y * gamma;
-  v = v + beta;
-  // Step 7: QuantizeLinear.
-  return static_cast<uint8_t>(quantize_u8(v, y_scale, y_zp));
-}
-
-// Steps 2 (tail) and 4: the row's denominator from the integer statistics.
-inline float row_den(int64_t c_count, int64_t s1, int64_t s2, float e) {
-  const int64_t d = c_count * s2 - s1 * s1;  // step 2: D = C^2 var >= 0, exact in int64
-  return std::sqrt(static_cast<float>(d) + e);  // step 4
-}
-
+// The scalar body: docs/ops.md Sec. 2 through fqvit_ops/arith.h, the oracle the vector bodies are tested against.
 void row_scalar(const uint8_t* q, const uint8_t* alpha, const float* gamma, const float* beta, uint8_t* y,
                 const RowArgs& a) {
   int64_t s1 = 0, s2 = 0;
   for (int64_t c = 0; c < a.c; ++c) {
-    const int32_t x = (static_cast<int32_t>(q[c]) - a.zp) * (1 << alpha[c]);  // step 1
-    s1 += x;                                                                   // step 2
+    const int32_t x = pts_x(q[c], a.zp, alpha[c]);  // step 1
+    s1 += x;                                        // step 2
     s2 += static_cast<int64_t>(x) * x;
   }
-  const float den = row_den(a.c, s1, s2, a.e);
-  const bool den_pos = den > 0.0f;
+  const float den = pts_den(a.c, s1, s2, a.e);  // steps 2 and 4
   for (int64_t c = 0; c < a.c; ++c) {
-    const int32_t x = (static_cast<int32_t>(q[c]) - a.zp) * (1 << alpha[c]);
-    y[c] = normalise_one(x, a.c, s1, den_pos, den, gamma[c], beta[c], a.y_scale, a.y_zp);
+    y[c] = pts_out(pts_x(q[c], a.zp, alpha[c]), a.c, s1, den, gamma[c], beta[c], a.y_scale, a.y_zp);  // steps 5-7
   }
 }
 
@@ -125,11 +100,11 @@ FQVIT_TARGET_AVX2 void row_avx2(const uint8_t* q, const uint8_t* alpha, const fl
     s2 += l2[i];
   }
   for (int64_t t = c; t < a.c; ++t) {
-    const int32_t x = (static_cast<int32_t>(q[t]) - a.zp) * (1 << alpha[t]);
+    const int32_t x = pts_x(q[t], a.zp, alpha[t]);
     s1 += x;
     s2 += static_cast<int64_t>(x) * x;
   }
-  const float den = row_den(a.c, s1, s2, a.e);
+  const float den = pts_den(a.c, s1, s2, a.e);
   const bool den_pos = den > 0.0f;
 
   // Steps 5-7, 8 channels per iteration.
@@ -149,10 +124,7 @@ FQVIT_TARGET_AVX2 void row_avx2(const uint8_t* q, const uint8_t* alpha, const fl
     const __m256 v = _mm256_add_ps(_mm256_mul_ps(yv, _mm256_loadu_ps(gamma + c)), _mm256_loadu_ps(beta + c));
     store8_u8_avx2(y + c, quantize_u8_x8(v, ysv, yzpv));
   }
-  for (; c < a.c; ++c) {
-    const int32_t x = (static_cast<int32_t>(q[c]) - a.zp) * (1 << alpha[c]);
-    y[c] = normalise_one(x, a.c, s1, den_pos, den, gamma[c], beta[c], a.y_scale, a.y_zp);
-  }
+  for (; c < a.c; ++c) y[c] = pts_out(pts_x(q[c], a.zp, alpha[c]), a.c, s1, den, gamma[c], beta[c], a.y_scale, a.y_zp);
 }
 
 // --- AVX-512 (F, BW, VL, VNNI) ------------------------------------------------------------------------------------
@@ -177,7 +149,7 @@ FQVIT_TARGET_AVX512 void row_avx512(const uint8_t* q, const uint8_t* alpha, cons
   const __m512i s2w = _mm512_add_epi64(_mm512_cvtepu32_epi64(_mm512_castsi512_si256(acc2)),
                                        _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(acc2, 1)));
   const int64_t s2 = _mm512_reduce_add_epi64(s2w);
-  const float den = row_den(a.c, s1, s2, a.e);
+  const float den = pts_den(a.c, s1, s2, a.e);
   const bool den_pos = den > 0.0f;
 
   // Steps 5-7, 16 channels per iteration (masked tail).
@@ -206,7 +178,7 @@ FQVIT_TARGET_AVX512 void row_avx512(const uint8_t* q, const uint8_t* alpha, cons
 
 void pts_layernorm_cpu(const uint8_t* x, const uint8_t* alpha, const float* gamma, const float* beta, uint8_t* y,
                        const PtsLayerNormParams& p, int64_t row_begin, int64_t row_end, Isa isa) {
-  const RowArgs a{p.channels, p.x_zero_point, pts_layernorm_eps_term(p.channels, p.epsilon, p.x_scale), p.y_scale,
+  const RowArgs a{p.channels, p.x_zero_point, pts_eps_term(p.channels, p.epsilon, p.x_scale), p.y_scale,
                   p.y_zero_point};
   for (int64_t r = row_begin; r < row_end; ++r) {
     const uint8_t* q = x + r * p.channels;

@@ -1,6 +1,7 @@
 // com.fqvit::PTSLayerNorm on CUDA (docs/ops.md Sec. 2). One block of 128 threads per row (grid-stride over rows);
-// step numbers are those of Sec. 2. Float32 steps use __fadd_rn/__fmul_rn/__fdiv_rn/__fsqrt_rn, so the result is
-// bit-identical to the CPU kernels and the PyTorch reference.
+// step numbers are those of Sec. 2. The arithmetic is fqvit_ops/arith.h's (as in the scalar CPU body; float32 steps
+// through __fadd_rn/__fmul_rn/__fdiv_rn/__fsqrt_rn), so the result is bit-identical to the CPU kernels and the PyTorch
+// reference. alpha values are 0..3: the glue and the C entry point check them on a host copy.
 #include "common/cuda_common.cuh"
 #include "fqvit_ops/pts_layernorm.h"
 
@@ -21,8 +22,7 @@ __global__ void __launch_bounds__(kThreads)
     // Steps 1-2: x_c = (q_c - zp) << alpha_c; S1, S2 exact in int64.
     long long s1 = 0, s2 = 0;
     for (int64_t c = threadIdx.x; c < channels; c += kThreads) {
-      const int a = alpha[c] > kMaxAlpha ? kMaxAlpha : alpha[c];
-      const int32_t xc = (static_cast<int32_t>(q[c]) - zp) * (1 << a);
+      const int32_t xc = pts_x(q[c], zp, alpha[c]);
       s1 += xc;
       s2 += static_cast<long long>(xc * xc);
     }
@@ -44,16 +44,9 @@ __global__ void __launch_bounds__(kThreads)
     }
     __syncthreads();
     const long long S1 = tot1, S2 = tot2;
-    const long long D = static_cast<long long>(channels) * S2 - S1 * S1;  // step 2
-    const float den = __fsqrt_rn(__fadd_rn(__ll2float_rn(D), e));        // step 4
-    const bool den_pos = den > 0.0f;
+    const float den = pts_den(channels, S1, S2, e);  // steps 2 and 4
     for (int64_t c = threadIdx.x; c < channels; c += kThreads) {
-      const int a = alpha[c] > kMaxAlpha ? kMaxAlpha : alpha[c];
-      const int32_t xc = (static_cast<int32_t>(q[c]) - zp) * (1 << a);
-      const float num = __ll2float_rn(static_cast<long long>(channels) * xc - S1);  // step 5 (exact)
-      const float yv = den_pos ? __fdiv_rn(num, den) : 0.0f;
-      const float v = __fadd_rn(__fmul_rn(yv, gamma[c]), beta[c]);                 // step 6
-      y[row * channels + c] = static_cast<uint8_t>(cuda::quantize_u8(v, y_scale, y_zp));  // step 7
+      y[row * channels + c] = pts_out(pts_x(q[c], zp, alpha[c]), channels, S1, den, gamma[c], beta[c], y_scale, y_zp);
     }
     __syncthreads();  // part/tot are reused by the next row
   }
@@ -64,10 +57,18 @@ __global__ void __launch_bounds__(kThreads)
 int pts_layernorm_cuda(const uint8_t* x, const uint8_t* alpha, const float* gamma, const float* beta, uint8_t* y,
                        const PtsLayerNormParams& p, void* stream) {
   if (p.rows <= 0) return 0;
-  const float e = pts_layernorm_eps_term(p.channels, p.epsilon, p.x_scale);  // step 3, once per tensor
+  const float e = pts_eps_term(p.channels, p.epsilon, p.x_scale);  // step 3, once per tensor
   pts_layernorm_kernel<<<cuda::grid_size(p.rows), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
       x, alpha, gamma, beta, y, p.rows, p.channels, p.x_zero_point, e, p.y_scale, p.y_zero_point);
   return static_cast<int>(cudaGetLastError());
+}
+
+int pts_layernorm_cuda_alpha_to_host(const uint8_t* alpha_device, int64_t channels, uint8_t* host, void* stream) {
+  if (channels <= 0) return 0;
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  cudaError_t err = cudaMemcpyAsync(host, alpha_device, static_cast<size_t>(channels), cudaMemcpyDeviceToHost, s);
+  if (err == cudaSuccess) err = cudaStreamSynchronize(s);
+  return static_cast<int>(err);
 }
 
 }  // namespace fqvit

@@ -7,7 +7,7 @@
 //
 // The element range is cut at row ends into spans of consecutive channels (one span when both multiplier and bias
 // are broadcast). Each span runs one of three bodies, all computing the same IEEE operations in the same order:
-//  * scalar: static_cast<float>, *, +, quantize_u8;
+//  * scalar: requantize_one of fqvit_ops/arith.h (static_cast<float>, *, +, quantize_u8);
 //  * AVX2: 8 lanes (cvtdq2ps, mulps, addps, divps, roundps nearest-even), scalar tail;
 //  * AVX-512: 16 lanes, roundscale nearest-even, vpmovdb stores, masked tail.
 #include <algorithm>
@@ -42,10 +42,7 @@ using SpanFn = void (*)(const int32_t*, const float*, const float*, uint8_t*, in
 template <bool MV, bool BV>
 void span_scalar(const int32_t* a, const float* m, const float* b, uint8_t* y, int64_t len, float ys, int32_t zp) {
   for (int64_t i = 0; i < len; ++i) {
-    float t = static_cast<float>(a[i]);
-    t = t * m[MV ? i : 0];
-    t = t + b[BV ? i : 0];
-    y[i] = static_cast<uint8_t>(quantize_u8(t, ys, zp));
+    y[i] = requantize_one(a[i], m[MV ? i : 0], b[BV ? i : 0], ys, zp);
   }
 }
 
@@ -83,10 +80,7 @@ FQVIT_TARGET_AVX2 void span_avx2(const int32_t* a, const float* m, const float* 
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), _mm256_permutevar8x32_epi32(bytes, order));
   }
   for (; i < len; ++i) {
-    float t = static_cast<float>(a[i]);
-    t = t * m[MV ? i : 0];
-    t = t + b[BV ? i : 0];
-    y[i] = static_cast<uint8_t>(quantize_u8(t, ys, zp));
+    y[i] = requantize_one(a[i], m[MV ? i : 0], b[BV ? i : 0], ys, zp);
   }
 }
 

@@ -2,8 +2,8 @@
 //
 // A grid-stride loop, one element per thread and iteration (coalesced int32 loads, byte stores). The channel index
 // n = i % N is computed once per thread and then advanced by stride % N, so the loop has no 64-bit division. Float32
-// steps use __int2float_rn, __fmul_rn, __fadd_rn and cuda::quantize_u8 (__fdiv_rn, rintf): no contraction, correctly
-// rounded, bit-identical to the CPU kernels and the PyTorch reference.
+// steps are fqvit_ops/arith.h's requantize_one (__int2float_rn, __fmul_rn, __fadd_rn, __fdiv_rn, rintf): no
+// contraction, correctly rounded, bit-identical to the CPU kernels and the PyTorch reference.
 #include "common/cuda_common.cuh"
 #include "fqvit_ops/requantize.h"
 
@@ -23,10 +23,7 @@ __global__ void __launch_bounds__(kThreads)
   const float ms = m[0], bs = b[0];
   int64_t col = (MV || BV) ? first % n : 0;
   for (int64_t i = first; i < numel; i += stride) {
-    float t = __int2float_rn(a[i]);
-    t = __fmul_rn(t, MV ? m[col] : ms);
-    t = __fadd_rn(t, BV ? b[col] : bs);
-    y[i] = static_cast<uint8_t>(cuda::quantize_u8(t, y_scale, y_zp));
+    y[i] = requantize_one(a[i], MV ? m[col] : ms, BV ? b[col] : bs, y_scale, y_zp);
     if (MV || BV) {
       col += stride_mod_n;
       if (col >= n) col -= n;

@@ -8,20 +8,19 @@ namespace fqvit {
 namespace glue {
 namespace {
 
-enum : size_t { kA, kMultiplier, kBias, kYScale, kYZeroPoint, kNumInputs };
-constexpr const char* kName = "Requantize";
+using Spec = op::Requantize;  // input indices, name and attributes: fqvit_ops/spec.h
 // Elements per CPU chunk: below this the kernel runs on the calling thread (the AVX-512 body does 32 K elements in
 // about 10 microseconds, a few times the cost of handing a chunk to the pool).
 constexpr int64_t kGrain = int64_t(1) << 15;
 
 struct Kernel : KernelBase<Kernel> {
-  Kernel(const OrtKernelInfo* /*info*/, Provider provider) : KernelBase(kName, provider) {}
+  Kernel(const OrtKernelInfo* /*info*/, Provider provider) : KernelBase(Spec::kName, provider) {}
 
   void Compute(OrtKernelContext* context) {
     Ort::KernelContext ctx(context);
-    const Input a = get_input(ctx, kA, "A", ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32);
-    const Input m = get_input(ctx, kMultiplier, "multiplier", ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT);
-    const Input b = get_input(ctx, kBias, "bias", ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT);
+    const Input a = get_input(ctx, Spec::kA, "A", ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32);
+    const Input m = get_input(ctx, Spec::kMultiplier, "multiplier", ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT);
+    const Input b = get_input(ctx, Spec::kBias, "bias", ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT);
     RequantizeParams p;
     p.numel = a.numel;
     require(!a.shape.empty(), "A must have rank >= 1 ([..., N], channels last), got a scalar");
@@ -36,8 +35,8 @@ struct Kernel : KernelBase<Kernel> {
     }
     p.multiplier_size = m.numel;
     p.bias_size = b.numel;
-    p.y_scale = scalar_f32(ctx, kYScale, "y_scale");
-    p.y_zero_point = scalar_u8(ctx, kYZeroPoint, "y_zero_point");
+    p.y_scale = scalar_f32(ctx, Spec::kYScale, "y_scale");
+    p.y_zero_point = scalar_u8(ctx, Spec::kYZeroPoint, "y_zero_point");
     require_valid(requantize_check(p));
 
     uint8_t* y = ctx.GetOutput(0, a.shape).GetTensorMutableData<uint8_t>();
@@ -56,16 +55,16 @@ struct Kernel : KernelBase<Kernel> {
 
 struct Op : OpBase<Op, Kernel> {
   using OpBase::OpBase;
-  const char* GetName() const { return kName; }
-  size_t GetInputTypeCount() const { return kNumInputs; }
+  const char* GetName() const { return Spec::kName; }
+  size_t GetInputTypeCount() const { return Spec::kNumInputs; }
   ONNXTensorElementDataType GetInputType(size_t i) const {
     switch (i) {
-      case kA: return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32;
-      case kYZeroPoint: return ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
+      case Spec::kA: return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32;
+      case Spec::kYZeroPoint: return ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
       default: return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
     }
   }
-  static bool IsHostScalar(size_t i) { return i == kYScale || i == kYZeroPoint; }
+  static bool IsHostScalar(size_t i) { return i == Spec::kYScale || i == Spec::kYZeroPoint; }
 };
 
 }  // namespace

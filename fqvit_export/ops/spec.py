@@ -1,0 +1,186 @@
+"""The ``com.fqvit`` op set as data: domain, version, every op's inputs, outputs and attributes, and the constants of
+``docs/ops.md`` (FQ-ViT Sec. 3.2 PTS LayerNorm, Sec. 3.3 Log-Int-Softmax, the GELU table, the integer matmuls).
+
+This module is the single statement of what the ops look like from outside; everything that names an input, checks
+a limit or needs a constant reads it from here: the reference (``ops/reference.py``), the ONNX function bodies
+(``ops/functions.py``), the exporter, the test harnesses and ``tools/gpu_check.py``. The C++ library states the same
+facts in ``custom_ops/include/fqvit_ops/spec.h``; ``tests/test_op_spec.py`` parses that header and fails when it
+drifts from this module. It imports nothing but the standard library, so anything may import it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = [
+    "DOMAIN",
+    "OP_VERSION",
+    "OPSET",
+    "IR_VERSION",
+    "LIS_FRAC_BITS",
+    "LIS_POLY_B",
+    "LIS_POLY_C",
+    "LIS_NORM_BITS",
+    "LIS_VALUE_SHIFT",
+    "LIS_MIN_BITS",
+    "LIS_MAX_BITS",
+    "LIS_DEFAULT_BITS",
+    "LIS_MAX_CODES",
+    "LIS_ROOT_THRESHOLDS",
+    "MAX_LN_CHANNELS",
+    "MAX_ALPHA",
+    "MAX_LIS_MULTIPLIER",
+    "MAX_RANK",
+    "LOOKUP_TABLE_SIZE",
+    "Port",
+    "Attribute",
+    "OpSpec",
+    "OPS",
+    "op",
+]
+
+# --- domain and versions ----------------------------------------------------------------------------------------
+DOMAIN = "com.fqvit"
+"""Domain of the custom ops (and of their model-local functions)."""
+OP_VERSION = 1
+"""Version of the ``com.fqvit`` opset; the model's ``opset_import`` must name it (kernels register 1..1)."""
+OPSET = 18
+"""Standard ONNX opset of the function bodies (and of the exported models)."""
+IR_VERSION = 8
+"""ONNX IR version of the exported models and of the one-node test models (onnxruntime >= 1.14 reads it)."""
+
+# --- constants fixed by docs/ops.md -----------------------------------------------------------------------------
+LIS_FRAC_BITS = 14
+"""L: exponent arithmetic runs in units of ln(2) / 2^L, so ln(2) itself is exact (2^L units)."""
+_POLY = (0.35815147, 0.96963238, 1.0)  # I-BERT's exp(r) ~ a r^2 + b r + c on (-ln 2, 0]
+_UNIT = math.log(2.0) / (1 << LIS_FRAC_BITS)
+LIS_POLY_B = math.floor(_POLY[1] / (_POLY[0] * _UNIT))
+"""B = floor(b / (a u)) = 63993: the linear coefficient of the integer polynomial."""
+LIS_POLY_C = math.floor(_POLY[2] / (_POLY[0] * _UNIT * _UNIT))
+"""Cp = floor(c / (a u^2)) = 1559991451 < 2^31: the constant term of the integer polynomial."""
+LIS_NORM_BITS = 30
+"""P: probabilities are normalised to ``floor(e * 2^P / S)`` before the log2 rounding."""
+LIS_VALUE_SHIFT = 14
+"""Code k (< zero code) weighs 2^(14 - k) in the attention@V accumulator, i.e. 2^-k in units of 2^-14."""
+LIS_MIN_BITS = 1
+"""Smallest ``bits`` of LogIntSoftmax / LISMatMul."""
+LIS_MAX_BITS = 4
+"""Largest ``bits``: codes 0 .. 2^bits - 1 <= 15, so every weight 2^(14 - k) is an integer."""
+LIS_DEFAULT_BITS = 4
+"""Default of the ``bits`` attribute (the exporter writes it on every node anyway)."""
+LIS_MAX_CODES = (1 << LIS_MAX_BITS) - 1
+"""Codes that stand for a probability at the largest ``bits``: k = 0 .. 14 (code 15 is probability 0)."""
+LIS_ROOT_THRESHOLDS = tuple(math.isqrt((1 << (2 * LIS_NORM_BITS - 1 - 2 * k)) - 1) + 1 for k in range(LIS_MAX_CODES))
+"""T'_k = isqrt(2^(2P - 1 - 2k) - 1) + 1, k = 0 .. 14: the smallest integer whose square reaches the step-6
+threshold, so ``p^2 < 2^(2P - 1 - 2k)  <=>  p < T'_k`` for p >= 0 (docs/ops.md Sec. 3 step 6)."""
+MAX_LN_CHANNELS = 4096
+"""Largest LayerNorm width C for which ``C * x_c - S1`` stays exact in float32 (|.| <= 4096 * 4080 < 2^24)."""
+MAX_ALPHA = 3
+"""K: PTS factors are 2^alpha_c with alpha_c in 0..K, so |x_c| <= 255 * 2^K = 2040 fits int16 (docs/ops.md Sec. 2)."""
+MAX_LIS_MULTIPLIER = (1 << 31) - 1
+"""Largest LogIntSoftmax multiplier M: t_j = d_j * M stays far inside int64 (|d_j| <= 255)."""
+MAX_RANK = 8
+"""Largest rank of LogIntSoftmax's X (the kernels' mask broadcasting handles up to this rank)."""
+LOOKUP_TABLE_SIZE = 256
+"""Entries of the Lookup table: one per uint8 code."""
+
+assert LIS_POLY_B == 63993 and LIS_POLY_C == 1559991451
+assert all(r * r >= (1 << (59 - 2 * k)) > (r - 1) * (r - 1) for k, r in enumerate(LIS_ROOT_THRESHOLDS))
+
+
+# --- op signatures ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Port:
+    """One input or output of an op.
+
+    Attributes:
+        name: the name in the function body and in error messages (the C++ index is ``k`` + CamelCase of it).
+        dtype: ONNX element type name (``uint8``, ``int32``, ``float``, ``bool``).
+        shape: docs/ops.md's shape, for people: ``[..., C]``, ``scalar``, ``[C]``.
+        optional: the input may be left out (an empty name on the node).
+        host: the CUDA kernel reads the input on the host (a scalar declared ``OrtMemTypeCPUInput``).
+    """
+
+    name: str
+    dtype: str
+    shape: str
+    optional: bool = False
+    host: bool = False
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """One attribute of an op; ``default`` is None for a required one. ``lo``/``hi`` bound int attributes."""
+
+    name: str
+    type: str  # "int" or "float"
+    default: int | float | None = None
+    lo: int | float | None = None
+    hi: int | float | None = None
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """The outside of one ``com.fqvit`` op (docs/ops.md section ``section``)."""
+
+    name: str
+    section: str
+    inputs: tuple[Port, ...]
+    outputs: tuple[Port, ...]
+    attributes: tuple[Attribute, ...] = ()
+
+    @property
+    def input_names(self) -> list[str]:
+        return [p.name for p in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [p.name for p in self.outputs]
+
+    @property
+    def attribute_names(self) -> list[str]:
+        return [a.name for a in self.attributes]
+
+    def input_index(self, name: str) -> int:
+        return self.input_names.index(name)
+
+
+def _scalar(name: str, dtype: str) -> Port:
+    return Port(name, dtype, "scalar", host=True)
+
+
+_BITS = Attribute("bits", "int", LIS_DEFAULT_BITS, LIS_MIN_BITS, LIS_MAX_BITS)
+
+OPS: dict[str, OpSpec] = {s.name: s for s in (
+    OpSpec("PTSLayerNorm", "2",
+           (Port("X", "uint8", "[..., C]"), _scalar("x_scale", "float"), _scalar("x_zero_point", "uint8"),
+            Port("alpha", "uint8", "[C]"), Port("gamma", "float", "[C]"), Port("beta", "float", "[C]"),
+            _scalar("y_scale", "float"), _scalar("y_zero_point", "uint8")),
+           (Port("Y", "uint8", "shape of X"),),
+           (Attribute("epsilon", "float", None, 0.0, math.inf),)),
+    OpSpec("LogIntSoftmax", "3",
+           (Port("X", "uint8", "[..., N]"), Port("mask", "bool", "broadcastable to X", optional=True)),
+           (Port("codes", "uint8", "shape of X"),),
+           (Attribute("multiplier", "int", None, 0, MAX_LIS_MULTIPLIER), _BITS)),
+    OpSpec("LISMatMul", "4",
+           (Port("A", "uint8", "[..., M, N]"), Port("V", "uint8", "[..., N, D]"), _scalar("v_scale", "float"),
+            _scalar("v_zero_point", "uint8"), _scalar("y_scale", "float"), _scalar("y_zero_point", "uint8")),
+           (Port("Y", "uint8", "[..., M, D]"),),
+           (_BITS,)),
+    OpSpec("Lookup", "1",
+           (Port("X", "uint8", "any"), Port("table", "uint8", f"[{LOOKUP_TABLE_SIZE}]")),
+           (Port("Y", "uint8", "shape of X"),)),
+    OpSpec("Requantize", "1",
+           (Port("A", "int32", "[..., N]"), Port("multiplier", "float", "[N] or one element"),
+            Port("bias", "float", "[N] or one element"), _scalar("y_scale", "float"), _scalar("y_zero_point", "uint8")),
+           (Port("Y", "uint8", "shape of A"),)),
+)}
+"""Every op of the domain by name, in the order the C++ registration table lists them."""
+
+
+def op(name: str) -> OpSpec:
+    """The spec of op ``name`` (KeyError names the known ops)."""
+    try:
+        return OPS[name]
+    except KeyError:
+        raise KeyError(f"no com.fqvit op {name!r}; known: {', '.join(OPS)}") from None
