@@ -55,7 +55,7 @@ class Calibrated:
 
     @property
     def num_classes(self) -> int:
-        return self.float_model.get_classifier().out_features
+        return self.float_model.num_classes
 
 
 def default_calib_set(spec: ModelSpec) -> str:
@@ -102,7 +102,7 @@ def calibrate(spec: ModelSpec, config: QuantConfig, data_opts: DataOptions | Non
     info = {"set": f"bundled {set_name}" if set_name else f"user folder {root.name}", "images":
             sum(len(b) for b in batches), "set_images": len(ds), "set_digest": folder_digest(ds),
             "batch_size": batch_size, "seed": seed, "requested": calib_size, **qmodel.summary()}
-    num_classes = model.get_classifier().out_features
+    num_classes = model.num_classes
     if labels is None:
         labels = class_labels(spec, num_classes)
     elif not isinstance(labels, list):

@@ -120,3 +120,13 @@ def test_offline_default_fails_before_importing_torch(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("fqvit-export: error: no weights for deit_tiny") and proc.stderr.count("\n") == 1
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_model_kwargs_img_size_sets_the_data_size(tmp_path):
+    """``--model-kwargs img_size=64`` builds a 64 px model, so calibration and metadata use 64 px too; a distilled
+    model goes through the CLI (its classifier is a pair of heads)."""
+    out = tmp_path / "d.onnx"
+    assert main(["deit_tiny_distilled_patch16_224", "--random-init", "--pts", "--lis", "-o", str(out),
+                 "--model-kwargs", "depth=1", "img_size=64", *TINY[2:]]) == 0
+    meta = _meta(out)
+    assert json.loads(meta["data_config"])["input_size"] == [3, 64, 64] and meta["num_classes"] == "1000"

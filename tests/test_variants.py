@@ -32,13 +32,8 @@ LIS = {"pts": True, "lis": True, "attn_bits": 4}
 TINY = {"depth": 1, "embed_dim": 96, "num_heads": 3}
 
 # (timm name, model kwargs, the part the case is for)
-_API_DISTILLED = pytest.mark.xfail(raises=AttributeError, strict=False,
-                                   reason="api.calibrate reads get_classifier().out_features, a (head, head_dist) "
-                                          "tuple for VisionTransformerDistilled; test_distilled_head_bit_exact "
-                                          "checks the graph without the api")
 SUPPORTED = [
-    pytest.param("deit_tiny_distilled_patch16_224", {"depth": 1, "img_size": 64}, "distillation token and head",
-                 marks=_API_DISTILLED),
+    ("deit_tiny_distilled_patch16_224", {"depth": 1, "img_size": 64}, "distillation token and head"),
     ("deit3_small_patch16_224", {**TINY, "img_size": 64}, "LayerScale, no_embed_class"),
     ("vit_small_patch14_reg4_dinov2", {**TINY, "img_size": 56, "num_classes": 10}, "register tokens"),
     ("vit_base_patch16_clip_224", {**TINY, "img_size": 64, "num_classes": 10}, "norm_pre"),

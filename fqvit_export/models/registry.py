@@ -168,6 +168,10 @@ def create(spec: ModelSpec) -> nn.Module:
         model.pretrained_cfg = {**model.pretrained_cfg, "crop_pct": _FQVIT_CROP[spec.name.split("_")[0]]}
     if spec.name in BUNDLED_MODELS:
         _check_architecture(spec, model)
+    if "img_size" in spec.model_kwargs:  # the data config follows the size the model was built for, as in timm's
+        size = tuple(model.patch_embed.img_size)  # train script with --img-size
+        model.pretrained_cfg = {**model.pretrained_cfg, "input_size": (model.pretrained_cfg.get("input_size",
+                                                                                                 (3,))[0], *size)}
     if spec.weights is not None:
         load_weights(model, Path(spec.weights))
     return model.eval()
