@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+import op_cases as O
 from fqvit_export.ops import reference as R
 
 L = 14
@@ -76,7 +77,7 @@ def ln_oracle(X: np.ndarray, x_scale: float, x_zp: int, alpha, gamma, beta, y_sc
         for c in range(C):
             num = C * x[c] - S1
             assert abs(num) < 1 << 24                                    # exact in float32
-            y = f32(0.0) if den == 0 else f32(num) / den                 # step 5
+            y = f32(num) / den if den > 0 else f32(0.0)                  # step 5 (den 0, or NaN from e = 0/0)
             v = (y * gamma[c]) + beta[c]                                 # step 6, two roundings
             assert v.dtype == np.float32
             out[r, c] = _rne_clamp(v / ys, y_zp)                         # step 7
@@ -528,3 +529,35 @@ def test_lis_codes_bound_the_accumulator():
             w = sum(1 << (14 - k) for k in row if k < 15)
             assert w * w <= 2 * (1 << 28)
             assert w * 255 < 1 << 23
+
+
+# --- the shared case tables (tests/op_cases.py): the reference against these oracles -------------------------------
+
+def _oracle_cases() -> list:
+    """The small cases of the shared tables (the oracles are plain Python loops): at most 2048 outputs, and for
+    LISMatMul at most 2^15 multiply-adds."""
+    out = []
+    for op in ("PTSLayerNorm", "LogIntSoftmax", "LISMatMul"):
+        for name in O.params(op):
+            c = O.build(op, name)
+            size = int(np.prod(O.out_shape(op, c)))
+            work = size * (c.inputs["A"].shape[-1] if op == "LISMatMul" else 1)
+            if size <= 2048 and work <= 1 << 15:
+                out.append(pytest.param(op, name, id=f"{op}-{name}"))
+    return out
+
+
+@pytest.mark.parametrize("op, name", _oracle_cases())
+def test_shared_case_against_oracle(op: str, name: str) -> None:
+    c = O.build(op, name)
+    i, a = c.inputs, c.attrs
+    got = torch.from_numpy(O.reference(op, c))
+    if op == "PTSLayerNorm":
+        want = ln_oracle(i["X"], f32(i["x_scale"]), int(i["x_zero_point"]), i["alpha"], i["gamma"], i["beta"],
+                         f32(i["y_scale"]), int(i["y_zero_point"]), a["epsilon"])
+    elif op == "LogIntSoftmax":
+        want = lis_oracle(i["X"], a["multiplier"], a["bits"], i.get("mask"))
+    else:
+        want = lism_oracle(i["A"], i["V"], i["v_scale"], int(i["v_zero_point"]), i["y_scale"], int(i["y_zero_point"]),
+                           a["bits"])
+    assert_u8_exact(got, want)

@@ -5,7 +5,8 @@ build/ort-headers/ or ORT_INCLUDE_DIR), loads it with ctypes and calls the plain
 (``fqvit_ops/c_api.h``): the CUDA kernels on torch CUDA tensors, the CPU kernels on the same inputs in host memory, and
 the PyTorch reference (``fqvit_export.ops.reference``) on the CPU. Every output element must agree across the three.
 Then it times each CUDA kernel (CUDA events) against the single-threaded CPU kernel and, for context, torch's float
-op on the GPU, and prints one summary. Exit status 0 when everything matches.
+op on the GPU, and prints one summary. Exit status 0 when everything matches. The cases are the shared tables of
+``tests/op_cases.py`` (the ones the pytest harnesses run), plus unaligned CUDA inputs and outputs for Lookup.
 
     python tools/gpu_check.py [--no-build] [--lib PATH] [--quick]
     python tools/gpu_check.py --cpu-only --no-build   # dry run without a GPU: CPU kernels vs the reference only
@@ -21,11 +22,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from fqvit_export.ops import reference as R  # noqa: E402
+sys.path.insert(0, str(ROOT / "tests"))
+import op_cases as O  # noqa: E402  (the case tables every harness shares)
 
 _u8p = ctypes.POINTER(ctypes.c_uint8)
 _f32p = ctypes.POINTER(ctypes.c_float)
@@ -158,121 +161,48 @@ class Ops:
         return y
 
 
-# --- cases ------------------------------------------------------------------------------------------------------------
+# --- cases: the shared tables of tests/op_cases.py ----------------------------------------------------------------
 
-def _u8(g: torch.Generator, shape, lo: int = 0, hi: int = 256) -> torch.Tensor:
-    return torch.randint(lo, hi, shape, generator=g, dtype=torch.uint8)
-
-
-def pts_cases(g: torch.Generator, quick: bool):
-    shapes = [((8, 197, 384), None, 1e-6), ((8, 197, 768), None, 1e-6), ((5, 1), None, 1e-5), ((7, 97), None, 0.0),
-              ((3, 1024), None, 1e-5), ((2, 4096), None, 1e-5), ((4, 49, 96), None, 1e-5), ((70000, 16), None, 1e-5),
-              ((6, 64), 77, 0.0), ((6, 64), 77, 1e-5), ((3, 33), 200, 0.0)]
-    if quick:
-        shapes = shapes[:4] + shapes[-2:]
-    for shape, const, eps in shapes:
-        for alpha_mode in ("random", 0, 3):
-            c = shape[-1]
-            x = torch.full(shape, const, dtype=torch.uint8) if const is not None else _u8(g, shape)
-            alpha = _u8(g, (c,), 0, 4) if alpha_mode == "random" else torch.full((c,), alpha_mode, dtype=torch.uint8)
-            gamma = torch.rand(c, generator=g) * 4 - 2
-            beta = torch.rand(c, generator=g) * 2 - 1
-            xs = float(torch.rand(1, generator=g) * 0.1 + 0.002)
-            ys = float(torch.rand(1, generator=g) * 0.07 + 0.01)
-            xzp, yzp = int(torch.randint(0, 256, (1,), generator=g)), int(torch.randint(0, 256, (1,), generator=g))
-            yield f"{list(shape)} alpha={alpha_mode} eps={eps}" + (f" const={const}" if const is not None else ""), \
-                (x, xs, xzp, alpha, gamma, beta, ys, yzp, eps)
+def prepare(inputs: dict, device) -> dict[str, torch.Tensor]:
+    """The numpy inputs of one case as contiguous torch tensors on ``device``."""
+    return {k: torch.from_numpy(np.array(v)).to(device) for k, v in inputs.items()}
 
 
-def lis_cases(g: torch.Generator, quick: bool):
-    swin_mask = torch.rand((1, 4, 1, 49, 49), generator=g) < 0.3
-    swin_mask[0, 1, 0, 3, :] = True
-    cases = [
-        ("deit [8,6,197,197]", _u8(g, (8, 6, 197, 197)), torch.zeros(1, dtype=torch.bool), R.lis_multiplier(0.05), 4),
-        ("vit-b [8,12,197,197]", _u8(g, (8, 12, 197, 197)), None, R.lis_multiplier(0.05), 4),
-        ("swin mask [2,4,3,49,49]", _u8(g, (2, 4, 3, 49, 49)), swin_mask, R.lis_multiplier(0.06), 4),
-        ("all equal", torch.full((3, 197), 42, dtype=torch.uint8), None, 5000, 4),
-        ("one dominant", torch.eye(197, dtype=torch.uint8)[:5] * 255, None, 20000, 4),
-        ("multiplier 0", _u8(g, (4, 33)), None, 0, 4),
-        ("multiplier 1", _u8(g, (4, 33)), None, 1, 4),
-        ("multiplier 2^31-1", _u8(g, (4, 70)), None, 2**31 - 1, 4),
-        ("bits 2", _u8(g, (8, 197)), None, 3000, 2),
-        ("bits 1", _u8(g, (8, 50)), None, 3000, 1),
-        ("N=1000", _u8(g, (3, 1000)), None, 4000, 4),
-        ("many rows [100000,7]", _u8(g, (100000, 7)), torch.rand((100000, 7), generator=g) < 0.3, 2000, 3),
-    ]
-    return cases[:6] if quick else cases
+def call(ops: Ops, where: str, op: str, t: dict[str, torch.Tensor], inputs: dict, attrs: dict,
+         y_offset: int = 0) -> torch.Tensor:
+    """Run ``op`` on the CPU or CUDA kernel (``where``) through its C entry point; scalars come from the host
+    ``inputs`` (no device-to-host copy)."""
+    if op == "PTSLayerNorm":
+        return ops.pts_layernorm(where, t["X"], float(inputs["x_scale"]), int(inputs["x_zero_point"]), t["alpha"],
+                                 t["gamma"], t["beta"], float(inputs["y_scale"]), int(inputs["y_zero_point"]),
+                                 attrs["epsilon"])
+    if op == "LogIntSoftmax":
+        return ops.log_int_softmax(where, t["X"], t.get("mask"), attrs["multiplier"], attrs["bits"])
+    if op == "LISMatMul":
+        return ops.lis_matmul(where, t["A"], t["V"], float(inputs["v_scale"]), int(inputs["v_zero_point"]),
+                              float(inputs["y_scale"]), int(inputs["y_zero_point"]), attrs["bits"])
+    if op == "Lookup":
+        return ops.lookup(where, t["X"], t["table"], y_offset)
+    return ops.requantize(where, t["A"], t["multiplier"], t["bias"], float(inputs["y_scale"]),
+                          int(inputs["y_zero_point"]))
 
 
-def lismm_cases(g: torch.Generator, quick: bool):
-    def lis_codes(shape, bits=4):
-        return R.log_int_softmax(_u8(g, shape), int(torch.randint(500, 6000, (1,), generator=g)), bits)
-
-    cases = [
-        ("deit [8,6,197,197]x64", lis_codes((8, 6, 197, 197)), _u8(g, (8, 6, 197, 64)), 4),
-        ("vit-b [8,12,197,197]x64", lis_codes((8, 12, 197, 197)), _u8(g, (8, 12, 197, 64)), 4),
-        ("swin [32,4,49,49]x32", lis_codes((32, 4, 49, 49)), _u8(g, (32, 4, 49, 32)), 4),
-        ("bits 2", lis_codes((2, 50, 50), 2), _u8(g, (2, 50, 64)), 2),
-        ("D=65 N=77", lis_codes((2, 31, 77)), _u8(g, (2, 77, 65)), 4),
-        ("arbitrary bytes", _u8(g, (2, 11, 37)), _u8(g, (2, 37, 40)), 4),
-        ("codes 0, N=3000 (int64)", torch.zeros((1, 7, 3000), dtype=torch.uint8),
-         torch.full((1, 3000, 24), 255, dtype=torch.uint8), 4),
-    ]
-    return cases[:3] + cases[-2:] if quick else cases
-
-
-def lookup_cases(g: torch.Generator, quick: bool):
-    """(name, X, table, y_offset); X may be an unaligned view (``[1:]``) to exercise the byte-wise CUDA loop."""
-    from fqvit_export.quant.primitives import gelu_table
-
-    gelu = gelu_table(torch.tensor(0.047), torch.tensor(97), torch.tensor(0.031), torch.tensor(12))
-    cases = [
-        ("deit-s mlp [8,197,1536] gelu", _u8(g, (8, 197, 1536)), gelu, 0),
-        ("[8,197,768] random table", _u8(g, (8, 197, 768)), _u8(g, (256,)), 0),
-        ("every code", torch.arange(256, dtype=torch.uint8), _u8(g, (256,)), 0),
-        ("every code, reversed table", torch.arange(256, dtype=torch.uint8),
-         torch.arange(255, -1, -1, dtype=torch.uint8), 0),
-        ("one element", torch.tensor([255], dtype=torch.uint8), _u8(g, (256,)), 0),
-        ("odd 1000003", _u8(g, (1000003,)), _u8(g, (256,)), 0),
-        ("unaligned x [1:] 100001", _u8(g, (100002,))[1:], _u8(g, (256,)), 0),
-        ("unaligned y +3, 100001", _u8(g, (100001,)), _u8(g, (256,)), 3),
-        ("empty", torch.empty(0, dtype=torch.uint8), _u8(g, (256,)), 0),
-    ]
-    return cases[:1] + cases[2:5] + cases[6:] if quick else cases
-
-
-def requantize_cases(g: torch.Generator, quick: bool):
-    """(name, A int32, multiplier, bias, y_scale, y_zero_point)."""
-
-    def acc(shape, lo=-2**20, hi=2**20):
-        return torch.randint(lo, hi, shape, generator=g, dtype=torch.int64).to(torch.int32)
-
-    def mult(n):
-        return (torch.rand(n, generator=g) * 1.5 + 0.5) * 1e-6
-
-    def bias(n):
-        return torch.rand(n, generator=g) * 2 - 1
-
-    big = acc((3000,), -2**31, 2**31)
-    big[:3] = torch.tensor([2**31 - 1, -2**31, 2**24 + 1], dtype=torch.int32)
-    k = torch.randint(0, 128, (13, 70), generator=g) + 2**24
-    sign = torch.where(torch.arange(70) % 2 == 1, -1, 1)
-    conv_bias = torch.where(torch.arange(70) % 2 == 1, 2.0**24, -2.0**24)
-    small = acc((11, 45), -600, 600)
-    one = torch.ones(1)
-    cases = [
-        ("deit-s qkv [8,197,1152] per-channel", acc((8, 197, 1152)), mult(1152), bias(1152), 0.02, 128),
-        ("[8,197,384] scalar m and b", acc((8, 197, 384)), mult(1), bias(1), 0.02, 100),
-        ("any int32, saturating", big.view(30, 100), torch.ones(100), torch.zeros(1), 1e-3, 7),
-        ("any int32, m 1e-7", big.view(30, 100), torch.full((100,), 1e-7), bias(100), 0.5, 128),
-        ("f32(A) conversion ties", (k * sign).to(torch.int32), one, conv_bias, 1.0, 128),
-        (".5 ties m=0.5", small, 0.5 * one, 0 * one, 1.0, 128),
-        (".5 ties after division", small, 0.125 * one, 0 * one, 0.25, 100),
-        ("N=1, 70001 rows", acc((70001, 1)), mult(1), bias(1), 0.03, 9),
-        ("odd N=97", acc((3, 7, 97)), mult(97), bias(97), 0.05, 200),
-        ("empty", torch.empty((0, 16), dtype=torch.int32), mult(16), bias(16), 0.1, 0),
-    ]
-    return cases[:1] + cases[2:7] + cases[-1:] if quick else cases
+def _float_op(op: str, t: dict[str, torch.Tensor], inputs: dict, attrs: dict):
+    """torch's float op on the same tensors, for scale in the timing table."""
+    if op == "PTSLayerNorm":
+        xf = t["X"].float()
+        return lambda: torch.nn.functional.layer_norm(xf, xf.shape[-1:], t["gamma"], t["beta"], attrs["epsilon"])
+    if op == "LogIntSoftmax":
+        xf = t["X"].float()
+        return lambda: torch.softmax(xf, -1)
+    if op == "LISMatMul":
+        af, vf = t["A"].float(), t["V"].float()
+        return lambda: torch.matmul(af, vf)
+    if op == "Lookup":
+        xf = t["X"].float()
+        return lambda: torch.nn.functional.gelu(xf)
+    af, ys = t["A"].float(), float(inputs["y_scale"])
+    return lambda: torch.clamp(torch.round((af * t["multiplier"] + t["bias"]) / ys), 0, 255).to(torch.uint8)
 
 
 # --- checking and timing ----------------------------------------------------------------------------------------------
@@ -338,7 +268,6 @@ def main(argv: list[str] | None = None) -> int:
         ops = _CpuOnly()  # type: ignore[assignment]
         globals()["_cuda_ms"] = lambda fn, reps=20: None
         torch.cuda.synchronize = lambda: None  # type: ignore[assignment]
-    g = torch.Generator().manual_seed(0)
     rows, failures = [], 0
 
     def record(op: str, name: str, cuda_out, cpu_out, ref_out, t_cuda: float | None, t_cpu: float | None,
@@ -349,76 +278,31 @@ def main(argv: list[str] | None = None) -> int:
         failures += not ok
         rows.append((op, name, ok, d_cpu, d_ref, d_cpu_ref, t_cuda, t_cpu, t_float))
 
-    for name, (x, xs, xzp, alpha, gamma, beta, ys, yzp, eps) in pts_cases(g, args.quick):
-        dx, da, dg, db = (t.to(dev) for t in (x, alpha, gamma, beta))
-        cuda_out = ops.pts_layernorm("cuda", dx, xs, xzp, da, dg, db, ys, yzp, eps)
-        torch.cuda.synchronize()
-        cpu_out = ops.pts_layernorm("cpu", x, xs, xzp, alpha, gamma, beta, ys, yzp, eps)
-        ref = R.pts_layernorm(x, torch.tensor(xs), xzp, alpha, gamma, beta, torch.tensor(ys), yzp, eps)
-        big = x.numel() >= 500_000
-        xf = dx.float()
-        record("PTSLayerNorm", name, cuda_out, cpu_out, ref,
-               _cuda_ms(lambda: ops.pts_layernorm("cuda", dx, xs, xzp, da, dg, db, ys, yzp, eps)) if big else None,
-               _cpu_ms(lambda: ops.pts_layernorm("cpu", x, xs, xzp, alpha, gamma, beta, ys, yzp, eps)) if big else None,
-               _cuda_ms(lambda: torch.nn.functional.layer_norm(xf, (x.shape[-1],), dg, db, eps)) if big else None)
-
-    for name, x, mask, mult, bits in lis_cases(g, args.quick):
-        dx, dm = x.to(dev), (mask.to(dev) if mask is not None else None)
-        cuda_out = ops.log_int_softmax("cuda", dx, dm, mult, bits)
-        torch.cuda.synchronize()
-        cpu_out = ops.log_int_softmax("cpu", x, mask, mult, bits)
-        ref = R.log_int_softmax(x, mult, bits, mask)
-        big = x.numel() >= 1_000_000
-        xf = dx.float()
-        record("LogIntSoftmax", name, cuda_out, cpu_out, ref,
-               _cuda_ms(lambda: ops.log_int_softmax("cuda", dx, dm, mult, bits)) if big else None,
-               _cpu_ms(lambda: ops.log_int_softmax("cpu", x, mask, mult, bits)) if big else None,
-               _cuda_ms(lambda: torch.softmax(xf, -1)) if big else None)
-
-    for name, a, v, bits in lismm_cases(g, args.quick):
-        vs, vzp, ys, yzp = 0.05, int(torch.randint(0, 256, (1,), generator=g)), 0.02, 128
-        if "int64" in name:
-            vzp = 0
-        da, dv = a.to(dev), v.to(dev)
-        cuda_out = ops.lis_matmul("cuda", da, dv, vs, vzp, ys, yzp, bits)
-        torch.cuda.synchronize()
-        cpu_out = ops.lis_matmul("cpu", a, v, vs, vzp, ys, yzp, bits)
-        ref = R.lis_matmul(a, v, torch.tensor(vs), vzp, torch.tensor(ys), yzp, bits)
-        big = a.numel() >= 1_000_000
-        af, vf = da.float(), dv.float()
-        record("LISMatMul", name, cuda_out, cpu_out, ref,
-               _cuda_ms(lambda: ops.lis_matmul("cuda", da, dv, vs, vzp, ys, yzp, bits)) if big else None,
-               _cpu_ms(lambda: ops.lis_matmul("cpu", a, v, vs, vzp, ys, yzp, bits)) if big else None,
-               _cuda_ms(lambda: torch.matmul(af, vf)) if big else None)
-
-    for name, x, table, y_off in lookup_cases(g, args.quick):
-        dx, dt = x.to(dev), table.to(dev)
-        if "unaligned x" in name:  # keep the odd offset on the device too
-            dx = torch.cat([torch.zeros(1, dtype=torch.uint8), x]).to(dev)[1:]
-        cuda_out = ops.lookup("cuda", dx, dt, y_off)
-        torch.cuda.synchronize()
-        cpu_out = ops.lookup("cpu", x, table, y_off)
-        ref = R.lookup(x, table)
-        big = x.numel() >= 1_000_000
-        xf = dx.float()
-        record("Lookup", name, cuda_out, cpu_out, ref,
-               _cuda_ms(lambda: ops.lookup("cuda", dx, dt)) if big else None,
-               _cpu_ms(lambda: ops.lookup("cpu", x, table)) if big else None,
-               _cuda_ms(lambda: torch.nn.functional.gelu(xf)) if big else None)
-
-    for name, a, m, b, ys, yzp in requantize_cases(g, args.quick):
-        da, dm, db = a.to(dev), m.to(dev), b.to(dev)
-        cuda_out = ops.requantize("cuda", da, dm, db, ys, yzp)
-        torch.cuda.synchronize()
-        cpu_out = ops.requantize("cpu", a, m, b, ys, yzp)
-        ref = R.requantize(a, m, b, torch.tensor(ys), yzp)
-        big = a.numel() >= 1_000_000
-        af = da.float()
-        record("Requantize", name, cuda_out, cpu_out, ref,
-               _cuda_ms(lambda: ops.requantize("cuda", da, dm, db, ys, yzp)) if big else None,
-               _cpu_ms(lambda: ops.requantize("cpu", a, m, b, ys, yzp)) if big else None,
-               _cuda_ms(lambda: torch.clamp(torch.round((af * dm + db) / ys) + yzp, 0, 255).to(torch.uint8))
-               if big else None)
+    for op in O.CASES:
+        for name in O.params(op):
+            case = O.build(op, name)
+            numel = max(a.size for a in case.inputs.values())
+            if args.quick and numel > 1_000_000:
+                continue
+            host, dev_t = prepare(case.inputs, "cpu"), prepare(case.inputs, dev)
+            ref = torch.from_numpy(O.reference(op, case))
+            offsets = (0, 3) if op == "Lookup" and numel > 50_000 else (0,)  # 3: an unaligned CUDA output
+            for y_off in offsets:
+                cuda_out = call(ops, "cuda", op, dev_t, case.inputs, case.attrs, y_off)
+                torch.cuda.synchronize()
+                cpu_out = call(ops, "cpu", op, host, case.inputs, case.attrs, y_off)
+                big = numel >= 400_000 and y_off == 0
+                record(op, name + (f" y+{y_off}" if y_off else ""), cuda_out, cpu_out, ref,
+                       _cuda_ms(lambda: call(ops, "cuda", op, dev_t, case.inputs, case.attrs)) if big else None,
+                       _cpu_ms(lambda: call(ops, "cpu", op, host, case.inputs, case.attrs)) if big else None,
+                       _cuda_ms(_float_op(op, dev_t, case.inputs, case.attrs)) if big else None)
+            if op == "Lookup" and numel > 50_000:  # an unaligned CUDA input: a view one byte into a buffer
+                x = host["X"].reshape(-1)
+                dx = torch.cat([torch.zeros(1, dtype=torch.uint8), x]).to(dev)[1:]
+                t_unaligned = {"X": dx, "table": dev_t["table"]}
+                record(op, name + " x+1", call(ops, "cuda", op, t_unaligned, case.inputs, case.attrs),
+                       call(ops, "cpu", op, {"X": x, "table": host["table"]}, case.inputs, case.attrs),
+                       ref.reshape(-1), None, None, None)
 
     def fmt(t: float | None) -> str:
         return f"{t:9.3f}" if t is not None else " " * 9
