@@ -22,7 +22,8 @@ from fqvit_export.ops import spec as S
 
 Inputs = dict[str, np.ndarray]
 
-__all__ = ["Case", "CASES", "build", "reference", "out_shape", "pts_inputs", "lis_logits", "lis_mask", "lis_codes",
+__all__ = ["Case", "CASES", "build", "params", "reference", "out_shape", "pts_reference", "lis_reference",
+           "lis_matmul_reference", "lookup_reference", "requantize_reference", "pts_inputs", "lis_logits", "lis_mask", "lis_codes",
            "lis_matmul_inputs", "lookup_table", "requantize_inputs"]
 
 
@@ -431,6 +432,27 @@ def reference(op: str, case: Case) -> np.ndarray:
         return R.lookup(_t(i["X"]), _t(i["table"])).numpy()
     return R.requantize(_t(i["A"]), _t(i["multiplier"]), _t(i["bias"]), _t(i["y_scale"]),
                         int(i["y_zero_point"])).numpy()
+
+
+def pts_reference(inputs: Inputs, epsilon: float) -> np.ndarray:
+    return reference("PTSLayerNorm", Case(inputs, {"epsilon": epsilon}))
+
+
+def lis_reference(x: np.ndarray, multiplier: int, bits: int, mask: np.ndarray | None = None) -> np.ndarray:
+    return reference("LogIntSoftmax", Case({"X": x} if mask is None else {"X": x, "mask": mask},
+                                           {"multiplier": multiplier, "bits": bits}))
+
+
+def lis_matmul_reference(inputs: Inputs, bits: int) -> np.ndarray:
+    return reference("LISMatMul", Case(inputs, {"bits": bits}))
+
+
+def lookup_reference(x: np.ndarray, table: np.ndarray) -> np.ndarray:
+    return reference("Lookup", Case({"X": x, "table": table}))
+
+
+def requantize_reference(inputs: Inputs) -> np.ndarray:
+    return reference("Requantize", Case(inputs))
 
 
 def out_shape(op: str, case: Case) -> tuple[int, ...]:

@@ -25,7 +25,15 @@ import op_cases as O
 from fqvit_export._lib import custom_ops_library
 from fqvit_export.ops import reference as R
 from fqvit_export.ops import spec as S
-from op_cases import pts_inputs, requantize_inputs
+from op_cases import (
+    lis_matmul_reference,
+    lis_reference,
+    lookup_reference,
+    pts_inputs,
+    pts_reference,
+    requantize_inputs,
+    requantize_reference,
+)
 
 LIB = custom_ops_library()
 pytestmark = pytest.mark.skipif(LIB is None, reason="com.fqvit custom-op library not built: run "
@@ -104,30 +112,9 @@ def test_op_case(op_type: str, case: str) -> None:
         assert_same(run_op(op_type, c.inputs, c.attrs, constant=_CONSTANT[op_type], isa=isa), want)
 
 
-def pts_reference(inputs: Inputs, epsilon: float) -> np.ndarray:
-    return O.reference("PTSLayerNorm", O.Case(inputs, {"epsilon": epsilon}))
-
-
-def lis_reference(x: np.ndarray, multiplier: int, bits: int, mask: np.ndarray | None) -> np.ndarray:
-    inputs = {"X": x} if mask is None else {"X": x, "mask": mask}
-    return O.reference("LogIntSoftmax", O.Case(inputs, {"multiplier": multiplier, "bits": bits}))
-
-
 def lismm_inputs(rng: np.random.Generator, lead: tuple[int, ...], m: int, n: int, d: int, bits: int = 4,
                  codes: str = "lis", v_zp: int | None = None) -> Inputs:
     return O.lis_matmul_inputs(rng, (*lead, m, n), d, bits, codes, v_zero_point=v_zp)
-
-
-def lismm_reference(inputs: Inputs, bits: int) -> np.ndarray:
-    return O.reference("LISMatMul", O.Case(inputs, {"bits": bits}))
-
-
-def lookup_reference(x: np.ndarray, table: np.ndarray) -> np.ndarray:
-    return O.reference("Lookup", O.Case({"X": x, "table": table}))
-
-
-def requantize_reference(inputs: Inputs) -> np.ndarray:
-    return O.reference("Requantize", O.Case(inputs))
 
 
 # --- PTSLayerNorm ---------------------------------------------------------------------------------------------------
@@ -148,7 +135,7 @@ def test_lis_matmul_mixed_int32_int64_rows() -> None:
     rng = np.random.default_rng(7)
     inputs = lismm_inputs(rng, (1,), 12, 2500, 33, v_zp=255)
     inputs["A"][0, 3] = 0
-    assert_same(run_op("LISMatMul", inputs, {"bits": 4}), lismm_reference(inputs, 4))
+    assert_same(run_op("LISMatMul", inputs, {"bits": 4}), lis_matmul_reference(inputs, 4))
 
 
 def test_softmax_then_matmul_chain() -> None:
@@ -255,7 +242,7 @@ def test_randomized(seed: int) -> None:
         inputs = lismm_inputs(rng, lead, int(rng.integers(1, 80)), int(rng.integers(1, 120)),
                               int(rng.integers(1, 100)), bits=bits,
                               codes=str(rng.choice(["lis", "lis", "valid", "any"])))
-        assert_same(run_op("LISMatMul", inputs, {"bits": bits}, isa=isa), lismm_reference(inputs, bits))
+        assert_same(run_op("LISMatMul", inputs, {"bits": bits}, isa=isa), lis_matmul_reference(inputs, bits))
         # Lookup
         x = rng.integers(0, 256, (*lead, int(rng.integers(0, 300)), int(rng.integers(1, 300))), dtype=np.uint8)
         table = rng.integers(0, 256, 256, dtype=np.uint8)
@@ -459,4 +446,4 @@ def test_empty_tensors() -> None:
         got = run_op("LISMatMul", inputs, {"bits": 4})
         assert got.shape == (*lead, m, d)
         if got.size:
-            assert_same(got, lismm_reference(inputs, 4))
+            assert_same(got, lis_matmul_reference(inputs, 4))

@@ -24,7 +24,19 @@ import op_cases as O
 from fqvit_export.ops import functions as F
 from fqvit_export.ops import reference as R
 from fqvit_export.ops import spec as S
-from op_cases import lis_logits, lis_mask, lis_matmul_inputs, lookup_table, pts_inputs, requantize_inputs
+from op_cases import (
+    lis_logits,
+    lis_mask,
+    lis_matmul_inputs,
+    lis_matmul_reference,
+    lis_reference,
+    lookup_reference,
+    lookup_table,
+    pts_inputs,
+    pts_reference,
+    requantize_inputs,
+    requantize_reference,
+)
 
 _ONNX_TYPE = {np.dtype(np.uint8): TensorProto.UINT8, np.dtype(np.float32): TensorProto.FLOAT,
               np.dtype(np.bool_): TensorProto.BOOL, np.dtype(np.int32): TensorProto.INT32,
@@ -72,26 +84,6 @@ def assert_bit_exact(got: np.ndarray, want: np.ndarray) -> None:
 
 
 # --- the shared case tables (tests/op_cases.py) ---------------------------------------------------------------------
-
-def pts_reference(inp: Inputs, epsilon: float) -> np.ndarray:
-    return O.reference("PTSLayerNorm", O.Case(inp, {"epsilon": epsilon}))
-
-
-def lis_reference(x: np.ndarray, mask: np.ndarray, multiplier: int, bits: int) -> np.ndarray:
-    return O.reference("LogIntSoftmax", O.Case({"X": x, "mask": mask}, {"multiplier": multiplier, "bits": bits}))
-
-
-def lis_matmul_reference(inp: Inputs, bits: int) -> np.ndarray:
-    return O.reference("LISMatMul", O.Case(inp, {"bits": bits}))
-
-
-def lookup_reference(x: np.ndarray, table: np.ndarray) -> np.ndarray:
-    return O.reference("Lookup", O.Case({"X": x, "table": table}))
-
-
-def requantize_reference(inp: Inputs) -> np.ndarray:
-    return O.reference("Requantize", O.Case(inp))
-
 
 # Lookup and Requantize run twice: parameters fed at run time, and as initializers (as the exporter writes them).
 _CONSTANT_VARIANTS = {"PTSLayerNorm": [()], "LogIntSoftmax": [()], "LISMatMul": [()],
@@ -153,7 +145,7 @@ def _random_lis(rng: np.random.Generator) -> tuple[Inputs, dict, tuple[int, ...]
     bits, m = int(rng.integers(1, 5)), R.lis_multiplier(_log_uniform(rng, 1e-3, 4.0))
     x = lis_logits(rng, shape, str(rng.choice(["random", "random", "narrow", "low", "dominant", "const"])))
     mask = lis_mask(rng, shape, str(rng.choice(["none", "random", "full_row"])))
-    return {"X": x, "mask": mask}, {"multiplier": m, "bits": bits}, shape, lis_reference(x, mask, m, bits)
+    return {"X": x, "mask": mask}, {"multiplier": m, "bits": bits}, shape, lis_reference(x, m, bits, mask)
 
 
 def _random_lis_matmul(rng: np.random.Generator) -> tuple[Inputs, dict, tuple[int, ...], np.ndarray]:

@@ -23,4 +23,11 @@ Isa cpu_best_isa();
 Isa resolve_isa(int requested);
 const char* isa_name(Isa isa);
 
+// The `bits` attribute of LogIntSoftmax and LISMatMul in kLisMinBits..kLisMaxBits; "" when fine.
+inline std::string lis_bits_check(int64_t bits) {
+  if (bits >= kLisMinBits && bits <= kLisMaxBits) return {};
+  return "attribute bits must be in " + std::to_string(kLisMinBits) + ".." + std::to_string(kLisMaxBits) + ", got " +
+         std::to_string(bits);
+}
+
 }  // namespace fqvit

@@ -41,17 +41,15 @@ inline int64_t attr_i64_or(const OrtKernelInfo* info, const char* name, int64_t 
   return v;
 }
 
+// A kernel parameter check's message ("" when fine) becomes an InvalidArgument.
+inline void require_valid(const std::string& check_message) { require(check_message.empty(), check_message); }
+
 // The `bits` attribute (named `name`) of LogIntSoftmax and LISMatMul (default and range: fqvit_ops/spec.h).
 inline int attr_lis_bits(const OrtKernelInfo* info, const char* name) {
   const int64_t bits = attr_i64_or(info, name, kLisDefaultBits);
-  require(bits >= kLisMinBits && bits <= kLisMaxBits, "attribute bits must be in " + std::to_string(kLisMinBits) +
-                                                          ".." + std::to_string(kLisMaxBits) + ", got " +
-                                                          std::to_string(bits));
+  require_valid(lis_bits_check(bits));
   return static_cast<int>(bits);
 }
-
-// A kernel parameter check's message ("" when fine) becomes an InvalidArgument.
-inline void require_valid(const std::string& check_message) { require(check_message.empty(), check_message); }
 
 // A CUDA kernel's launch status (a cudaError_t value, 0 = success).
 inline void require_launched(int rc) {

@@ -15,10 +15,7 @@
 namespace fqvit {
 
 std::string lis_matmul_check(const LisMatMulParams& p) {
-  if (p.bits < kLisMinBits || p.bits > kLisMaxBits) {
-    return "attribute bits must be in " + std::to_string(kLisMinBits) + ".." + std::to_string(kLisMaxBits) + ", got " +
-           std::to_string(p.bits);
-  }
+  if (std::string e = lis_bits_check(p.bits); !e.empty()) return e;
   if (p.v_zero_point < 0 || p.v_zero_point > 255 || p.y_zero_point < 0 || p.y_zero_point > 255) {
     return "zero points must be uint8";
   }

@@ -18,10 +18,7 @@
 namespace fqvit {
 
 std::string log_int_softmax_check(const LisSoftmaxParams& p) {
-  if (p.bits < kLisMinBits || p.bits > kLisMaxBits) {
-    return "attribute bits must be in " + std::to_string(kLisMinBits) + ".." + std::to_string(kLisMaxBits) + ", got " +
-           std::to_string(p.bits);
-  }
+  if (std::string e = lis_bits_check(p.bits); !e.empty()) return e;
   if (p.multiplier < 0 || p.multiplier > kMaxLisMultiplier) {
     return "attribute multiplier must be in 0.." + std::to_string(kMaxLisMultiplier) + ", got " +
            std::to_string(p.multiplier);
