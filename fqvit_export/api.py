@@ -5,9 +5,6 @@ around these functions.
 """
 from __future__ import annotations
 
-import os
-import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -16,14 +13,17 @@ from torch import nn
 from tqdm import tqdm
 
 from . import __version__
-from .data import CALIB_SETS, DataError, DataOptions, calibration_batches, folder_digest, image_dataset, \
+from .files import atomic_write
+from .data import CALIB_SETS, DataError, DataOptions, calibration_batches, eval_loader, folder_digest, image_dataset, \
     resolve_data_config
 from .models.registry import BUNDLED_MODELS, ModelSpec, class_labels, create, weights_info
-from .nn.quant_model import QuantModel
+from .nn.quant_model import Calibrated, QuantModel
+from .ops.spec import MAX_ALPHA
+from .runtime import open_session, parity
 from .quant.point import QuantConfig
 
 __all__ = ["Calibrated", "CalibrationError", "build_model", "calibrate", "save_calibration", "load_calibration",
-           "evaluate", "atomic_write", "default_calib_set", "read_labels"]
+           "evaluate", "atomic_write", "default_calib_set", "read_labels", "parity_check"]
 
 CALIB_FORMAT = 2
 """2: weights provenance, class labels, calibration set by name and digest (no local path). 1 is still read."""
@@ -33,29 +33,11 @@ class CalibrationError(ValueError):
     """Unreadable or mismatched calibration file; the message is meant for the user as is."""
 
 
-@dataclass
-class Calibrated:
-    """A calibrated model and everything that identifies it (what calib.pt stores, minus the weights)."""
-
-    spec: ModelSpec
-    config: QuantConfig
-    data_cfg: dict
-    qmodel: QuantModel
-    calib_info: dict = field(default_factory=dict)
-    weights: dict = field(default_factory=dict)
-    """Where the weights came from (:func:`fqvit_export.models.registry.weights_info`)."""
-    labels: list[str] | None = None
-    """One name per output class, when known."""
-    calib_dir: Path | None = None
-    """The folder the calibration images were read from (this machine's path: never written to files)."""
-
-    @property
-    def float_model(self) -> nn.Module:
-        return self.qmodel.model
-
-    @property
-    def num_classes(self) -> int:
-        return self.float_model.num_classes
+def check_op_limits(config: QuantConfig) -> None:
+    """What the com.fqvit ops accept (:mod:`fqvit_export.ops.spec`), checked before any work."""
+    if config.pts_max_alpha > MAX_ALPHA:
+        raise ValueError(f"pts_max_alpha must be between 0 and {MAX_ALPHA} (docs/ops.md Sec. 2), "
+                         f"got {config.pts_max_alpha}")
 
 
 def default_calib_set(spec: ModelSpec) -> str:
@@ -92,6 +74,7 @@ def calibrate(spec: ModelSpec, config: QuantConfig, data_opts: DataOptions | Non
             (:func:`default_calib_set`).
         labels: class names, or a file of them (one per line); default: the model's known labels, if any.
     """
+    check_op_limits(config)
     model, data_cfg = build_model(spec, data_opts)
     set_name = None if calib_dir is not None else default_calib_set(spec)
     root = Path(calib_dir) if calib_dir is not None else CALIB_SETS[set_name]
@@ -110,31 +93,6 @@ def calibrate(spec: ModelSpec, config: QuantConfig, data_opts: DataOptions | Non
     elif len(labels) != num_classes:
         raise DataError(f"{len(labels)} labels given; the model has {num_classes} classes")
     return Calibrated(spec, config, data_cfg, qmodel, info, weights_info(spec), labels, root)
-
-
-def atomic_write(path: str | Path, write: Callable[[str], None], force: bool = True) -> Path:
-    """Write through a temporary file in the target folder and rename, so a failure leaves no partial file."""
-    path = Path(path)
-    if path.exists() and not force:
-        raise FileExistsError(f"{path} exists; pass --force to overwrite")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"output folder does not exist: {path.parent}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 is for the temporary file only: the result is as any other
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def save_calibration(cal: Calibrated, path: str | Path, force: bool = True) -> Path:
@@ -157,6 +115,7 @@ def load_calibration(path: str | Path) -> Calibrated:
         raise CalibrationError(f"{path} is not an fqvit-export calibration file (format {CALIB_FORMAT})")
     spec = ModelSpec.from_dict(state["model"])
     config = QuantConfig(**state["quant"])
+    check_op_limits(config)
     model = create(spec)
     qmodel = QuantModel(model, config)
     qmodel.load_point_params(state["points"])
@@ -195,3 +154,14 @@ def evaluate(model: Callable[[torch.Tensor], torch.Tensor], loader, progress: bo
         bar.set_postfix(top1=f"{100 * correct1 / total:.2f}")
     return {"top1": 100.0 * correct1 / max(total, 1), "top5": 100.0 * correct5 / max(total, 1), "images": total,
             "logits": torch.cat(logits_all) if logits_all else torch.zeros(0)}
+
+
+def parity_check(cal: Calibrated, path: str | Path, images: int = 100) -> dict:
+    """onnxruntime (``fqvit_export.runtime``) against the quantized PyTorch model on the first ``images`` images of
+    the calibration set: :func:`fqvit_export.runtime.parity`'s figures, plus whether the kernel library ran."""
+    root = cal.calib_dir or CALIB_SETS[default_calib_set(cal.spec)]
+    loader = eval_loader(root, cal.data_cfg, batch_size=50, limit=images)
+    sess = open_session(path)
+    ref = evaluate(cal.qmodel, loader, progress=False)["logits"]
+    out = evaluate(sess, loader, progress=False)["logits"]
+    return {**parity(out, ref), "custom_ops": sess.custom_ops, "images_from": cal.calib_info.get("set", root.name)}

@@ -17,7 +17,6 @@ assembled in a temporary sibling and renamed into place, so an error leaves noth
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -29,6 +28,7 @@ import onnx
 
 from . import __version__
 from ._lib import ORT_VERSIONS, custom_ops_library
+from .files import file_sha256, umask_mode
 
 __all__ = ["BundleError", "TRITON_REPOSITORY", "write_bundle", "check_bundle_dir", "triton_config", "bundle_metadata",
            "manifest"]
@@ -232,17 +232,9 @@ def _readme(info: dict, name: str, libs: list[str], triton_lib: str, has_labels:
 
 # --- writing -------------------------------------------------------------------------------------------------------
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def manifest(root: Path, extra: dict | None = None) -> dict:
     """SHA-256 and size of every file under ``root`` (POSIX relative paths, sorted), plus ``extra`` fields."""
-    files = {p.relative_to(root).as_posix(): {"sha256": _sha256(p), "size": p.stat().st_size}
+    files = {p.relative_to(root).as_posix(): {"sha256": file_sha256(p), "size": p.stat().st_size}
              for p in sorted(root.rglob("*")) if p.is_file() and p.name != "manifest.json"}
     return {**(extra or {}), "files": files}
 
@@ -332,9 +324,7 @@ def write_bundle(model_path: str | Path, out_dir: str | Path, force: bool = Fals
                                          f"{ORT_VERSIONS[0]} .. {ORT_VERSIONS[1]}"},
                  "libraries": [f"lib/{p.name}" for p in libs], "triton_library": lib_path}
         (tmp / "manifest.json").write_text(json.dumps(manifest(tmp, extra), indent=1) + "\n")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; the bundle gets the umask's permissions like any dir
+        os.chmod(tmp, umask_mode(0o777))  # mkdtemp makes it 0700; the bundle gets the umask's permissions like any dir
         if out.exists():
             old = out.with_name(f".{out.name}.old.{os.getpid()}")
             os.replace(out, old)

@@ -218,7 +218,7 @@ def _evaluate(args) -> None:
                  f"{result['onnx']['parity']['max_abs_logit_diff']:.4g}")
     print(line)
     if args.json is not None:
-        from .api import atomic_write
+        from .files import atomic_write
         atomic_write(args.json, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1)))
 
 
@@ -240,30 +240,124 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     return _run(_evaluate, args)
 
 
+def add_export_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("export")
+    g.add_argument("-o", "--output", type=Path, required=True, help="ONNX file to write")
+    g.add_argument("--force", action="store_true", help="overwrite an existing output")
+    g.add_argument("--no-simplify", dest="simplify", action="store_false", help="skip onnxsim")
+    g.add_argument("--report", type=Path, help="write metadata, op counts and parity results as JSON")
+    g.add_argument("--parity-images", type=int, default=100,
+                   help="calibration-set images on which to compare onnxruntime with PyTorch (0: skip)")
+    g.add_argument("--bundle", type=Path, metavar="DIR",
+                   help="also write a hand-off bundle here (as 'fqvit-export bundle': library, Triton, README)")
+
+
+def _export(args) -> None:
+    """Calibrate (or load ``--calib``), export, check parity, summarise; outputs are checked before the long work."""
+    from .api import parity_check
+    from .bundle import check_bundle_dir, write_bundle
+    from .export.onnx_export import export_onnx
+    from .files import atomic_write, check_writable
+    check_writable(args.output, args.force)
+    if args.report is not None:
+        check_writable(args.report, True)
+    if args.bundle is not None:
+        check_bundle_dir(args.bundle, args.force)
+    cal = get_calibrated(args)
+    print(f"exporting {cal.spec.name} [{cal.config.label()}] ...", file=sys.stderr)
+    res = export_onnx(cal, args.output, simplify=args.simplify, force=args.force)
+    par = parity_check(cal, args.output, args.parity_images) if args.parity_images > 0 else None
+    custom = {k: v for k, v in res.ops.items() if k.startswith("com.fqvit")}
+    print(f"wrote {res.path} ({res.size_bytes / 2**20:.2f} MiB, {sum(res.ops.values())} nodes"
+          f"{', simplified' if res.simplified else ''})")
+    print("ops: " + ", ".join(f"{k} {v}" for k, v in res.ops.items()))
+    if custom:
+        print("com.fqvit: " + ", ".join(f"{k.split('::')[1]} {v}" for k, v in custom.items()))
+    if par is not None:
+        print(f"parity vs PyTorch on {par['images']} images: top-1 agreement {par['top1_agreement']:.1f}%, "
+              f"max |dlogit| {par['max_abs_logit_diff']:.4g}, mean |dlogit| {par['mean_abs_logit_diff']:.3g} "
+              f"({'custom-op library' if par['custom_ops'] else 'ONNX function bodies'})")
+    if args.report is not None:
+        report = {"path": str(res.path), "size_bytes": res.size_bytes, "ops": res.ops, "simplified": res.simplified,
+                  "metadata": res.metadata, "parity": par}
+        atomic_write(args.report, lambda tmp: Path(tmp).write_text(json.dumps(report, indent=1)))
+    if args.bundle is not None:
+        print(f"wrote bundle {write_bundle(args.output, args.bundle, force=args.force)}")
+
+
 def export_main(argv: list[str] | None = None) -> int:
-    from .export.cli import add_export_args, export_command
     p = argparse.ArgumentParser(prog=PROG, description="Quantize a timm ViT/DeiT/Swin with FQ-ViT and export an "
                                 "integer ONNX model (QDQ + com.fqvit ops that also ship as ONNX functions).")
     add_model_args(p)
     add_quant_args(p)
     add_export_args(p)
-    args = p.parse_args(argv)
-    return _run(export_command, args)
+    return _run(_export, p.parse_args(argv))
+
+
+def _classify(args) -> None:
+    from .runtime import classify, model_weights
+    warn_random(model_weights(args.model))
+    res = classify(args.model, args.images, args.top, args.custom_ops)
+    if args.json:
+        print(json.dumps(res, indent=1))
+        return
+    for r in res:
+        print(f"{r['image']}: " + ", ".join(f"{t.get('label', t['class'])} ({100 * t['prob']:.1f}%)"
+                                            for t in r["top"]))
 
 
 def run_main(argv: list[str] | None = None) -> int:
-    from .run import main as run
-    return run(argv)
+    p = argparse.ArgumentParser(prog=f"{PROG} run", description="Classify images with an exported model, using "
+                                "the preprocessing and labels stored in it.")
+    p.add_argument("model", type=Path)
+    p.add_argument("images", nargs="+", type=Path)
+    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--custom-ops", choices=["auto", "on", "off"], default="auto")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return _run(_classify, p.parse_args(argv))
+
+
+def _bundle(args) -> None:
+    from .bundle import write_bundle
+    out = write_bundle(args.model, args.output, force=args.force, name=args.name,
+                       triton_repository=args.triton_repository)
+    print(f"wrote bundle {out} (README.md, manifest.json, lib/, triton/)")
 
 
 def bundle_main(argv: list[str] | None = None) -> int:
-    from .bundle_cli import bundle_main as bundle
-    return bundle(argv)
+    from .bundle import TRITON_REPOSITORY
+    p = argparse.ArgumentParser(prog=f"{PROG} bundle", description="Write a self-contained hand-off directory: the "
+                                "model, the com.fqvit kernel library, a Triton model repository, a README for the "
+                                "deployment team and a manifest of SHA-256 hashes.")
+    p.add_argument("model", type=Path, help="ONNX model written by fqvit-export")
+    p.add_argument("-o", "--output", type=Path, required=True, help="bundle directory to create")
+    p.add_argument("--force", action="store_true", help="replace an existing non-empty directory")
+    p.add_argument("--name", help="Triton model name (default: the model's name)")
+    p.add_argument("--triton-repository", default=TRITON_REPOSITORY,
+                   help="where the Triton server mounts DIR/triton (the library path in config.pbtxt)")
+    p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks on errors")
+    return _run(_bundle, p.parse_args(argv))
+
+
+def _preprocess(args) -> None:
+    from .preprocess import model_data_config, preprocess_images, save_tensor
+    if args.output.exists() and not args.force:
+        raise FileExistsError(f"{args.output} exists; pass --force to overwrite")
+    x = preprocess_images(model_data_config(args.model), args.images)
+    save_tensor(x, args.output, force=True)
+    print(f"wrote {args.output}: float32 {list(x.shape)} (NCHW, C order)")
 
 
 def preprocess_main(argv: list[str] | None = None) -> int:
-    from .bundle_cli import preprocess_main as preprocess
-    return preprocess(argv)
+    p = argparse.ArgumentParser(prog=f"{PROG} preprocess", description="Preprocess images as the model's metadata "
+                                "says and save the float32 NCHW batch as .npy (input for examples/cpp/, Triton).")
+    p.add_argument("model", type=Path, help="ONNX model written by fqvit-export")
+    p.add_argument("images", nargs="+", type=Path)
+    p.add_argument("-o", "--output", type=Path, required=True, help=".npy file to write")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks on errors")
+    return _run(_preprocess, p.parse_args(argv))
 
 
 COMMANDS = {"calibrate": calibrate_main, "evaluate": evaluate_main, "export": export_main, "run": run_main,

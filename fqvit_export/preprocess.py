@@ -55,7 +55,7 @@ def preprocess_images(cfg: dict, images: Sequence[str | Path]) -> np.ndarray:
 
 def save_tensor(x: np.ndarray, path: str | Path, force: bool = False) -> Path:
     """Write ``x`` as a ``.npy`` file atomically (no partial file on error)."""
-    from .api import atomic_write
+    from .files import atomic_write
 
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:

@@ -13,7 +13,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-__all__ = ["Session", "open_session", "parity", "default_providers", "model_weights"]
+__all__ = ["Session", "open_session", "parity", "default_providers", "model_weights", "classify"]
 
 
 def default_providers() -> list[str]:
@@ -99,3 +99,22 @@ def parity(onnx_logits, torch_logits) -> dict:
             "mean_abs_logit_diff": diff.mean().item() if diff.numel() else 0.0,
             "identical_logits": 100.0 * (diff.amax(1) == 0).float().mean().item() if diff.numel() else 100.0,
             "images": int(a.shape[0])}
+
+
+def classify(model: str | Path, images: list[str | Path], top: int = 5, library: str = "auto") -> list[dict]:
+    """Top-``top`` classes per image, with their labels when the model has them; the preprocessing is the model's
+    own (its ``data_config`` metadata)."""
+    from .preprocess import preprocess_images
+    sess = open_session(model, library=library)
+    cfg = sess.preprocessing()
+    if not cfg:
+        raise ValueError(f"{model} carries no fqvit-export preprocessing metadata")
+    labels = sess.labels()
+    results = []
+    for path in images:
+        probs = torch.softmax(torch.from_numpy(sess(preprocess_images(cfg, [path]))[0]).float(), 0)
+        p, idx = probs.topk(min(top, probs.numel()))
+        best = [{"class": int(i), "prob": float(v), **({"label": labels[int(i)]} if labels else {})}
+                for v, i in zip(p, idx)]
+        results.append({"image": str(path), "top": best})
+    return results

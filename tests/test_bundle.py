@@ -16,7 +16,7 @@ from conftest import CIFAR_TEST
 from fqvit_export import bundle as bundle_mod
 from fqvit_export._lib import ORT_VERSIONS, custom_ops_library
 from fqvit_export.bundle import BundleError, write_bundle
-from fqvit_export.bundle_cli import bundle_main, preprocess_main
+from fqvit_export.cli import bundle_main, preprocess_main
 from fqvit_export.cli import main
 from fqvit_export.preprocess import model_data_config, preprocess_images
 from fqvit_export.runtime import open_session

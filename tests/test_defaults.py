@@ -130,3 +130,17 @@ def test_model_kwargs_img_size_sets_the_data_size(tmp_path):
                  "--model-kwargs", "depth=1", "img_size=64", *TINY[2:]]) == 0
     meta = _meta(out)
     assert json.loads(meta["data_config"])["input_size"] == [3, 64, 64] and meta["num_classes"] == "1000"
+
+
+def test_quantized_forward_in_chunks_is_bit_identical(calibrated):
+    """QuantModel runs large batches in passes of ``max_batch`` images: the logits are those of one pass."""
+    cal = calibrated("cifar10_vit", pts=True, lis=True, attn_bits=4)
+    x = torch.randn(11, 3, 32, 32)
+    chunked = cal.qmodel(x)
+    old = cal.qmodel.max_batch
+    try:
+        cal.qmodel.max_batch = 64
+        whole = cal.qmodel(x)
+    finally:
+        cal.qmodel.max_batch = old
+    assert old < 11 and torch.equal(chunked, whole)

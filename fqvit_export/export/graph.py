@@ -17,11 +17,11 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from ..nn.backend import Backend, _patch_size, ln_affine
+from ..models.backend import BackendBase, ln_affine, ln_alpha, mean_multiplier, window_logits_shape, window_mask
 from ..ops import reference as R
 from ..ops.functions import DOMAIN, make_node
 from ..quant.point import QuantConfig, QuantPoint
-from ..quant.primitives import activation_table, quantize_weight, requant_scale
+from ..quant.primitives import quantize_weight, requant_scale
 
 __all__ = ["OnnxBackend", "trace_graph"]
 
@@ -30,7 +30,7 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy()
 
 
-class OnnxBackend(Backend):
+class OnnxBackend(BackendBase):
     """Collects nodes and initializers; values are tensor names."""
 
     def __init__(self, points: dict[str, QuantPoint], config: QuantConfig, quantized: bool = True) -> None:
@@ -91,12 +91,6 @@ class OnnxBackend(Backend):
         i = self.const(index.to(torch.int64), self._unique(f"{_scope(x)}.order"))
         return self.node("Gather", [x, i], _scope(x), axis=axis)
 
-    def patches(self, x: str, conv: nn.Conv2d, grid: tuple[int, int] = (0, 0)):
-        ph, pw = _patch_size(conv)
-        y = self.reshape(x, (0, 0, grid[0], ph, grid[1], pw))
-        y = self.permute(y, (0, 2, 4, 1, 3, 5))
-        return self.reshape(y, (0, grid[0] * grid[1], conv.in_channels * ph * pw))
-
     def _batch_expand(self, value: str, x: str, tail: tuple[int, ...], scope: str) -> str:
         """``value`` ``[1, *tail]`` expanded to ``[B, *tail]`` with the batch size of ``x``."""
         batch = self.node("Shape", [x], scope, start=0, end=1)
@@ -127,10 +121,9 @@ class OnnxBackend(Backend):
     def softmax_float(self, x: str, mask: torch.Tensor | None, heads: int = 0):
         scope = _scope(x)
         if mask is not None:  # logits [B*nW, H, N, N] viewed as [B, nW, H, N, N] to broadcast the [nW, N, N] mask
-            nw, n = mask.shape[0], mask.shape[-1]
-            m = self.const(mask.float().reshape(1, nw, 1, n, n), self._unique(f"{scope}.shift_mask"), np.float32)
-            y = self.node("Add", [self.reshape(x, (-1, nw, heads, n, n)), m], scope)
-            x = self.reshape(y, (-1, heads, n, n))
+            m = self.const(window_mask(mask.float()), self._unique(f"{scope}.shift_mask"), np.float32)
+            y = self.node("Add", [self.reshape(x, window_logits_shape(mask, heads)), m], scope)
+            x = self.reshape(y, (-1, *window_logits_shape(mask, heads)[2:]))
         return self.node("Softmax", [x], scope, axis=-1)
 
     # -- quantization ----------------------------------------------------------------------------------------------
@@ -201,17 +194,14 @@ class OnnxBackend(Backend):
                   self.const(p.zero_point.to(torch.uint8), f"{out_name}.zero_point", np.uint8)]
         return self.node("Requantize", inputs, out_name, domain=DOMAIN, out=f"{out_name}.q")
 
-    def _fusable(self, out_name: str) -> bool:
-        return self.quantized and not self.point(out_name).pts and self.point(out_name).bits == 8
-
     def qlinear_quant(self, q: str, in_name: str, mod: nn.Module, name: str, out_name: str):
-        if not self._fusable(out_name):
+        if not self.fuses_requantize(out_name):
             return super().qlinear_quant(q, in_name, mod, name, out_name)
         acc, multiplier, bias = self._int_linear(q, in_name, mod, name)
         return self._requantize(acc, multiplier, bias, name, out_name)
 
     def qmatmul_quant(self, qa: str, a_name: str, qb: str, b_name: str, multiplier: float, out_name: str):
-        if not self._fusable(out_name):
+        if not self.fuses_requantize(out_name):
             return super().qmatmul_quant(qa, a_name, qb, b_name, multiplier, out_name)
         scope = _scope(qa)
         acc = self.node("MatMulInteger", [qa, qb, self._zp(a_name), self._zp(b_name)], scope)
@@ -254,10 +244,7 @@ class OnnxBackend(Backend):
         from opset-18 ops."""
         if not self.quantized:
             return _float_activation(self, q, act)
-        pin, pout = self.point(in_name), self.point(out_name)
-        table = activation_table(act, pin.scale, pin.zero_point, pout.scale, pout.zero_point, pin.bits, pout.bits)
-        table = torch.cat([table, table[-1:].expand(256 - len(table))])  # codes >= 2^bits never occur
-        t = self.const(table, f"{out_name}.table", np.uint8)
+        t = self.const(self.lookup_table(act, in_name, out_name), f"{out_name}.table", np.uint8)
         return self.node("Lookup", [q, t], out_name, domain=DOMAIN, out=f"{out_name}.q")
 
     def qmean(self, q: str, in_name: str, axis: int, count: int = 0):
@@ -270,7 +257,7 @@ class OnnxBackend(Backend):
                                      self.const(p.zero_point.to(torch.int32), f"{in_name}.zero_point_int32", np.int32)],
                              scope)
         acc = self.node("ReduceSum", [centered, axes], scope, keepdims=0)
-        mult = requant_scale(p.channel_scale()) / torch.tensor(float(count))
+        mult = mean_multiplier(p, count)
         return self._int_epilogue(acc, mult, self._unique(f"{scope}.mean"))
 
     def qmax(self, q: str, in_name: str, axis: int):
@@ -284,8 +271,7 @@ class OnnxBackend(Backend):
         if not self.quantized:
             return self.node("LayerNormalization", [q, gamma, beta], out_name, axis=-1, epsilon=float(ln.eps))
         pin, pout = self.point(in_name), self.point(out_name)
-        c = ln.normalized_shape[-1]
-        alpha = pin.ln_alpha(c // alpha_repeat).repeat(alpha_repeat)
+        alpha = ln_alpha(pin, ln.normalized_shape[-1], alpha_repeat)
         inputs = [q,
                   self.const(pin.scale.float(), f"{in_name}.base_scale", np.float32),
                   self.const(pin.zero_point.to(torch.uint8), f"{in_name}.zero_point_scalar", np.uint8),
@@ -308,11 +294,10 @@ class OnnxBackend(Backend):
             no_mask = self.const(np.zeros((1, 1, 1, 1), dtype=bool), "lis.no_mask")
             return self.node("LogIntSoftmax", [q_logits, no_mask], scope, domain=DOMAIN, out=f"{scope}.codes",
                              **attrs)
-        nw, n = mask.shape[0], mask.shape[-1]
-        bmask = self.const(_np(mask != 0).reshape(1, nw, 1, n, n), self._unique(f"{scope}.shift_mask"))
-        x = self.reshape(q_logits, (-1, nw, heads, n, n))
+        bmask = self.const(_np(window_mask(mask != 0)), self._unique(f"{scope}.shift_mask"))
+        x = self.reshape(q_logits, window_logits_shape(mask, heads))
         codes = self.node("LogIntSoftmax", [x, bmask], scope, domain=DOMAIN, out=f"{scope}.codes", **attrs)
-        return self.reshape(codes, (-1, heads, n, n))
+        return self.reshape(codes, (-1, *window_logits_shape(mask, heads)[2:]))
 
     def attn_apply(self, probs: str, q_v: str, v_name: str, probs_name: str, out_name: str):
         if not self.quantized or not self.config.lis:

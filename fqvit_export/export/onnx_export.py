@@ -16,7 +16,8 @@ import onnx
 from onnx import TensorProto, helper
 
 from .. import __version__
-from ..api import Calibrated, atomic_write
+from ..files import atomic_write
+from ..nn.quant_model import Calibrated
 from ..ops.functions import DOMAIN, OP_VERSION, OPSET, function_protos
 from .graph import trace_graph
 

@@ -18,7 +18,7 @@ from timm.models import SwinTransformer, VisionTransformer
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from ..nn.backend import Backend
+from .backend import Backend
 
 __all__ = ["ADAPTERS", "adapter_for", "check_supported", "UnsupportedModel"]
 

@@ -8,7 +8,6 @@ order: ``--weights PATH``, the bundled checkpoint of a bundled name, ``--random-
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,11 +16,12 @@ import timm
 import torch
 from torch import nn
 
+from ..files import file_sha256
 from .adapters import check_supported
 from .names import BUNDLED_MODELS, FQVIT_MODELS, ModelError, hub_reachable, no_weights_error
 
 __all__ = ["FQVIT_MODELS", "BUNDLED_MODELS", "CIFAR10_CLASSES", "ModelSpec", "ModelError", "create",
-           "available_models", "weights_info", "class_labels", "file_sha256"]
+           "available_models", "weights_info", "class_labels"]
 
 _FQVIT_CROP = {"deit": 0.875, "vit": 0.9, "swin": 0.9}
 """FQ-ViT's eval crop per family (timm's own DeiT configs say 0.9; mean/std already match FQ-ViT's)."""
@@ -175,14 +175,6 @@ def create(spec: ModelSpec) -> nn.Module:
     if spec.weights is not None:
         load_weights(model, Path(spec.weights))
     return model.eval()
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def weights_info(spec: ModelSpec) -> dict:

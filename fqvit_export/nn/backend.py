@@ -18,18 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models.backend import BackendBase, ln_affine, ln_alpha, mean_multiplier, patch_size, window_logits_shape, \
+    window_mask
 from ..ops import reference as R
-from ..quant.primitives import activation_table, quantize_weight, requant_scale
+from ..quant.primitives import quantize_weight, requant_scale
 from ..quant.point import QuantConfig, QuantPoint
 
-__all__ = ["Backend", "CalibrateBackend", "QuantBackend", "ln_affine"]
-
-
-def _patch_size(conv: nn.Conv2d) -> tuple[int, int]:
-    k, st = tuple(conv.kernel_size), tuple(conv.stride)
-    if k != st or any(conv.padding) or conv.groups != 1 or tuple(conv.dilation) != (1, 1):
-        raise ValueError(f"patch embedding conv must have kernel == stride, no padding (got kernel {k}, stride {st})")
-    return k
+__all__ = ["TorchBackend", "CalibrateBackend", "QuantBackend"]
 
 
 def _exact_matmul(a: torch.Tensor, b: torch.Tensor, max_term: int) -> torch.Tensor:
@@ -47,21 +42,9 @@ def _exact_matmul(a: torch.Tensor, b: torch.Tensor, max_term: int) -> torch.Tens
     return acc.float()
 
 
-def ln_affine(ln: nn.LayerNorm) -> tuple[torch.Tensor, torch.Tensor]:
-    """LayerNorm ``gamma`` and ``beta`` in float32; ones and zeros where the norm has none (``bias=False``,
-    ``elementwise_affine=False``)."""
-    c = ln.normalized_shape[-1]
-    gamma = ln.weight.detach().float() if ln.weight is not None else torch.ones(c)
-    beta = ln.bias.detach().float() if getattr(ln, "bias", None) is not None else torch.zeros(c)
-    return gamma, beta
-
-
-class Backend:
-    """Shared vocabulary; tensor-layout ops are identical for float and quantized values in PyTorch."""
-
-    def __init__(self, points: dict[str, QuantPoint], config: QuantConfig) -> None:
-        self.points = points
-        self.config = config
+class TorchBackend(BackendBase):
+    """The :class:`~fqvit_export.models.backend.Backend` vocabulary on PyTorch tensors; layout ops are identical for
+    float and quantized values."""
 
     # -- layout (value-agnostic) ---------------------------------------------------------------------------------
     def reshape(self, x, shape: Sequence[int]):
@@ -76,14 +59,6 @@ class Backend:
 
     def gather(self, x, index: torch.Tensor, axis: int):
         return x.index_select(axis, index)
-
-    def patches(self, x, conv: nn.Conv2d, grid: tuple[int, int] = (0, 0)):
-        """``[B, C, H, W] -> [B, H/p * W/p, C * p * p]``: the patch-embedding conv (kernel == stride) as a matmul,
-        tokens in timm's row-major order, features in the conv weight's ``(c, kh, kw)`` order."""
-        ph, pw = _patch_size(conv)
-        b, c, h, w = x.shape
-        x = x.reshape(b, c, h // ph, ph, w // pw, pw).permute(0, 2, 4, 1, 3, 5)
-        return x.reshape(b, (h // ph) * (w // pw), c * ph * pw)
 
     def prepend_token(self, x, token: torch.Tensor):
         """Float ``[1, T, C]`` prefix tokens (class, distillation, register) before the float ``[B, N, C]`` tokens."""
@@ -110,26 +85,10 @@ class Backend:
         """Add Swin's float shift mask ``[nW, N, N]`` to logits ``[B*nW, H, N, N]`` as timm does."""
         if mask is None:
             return x
-        nw, n = mask.shape[0], mask.shape[-1]
-        y = x.reshape(-1, nw, x.shape[1], n, n) + mask.reshape(1, nw, 1, n, n)
-        return y.reshape(-1, x.shape[1], n, n)
-
-    # -- integer matmul followed by a quantizer (one fused epilogue in the ONNX graph) -----------------------------
-    def qlinear_quant(self, q, in_name: str, mod: nn.Linear, name: str, out_name: str):
-        return self.quant(self.qlinear(q, in_name, mod, name), out_name)
-
-    def qmatmul_quant(self, qa, a_name: str, qb, b_name: str, multiplier: float, out_name: str):
-        return self.quant(self.qmatmul(qa, a_name, qb, b_name, multiplier), out_name)
-
-    def point(self, name: str) -> QuantPoint:
-        try:
-            return self.points[name]
-        except KeyError:
-            raise KeyError(f"no calibrated quantization point {name!r}; the calibration does not match this model"
-                           ) from None
+        return (x.reshape(window_logits_shape(mask, x.shape[1])) + window_mask(mask)).reshape(x.shape)
 
 
-class CalibrateBackend(Backend):
+class CalibrateBackend(TorchBackend):
     """Float forward that feeds each point's observer; ``last`` marks the final calibration batch."""
 
     def __init__(self, points: dict[str, QuantPoint], config: QuantConfig, last: bool = False) -> None:
@@ -158,7 +117,7 @@ class CalibrateBackend(Backend):
         return F.linear(x, mod.weight, mod.bias)
 
     def patch_embed(self, x, in_name: str, conv: nn.Conv2d, name: str, grid: tuple[int, int] = (0, 0)):
-        _patch_size(conv)
+        patch_size(conv)
         return conv(x).flatten(2).transpose(1, 2)
 
     def qmatmul(self, a, a_name: str, b, b_name: str, multiplier: float = 1.0):
@@ -192,7 +151,7 @@ class CalibrateBackend(Backend):
         return y
 
 
-class QuantBackend(Backend):
+class QuantBackend(TorchBackend):
     """Quantized forward: QDQ at every point, int8 weights, the reference integer ops for LayerNorm and softmax."""
 
     def __init__(self, points: dict[str, QuantPoint], config: QuantConfig) -> None:
@@ -228,13 +187,36 @@ class QuantBackend(Backend):
     def qlinear(self, q, in_name: str, mod: nn.Linear, name: str):
         """``f32(sum (q - zp) * w_q) * f32(s_x * s_w) + bias``: exact integer accumulation, then two float32 steps
         (docs/ops.md Sec. 1) — what MatMulInteger -> Cast -> Mul -> Add computes in the exported graph."""
+        acc, multiplier, bias = self._linear_acc(q, in_name, mod)
+        y = acc * multiplier
+        return y + bias if mod.bias is not None else y
+
+    def _linear_acc(self, q, in_name: str, mod: nn.Module) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``f32(sum (q - zp) * w_q)``, the Requantize multiplier ``f32(s_x * s_w)`` and the float32 bias."""
         w, sw = self._int_weight(mod)
         acc = _exact_matmul(self._centered(q, in_name), w.t(), 255 * 127)
-        y = acc * requant_scale(self.point(in_name).scale, sw)
-        return y + mod.bias.detach().float() if mod.bias is not None else y
+        bias = mod.bias.detach().float() if mod.bias is not None else torch.zeros(())
+        return acc, requant_scale(self.point(in_name).scale, sw), bias
+
+    def _requantize(self, acc: torch.Tensor, multiplier: torch.Tensor, bias: torch.Tensor, out_name: str):
+        """The reference ``com.fqvit::Requantize`` on the exact accumulator (``f32(int(f32(acc))) == f32(acc)``)."""
+        p = self.point(out_name)
+        return R.requantize(acc.to(torch.int64), multiplier.reshape(-1), bias.reshape(-1), p.scale, p.zero_point)
+
+    def qlinear_quant(self, q, in_name: str, mod: nn.Linear, name: str, out_name: str):
+        if not self.fuses_requantize(out_name):
+            return super().qlinear_quant(q, in_name, mod, name, out_name)
+        return self._requantize(*self._linear_acc(q, in_name, mod), out_name)
+
+    def qmatmul_quant(self, qa, a_name: str, qb, b_name: str, multiplier: float, out_name: str):
+        if not self.fuses_requantize(out_name):
+            return super().qmatmul_quant(qa, a_name, qb, b_name, multiplier, out_name)
+        acc = _exact_matmul(self._centered(qa, a_name), self._centered(qb, b_name), 255 * 255)
+        m = requant_scale(self.point(a_name).scale, self.point(b_name).scale, multiplier)
+        return self._requantize(acc, m, torch.zeros(()), out_name)
 
     def patch_embed(self, q, in_name: str, conv: nn.Conv2d, name: str, grid: tuple[int, int] = (0, 0)):
-        return self.qlinear(self.patches(q, conv), in_name, conv, name)
+        return self.qlinear(self.patches(q, conv, grid), in_name, conv, name)
 
     def qmatmul(self, qa, a_name: str, qb, b_name: str, multiplier: float = 1.0):
         acc = _exact_matmul(self._centered(qa, a_name), self._centered(qb, b_name), 255 * 255)
@@ -243,15 +225,13 @@ class QuantBackend(Backend):
     def act_table(self, q, act: nn.Module, in_name: str, out_name: str):
         key = ("act", in_name)
         if key not in self._weights:
-            pin, pout = self.point(in_name), self.point(out_name)
-            self._weights[key] = activation_table(act, pin.scale, pin.zero_point, pout.scale, pout.zero_point,
-                                                  pin.bits, pout.bits)
-        return self._weights[key][q.long()]
+            self._weights[key] = self.lookup_table(act, in_name, out_name)
+        return R.lookup(q, self._weights[key])
 
     def qmean(self, q, in_name: str, axis: int, count: int = 0):
         """Token average: exact integer sum, then ``f32(acc) * f32(s_c / n)`` (``s_c`` per channel for PTS)."""
         acc = (q.to(torch.int64) - int(self.point(in_name).zero_point)).sum(dim=axis).float()
-        return acc * (requant_scale(self.point(in_name).channel_scale()) / torch.tensor(float(q.shape[axis])))
+        return acc * mean_multiplier(self.point(in_name), q.shape[axis])
 
     def qmax(self, q, in_name: str, axis: int):
         """Token maximum on the codes (dequantization is increasing in every channel), then dequantized."""
@@ -259,8 +239,7 @@ class QuantBackend(Backend):
 
     def layernorm(self, q, ln: nn.LayerNorm, in_name: str, out_name: str, alpha_repeat: int = 1):
         pin, pout = self.point(in_name), self.point(out_name)
-        c = q.shape[-1]
-        alpha = pin.ln_alpha(c // alpha_repeat).repeat(alpha_repeat)
+        alpha = ln_alpha(pin, q.shape[-1], alpha_repeat)
         return R.pts_layernorm(q, pin.scale, pin.zero_point, alpha, *ln_affine(ln), pout.scale, pout.zero_point,
                                ln.eps)
 
@@ -269,10 +248,8 @@ class QuantBackend(Backend):
             m = R.lis_multiplier(self.point(logits_name).scale)
             if mask is None:
                 return R.log_int_softmax(q_logits, m, self.config.attn_bits)
-            nw, n = mask.shape[0], mask.shape[-1]
-            x = q_logits.reshape(-1, nw, q_logits.shape[1], n, n)
-            codes = R.log_int_softmax(x, m, self.config.attn_bits, (mask != 0).reshape(1, nw, 1, n, n))
-            return codes.reshape(q_logits.shape)
+            x = q_logits.reshape(window_logits_shape(mask, q_logits.shape[1]))
+            return R.log_int_softmax(x, m, self.config.attn_bits, window_mask(mask != 0)).reshape(q_logits.shape)
         p = self.softmax_float(self.dequant(q_logits, logits_name), mask)
         return self.quant(p, probs_name)
 

@@ -1,15 +1,19 @@
 """The quantized model: a timm float model, its adapter and the calibrated quantization points."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
+
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from ..models.adapters import adapter_for
+from ..models.registry import ModelSpec
 from ..quant.point import QuantConfig, QuantPoint
 from .backend import CalibrateBackend, QuantBackend
 
-__all__ = ["QuantModel"]
+__all__ = ["QuantModel", "Calibrated"]
 
 
 class QuantModel(nn.Module):
@@ -43,9 +47,18 @@ class QuantModel(nn.Module):
             self._backend = QuantBackend(self.points, self.config)
         return self._backend
 
+    max_batch: int = 8
+    """Images per pass of the quantized forward. Every quantizer is per tensor with fixed parameters, so each image's
+    logits do not depend on its batch, and smaller passes give the same bits. They are faster: at 224 px a batch of
+    40 ran 2-4x slower per image than batches of 8 (bench/bench_phases.py), its integer attention temporaries being
+    hundreds of MB each."""
+
     @torch.inference_mode()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.adapter(self.backend(), self.model, x)
+        backend = self.backend()
+        if x.shape[0] <= self.max_batch:
+            return self.adapter(backend, self.model, x)
+        return torch.cat([self.adapter(backend, self.model, part) for part in x.split(self.max_batch)])
 
     def point_params(self) -> dict[str, dict]:
         return {name: p.params() for name, p in self.points.items()}
@@ -64,3 +77,27 @@ class QuantModel(nn.Module):
         return {"points": len(self.points), "pts_points": sum(p.pts for p in self.points.values()),
                 "alpha_histogram": torch.bincount(alphas, minlength=self.config.pts_max_alpha + 1).tolist()}
 
+
+@dataclass
+class Calibrated:
+    """A calibrated model and everything that identifies it (what calib.pt stores, minus the weights)."""
+
+    spec: ModelSpec
+    config: QuantConfig
+    data_cfg: dict
+    qmodel: QuantModel
+    calib_info: dict = field(default_factory=dict)
+    weights: dict = field(default_factory=dict)
+    """Where the weights came from (:func:`fqvit_export.models.registry.weights_info`)."""
+    labels: list[str] | None = None
+    """One name per output class, when known."""
+    calib_dir: Path | None = None
+    """The folder the calibration images were read from (this machine's path: never written to files)."""
+
+    @property
+    def float_model(self) -> nn.Module:
+        return self.qmodel.model
+
+    @property
+    def num_classes(self) -> int:
+        return self.float_model.num_classes
