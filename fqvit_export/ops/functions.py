@@ -19,8 +19,9 @@ How the ONNX ops reproduce the document's arithmetic exactly:
 * ``>>`` and ``//`` of the document act on non-negative int64 values only, where ONNX ``Div`` (which truncates
   toward zero) equals the floor; shifts by a variable amount use ``BitShift``, which ONNX defines for unsigned types
   only, so those operands are cast to uint64 (they are non-negative, the cast is exact).
-* ONNX has no Log2: the LIS code ``#{k < Z : p^2 < T_k}`` is a ``Less`` against the constant threshold vector
-  ``T_k = 2^(2P - 1 - 2k)`` (``k = 0 .. 14``, enough for ``bits <= 4``), masked to ``k < Z`` and summed.
+* ONNX has no Log2: the LIS code ``#{k < Z : p^2 < T_k}`` equals ``#{k < Z : p < T'_k}`` with the root thresholds
+  ``T'_k`` of ``ops/spec.py`` (``k = 0 .. 14``, enough for ``bits <= 4``; 0 for ``k >= Z``), found by a 4-step binary
+  search over the 16 constants (docs/ops.md Sec. 3 step 6).
 * Every float32 step is a single ONNX op in the document's order (``Cast``, ``Add``, ``Sqrt``, ``Div``, ``Mul``,
   ``Add``, ``Div``, ``Round``, ``Add``, ``Clip``, ``Cast``): IEEE-754 single operations with round half to even.
   onnxruntime's CPU kernels compute them so (checked step by step in ``tests/test_functions.py``); note that
