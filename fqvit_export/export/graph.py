@@ -19,7 +19,7 @@ from torch import nn
 
 from ..models.backend import BackendBase, ln_affine, ln_alpha, mean_multiplier, window_logits_shape, window_mask
 from ..ops import reference as R
-from ..ops.functions import DOMAIN, make_node
+from ..ops.functions import DOMAIN, make_node, quantize_nodes
 from ..quant.point import QuantConfig, QuantPoint
 from ..quant.primitives import quantize_weight, requant_scale
 
@@ -160,9 +160,8 @@ class OnnxBackend(BackendBase):
         s, z = self._pts_params(name)
         lo = self.const(np.array(0.0, np.float32), "clip.lo")
         hi = self.const(np.array(float(self.point(name).qmax), np.float32), f"clip.hi{self.point(name).bits}")
-        y = self.node("Round", [self.node("Div", [x, s], name)], name)
-        y = self.node("Clip", [self.node("Add", [y, z], name), lo, hi], name)
-        return self.node("Cast", [y], name, out=f"{name}.q", to=TensorProto.UINT8)
+        return quantize_nodes(lambda op, ins, out=None, **a: self.node(op, ins, name, out=out, **a), x, s, z, lo, hi,
+                              f"{name}.q")
 
     def _pts_dequant(self, q: str, name: str) -> str:
         s, z = self._pts_params(name)

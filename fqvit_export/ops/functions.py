@@ -34,7 +34,7 @@ How the ONNX ops reproduce the document's arithmetic exactly:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Callable
 
 import onnx
 from onnx import AttributeProto, TensorProto, helper
@@ -60,6 +60,7 @@ __all__ = [
     "OPSET",
     "LIS_MAX_BITS",
     "make_node",
+    "quantize_nodes",
     "function_protos",
     "pts_layernorm_function",
     "log_int_softmax_function",
@@ -119,18 +120,26 @@ class _Body:
         return self.op("Sub", [pow2_i, self.const("one_i64", TensorProto.INT64, 1)], "Z")
 
     def quantize_linear(self, v: str, y_scale: str, y_zero_point: str, out: str) -> str:
-        """``clamp(round(v / y_scale) + y_zero_point, 0, 255)`` as uint8: ONNX ``QuantizeLinear`` in single ops.
-
-        ``round(q) + zp`` in float32 is exact unless ``|round(q)| > 2^24 - 256`` (or infinite), and there it lies
-        beyond the same clip bound as the reference's int32 sum, so the clipped results agree.
-        """
-        q = self.op("Div", [v, y_scale], "q_div_scale")
-        q = self.op("Round", [q], "q_round")
+        """ONNX ``QuantizeLinear`` to uint8 in single ops (:func:`quantize_nodes`)."""
+        names = {"Div": "q_div_scale", "Round": "q_round", "Add": "q_add_zp", "Clip": "q_clip"}
         zp = self.op("Cast", [y_zero_point], "y_zero_point_f32", to=TensorProto.FLOAT)
-        q = self.op("Add", [q, zp], "q_add_zp")
-        q = self.op("Clip", [q, self.const("qmin_f32", TensorProto.FLOAT, 0.0),
-                             self.const("qmax_f32", TensorProto.FLOAT, 255.0)], "q_clip")
-        return self.op("Cast", [q], out, to=TensorProto.UINT8)
+        return quantize_nodes(lambda op, ins, out=None, **a: self.op(op, ins, out or names[op], **a), v, y_scale, zp,
+                              self.const("qmin_f32", TensorProto.FLOAT, 0.0),
+                              self.const("qmax_f32", TensorProto.FLOAT, 255.0), out)
+
+
+def quantize_nodes(op: Callable[..., str], v: str, scale: str, zero_point: str, qmin: str, qmax: str,
+                   out: str | None = None) -> str:
+    """``clamp(round(v / scale) + zero_point, qmin, qmax)`` cast to uint8: ONNX ``QuantizeLinear`` written as its
+    IEEE float32 steps (docs/ops.md Sec. 1), for function bodies and for the exporter's PTS quantizers alike.
+
+    ``zero_point``, ``qmin`` and ``qmax`` are float32 tensors; ``op(op_type, inputs, out=None, **attrs)`` adds one
+    node and returns its output name. ``round(q) + zp`` in float32 is exact unless ``|round(q)| > 2^24 - 256`` (or
+    infinite), and there it lies beyond the same clip bound as the reference's int32 sum, so the results agree.
+    """
+    q = op("Round", [op("Div", [v, scale])])
+    q = op("Clip", [op("Add", [q, zero_point]), qmin, qmax])
+    return op("Cast", [q], out=out, to=TensorProto.UINT8)
 
 
 def _function(name: str, body: _Body, doc: str) -> onnx.FunctionProto:
