@@ -14,8 +14,8 @@ from tqdm import tqdm
 
 from . import __version__
 from .files import atomic_write
-from .data import CALIB_SETS, DataError, DataOptions, calibration_batches, eval_loader, folder_digest, image_dataset, \
-    resolve_data_config
+from .data import CALIB_SETS, DataError, DataOptions, eval_loader, eval_transform, folder_digest, image_dataset, \
+    resolve_data_config, sample_batches
 from .models.registry import BUNDLED_MODELS, ModelSpec, class_labels, create, weights_info
 from .nn.quant_model import Calibrated, QuantModel
 from .ops.spec import MAX_ALPHA
@@ -46,15 +46,12 @@ def default_calib_set(spec: ModelSpec) -> str:
     return "cifar10" if spec.name in BUNDLED_MODELS else "imagenet-sample"
 
 
-def read_labels(path: str | Path, num_classes: int) -> list[str]:
-    """``--labels FILE``: one class name per line, as many lines as the model has classes."""
+def read_labels(path: str | Path) -> list[str]:
+    """``--labels FILE``: one class name per line (blank lines skipped)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"labels file not found: {path}")
-    labels = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if len(labels) != num_classes:
-        raise DataError(f"{path} has {len(labels)} labels; the model has {num_classes} classes")
-    return labels
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def build_model(spec: ModelSpec, data_opts: DataOptions | None = None) -> tuple[nn.Module, dict]:
@@ -78,20 +75,21 @@ def calibrate(spec: ModelSpec, config: QuantConfig, data_opts: DataOptions | Non
     model, data_cfg = build_model(spec, data_opts)
     set_name = None if calib_dir is not None else default_calib_set(spec)
     root = Path(calib_dir) if calib_dir is not None else CALIB_SETS[set_name]
-    batches = calibration_batches(root, data_cfg, calib_size, batch_size, seed)
+    ds = image_dataset(root, eval_transform(data_cfg))
+    batches = sample_batches(ds, calib_size, batch_size, seed)
     qmodel = QuantModel(model, config)
     qmodel.calibrate(batches, progress=progress)
-    ds = image_dataset(root, None)
     info = {"set": f"bundled {set_name}" if set_name else f"user folder {root.name}", "images":
             sum(len(b) for b in batches), "set_images": len(ds), "set_digest": folder_digest(ds),
             "batch_size": batch_size, "seed": seed, "requested": calib_size, **qmodel.summary()}
     num_classes = model.num_classes
+    where = f"{labels} has" if isinstance(labels, (str, Path)) else "got"
+    if isinstance(labels, (str, Path)):
+        labels = read_labels(labels)
     if labels is None:
         labels = class_labels(spec, num_classes)
-    elif not isinstance(labels, list):
-        labels = read_labels(labels, num_classes)
     elif len(labels) != num_classes:
-        raise DataError(f"{len(labels)} labels given; the model has {num_classes} classes")
+        raise DataError(f"{where} {len(labels)} labels; the model has {num_classes} classes")
     return Calibrated(spec, config, data_cfg, qmodel, info, weights_info(spec), labels, root)
 
 

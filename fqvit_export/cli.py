@@ -122,13 +122,11 @@ def _check_default_weights(args) -> None:
     """Fail before importing torch and timm when an FQ-ViT name's default weights (timm's pretrained ones) cannot be
     had. Other names need timm to be told apart from typos; the registry checks them, also before building."""
     from .models.names import FQVIT_MODELS, hub_weights_missing, no_weights_error
-    if getattr(args, "calib", None) is not None or not getattr(args, "model", None):
-        return
-    if not hasattr(args, "random_init"):
+    if not hasattr(args, "random_init") or args.calib is not None:  # commands without model options, or --calib
         return
     if args.model in FQVIT_MODELS and args.weights is None and not args.random_init \
             and hub_weights_missing(args.model):
-        raise no_weights_error(args.model, FQVIT_MODELS.get(args.model, args.model),
+        raise no_weights_error(args.model, FQVIT_MODELS[args.model],
                                "cannot be downloaded here (no route to the hub) and are not cached")
 
 
@@ -206,10 +204,10 @@ def _evaluate(args) -> None:
     result.update(top1=torch_res["top1"], top5=torch_res["top5"], images=torch_res["images"])
     line = f"pytorch: top1 {torch_res['top1']:.2f}  top5 {torch_res['top5']:.2f}  ({torch_res['images']} images)"
     if args.onnx is not None:
-        from .runtime import model_weights, open_session, parity
-        if model_weights(args.onnx) != cal.weights:
-            warn_random(model_weights(args.onnx))
+        from .runtime import open_session, parity
         sess = open_session(args.onnx, library=args.custom_ops)
+        if sess.weights() != cal.weights:  # the calibration's own weights were warned about already
+            warn_random(sess.weights())
         onnx_res = evaluate(sess, loader, desc="onnxruntime")
         result["onnx"] = {"path": args.onnx.name, "top1": onnx_res["top1"], "top5": onnx_res["top5"],
                           "custom_ops": sess.custom_ops, "parity": parity(onnx_res["logits"], torch_res["logits"])}
@@ -295,9 +293,10 @@ def export_main(argv: list[str] | None = None) -> int:
 
 
 def _classify(args) -> None:
-    from .runtime import classify, model_weights
-    warn_random(model_weights(args.model))
-    res = classify(args.model, args.images, args.top, args.custom_ops)
+    from .runtime import classify, open_session
+    sess = open_session(args.model, library=args.custom_ops)
+    warn_random(sess.weights())
+    res = classify(sess, args.images, args.top)
     if args.json:
         print(json.dumps(res, indent=1))
         return
@@ -341,9 +340,9 @@ def bundle_main(argv: list[str] | None = None) -> int:
 
 
 def _preprocess(args) -> None:
+    from .files import check_writable
     from .preprocess import model_data_config, preprocess_images, save_tensor
-    if args.output.exists() and not args.force:
-        raise FileExistsError(f"{args.output} exists; pass --force to overwrite")
+    check_writable(args.output, args.force)
     x = preprocess_images(model_data_config(args.model), args.images)
     save_tensor(x, args.output, force=True)
     print(f"wrote {args.output}: float32 {list(x.shape)} (NCHW, C order)")

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.datasets import ImageFolder
 
 __all__ = ["DataOptions", "resolve_data_config", "eval_transform", "image_dataset", "calibration_batches",
-           "eval_loader", "CALIB_SETS", "BUNDLED_CALIB_DIR", "IMAGE_EXTENSIONS", "calib_set_dir", "folder_digest"]
+           "sample_batches", "eval_loader", "CALIB_SETS", "IMAGE_EXTENSIONS", "folder_digest"]
 
 _ASSETS = Path(__file__).parent / "assets"
 CALIB_SETS: dict[str, Path] = {
@@ -27,7 +27,6 @@ CALIB_SETS: dict[str, Path] = {
 """Bundled calibration sets: 500 CIFAR-10 train images (50 per class), for the bundled CIFAR-10 models, and 250
 ImageNet photos (one each of every fourth class, short side 256 px, from the 1,000-image ImageNet sample), for
 ImageNet models."""
-BUNDLED_CALIB_DIR = CALIB_SETS["cifar10"]
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 
 
@@ -98,13 +97,6 @@ def image_dataset(root: str | Path, transform) -> Dataset:
     return ds
 
 
-def calib_set_dir(name: str) -> Path:
-    try:
-        return CALIB_SETS[name]
-    except KeyError:
-        raise DataError(f"unknown bundled calibration set {name!r}: {', '.join(CALIB_SETS)}") from None
-
-
 def folder_digest(ds: Dataset) -> str:
     """SHA-256 of a dataset's sorted relative file list (names and sizes): identifies a calibration set without
     naming the folder it lay in on the exporting machine."""
@@ -120,8 +112,12 @@ def folder_digest(ds: Dataset) -> str:
 
 
 def calibration_batches(root: str | Path, cfg: dict, size: int, batch_size: int, seed: int) -> list[torch.Tensor]:
+    """:func:`sample_batches` of the images under ``root`` through the eval transform of ``cfg``."""
+    return sample_batches(image_dataset(root, eval_transform(cfg)), size, batch_size, seed)
+
+
+def sample_batches(ds: Dataset, size: int, batch_size: int, seed: int) -> list[torch.Tensor]:
     """``size`` images drawn without replacement with ``torch.Generator(seed)``, as batches (deterministic)."""
-    ds = image_dataset(root, eval_transform(cfg))
     if size < 1 or batch_size < 1:
         raise DataError("--calib-size and --calib-batch-size must be positive")
     g = torch.Generator().manual_seed(seed)

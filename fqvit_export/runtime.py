@@ -13,7 +13,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-__all__ = ["Session", "open_session", "parity", "default_providers", "model_weights", "classify"]
+__all__ = ["Session", "open_session", "parity", "default_providers", "classify"]
 
 
 def default_providers() -> list[str]:
@@ -65,6 +65,10 @@ class Session:
         """The class names the exporter stored (CIFAR-10's, ImageNet's or the user's ``--labels``), if any."""
         return json.loads(self.metadata["labels"]) if "labels" in self.metadata else None
 
+    def weights(self) -> dict | None:
+        """Where the model's weights came from (``{"source": "random"}`` etc.), as the exporter recorded it."""
+        return json.loads(self.metadata["weights"]) if "weights" in self.metadata else None
+
     def preprocessing(self) -> dict:
         return json.loads(self.metadata["data_config"]) if "data_config" in self.metadata else {}
 
@@ -76,17 +80,6 @@ class Session:
 def open_session(path: str | Path, library: str = "auto", providers: list[str] | None = None,
                  threads: int | None = None) -> Session:
     return Session(path, library, providers, threads)
-
-
-def model_weights(path: str | Path) -> dict | None:
-    """The ``weights`` provenance an fqvit-export model records (``{"source": "random"}`` etc.), read without
-    loading the graph; None for other models."""
-    import onnx
-    if not Path(path).is_file():
-        return None
-    model = onnx.load(str(path), load_external_data=False)
-    props = {p.key: p.value for p in model.metadata_props}
-    return json.loads(props["weights"]) if "weights" in props else None
 
 
 def parity(onnx_logits, torch_logits) -> dict:
@@ -101,14 +94,16 @@ def parity(onnx_logits, torch_logits) -> dict:
             "images": int(a.shape[0])}
 
 
-def classify(model: str | Path, images: list[str | Path], top: int = 5, library: str = "auto") -> list[dict]:
+def classify(model: str | Path | Session, images: list[str | Path], top: int = 5, library: str = "auto"
+             ) -> list[dict]:
     """Top-``top`` classes per image, with their labels when the model has them; the preprocessing is the model's
-    own (its ``data_config`` metadata)."""
+    own (its ``data_config`` metadata). ``model`` is a file or an open :class:`Session` (``library`` is then unused)."""
     from .preprocess import preprocess_images
-    sess = open_session(model, library=library)
+    sess = model if isinstance(model, Session) else open_session(model, library=library)
     cfg = sess.preprocessing()
     if not cfg:
-        raise ValueError(f"{model} carries no fqvit-export preprocessing metadata")
+        raise ValueError(f"{model if not isinstance(model, Session) else 'the model'} carries no fqvit-export "
+                         f"preprocessing metadata")
     labels = sess.labels()
     results = []
     for path in images:
