@@ -24,7 +24,10 @@ Inputs = dict[str, np.ndarray]
 
 __all__ = ["Case", "CASES", "build", "params", "reference", "out_shape", "pts_reference", "lis_reference",
            "lis_matmul_reference", "lookup_reference", "requantize_reference", "pts_inputs", "lis_logits", "lis_mask", "lis_codes",
-           "lis_matmul_inputs", "lookup_table", "requantize_inputs"]
+           "lis_matmul_inputs", "lookup_table", "requantize_inputs", "as_code_type", "CODE_TYPES"]
+
+CODE_TYPES = S.CODE_TYPES
+"""The code types every harness runs: the uint8 cases as built, and their int8 form (:func:`as_code_type`)."""
 
 
 @dataclass
@@ -420,18 +423,35 @@ def reference(op: str, case: Case) -> np.ndarray:
     """The PyTorch reference's output (``fqvit_export.ops.reference``) for one case."""
     i, a = case.inputs, case.attrs
     if op == "PTSLayerNorm":
-        return R.pts_layernorm(_t(i["X"]), _t(i["x_scale"]), int(i["x_zero_point"]), _t(i["alpha"]), _t(i["gamma"]),
-                               _t(i["beta"]), _t(i["y_scale"]), int(i["y_zero_point"]), a["epsilon"]).numpy()
+        return R.pts_layernorm(_t(i["X"]), _t(i["x_scale"]), _t(i["x_zero_point"]), _t(i["alpha"]), _t(i["gamma"]),
+                               _t(i["beta"]), _t(i["y_scale"]), _t(i["y_zero_point"]), a["epsilon"]).numpy()
     if op == "LogIntSoftmax":
         mask = _t(i["mask"]) if "mask" in i else None
         return R.log_int_softmax(_t(i["X"]), a["multiplier"], a["bits"], mask).numpy()
     if op == "LISMatMul":
-        return R.lis_matmul(_t(i["A"]), _t(i["V"]), _t(i["v_scale"]), int(i["v_zero_point"]), _t(i["y_scale"]),
-                            int(i["y_zero_point"]), a["bits"]).numpy()
+        return R.lis_matmul(_t(i["A"]), _t(i["V"]), _t(i["v_scale"]), _t(i["v_zero_point"]), _t(i["y_scale"]),
+                            _t(i["y_zero_point"]), a["bits"]).numpy()
     if op == "Lookup":
         return R.lookup(_t(i["X"]), _t(i["table"])).numpy()
     return R.requantize(_t(i["A"]), _t(i["multiplier"]), _t(i["bias"]), _t(i["y_scale"]),
-                        int(i["y_zero_point"])).numpy()
+                        _t(i["y_zero_point"])).numpy()
+
+
+def as_code_type(op: str, case: Case, dtype: str) -> Case:
+    """The case with its code ports (``T`` in ``ops/spec.py``) in code type ``dtype``: for int8, every uint8 code and
+    zero point ``u`` becomes ``u - 128`` and Lookup's table is :func:`~fqvit_export.ops.reference.int8_table`, so the
+    int8 case's output is the uint8 case's output minus 128 (LogIntSoftmax's codes: the same)."""
+    if dtype == "uint8":
+        return case
+    if dtype != "int8":
+        raise ValueError(f"no code type {dtype!r}; known: {', '.join(S.CODE_TYPES)}")
+    inputs = dict(case.inputs)
+    for port in S.OPS[op].inputs:
+        if port.dtype == "T" and port.name in inputs:
+            assert inputs[port.name].dtype == np.uint8, (op, port.name)
+            convert = R.int8_table if port.name == "table" else R.int8_codes
+            inputs[port.name] = convert(_t(inputs[port.name])).numpy()
+    return Case(inputs, dict(case.attrs))
 
 
 def pts_reference(inputs: Inputs, epsilon: float) -> np.ndarray:

@@ -40,14 +40,14 @@ from op_cases import (
 
 _ONNX_TYPE = {np.dtype(np.uint8): TensorProto.UINT8, np.dtype(np.float32): TensorProto.FLOAT,
               np.dtype(np.bool_): TensorProto.BOOL, np.dtype(np.int32): TensorProto.INT32,
-              np.dtype(np.int64): TensorProto.INT64}
+              np.dtype(np.int64): TensorProto.INT64, np.dtype(np.int8): TensorProto.INT8}
 Inputs = dict[str, np.ndarray]
 
 
 # --- building and running one-node models -------------------------------------------------------------------------
 
-def _model(op_type: str, inputs: Inputs, attrs: dict, out_shape: tuple[int, ...], constant: Collection[str]
-           ) -> onnx.ModelProto:
+def _model(op_type: str, inputs: Inputs, attrs: dict, out_shape: tuple[int, ...], constant: Collection[str],
+           out_type: int = TensorProto.UINT8) -> onnx.ModelProto:
     names, outputs = S.op(op_type).input_names, S.op(op_type).output_names
     assert list(inputs) == names, "inputs must be given in the op's order"
     node = F.make_node(op_type, names, outputs, "op0", **attrs)
@@ -55,7 +55,7 @@ def _model(op_type: str, inputs: Inputs, attrs: dict, out_shape: tuple[int, ...]
                     for n, a in inputs.items() if n not in constant]
     graph = helper.make_graph(
         [node], f"one_{op_type}", graph_inputs,
-        [helper.make_tensor_value_info(outputs[0], TensorProto.UINT8, out_shape)],
+        [helper.make_tensor_value_info(outputs[0], out_type, out_shape)],
         initializer=[numpy_helper.from_array(a, n) for n, a in inputs.items() if n in constant])
     return helper.make_model(graph, ir_version=S.IR_VERSION, functions=F.function_protos(),
                              opset_imports=[helper.make_opsetid("", F.OPSET),
@@ -63,10 +63,10 @@ def _model(op_type: str, inputs: Inputs, attrs: dict, out_shape: tuple[int, ...]
 
 
 def run_op(op_type: str, inputs: Inputs, attrs: dict, out_shape: tuple[int, ...], constant: Collection[str] = (),
-           optimize: bool = True) -> np.ndarray:
+           optimize: bool = True, out_dtype: type = np.uint8) -> np.ndarray:
     """Check and run a one-node ``com.fqvit`` model; ``constant`` inputs become initializers (as the exporter writes
     parameters), so onnxruntime may fold the steps that depend on them only."""
-    model = _model(op_type, inputs, attrs, out_shape, constant)
+    model = _model(op_type, inputs, attrs, out_shape, constant, _ONNX_TYPE[np.dtype(out_dtype)])
     onnx.checker.check_model(model, full_check=True)
     options = ort.SessionOptions()
     if not optimize:
@@ -76,7 +76,7 @@ def run_op(op_type: str, inputs: Inputs, attrs: dict, out_shape: tuple[int, ...]
 
 
 def assert_bit_exact(got: np.ndarray, want: np.ndarray) -> None:
-    assert got.dtype == np.uint8 and want.dtype == np.uint8
+    assert got.dtype == want.dtype and want.dtype in (np.uint8, np.int8)
     assert got.shape == want.shape
     bad = np.argwhere(got != want)
     assert bad.size == 0, (f"{len(bad)} of {want.size} elements differ, first at {tuple(map(int, bad[0]))}: "
@@ -90,15 +90,18 @@ _CONSTANT_VARIANTS = {"PTSLayerNorm": [()], "LogIntSoftmax": [()], "LISMatMul": 
                       "Lookup": [(), ("table",)], "Requantize": [(), ("multiplier", "bias", "y_scale", "y_zero_point")]}
 
 
+@pytest.mark.parametrize("code_type", O.CODE_TYPES)
 @pytest.mark.parametrize("op_type, case", [(op, name) for op in O.CASES for name in O.params(op)])
-def test_op_case(op_type: str, case: str) -> None:
-    c = O.build(op_type, case)
+def test_op_case(op_type: str, case: str, code_type: str) -> None:
+    """Every shared case, in both code types: one body serves uint8 and int8 (the output follows the zero point)."""
+    c = O.as_code_type(op_type, O.build(op_type, case), code_type)
     want = O.reference(op_type, c)
     inputs = dict(c.inputs)
     if op_type == "LogIntSoftmax" and "mask" not in inputs:  # the body needs the optional mask: one False element
         inputs["mask"] = np.zeros((1,) * inputs["X"].ndim, np.bool_)
     for constant in _CONSTANT_VARIANTS[op_type]:
-        assert_bit_exact(run_op(op_type, inputs, c.attrs, O.out_shape(op_type, c), constant=constant), want)
+        assert_bit_exact(run_op(op_type, inputs, c.attrs, O.out_shape(op_type, c), constant=constant,
+                                out_dtype=want.dtype), want)
 
 
 def test_lookup_short_table_fails() -> None:
@@ -246,7 +249,7 @@ def _pts_steps(inp: Inputs, epsilon: float) -> dict[str, np.ndarray]:
 
 def _lis_steps(x: np.ndarray, mask: np.ndarray, multiplier: int) -> dict[str, np.ndarray]:
     """docs/ops.md Sec. 3 steps 1-5 in numpy int64."""
-    q = np.where(mask, -1, x.astype(np.int64))
+    q = np.where(mask, -256, x.astype(np.int64))
     t = (q - q.max(-1, keepdims=True)) * multiplier
     n = (-t) >> R.LIS_FRAC_BITS
     r = t + (n << R.LIS_FRAC_BITS)

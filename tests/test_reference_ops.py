@@ -17,6 +17,7 @@ import torch
 
 import op_cases as O
 from fqvit_export.ops import reference as R
+from fqvit_export.ops import spec as S
 
 L = 14
 B_POLY = 63993
@@ -561,3 +562,31 @@ def test_shared_case_against_oracle(op: str, name: str) -> None:
         want = lism_oracle(i["A"], i["V"], i["v_scale"], int(i["v_zero_point"]), i["y_scale"], int(i["y_zero_point"]),
                            a["bits"])
     assert_u8_exact(got, want)
+
+
+# --- code types: the int8 form of every case is the uint8 one shifted by 128 (docs/ops.md Sec. 1, code types) -------
+
+@pytest.mark.parametrize("op, name", [(op, name) for op in O.CASES for name in O.params(op)])
+def test_int8_codes_same_integers(op: str, name: str) -> None:
+    u8 = O.build(op, name)
+    want = O.reference(op, u8)
+    got = O.reference(op, O.as_code_type(op, u8, "int8"))
+    if S.OPS[op].outputs[0].dtype == "T":
+        assert got.dtype == np.int8
+        want = (want.astype(np.int16) - 128).astype(np.int8)
+    assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
+def test_code_type_follows_zero_point() -> None:
+    acc = torch.tensor([[-1000, 0, 1000]], dtype=torch.int32)
+    one, zero = torch.ones(1), torch.zeros(1)
+    u8 = R.requantize(acc, one, zero, torch.tensor(1.0), 0)
+    i8 = R.requantize(acc, one, zero, torch.tensor(1.0), torch.tensor(-128, dtype=torch.int8))
+    assert u8.dtype == torch.uint8 and u8.tolist() == [[0, 0, 255]]
+    assert i8.dtype == torch.int8 and i8.tolist() == [[-128, -128, 127]]
+    with pytest.raises(ValueError, match="outside the torch.uint8 code range"):
+        R.requantize(acc, one, zero, torch.tensor(1.0), -1)
+    table = torch.arange(256, dtype=torch.int32).to(torch.uint8)
+    t8 = R.int8_table(table)
+    x = torch.tensor([-128, -1, 0, 127], dtype=torch.int8)
+    assert R.lookup(x, t8).tolist() == [-128, -1, 0, 127]  # identity stays identity in the other code type

@@ -6,6 +6,12 @@ are int8 initializers with per-output-channel scales behind a ``DequantizeLinear
 ``com.fqvit::PTSLayerNorm`` (uint8 in, uint8 out) and, with LIS, the softmax and attention@V become
 ``com.fqvit::LogIntSoftmax`` and ``com.fqvit::LISMatMul`` (docs/ops.md Sec. 2-5). With ``quantized=False`` the
 same adapter gives the FP32 graph (plain ``LayerNormalization``/``Softmax``), used as the speed baseline.
+
+The ``target`` picks the code type of the activations (docs/ops.md Sec. 1, code types): ``cpu`` writes uint8 codes
+(onnxruntime's CPU ``MatMulInteger`` is fast for uint8 x int8 only), ``cuda`` int8 codes (the CUDA execution
+provider's ``MatMulInteger`` is int8 x int8 only). The int8 code of a uint8 code ``u`` with zero point ``z`` is
+``u - 128`` with zero point ``z - 128``, so ``q - zp`` and every integer result are the same: the two graphs from one
+calibration give bit-identical logits.
 """
 from __future__ import annotations
 
@@ -20,10 +26,14 @@ from torch import nn
 from ..models.backend import BackendBase, ln_affine, ln_alpha, mean_multiplier, window_logits_shape, window_mask
 from ..ops import reference as R
 from ..ops.functions import DOMAIN, make_node, quantize_nodes
+from ..ops.spec import CODE_OFFSET
 from ..quant.point import QuantConfig, QuantPoint
 from ..quant.primitives import quantize_weight, requant_scale
 
-__all__ = ["OnnxBackend", "trace_graph"]
+__all__ = ["TARGETS", "OnnxBackend", "trace_graph"]
+
+TARGETS = {"cpu": np.uint8, "cuda": np.int8}
+"""Export target -> element type of the activation codes."""
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -33,9 +43,15 @@ def _np(t: torch.Tensor) -> np.ndarray:
 class OnnxBackend(BackendBase):
     """Collects nodes and initializers; values are tensor names."""
 
-    def __init__(self, points: dict[str, QuantPoint], config: QuantConfig, quantized: bool = True) -> None:
+    def __init__(self, points: dict[str, QuantPoint], config: QuantConfig, quantized: bool = True,
+                 target: str = "cpu") -> None:
         super().__init__(points, config)
+        if target not in TARGETS:
+            raise ValueError(f"unknown export target {target!r}; choose from {', '.join(TARGETS)}")
         self.quantized = quantized
+        self.target = target
+        self.code_dtype = TARGETS[target]
+        self.code_offset = CODE_OFFSET[np.dtype(self.code_dtype).name]
         self.nodes: list[onnx.NodeProto] = []
         self.inits: dict[str, onnx.TensorProto] = {}
         self._names: set[str] = set()
@@ -69,11 +85,20 @@ class OnnxBackend(BackendBase):
             self._names.add(name)
         return name
 
+    def codes(self, values: torch.Tensor | np.ndarray) -> np.ndarray:
+        """uint8 codes or zero points (``0..255``) in the target's code type (int8: minus 128)."""
+        v = np.asarray(_np(values) if isinstance(values, torch.Tensor) else values).astype(np.int32)
+        assert v.size == 0 or (v.min() >= 0 and v.max() <= 255), "codes must be uint8 values"
+        return (v - self.code_offset).astype(self.code_dtype)
+
+    def _code_const(self, values: torch.Tensor, name: str) -> str:
+        return self.const(self.codes(values), name)
+
     def _qparams(self, name: str) -> tuple[str, str]:
         """Scale and zero-point initializers of a point as QuantizeLinear takes them (per channel for PTS)."""
         p = self.point(name)
         return (self.const(p.channel_scale().float(), f"{name}.scale", np.float32),
-                self.const(p.channel_zero_point().to(torch.uint8), f"{name}.zero_point", np.uint8))
+                self._code_const(p.channel_zero_point(), f"{name}.zero_point"))
 
     # -- layout ----------------------------------------------------------------------------------------------------
     def reshape(self, x: str, shape):
@@ -105,8 +130,8 @@ class OnnxBackend(BackendBase):
     def append_zero_token(self, q: str, name: str, channels: int):
         scope = _scope(q)
         if self.quantized:
-            zero = self.const(self.point(name).zero_point.to(torch.uint8).reshape(1, 1, 1).expand(1, 1, channels),
-                              f"{name}.zero_token", np.uint8)
+            zero = self._code_const(self.point(name).zero_point.reshape(1, 1, 1).expand(1, 1, channels),
+                                    f"{name}.zero_token")
         else:
             zero = self.const(np.zeros((1, 1, channels), np.float32), f"zero_token{channels}")
         return self.node("Concat", [q, self._batch_expand(zero, q, (1, channels), scope)], scope, axis=1)
@@ -154,14 +179,15 @@ class OnnxBackend(BackendBase):
     def _pts_params(self, name: str) -> tuple[str, str]:
         p = self.point(name)
         return (self.const(p.channel_scale().float(), f"{name}.scale", np.float32),
-                self.const(p.zero_point.float(), f"{name}.zero_point_float", np.float32))
+                self.const(self.codes(p.zero_point).astype(np.float32), f"{name}.zero_point_float", np.float32))
 
     def _pts_quant(self, x: str, name: str) -> str:
         s, z = self._pts_params(name)
-        lo = self.const(np.array(0.0, np.float32), "clip.lo")
-        hi = self.const(np.array(float(self.point(name).qmax), np.float32), f"clip.hi{self.point(name).bits}")
+        lo = self.const(np.array(-self.code_offset, np.float32), f"clip.lo_{self.target}")
+        hi = self.const(np.array(float(self.point(name).qmax - self.code_offset), np.float32),
+                        f"clip.hi{self.point(name).bits}_{self.target}")
         return quantize_nodes(lambda op, ins, out=None, **a: self.node(op, ins, name, out=out, **a), x, s, z, lo, hi,
-                              f"{name}.q")
+                              f"{name}.q", to=helper.np_dtype_to_tensor_dtype(np.dtype(self.code_dtype)))
 
     def _pts_dequant(self, q: str, name: str) -> str:
         s, z = self._pts_params(name)
@@ -178,7 +204,7 @@ class OnnxBackend(BackendBase):
 
     # -- integer matmuls: MatMulInteger -> Cast -> Mul(multiplier) [-> Add(bias)] (docs/ops.md Sec. 1) ------------
     def _zp(self, name: str) -> str:
-        return self.const(self.point(name).zero_point.to(torch.uint8), f"{name}.zero_point_scalar", np.uint8)
+        return self._code_const(self.point(name).zero_point, f"{name}.zero_point_scalar")
 
     def _int_epilogue(self, acc: str, multiplier: torch.Tensor, scope: str) -> str:
         f = self.node("Cast", [acc], scope, to=TensorProto.FLOAT)
@@ -190,7 +216,7 @@ class OnnxBackend(BackendBase):
         inputs = [acc, self.const(multiplier, f"{scope}.multiplier", np.float32),
                   bias or self.const(np.array(0.0, np.float32), "zero_bias"),
                   self.const(p.scale.float(), f"{out_name}.scale", np.float32),
-                  self.const(p.zero_point.to(torch.uint8), f"{out_name}.zero_point", np.uint8)]
+                  self._code_const(p.zero_point, f"{out_name}.zero_point")]
         return self.node("Requantize", inputs, out_name, domain=DOMAIN, out=f"{out_name}.q")
 
     def qlinear_quant(self, q: str, in_name: str, mod: nn.Module, name: str, out_name: str):
@@ -243,7 +269,10 @@ class OnnxBackend(BackendBase):
         from opset-18 ops."""
         if not self.quantized:
             return _float_activation(self, q, act)
-        t = self.const(self.lookup_table(act, in_name, out_name), f"{out_name}.table", np.uint8)
+        table = self.lookup_table(act, in_name, out_name).to(torch.uint8)
+        if self.code_dtype == np.int8:
+            table = R.int8_table(table)
+        t = self.const(table, f"{out_name}.table")
         return self.node("Lookup", [q, t], out_name, domain=DOMAIN, out=f"{out_name}.q")
 
     def qmean(self, q: str, in_name: str, axis: int, count: int = 0):
@@ -253,7 +282,8 @@ class OnnxBackend(BackendBase):
             return self.node("ReduceMean", [q, axes], scope, keepdims=0)
         p = self.point(in_name)
         centered = self.node("Sub", [self.node("Cast", [q], scope, to=TensorProto.INT32),
-                                     self.const(p.zero_point.to(torch.int32), f"{in_name}.zero_point_int32", np.int32)],
+                                     self.const(self.codes(p.zero_point).astype(np.int32),
+                                                f"{in_name}.zero_point_int32", np.int32)],
                              scope)
         acc = self.node("ReduceSum", [centered, axes], scope, keepdims=0)
         mult = mean_multiplier(p, count)
@@ -273,11 +303,11 @@ class OnnxBackend(BackendBase):
         alpha = ln_alpha(pin, ln.normalized_shape[-1], alpha_repeat)
         inputs = [q,
                   self.const(pin.scale.float(), f"{in_name}.base_scale", np.float32),
-                  self.const(pin.zero_point.to(torch.uint8), f"{in_name}.zero_point_scalar", np.uint8),
+                  self._code_const(pin.zero_point, f"{in_name}.zero_point_scalar"),
                   self.const(alpha, f"{out_name}.alpha", np.uint8),
                   gamma, beta,
                   self.const(pout.scale.float(), f"{out_name}.scale", np.float32),
-                  self.const(pout.zero_point.to(torch.uint8), f"{out_name}.zero_point", np.uint8)]
+                  self._code_const(pout.zero_point, f"{out_name}.zero_point")]
         return self.node("PTSLayerNorm", inputs, out_name, domain=DOMAIN, out=f"{out_name}.q",
                          epsilon=float(ln.eps))
 
@@ -304,9 +334,9 @@ class OnnxBackend(BackendBase):
         pv, pout = self.point(v_name), self.point(out_name)
         inputs = [probs, q_v,
                   self.const(pv.scale.float(), f"{v_name}.scale", np.float32),
-                  self.const(pv.zero_point.to(torch.uint8), f"{v_name}.zero_point", np.uint8),
+                  self._code_const(pv.zero_point, f"{v_name}.zero_point"),
                   self.const(pout.scale.float(), f"{out_name}.scale", np.float32),
-                  self.const(pout.zero_point.to(torch.uint8), f"{out_name}.zero_point", np.uint8)]
+                  self._code_const(pout.zero_point, f"{out_name}.zero_point")]
         return self.node("LISMatMul", inputs, out_name, domain=DOMAIN, out=f"{out_name}.q",
                          bits=self.config.attn_bits)
 
@@ -350,9 +380,9 @@ def _scope(tensor: str) -> str:
 
 
 def trace_graph(model: nn.Module, adapter, points: dict[str, QuantPoint], config: QuantConfig,
-                quantized: bool = True) -> tuple[OnnxBackend, str]:
+                quantized: bool = True, target: str = "cpu") -> tuple[OnnxBackend, str]:
     """Run ``adapter`` symbolically; returns the backend (nodes, initializers) and the output tensor name."""
-    b = OnnxBackend(points, config, quantized)
+    b = OnnxBackend(points, config, quantized, target)
     b._names.add("input")
     with torch.no_grad():
         out = adapter(b, model, "input")

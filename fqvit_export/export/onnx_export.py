@@ -19,13 +19,16 @@ from .. import __version__
 from ..files import atomic_write
 from ..nn.quant_model import Calibrated
 from ..ops.functions import DOMAIN, OP_VERSION, OPSET, function_protos
-from .graph import trace_graph
+from .graph import TARGETS, trace_graph
 
-__all__ = ["IR_VERSION", "OPSET", "ExportResult", "build_onnx", "export_onnx", "metadata", "float_onnx",
+__all__ = ["IR_VERSION", "OPSET", "DEVICES", "ExportResult", "build_onnx", "export_onnx", "metadata", "float_onnx",
            "simplify_model"]
 
 IR_VERSION = 8
 """IR 8 with opset 18: loadable by onnxruntime >= 1.14 (1.20 reads IR <= 10, opset <= 21)."""
+DEVICES = tuple(TARGETS)
+"""Export targets: ``cpu`` (uint8 activation codes) and ``cuda`` (int8 codes, every node on onnxruntime's CUDA
+execution provider); the same integers, bit-identical logits (docs/ops.md Sec. 1, code types)."""
 
 
 @dataclass
@@ -37,7 +40,7 @@ class ExportResult:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
-def metadata(cal: Calibrated) -> dict[str, str]:
+def metadata(cal: Calibrated, device: str = "cpu") -> dict[str, str]:
     """``metadata_props``: everything needed to feed the model and know what it is (values are strings/JSON)."""
     cfg = cal.data_cfg
     c, h, w = cfg["input_size"]
@@ -53,7 +56,7 @@ def metadata(cal: Calibrated) -> dict[str, str]:
         "input_dtype": "float32", "output_name": "logits", "num_classes": str(cal.num_classes),
         "preprocessing": json.dumps(pre), "data_config": json.dumps(cfg),
         "model": json.dumps(model), "weights": json.dumps(cal.weights), "quantization": json.dumps(cal.config.to_dict()),
-        "calibration": json.dumps(cal.calib_info), "com.fqvit.op_version": str(OP_VERSION),
+        "calibration": json.dumps(cal.calib_info), "com.fqvit.op_version": str(OP_VERSION), "target_device": device,
         "fqvit_export.version": __version__,
     }
     if cal.labels is not None:
@@ -61,9 +64,9 @@ def metadata(cal: Calibrated) -> dict[str, str]:
     return meta
 
 
-def _assemble(cal: Calibrated, quantized: bool) -> onnx.ModelProto:
+def _assemble(cal: Calibrated, quantized: bool, device: str = "cpu") -> onnx.ModelProto:
     c, h, w = cal.data_cfg["input_size"]
-    b, out = trace_graph(cal.float_model, cal.qmodel.adapter, cal.qmodel.points, cal.config, quantized)
+    b, out = trace_graph(cal.float_model, cal.qmodel.adapter, cal.qmodel.points, cal.config, quantized, device)
     nodes = [*b.nodes, helper.make_node("Identity", [out], ["logits"], name="output/Identity")]
     num_classes = cal.num_classes
     graph = helper.make_graph(
@@ -79,7 +82,7 @@ def _assemble(cal: Calibrated, quantized: bool) -> onnx.ModelProto:
     model = helper.make_model(graph, opset_imports=opsets, functions=functions, producer_name="fqvit-export",
                               producer_version=__version__, ir_version=IR_VERSION,
                               doc_string=f"{cal.spec.name} {cal.config.label() if quantized else 'FP32'}")
-    helper.set_model_props(model, metadata(cal) if quantized else {"fqvit_export.version": __version__})
+    helper.set_model_props(model, metadata(cal, device) if quantized else {"fqvit_export.version": __version__})
     return model
 
 
@@ -110,9 +113,12 @@ def _drop_metadata(proto, prefix: str) -> None:
         props.add(key=key, value=value)
 
 
-def build_onnx(cal: Calibrated, simplify: bool = True, quantized: bool = True) -> tuple[onnx.ModelProto, bool]:
-    """The checked (and optionally simplified) ModelProto."""
-    model = _assemble(cal, quantized)
+def build_onnx(cal: Calibrated, simplify: bool = True, quantized: bool = True, device: str = "cpu"
+               ) -> tuple[onnx.ModelProto, bool]:
+    """The checked (and optionally simplified) ModelProto for ``device`` (:data:`DEVICES`)."""
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; choose from {', '.join(DEVICES)}")
+    model = _assemble(cal, quantized, device)
     onnx.checker.check_model(model, full_check=True)
     simplified = False
     if simplify:
@@ -128,12 +134,13 @@ def float_onnx(cal: Calibrated, simplify: bool = True) -> onnx.ModelProto:
 
 
 def export_onnx(cal: Calibrated, path: str | Path, simplify: bool = True, force: bool = False,
-                quantized: bool = True) -> ExportResult:
-    """Build and write atomically (temporary file + rename: no partial file on error or Ctrl-C)."""
+                quantized: bool = True, device: str = "cpu") -> ExportResult:
+    """Build for ``device`` (``cpu`` or ``cuda``, :data:`DEVICES`) and write atomically (temporary file + rename: no
+    partial file on error or Ctrl-C)."""
     path = Path(path)
     if path.exists() and not force:
         raise FileExistsError(f"{path} exists; pass --force to overwrite")
-    model, simplified = build_onnx(cal, simplify=simplify, quantized=quantized)
+    model, simplified = build_onnx(cal, simplify=simplify, quantized=quantized, device=device)
     atomic_write(path, lambda tmp: onnx.save(model, tmp), force=True)
     ops = Counter(f"{n.domain}::{n.op_type}" if n.domain else n.op_type for n in model.graph.node)
     return ExportResult(path, path.stat().st_size, dict(ops.most_common()), simplified,

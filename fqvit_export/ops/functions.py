@@ -120,26 +120,36 @@ class _Body:
         return self.op("Sub", [pow2_i, self.const("one_i64", TensorProto.INT64, 1)], "Z")
 
     def quantize_linear(self, v: str, y_scale: str, y_zero_point: str, out: str) -> str:
-        """ONNX ``QuantizeLinear`` to uint8 in single ops (:func:`quantize_nodes`)."""
-        names = {"Div": "q_div_scale", "Round": "q_round", "Add": "q_add_zp", "Clip": "q_clip"}
+        """ONNX ``QuantizeLinear`` to the code type ``T`` of ``y_zero_point`` (uint8 or int8: one body serves both)
+        in single ops (:func:`quantize_nodes`), the result cast like ``y_zero_point``."""
+        names = {"Div": "q_div_scale", "Round": "q_round", "Add": "q_add_zp", "Clip": "q_clip", "CastLike": out}
         zp = self.op("Cast", [y_zero_point], "y_zero_point_f32", to=TensorProto.FLOAT)
+        # The clip bounds are the range of T ([0, 255] for uint8, [-128, 127] for int8) taken from the type itself:
+        # QuantizeLinear of -2^16 and 2^16 with scale 1 saturates to them exactly (any |zero point| <= 255).
+        bounds = self.op("QuantizeLinear", [self.const("range_probe", TensorProto.FLOAT, [-65536.0, 65536.0]),
+                                            self.const("one_f32", TensorProto.FLOAT, 1.0), y_zero_point], "T_range")
+        bounds = self.op("Cast", [bounds], "T_range_f32", to=TensorProto.FLOAT)
+        qmin = self.op("Gather", [bounds, self.const("idx0", TensorProto.INT64, 0)], "qmin_f32", axis=0)
+        qmax = self.op("Gather", [bounds, self.const("idx1", TensorProto.INT64, 1)], "qmax_f32", axis=0)
         return quantize_nodes(lambda op, ins, out=None, **a: self.op(op, ins, out or names[op], **a), v, y_scale, zp,
-                              self.const("qmin_f32", TensorProto.FLOAT, 0.0),
-                              self.const("qmax_f32", TensorProto.FLOAT, 255.0), out)
+                              qmin, qmax, out, like=y_zero_point)
 
 
 def quantize_nodes(op: Callable[..., str], v: str, scale: str, zero_point: str, qmin: str, qmax: str,
-                   out: str | None = None) -> str:
-    """``clamp(round(v / scale) + zero_point, qmin, qmax)`` cast to uint8: ONNX ``QuantizeLinear`` written as its
-    IEEE float32 steps (docs/ops.md Sec. 1), for function bodies and for the exporter's PTS quantizers alike.
+                   out: str | None = None, *, to: int = TensorProto.UINT8, like: str | None = None) -> str:
+    """``clamp(round(v / scale) + zero_point, qmin, qmax)`` cast to the code type: ONNX ``QuantizeLinear`` written as
+    its IEEE float32 steps (docs/ops.md Sec. 1), for function bodies and for the exporter's PTS quantizers alike.
 
-    ``zero_point``, ``qmin`` and ``qmax`` are float32 tensors; ``op(op_type, inputs, out=None, **attrs)`` adds one
-    node and returns its output name. ``round(q) + zp`` in float32 is exact unless ``|round(q)| > 2^24 - 256`` (or
+    ``zero_point``, ``qmin`` and ``qmax`` are float32 tensors (``qmin``/``qmax`` the code type's range); the result
+    is cast to ``to`` (uint8 or int8), or like the tensor ``like`` (``CastLike``) when given;
+    ``op(op_type, inputs, out=None, **attrs)`` adds one node and returns its output name. ``round(q) + zp`` in float32 is exact unless ``|round(q)| > 2^24 - 256`` (or
     infinite), and there it lies beyond the same clip bound as the reference's int32 sum, so the results agree.
     """
     q = op("Round", [op("Div", [v, scale])])
     q = op("Clip", [op("Add", [q, zero_point]), qmin, qmax])
-    return op("Cast", [q], out=out, to=TensorProto.UINT8)
+    if like is not None:
+        return op("CastLike", [q, like], out=out)
+    return op("Cast", [q], out=out, to=to)
 
 
 def _function(name: str, body: _Body, doc: str) -> onnx.FunctionProto:
@@ -205,9 +215,10 @@ def log_int_softmax_function() -> onnx.FunctionProto:
     zero_i = b.const("zero_i64", TensorProto.INT64, 0)
     z_code = b.zero_code()
     mult = b.attr_const("M", "value_int", AttributeProto.INT, "multiplier")
-    # Step 1: d_j = X_j - max_unmasked(X), t_j = d_j * M. Masked X_j become -1, below any uint8, never the maximum.
+    # Step 1: d_j = X_j - max_unmasked(X), t_j = d_j * M. Masked X_j become -256, below any uint8 or int8 code, so
+    # never the maximum.
     x = b.op("Cast", ["X"], "X_i64", to=TensorProto.INT64)
-    x = b.op("Where", ["mask", b.const("minus_one_i64", TensorProto.INT64, -1), x], "X_masked")
+    x = b.op("Where", ["mask", b.const("below_codes_i64", TensorProto.INT64, -256), x], "X_masked")
     x_max = b.op("ReduceMax", [x, last], "X_max", keepdims=1)
     t = b.op("Mul", [b.op("Sub", [x, x_max], "d"), mult], "t")
     # Step 2: n_j = (-t_j) >> L (Div == floor: -t_j >= 0), r_j = t_j + (n_j << L) in (-2^L, 0].
@@ -280,15 +291,17 @@ def lis_matmul_function() -> onnx.FunctionProto:
 def lookup_function() -> onnx.FunctionProto:
     """``Lookup(X, table) -> Y``, ``Y = table[X]`` elementwise: the quantized GELU, docs/ops.md Sec. 1 (GELU table).
 
-    ``X`` is uint8 of any shape, ``table`` uint8 of shape ``[256]``; ``Y`` is uint8 with the shape of ``X``. Every
-    uint8 index lies inside a 256-entry table. With a shorter table (outside the document's domain, rejected by the
+    ``X`` is a code tensor (uint8 or int8) of any shape, ``table`` codes of the same type of shape ``[256]``; ``Y``
+    has the table's type and the shape of ``X``. Every byte index lies inside a 256-entry table. With a shorter table (outside the document's domain, rejected by the
     kernels) onnxruntime's ``Gather`` fails on an index past its end; the entries of a longer table beyond 255 are
     never read.
     """
     b = _Body()
-    # Step 1: idx = int32(X) (Gather indexes with int32/int64 only; the cast is exact, 0 <= idx <= 255).
+    # Step 1: idx = byte(X) = int32(X) & 0xFF (Gather indexes with int32/int64 only): X itself for uint8, X + 256
+    # for a negative int8, so 0 <= idx <= 255.
     idx = b.op("Cast", ["X"], "X_i32", to=TensorProto.INT32)
-    # Step 2: Y = table[idx] along axis 0 of the 1-D table: uint8, the shape of X.
+    idx = b.op("BitwiseAnd", [idx, b.const("byte_mask_i32", TensorProto.INT32, 0xFF)], "X_byte")
+    # Step 2: Y = table[idx] along axis 0 of the 1-D table: the table's code type, the shape of X.
     b.op("Gather", ["table", idx], "Y", axis=0)
     return _function("Lookup", b,
                      "uint8 -> uint8 table lookup Y = table[X], 256-entry table (docs/ops.md Sec. 1, GELU table).")

@@ -37,6 +37,9 @@ __all__ = [
     "MAX_LN_CHANNELS",
     "MAX_ALPHA",
     "MAX_LIS_MULTIPLIER",
+    "code_type",
+    "int8_codes",
+    "int8_table",
     "lis_multiplier",
     "lis_code_thresholds",
     "pts_layernorm",
@@ -47,6 +50,35 @@ __all__ = [
 ]
 
 # The constants of docs/ops.md live in ops/spec.py (one statement for Python and, checked, for C++); re-exported here.
+
+_CODE_RANGES = {torch.uint8: (0, 255), torch.int8: (-128, 127)}
+
+
+def code_type(zero_point: int | torch.Tensor) -> torch.dtype:
+    """The code type ``T`` an op's output takes from its zero point, as ONNX ``QuantizeLinear`` does (docs/ops.md
+    Sec. 1, code types): int8 for an int8 tensor, uint8 otherwise (a Python int or a wider integer tensor holds a
+    uint8 zero point)."""
+    return torch.int8 if isinstance(zero_point, torch.Tensor) and zero_point.dtype == torch.int8 else torch.uint8
+
+
+def int8_codes(codes: torch.Tensor) -> torch.Tensor:
+    """uint8 codes (or zero points) as the int8 codes of the CUDA target: ``u - 128`` (``q - zp`` unchanged)."""
+    return (codes.to(torch.int32) - 128).to(torch.int8)
+
+
+def int8_table(table: torch.Tensor) -> torch.Tensor:
+    """A uint8 ``Lookup`` table as the int8 one: entry ``byte(u - 128) = u ^ 0x80`` holds ``table[u] - 128``."""
+    return int8_codes(table[torch.arange(LOOKUP_TABLE_SIZE) ^ 0x80])
+
+
+def _quantize_code(v: torch.Tensor, scale: torch.Tensor, zero_point: int | torch.Tensor) -> torch.Tensor:
+    """``QuantizeLinear(v, scale, zero_point)`` to the zero point's code type (clamped to its range)."""
+    dtype = code_type(zero_point)
+    lo, hi = _CODE_RANGES[dtype]
+    zp = int(zero_point)
+    if not lo <= zp <= hi:
+        raise ValueError(f"zero point {zp} outside the {dtype} code range {lo}..{hi}")
+    return quantize(v, torch.as_tensor(scale, dtype=torch.float32), torch.as_tensor(zp), lo, hi).to(dtype)
 
 
 def lis_multiplier(scale: float | torch.Tensor) -> int:
@@ -70,7 +102,10 @@ def _check_bits(bits: int) -> int:
 def pts_layernorm(x: torch.Tensor, x_scale: torch.Tensor, x_zero_point: int | torch.Tensor, alpha: torch.Tensor,
                   gamma: torch.Tensor, beta: torch.Tensor, y_scale: torch.Tensor, y_zero_point: int | torch.Tensor,
                   epsilon: float) -> torch.Tensor:
-    """``com.fqvit::PTSLayerNorm``: uint8 PTS-quantized rows in, uint8 quantized LayerNorm out (docs/ops.md Sec. 2).
+    """``com.fqvit::PTSLayerNorm``: PTS-quantized rows in, quantized LayerNorm out (docs/ops.md Sec. 2).
+
+    Codes are of type ``T`` (uint8, or int8 for the CUDA target): ``x`` and ``x_zero_point`` of one type, the output
+    of ``y_zero_point``'s (:func:`code_type`); only ``q - zp`` enters the arithmetic.
 
     Steps per row of ``C`` channels:
       1. ``x_c = (q_c - zp) << alpha_c``                                  (int32, |x_c| <= 2040)
@@ -101,13 +136,12 @@ def pts_layernorm(x: torch.Tensor, x_scale: torch.Tensor, x_zero_point: int | to
     num = (C * xi.to(torch.int64) - s1).to(torch.float32)
     y = torch.where(den > 0, num / den, torch.zeros((), dtype=torch.float32))
     v = y * gamma.to(torch.float32) + beta.to(torch.float32)
-    return quantize(v, torch.as_tensor(y_scale, dtype=torch.float32), torch.as_tensor(int(y_zero_point)), 0, 255
-                    ).to(torch.uint8)
+    return _quantize_code(v, y_scale, y_zero_point)
 
 
 def log_int_softmax(x: torch.Tensor, multiplier: int, bits: int = 4, mask: torch.Tensor | None = None
                     ) -> torch.Tensor:
-    """``com.fqvit::LogIntSoftmax``: uint8 logits in, uint8 log2 codes out (docs/ops.md Sec. 3).
+    """``com.fqvit::LogIntSoftmax``: logits in (uint8 or int8), uint8 log2 codes out (docs/ops.md Sec. 3).
 
     Code ``k < Z`` (``Z = 2^bits - 1``) stands for the probability ``2^-k``; code ``Z`` stands for exactly 0.
     ``mask`` (bool, broadcastable to ``x``) marks positions that get probability 0 (Swin's shifted windows).
@@ -127,7 +161,7 @@ def log_int_softmax(x: torch.Tensor, multiplier: int, bits: int = 4, mask: torch
     q = x.to(torch.int64)
     if mask is not None:
         mask = mask.to(torch.bool).expand(q.shape)
-        q = q.masked_fill(mask, -1)  # below any uint8 value, so never the maximum
+        q = q.masked_fill(mask, -256)  # below any uint8 or int8 code, so never the maximum
     t = (q - q.amax(dim=-1, keepdim=True)) * int(multiplier)
     n = (-t) >> LIS_FRAC_BITS
     r = t + (n << LIS_FRAC_BITS)
@@ -145,7 +179,9 @@ def log_int_softmax(x: torch.Tensor, multiplier: int, bits: int = 4, mask: torch
 
 def lis_matmul(codes: torch.Tensor, v: torch.Tensor, v_scale: torch.Tensor, v_zero_point: int | torch.Tensor,
                y_scale: torch.Tensor, y_zero_point: int | torch.Tensor, bits: int = 4) -> torch.Tensor:
-    """``com.fqvit::LISMatMul``: attention@V on LIS codes with shifts, uint8 out (docs/ops.md Sec. 4).
+    """``com.fqvit::LISMatMul``: attention@V on LIS codes with shifts (docs/ops.md Sec. 4).
+
+    ``codes`` are uint8; ``v`` and the output are codes of type ``T`` (the output of ``y_zero_point``'s type).
 
     ``acc[m, d] = sum_n (v[n, d] - zp_v) << (14 - codes[m, n])`` over codes below the zero code (exact integer sum),
     then ``out = QuantizeLinear((f32(acc) * v_scale) * 2^-14, y_scale, y_zp)``.
@@ -158,25 +194,28 @@ def lis_matmul(codes: torch.Tensor, v: torch.Tensor, v_scale: torch.Tensor, v_ze
     acc = torch.matmul(w.to(torch.float64), vi.to(torch.float64))
     val = acc.to(torch.float32) * torch.as_tensor(v_scale, dtype=torch.float32)
     val = val * torch.tensor(2.0 ** -LIS_VALUE_SHIFT, dtype=torch.float32)
-    return quantize(val, torch.as_tensor(y_scale, dtype=torch.float32), torch.as_tensor(int(y_zero_point)), 0, 255
-                    ).to(torch.uint8)
+    return _quantize_code(val, y_scale, y_zero_point)
 
 
 def lookup(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-    """``com.fqvit::Lookup``: ``y = table[x]`` elementwise, uint8 in and out (docs/ops.md Sec. 1 (GELU table)).
+    """``com.fqvit::Lookup``: ``y = table[byte(x)]`` elementwise (docs/ops.md Sec. 1 (GELU table)).
+
+    ``x`` and ``table`` are codes of one type ``T``; the index is the byte of ``x`` (``x mod 256``: ``x`` itself for
+    uint8, ``x + 256`` for a negative int8), so the int8 table is the uint8 one with its halves swapped, minus 128.
 
     ``table`` holds 256 uint8 entries, ``T[c] = quantize(gelu(dequantize(c, fc1)), act)`` computed once by the
     exporter; ``y`` has the shape of ``x``. Purely integer: no rounding anywhere.
     """
-    if table.dtype != torch.uint8 or table.shape != (LOOKUP_TABLE_SIZE,):
-        raise ValueError(f"Lookup needs a uint8 table of shape [{LOOKUP_TABLE_SIZE}], got {table.dtype} "
+    if table.dtype not in _CODE_RANGES or table.shape != (LOOKUP_TABLE_SIZE,):
+        raise ValueError(f"Lookup needs a uint8 or int8 table of shape [{LOOKUP_TABLE_SIZE}], got {table.dtype} "
                          f"{list(table.shape)}")
-    return table[x.long()].to(torch.uint8)
+    return table[x.long() & 0xFF]  # the byte of the code: x for uint8, x + 256 for a negative int8
 
 
 def requantize(acc: torch.Tensor, multiplier: torch.Tensor, bias: torch.Tensor, y_scale: torch.Tensor,
                y_zero_point: int | torch.Tensor) -> torch.Tensor:
-    """``com.fqvit::Requantize``: the integer-matmul epilogue, int32 accumulator in, uint8 out (docs/ops.md Sec. 1).
+    """``com.fqvit::Requantize``: the integer-matmul epilogue, int32 accumulator in, codes of ``y_zero_point``'s type
+    out (docs/ops.md Sec. 1).
 
     ``acc`` is the exact ``[..., N]`` accumulator (int32 or int64 values that fit int32), ``multiplier`` and ``bias``
     float32 ``[N]`` or one element (broadcast along the last axis):
@@ -198,5 +237,4 @@ def requantize(acc: torch.Tensor, multiplier: torch.Tensor, bias: torch.Tensor, 
     t = acc.to(torch.float32)
     t = t * m
     t = t + b
-    return quantize(t, torch.as_tensor(y_scale, dtype=torch.float32), torch.as_tensor(int(y_zero_point)), 0, 255
-                    ).to(torch.uint8)
+    return _quantize_code(t, y_scale, y_zero_point)

@@ -32,6 +32,8 @@ __all__ = [
     "MAX_LIS_MULTIPLIER",
     "MAX_RANK",
     "LOOKUP_TABLE_SIZE",
+    "CODE_TYPES",
+    "CODE_OFFSET",
     "Port",
     "Attribute",
     "OpSpec",
@@ -84,6 +86,14 @@ MAX_RANK = 8
 LOOKUP_TABLE_SIZE = 256
 """Entries of the Lookup table: one per uint8 code."""
 
+CODE_TYPES = ("uint8", "int8")
+"""Element types of quantized activations (the ops' type ``T``): uint8 for the CPU target (MLAS's fast u8 x s8
+MatMulInteger), int8 for the CUDA target (the CUDA execution provider's MatMulInteger is s8 x s8 only). One code
+``u`` in uint8 with zero point ``z`` is the code ``u - 128`` in int8 with zero point ``z - 128``: ``q - zp`` and so
+every op's arithmetic are the same integers (docs/ops.md Sec. 1, code types)."""
+CODE_OFFSET = {"uint8": 0, "int8": 128}
+"""What a code type subtracts from the uint8 code (and zero point): int8 = uint8 - 128."""
+
 assert LIS_POLY_B == 63993 and LIS_POLY_C == 1559991451
 assert all(r * r >= (1 << (59 - 2 * k)) > (r - 1) * (r - 1) for k, r in enumerate(LIS_ROOT_THRESHOLDS))
 
@@ -95,7 +105,9 @@ class Port:
 
     Attributes:
         name: the name in the function body and in error messages (the C++ index is ``k`` + CamelCase of it).
-        dtype: ONNX element type name (``uint8``, ``int32``, ``float``, ``bool``).
+        dtype: ONNX element type name (``uint8``, ``int32``, ``float``, ``bool``), or ``T``: the op's code type,
+            one of :data:`CODE_TYPES`, the same for every ``T`` port of one node (the output follows the zero
+            point's type, as for ``QuantizeLinear``).
         shape: docs/ops.md's shape, for people: ``[..., C]``, ``scalar``, ``[C]``.
         optional: the input may be left out (an empty name on the node).
         host: the CUDA kernel reads the input on the host (a scalar declared ``OrtMemTypeCPUInput``).
@@ -153,27 +165,27 @@ _BITS = Attribute("bits", "int", LIS_DEFAULT_BITS, LIS_MIN_BITS, LIS_MAX_BITS)
 
 OPS: dict[str, OpSpec] = {s.name: s for s in (
     OpSpec("PTSLayerNorm", "2",
-           (Port("X", "uint8", "[..., C]"), _scalar("x_scale", "float"), _scalar("x_zero_point", "uint8"),
+           (Port("X", "T", "[..., C]"), _scalar("x_scale", "float"), _scalar("x_zero_point", "T"),
             Port("alpha", "uint8", "[C]"), Port("gamma", "float", "[C]"), Port("beta", "float", "[C]"),
-            _scalar("y_scale", "float"), _scalar("y_zero_point", "uint8")),
-           (Port("Y", "uint8", "shape of X"),),
+            _scalar("y_scale", "float"), _scalar("y_zero_point", "T")),
+           (Port("Y", "T", "shape of X"),),
            (Attribute("epsilon", "float", None, 0.0, math.inf),)),
     OpSpec("LogIntSoftmax", "3",
-           (Port("X", "uint8", "[..., N]"), Port("mask", "bool", "broadcastable to X", optional=True)),
+           (Port("X", "T", "[..., N]"), Port("mask", "bool", "broadcastable to X", optional=True)),
            (Port("codes", "uint8", "shape of X"),),
            (Attribute("multiplier", "int", None, 0, MAX_LIS_MULTIPLIER), _BITS)),
     OpSpec("LISMatMul", "4",
-           (Port("A", "uint8", "[..., M, N]"), Port("V", "uint8", "[..., N, D]"), _scalar("v_scale", "float"),
-            _scalar("v_zero_point", "uint8"), _scalar("y_scale", "float"), _scalar("y_zero_point", "uint8")),
-           (Port("Y", "uint8", "[..., M, D]"),),
+           (Port("A", "uint8", "[..., M, N]"), Port("V", "T", "[..., N, D]"), _scalar("v_scale", "float"),
+            _scalar("v_zero_point", "T"), _scalar("y_scale", "float"), _scalar("y_zero_point", "T")),
+           (Port("Y", "T", "[..., M, D]"),),
            (_BITS,)),
     OpSpec("Lookup", "1",
-           (Port("X", "uint8", "any"), Port("table", "uint8", f"[{LOOKUP_TABLE_SIZE}]")),
-           (Port("Y", "uint8", "shape of X"),)),
+           (Port("X", "T", "any"), Port("table", "T", f"[{LOOKUP_TABLE_SIZE}]")),
+           (Port("Y", "T", "shape of X"),)),
     OpSpec("Requantize", "1",
            (Port("A", "int32", "[..., N]"), Port("multiplier", "float", "[N] or one element"),
-            Port("bias", "float", "[N] or one element"), _scalar("y_scale", "float"), _scalar("y_zero_point", "uint8")),
-           (Port("Y", "uint8", "shape of A"),)),
+            Port("bias", "float", "[N] or one element"), _scalar("y_scale", "float"), _scalar("y_zero_point", "T")),
+           (Port("Y", "T", "shape of A"),)),
 )}
 """Every op of the domain by name, in the order the C++ registration table lists them."""
 
