@@ -5,7 +5,10 @@ version 8, no function bodies, so only the library's kernel can run it), runs it
 provider with the library registered and two intra-op threads, and compares every output element, the dtype and the shape with ``fqvit_export.ops.reference``
 (docs/ops.md Sec. 2-4, Sec. 1 GELU table and integer matmuls). Every CPU path the machine offers (scalar, AVX2,
 AVX-512; chosen with ``FQVIT_CPU_ISA`` when the session is created) must give the same bits. Expected outputs come
-from the reference only.
+from the reference only. Every case also runs in its int8 form (``op_cases.as_code_type``, the CUDA target's code
+type) on the best CPU path (the int8 kernels run the uint8 bodies on flipped copies, so one path covers the
+wrapping; the randomized test draws the path), and the library's kernel list (``fqvit_export.kernels``) is checked
+against ``ops/spec.py``.
 
 Skipped as a whole when the library is not built (``tools/build_custom_ops.sh``).
 """
@@ -23,6 +26,7 @@ from onnx import TensorProto, helper
 
 import op_cases as O
 from fqvit_export._lib import custom_ops_library
+from fqvit_export.kernels import registered_kernels
 from fqvit_export.ops import reference as R
 from fqvit_export.ops import spec as S
 from op_cases import (
@@ -42,13 +46,23 @@ pytestmark = pytest.mark.skipif(LIB is None, reason="com.fqvit custom-op library
 DOMAIN = S.DOMAIN
 _ONNX_TYPE = {np.dtype(np.uint8): TensorProto.UINT8, np.dtype(np.float32): TensorProto.FLOAT,
               np.dtype(np.bool_): TensorProto.BOOL, np.dtype(np.int32): TensorProto.INT32,
-              np.dtype(np.int64): TensorProto.INT64, np.dtype(np.int8): TensorProto.INT8}
+              np.dtype(np.int64): TensorProto.INT64, np.dtype(np.int8): TensorProto.INT8,
+              np.dtype(np.int16): TensorProto.INT16}
 # CPU paths: "auto" is the best one this CPU runs; the others are forced (lowered to what the CPU supports).
 ISAS = ["auto", "scalar", "avx2"]
 Inputs = dict[str, np.ndarray]
 
 
 # --- building and running one-node models -------------------------------------------------------------------------
+
+def _out_type(op_type: str, inputs: Inputs) -> int:
+    """The output's ONNX type: T (the type of the node's T inputs) for a T output, else uint8."""
+    spec = S.op(op_type)
+    if spec.outputs[0].dtype != "T":
+        return TensorProto.UINT8
+    t = [inputs[p.name].dtype for p in spec.inputs if p.dtype == "T" and p.name in inputs]
+    return _ONNX_TYPE[t[0]] if t else TensorProto.UINT8
+
 
 def _model(op_type: str, inputs: Inputs, attrs: dict, constant: Collection[str] = ()) -> onnx.ModelProto:
     names, output = S.op(op_type).input_names, S.op(op_type).output_names[0]
@@ -57,7 +71,8 @@ def _model(op_type: str, inputs: Inputs, attrs: dict, constant: Collection[str] 
     graph_inputs = [helper.make_tensor_value_info(n, _ONNX_TYPE[a.dtype], a.shape)
                     for n, a in inputs.items() if n not in constant]
     graph = helper.make_graph(
-        [node], f"one_{op_type}", graph_inputs, [helper.make_tensor_value_info(output, TensorProto.UINT8, None)],
+        [node], f"one_{op_type}", graph_inputs,
+        [helper.make_tensor_value_info(output, _out_type(op_type, inputs), None)],
         initializer=[onnx.numpy_helper.from_array(a, n) for n, a in inputs.items() if n in constant])
     return helper.make_model(graph, ir_version=S.IR_VERSION, opset_imports=[helper.make_opsetid("", S.OPSET),
                                                                             helper.make_opsetid(DOMAIN, S.OP_VERSION)])
@@ -87,7 +102,8 @@ def run_op(op_type: str, inputs: Inputs, attrs: dict, constant: Collection[str] 
 
 
 def assert_same(got: np.ndarray, want: np.ndarray) -> None:
-    assert got.dtype == np.uint8 and got.shape == want.shape, (got.dtype, got.shape, want.shape)
+    assert want.dtype in (np.uint8, np.int8), want.dtype
+    assert got.dtype == want.dtype and got.shape == want.shape, (got.dtype, want.dtype, got.shape, want.shape)
     bad = np.flatnonzero(got != want)
     assert bad.size == 0, (f"{bad.size} of {want.size} elements differ; first at flat index {bad[0]}: "
                            f"got {got.flat[bad[0]]}, want {want.flat[bad[0]]}")
@@ -110,6 +126,75 @@ def test_op_case(op_type: str, case: str) -> None:
     want = O.reference(op_type, c)
     for isa in ISAS:
         assert_same(run_op(op_type, c.inputs, c.attrs, constant=_CONSTANT[op_type], isa=isa), want)
+
+
+@pytest.mark.parametrize("op_type, case", [(op, name) for op in O.CASES for name in O.params(op)])
+def test_op_case_int8(op_type: str, case: str) -> None:
+    """The case in int8 codes (the CUDA target's graphs) on the CPU kernels: the reference's int8 output, which is
+    the uint8 case's output minus 128 (LogIntSoftmax: the same codes)."""
+    c8 = O.as_code_type(op_type, O.build(op_type, case), "int8")
+    want = O.reference(op_type, c8)
+    assert_same(run_op(op_type, c8.inputs, c8.attrs, constant=_CONSTANT[op_type]), want)
+
+
+def test_both_code_types_in_one_graph() -> None:
+    """One session holds a uint8 and an int8 node of every op (same name, kernels told apart by input types)."""
+    nodes, feeds, graph_inputs, outputs, wants = [], {}, [], [], []
+    for op_type, case in [("PTSLayerNorm", "C7"), ("LogIntSoftmax", "N17"), ("LISMatMul", "D17"),
+                          ("Lookup", "odd_3x5x7"), ("Requantize", "N17")]:
+        for dtype in S.CODE_TYPES:
+            c = O.as_code_type(op_type, O.build(op_type, case), dtype)
+            spec = S.op(op_type)
+            names = [f"{op_type}_{dtype}_{n}" if n in c.inputs else "" for n in spec.input_names]
+            out = f"{op_type}_{dtype}_out"
+            nodes.append(helper.make_node(op_type, names, [out], domain=DOMAIN, **c.attrs))
+            for n, a in c.inputs.items():
+                feeds[f"{op_type}_{dtype}_{n}"] = a
+                graph_inputs.append(helper.make_tensor_value_info(f"{op_type}_{dtype}_{n}", _ONNX_TYPE[a.dtype],
+                                                                  a.shape))
+            outputs.append(helper.make_tensor_value_info(out, _out_type(op_type, c.inputs), None))
+            wants.append(O.reference(op_type, c))
+    graph = helper.make_graph(nodes, "both", graph_inputs, outputs)
+    model = helper.make_model(graph, ir_version=S.IR_VERSION, opset_imports=[
+        helper.make_opsetid("", S.OPSET), helper.make_opsetid(DOMAIN, S.OP_VERSION)])
+    for got, want in zip(_session(model).run(None, feeds), wants):
+        assert_same(got, want)
+
+
+def _spec_kernel_types(op_type: str, dtype: str) -> tuple[list[str], list[str]]:
+    spec = S.op(op_type)
+    t = {"float": "float"}
+    ins = [dtype if p.dtype == "T" else t.get(p.dtype, p.dtype) for p in spec.inputs]
+    outs = [dtype if p.dtype == "T" else t.get(p.dtype, p.dtype) for p in spec.outputs]
+    return ins, outs
+
+
+@pytest.mark.parametrize("cuda", [False, True], ids=["cpu_library", "cuda_library"])
+def test_registered_kernels_match_spec(cuda: bool) -> None:
+    """fqvit_registered_kernels lists one kernel per (op, provider, code type), typed as ops/spec.py says."""
+    lib = custom_ops_library(cuda=cuda)
+    if lib is None or (cuda and "FQVIT_CUSTOM_OPS_LIB" in os.environ):
+        pytest.skip("library not built")
+    kernels = registered_kernels(lib)
+    providers = ["CPUExecutionProvider"] + (["CUDAExecutionProvider"] if cuda else [])
+    want = []
+    for op_type, spec in S.OPS.items():
+        for provider in providers:
+            for dtype in S.CODE_TYPES:
+                ins, outs = _spec_kernel_types(op_type, dtype)
+                want.append({"op": op_type, "provider": provider, "inputs": ins, "outputs": outs,
+                             "optional": [p.optional for p in spec.inputs]})
+    assert [{k: d[k] for k in ("op", "provider", "inputs", "outputs", "optional")} for d in kernels] == want
+
+
+def test_error_mixed_code_types() -> None:
+    """T ports of one node must share one code type: int8 X with a uint8 table has no kernel."""
+    x = np.zeros((2, 8), np.int8)
+    _expect_error("Lookup", {"X": x, "table": np.zeros(256, np.uint8)}, {}, "Lookup")
+    inputs = O.as_code_type("PTSLayerNorm", O.build("PTSLayerNorm", "C7"), "int8").inputs
+    inputs["y_zero_point"] = np.array(3, np.uint8)
+    _expect_error("PTSLayerNorm", inputs, {"epsilon": 1e-5}, "PTSLayerNorm")
+    _still_alive()
 
 
 def lismm_inputs(rng: np.random.Generator, lead: tuple[int, ...], m: int, n: int, d: int, bits: int = 4,
@@ -253,6 +338,10 @@ def test_randomized(seed: int) -> None:
         inputs = requantize_inputs(rng, shape, acc=str(rng.choice(["matmul", "matmul", "large", "odd_big", "ties"])),
                                    m=mb[0], b=mb[1], y_scale=float(np.exp(rng.uniform(np.log(1e-3), np.log(1.0)))))
         assert_same(run_op("Requantize", inputs, {}, isa=isa), requantize_reference(inputs))
+        # int8 form of the last draw of each op family on the same path (kept to two ops: time)
+        for op_type, case in (("Requantize", O.Case(inputs)), ("Lookup", O.Case({"X": x, "table": table}))):
+            c8 = O.as_code_type(op_type, case, "int8")
+            assert_same(run_op(op_type, c8.inputs, c8.attrs, isa=isa), O.reference(op_type, c8))
 
 
 def test_cuda_variant_loads_on_cpu() -> None:
@@ -423,7 +512,7 @@ def test_error_requantize_shapes() -> None:
 def test_error_requantize_dtypes() -> None:
     for name, dtype, onnx_name in [("A", np.int64, "tensor(int64)"), ("A", np.float32, "tensor(float)"),
                                    ("multiplier", np.uint8, "tensor(uint8)"),
-                                   ("y_zero_point", np.int8, "tensor(int8)")]:
+                                   ("y_zero_point", np.int16, "tensor(int16)")]:
         inputs = _rq_ok()
         inputs[name] = inputs[name].astype(dtype)
         _expect_error("Requantize", inputs, {}, onnx_name, f"({name})", "Requantize")

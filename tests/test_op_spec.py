@@ -1,6 +1,7 @@
 """The C++ library states the op spec of ``fqvit_export/ops/spec.py`` (domain, version, docs/ops.md constants, input
-indices, attribute names) in ``custom_ops/include/fqvit_ops/spec.h``: parse that header and fail on any drift, and
-check that every op's glue takes its indices from it. The ONNX function bodies are built from the spec itself
+indices, attribute names, the code types and which ports are of the code type ``T``) in
+``custom_ops/include/fqvit_ops/spec.h``: parse that header and fail on any drift, and check that every op's glue
+takes its indices and its ``T`` ports from it. The ONNX function bodies are built from the spec itself
 (checked here too), so a changed signature reaches the bodies, the kernels and the harnesses together."""
 from __future__ import annotations
 
@@ -50,13 +51,20 @@ def parse_header(text: str) -> tuple[dict[str, int | str], dict[str, dict]]:
         body = m.group(2)
         name = re.search(r'static constexpr const char\* kName = "(\w+)";', body)
         enum = re.search(r"enum Input : size_t \{([^}]*)\};", body)
+        code_inputs = re.search(r"static constexpr Input kCodeInputs\[\] = \{([^}]*)\};", body)
+        code_output = re.search(r"static constexpr bool kCodeOutput = (true|false);", body)
         structs[m.group(1)] = {
             "name": name.group(1) if name else None,
             "inputs": [e.strip() for e in enum.group(1).split(",")] if enum else None,
             "attrs": dict(re.findall(r'static constexpr const char\* kAttr(\w+) = "(\w+)";', body)),
+            "code_inputs": [e.strip() for e in code_inputs.group(1).split(",")] if code_inputs else None,
+            "code_output": (code_output.group(1) == "true") if code_output else None,
         }
     outside = re.sub(r"struct \w+ \{.*?\n\};", "", text, flags=re.S)
-    constants: dict[str, int | str] = {}
+    constants: dict[str, int | str | list[str]] = {}
+    code_types = re.search(r"enum class CodeType : int \{([^}]*)\};", outside)
+    if code_types:
+        constants["CodeType"] = [e.strip() for e in code_types.group(1).split(",") if e.strip()]
     for m in re.finditer(r"^constexpr [\w:* ]+? (k\w+) = ([^;]+);", outside, re.M):
         raw = m.group(2).strip()
         constants[m.group(1)] = raw.strip('"') if raw.startswith('"') else int(raw, 0)
@@ -72,6 +80,9 @@ def drift(text: str) -> list[str]:
     """Every difference between the header text and ops/spec.py, one line each (empty: none)."""
     constants, structs = parse_header(text)
     problems = []
+    want_codes = [_camel(t) for t in S.CODE_TYPES]  # kUint8, kInt8
+    if constants.pop("CodeType", None) != want_codes:
+        problems.append(f"enum class CodeType in spec.h is not {{{', '.join(want_codes)}}} (spec.py CODE_TYPES)")
     for cpp, want in CONSTANTS.items():
         if cpp not in constants:
             problems.append(f"{cpp} missing from spec.h")
@@ -89,6 +100,13 @@ def drift(text: str) -> list[str]:
         want_inputs = [_camel(n) for n in op.input_names] + ["kNumInputs"]
         if st["inputs"] != want_inputs:
             problems.append(f"op::{name} input indices {st['inputs']} != spec order {want_inputs}")
+        want_code_inputs = [_camel(p.name) for p in op.inputs if p.dtype == "T"]
+        if st["code_inputs"] != want_code_inputs:
+            problems.append(f"op::{name}::kCodeInputs {st['code_inputs']} != spec.py's T inputs {want_code_inputs}")
+        want_code_output = op.outputs[0].dtype == "T"
+        if st["code_output"] != want_code_output:
+            problems.append(f"op::{name}::kCodeOutput = {st['code_output']}, spec.py's output is "
+                            f"{op.outputs[0].dtype}")
         want_attrs = {_camel(a)[1:]: a for a in op.attribute_names}
         if st["attrs"] != want_attrs:
             problems.append(f"op::{name} attributes {st['attrs']} != spec {want_attrs}")
@@ -107,7 +125,13 @@ def test_cpp_spec_matches_python_spec() -> None:
     ("enum Input : size_t { kA, kMultiplier, kBias,", "enum Input : size_t { kA, kBias, kMultiplier,"),
     ('kAttrBits = "bits";', 'kAttrBits = "nbits";'),
     ('constexpr const char* kDomain = "com.fqvit";', 'constexpr const char* kDomain = "com.fqvit2";'),
-], ids=["constant", "lis_constant", "pts_index", "requantize_index", "attribute", "domain"])
+    ("kCodeInputs[] = {kX, kXZeroPoint, kYZeroPoint};", "kCodeInputs[] = {kX, kYZeroPoint};"),
+    ("kCodeInputs[] = {kV, kVZeroPoint, kYZeroPoint};", "kCodeInputs[] = {kA, kV, kVZeroPoint, kYZeroPoint};"),
+    ("kCodeInputs[] = {kX};\n  static constexpr bool kCodeOutput = false;",
+     "kCodeInputs[] = {kX};\n  static constexpr bool kCodeOutput = true;"),
+    ("enum class CodeType : int { kUint8, kInt8 };", "enum class CodeType : int { kUint8 };"),
+], ids=["constant", "lis_constant", "pts_index", "requantize_index", "attribute", "domain", "pts_code_inputs",
+        "lis_matmul_code_inputs", "lis_code_output", "code_types"])
 def test_drift_is_caught(edit: tuple[str, str]) -> None:
     """A changed constant, swapped input indices or a renamed attribute in the header is reported."""
     text = HEADER.read_text()
@@ -124,6 +148,16 @@ def test_glue_uses_spec_indices(name: str) -> None:
     assert not re.search(r'kName = "', src)
     for attr in S.op(name).attribute_names:
         assert f'"{attr}"' not in src, f"attribute name {attr!r} spelled in the glue, not taken from spec.h"
+    # T ports: typed by OpBase from Spec::kCodeInputs / kCodeOutput; the glue's own types are for the other ports,
+    # and every code input is read with the node's code type.
+    assert f"OpBase<Op, Kernel, Spec>" in src
+    assert "GetInputType(" not in src and "GetOutputType(" not in src, "the glue types ports itself"
+    assert "FixedInputType(" in src
+    for port in S.op(name).inputs:
+        if port.dtype == "T" and port.name != "table" and port.name != "X" and port.name != "V":
+            assert f'scalar_code(ctx, Spec::{_camel(port.name)}, "{port.name}", code_)' in src, port.name
+        elif port.dtype == "T":
+            assert f'Spec::{_camel(port.name)}, "{port.name}", onnx_code_type(code_))' in src, port.name
 
 
 @pytest.mark.parametrize("func", F.function_protos(), ids=lambda f: f.name)

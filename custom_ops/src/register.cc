@@ -1,16 +1,21 @@
-// The one table of com.fqvit ops and the library's only exported symbol, RegisterCustomOps.
+// The one table of com.fqvit ops and the library's entry points: RegisterCustomOps, and fqvit_registered_kernels
+// (what RegisterCustomOps registers, as text).
 //
 // onnxruntime calls RegisterCustomOps for every SessionOptions that loads this library
-// (SessionOptions.register_custom_ops_library in Python). The domain holds one definition per op and execution
-// provider: CPU always, CUDA in libfqvit_ops_cuda.so.
+// (SessionOptions.register_custom_ops_library in Python). The domain holds one definition per op, execution
+// provider (CPU always, CUDA in libfqvit_ops_cuda.so) and code type T (uint8, int8): the two code types of an op
+// share its name and differ in their T ports' types; onnxruntime merges them into one schema with a type constraint
+// per port and picks the kernel whose types match the node's.
 #include <mutex>
+#include <string>
 
 #include "common/ops.h"
 
 namespace {
 
 using fqvit::glue::Provider;
-using OpFactory = const OrtCustomOp* (*)(Provider);
+using fqvit::CodeType;
+using OpFactory = const OrtCustomOp* (*)(Provider, CodeType);
 
 // Adding an op: write src/<op>/ (kernels + glue) and add its factory here.
 constexpr OpFactory kOps[] = {
@@ -28,15 +33,67 @@ constexpr Provider kProviders[] = {
 #endif
 };
 
+constexpr CodeType kCodeTypes[] = {CodeType::kUint8, CodeType::kInt8};
+
+// Calls f(op) for every definition this build registers, in table order: op, then provider, then code type.
+template <typename F>
+void for_each_op(F&& f) {
+  for (const OpFactory make : kOps) {
+    for (const Provider provider : kProviders) {
+      for (const CodeType code : kCodeTypes) {
+        if (const OrtCustomOp* op = make(provider, code)) f(op);
+      }
+    }
+  }
+}
+
+const char* element_type_name(ONNXTensorElementDataType t) {
+  switch (t) {
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8: return "uint8";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8: return "int8";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32: return "int32";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT: return "float";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL: return "bool";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED: return "any";
+    default: return "other";
+  }
+}
+
+// One line per definition: "<op> <provider> <input types> -> <output types>", types comma-separated, an optional
+// input's type followed by '?'. Built from the OrtCustomOp callbacks onnxruntime itself reads; no onnxruntime or CUDA
+// API call, so it works on a machine without either.
+std::string describe_kernels() {
+  std::string out;
+  for_each_op([&](const OrtCustomOp* op) {
+    out += op->GetName(op);
+    out += ' ';
+    out += op->GetExecutionProviderType(op);
+    out += ' ';
+    const size_t n_in = op->GetInputTypeCount(op);
+    for (size_t i = 0; i < n_in; ++i) {
+      if (i) out += ',';
+      out += element_type_name(op->GetInputType(op, i));
+      if (op->GetInputCharacteristic != nullptr &&
+          op->GetInputCharacteristic(op, i) == OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_OPTIONAL) {
+        out += '?';
+      }
+    }
+    out += " -> ";
+    const size_t n_out = op->GetOutputTypeCount(op);
+    for (size_t i = 0; i < n_out; ++i) {
+      if (i) out += ',';
+      out += element_type_name(op->GetOutputType(op, i));
+    }
+    out += '\n';
+  });
+  return out;
+}
+
 OrtCustomOpDomain* domain() {
   // Created once and shared by every session: the domain must outlive them, so it lives as long as the library.
   static Ort::CustomOpDomain d = [] {
     Ort::CustomOpDomain dom(fqvit::glue::kDomain);
-    for (const OpFactory make : kOps) {
-      for (const Provider provider : kProviders) {
-        if (const OrtCustomOp* op = make(provider)) dom.Add(op);
-      }
-    }
+    for_each_op([&](const OrtCustomOp* op) { dom.Add(op); });
     return dom;
   }();
   return d;
@@ -58,4 +115,11 @@ RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* api_base) {
     Ort::UnownedSessionOptions session_options(options);
     session_options.Add(domain());
   });
+}
+
+// The kernels RegisterCustomOps registers, one line each (describe_kernels); a static string, valid as long as the
+// library is loaded. For ctypes callers (fqvit_export/kernels.py): needs neither onnxruntime nor a GPU.
+extern "C" __attribute__((visibility("default"))) const char* fqvit_registered_kernels(void) {
+  static const std::string text = describe_kernels();
+  return text.c_str();
 }

@@ -4,6 +4,10 @@
 // the Python tests: reference vs kernels and function bodies). Meant to run under the ASan+UBSan build too
 // (tools/build_custom_ops.sh --sanitize).
 //
+// Every op also runs in int8 codes (the CUDA target's code type) through the _i8 entries, against the same oracles
+// instantiated for int8 (arith.h's CodeRange<int8_t> clamp, LogIntSoftmax's masked positions at -256) and against
+// the uint8 result minus 128.
+//
 //   build/custom_ops_san/kernel_test [--quick]      exit status 0 when every case matches
 #include <algorithm>
 #include <cmath>
@@ -36,11 +40,13 @@ std::vector<u8> rand_u8(size_t n, int lo = 0, int hi = 255) {
 // same functions); what is written here is the plain loop structure around them: one row and one element at a time,
 // int64 statistics, no tables, no vectors. Every SIMD path is compared with it element by element.
 
-std::vector<u8> ref_pts(const std::vector<u8>& x, const std::vector<u8>& alpha, const std::vector<float>& gamma,
-                        const std::vector<float>& beta, int64_t c, float xs, int32_t xzp, float eps, float ys,
-                        int32_t yzp) {
+// T: the code type (uint8_t or int8_t) of X, zero points and Y.
+template <typename T>
+std::vector<T> ref_pts(const std::vector<T>& x, const std::vector<u8>& alpha, const std::vector<float>& gamma,
+                       const std::vector<float>& beta, int64_t c, float xs, int32_t xzp, float eps, float ys,
+                       int32_t yzp) {
   const int64_t rows = static_cast<int64_t>(x.size()) / c;
-  std::vector<u8> y(x.size());
+  std::vector<T> y(x.size());
   const float e = fqvit::pts_eps_term(c, eps, xs);  // Sec. 2 step 3
   for (int64_t r = 0; r < rows; ++r) {
     int64_t s1 = 0, s2 = 0;
@@ -51,21 +57,24 @@ std::vector<u8> ref_pts(const std::vector<u8>& x, const std::vector<u8>& alpha, 
     }
     const float den = fqvit::pts_den(c, s1, s2, e);
     for (int64_t k = 0; k < c; ++k) {
-      y[r * c + k] = fqvit::pts_out(fqvit::pts_x(x[r * c + k], xzp, alpha[k]), c, s1, den, gamma[k], beta[k], ys, yzp);
+      y[r * c + k] =
+          fqvit::pts_out<T>(fqvit::pts_x(x[r * c + k], xzp, alpha[k]), c, s1, den, gamma[k], beta[k], ys, yzp);
     }
   }
   return y;
 }
 
 // mask: per element (already broadcast), may be empty.
-std::vector<u8> ref_lis(const std::vector<u8>& x, const std::vector<u8>& mask, int64_t n, int64_t mult, int bits) {
+// Masked positions sit at -256, below every uint8 and int8 code, so they never set the maximum.
+template <typename T>
+std::vector<u8> ref_lis(const std::vector<T>& x, const std::vector<u8>& mask, int64_t n, int64_t mult, int bits) {
   const int64_t rows = static_cast<int64_t>(x.size()) / n;
   const fqvit::LisRootThresholds roots = fqvit::lis_root_thresholds(bits);
   std::vector<u8> out(x.size());
   for (int64_t r = 0; r < rows; ++r) {
     auto masked = [&](int64_t j) { return !mask.empty() && mask[r * n + j] != 0; };
-    int64_t mx = -1;
-    for (int64_t j = 0; j < n; ++j) mx = std::max<int64_t>(mx, masked(j) ? -1 : x[r * n + j]);
+    int64_t mx = -256;
+    for (int64_t j = 0; j < n; ++j) mx = std::max<int64_t>(mx, masked(j) ? -256 : x[r * n + j]);
     std::vector<int32_t> e(n);
     int64_t s = 0;
     for (int64_t j = 0; j < n; ++j) {
@@ -79,10 +88,11 @@ std::vector<u8> ref_lis(const std::vector<u8>& x, const std::vector<u8>& mask, i
   return out;
 }
 
-std::vector<u8> ref_lismm(const std::vector<u8>& a, const std::vector<u8>& v, int64_t batch, int64_t m, int64_t n,
-                          int64_t d, float vs, int32_t vzp, float ys, int32_t yzp, int bits) {
+template <typename T>
+std::vector<T> ref_lismm(const std::vector<u8>& a, const std::vector<T>& v, int64_t batch, int64_t m, int64_t n,
+                         int64_t d, float vs, int32_t vzp, float ys, int32_t yzp, int bits) {
   const int zc = (1 << bits) - 1;
-  std::vector<u8> y(batch * m * d);
+  std::vector<T> y(batch * m * d);
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t i = 0; i < m; ++i) {
       for (int64_t k = 0; k < d; ++k) {
@@ -91,27 +101,29 @@ std::vector<u8> ref_lismm(const std::vector<u8>& a, const std::vector<u8>& v, in
           const int64_t w = fqvit::lis_weight(a[(b * m + i) * n + j], zc);
           acc += w * (static_cast<int64_t>(v[(b * n + j) * d + k]) - vzp);
         }
-        y[(b * m + i) * d + k] = fqvit::lis_matmul_out(acc, vs, ys, yzp);
+        y[(b * m + i) * d + k] = fqvit::lis_matmul_out<T>(acc, vs, ys, yzp);
       }
     }
   }
   return y;
 }
 
-// docs/ops.md Sec. 1 (GELU table): y[i] = table[x[i]].
-std::vector<u8> ref_lookup(const std::vector<u8>& x, const std::vector<u8>& table) {
-  std::vector<u8> y(x.size());
-  for (size_t i = 0; i < x.size(); ++i) y[i] = table[x[i]];
+// docs/ops.md Sec. 1 (GELU table): y[i] = table[byte(x[i])] (an int8 x indexes by x mod 256).
+template <typename T>
+std::vector<T> ref_lookup(const std::vector<T>& x, const std::vector<T>& table) {
+  std::vector<T> y(x.size());
+  for (size_t i = 0; i < x.size(); ++i) y[i] = table[static_cast<u8>(x[i])];
   return y;
 }
 
 // docs/ops.md Sec. 1 (integer matmuls): per element requantize_one; m and b hold 1 or n entries.
-std::vector<u8> ref_requantize(const std::vector<int32_t>& a, const std::vector<float>& m, const std::vector<float>& b,
-                               int64_t n, float ys, int32_t yzp) {
-  std::vector<u8> y(a.size());
+template <typename T = u8>
+std::vector<T> ref_requantize(const std::vector<int32_t>& a, const std::vector<float>& m, const std::vector<float>& b,
+                              int64_t n, float ys, int32_t yzp) {
+  std::vector<T> y(a.size());
   for (size_t i = 0; i < a.size(); ++i) {
     const size_t c = static_cast<size_t>(static_cast<int64_t>(i) % n);
-    y[i] = fqvit::requantize_one(a[i], m[m.size() == 1 ? 0 : c], b[b.size() == 1 ? 0 : c], ys, yzp);
+    y[i] = fqvit::requantize_one<T>(a[i], m[m.size() == 1 ? 0 : c], b[b.size() == 1 ? 0 : c], ys, yzp);
   }
   return y;
 }
@@ -121,7 +133,8 @@ std::vector<u8> ref_requantize(const std::vector<int32_t>& a, const std::vector<
 int g_cases = 0, g_failures = 0;
 std::vector<int> g_isas;
 
-void check(const std::string& name, const std::vector<u8>& got, const std::vector<u8>& want, int rc) {
+template <typename T>
+void check(const std::string& name, const std::vector<T>& got, const std::vector<T>& want, int rc) {
   ++g_cases;
   if (rc != 0) {
     ++g_failures;
@@ -135,7 +148,7 @@ void check(const std::string& name, const std::vector<u8>& got, const std::vecto
   if (bad) {
     ++g_failures;
     std::printf("FAIL %s: %zu of %zu differ (first at %zu: got %d want %d)\n", name.c_str(), bad, want.size(), first,
-                got[first], want[first]);
+                static_cast<int>(got[first]), static_cast<int>(want[first]));
   }
 }
 
@@ -288,6 +301,147 @@ std::vector<u8> lis_codes(int64_t rows, int64_t n, int bits) {
   const int64_t shape[2] = {rows, n};
   fqvit_log_int_softmax_cpu(x.data(), shape, 2, nullptr, nullptr, 0, codes.data(), rand_int(500, 5000), bits, 0);
   return codes;
+}
+
+// --- int8 codes -------------------------------------------------------------------------------------------------
+using i8 = int8_t;
+
+std::vector<i8> to_i8(const std::vector<u8>& u) {
+  std::vector<i8> v(u.size());
+  for (size_t i = 0; i < u.size(); ++i) v[i] = static_cast<i8>(static_cast<int>(u[i]) - 128);
+  return v;
+}
+
+// The int8 form of every op on uint8 data u (codes u - 128, zero points z - 128): the _i8 entries against the
+// int8 oracle, and (a check of the oracle itself) against the uint8 oracle minus 128.
+void int8_suite(bool quick) {
+  auto minus128 = [](const std::vector<u8>& u) { return to_i8(u); };
+  for (int64_t c : {1, 7, 16, 33, 64, 97, 384, 4096}) {  // PTSLayerNorm
+    const int64_t rows = c == 4096 ? 2 : 9;
+    const std::vector<u8> xu = rand_u8(rows * c), alpha = rand_u8(c, 0, 3);
+    std::vector<float> g(c), b(c);
+    for (int64_t k = 0; k < c; ++k) {
+      g[k] = rand_f(-2.0f, 2.0f);
+      b[k] = rand_f(-1.0f, 1.0f);
+    }
+    const int32_t xzp = static_cast<int32_t>(rand_int(0, 255)), yzp = static_cast<int32_t>(rand_int(0, 255));
+    const float xs = rand_f(0.005f, 0.05f), ys = rand_f(0.01f, 0.1f), eps = c == 7 ? 0.0f : 1e-5f;
+    const auto want = ref_pts(to_i8(xu), alpha, g, b, c, xs, xzp - 128, eps, ys, yzp - 128);
+    check("int8 oracle = uint8 - 128: PTSLayerNorm C=" + std::to_string(c), want,
+          minus128(ref_pts(xu, alpha, g, b, c, xs, xzp, eps, ys, yzp)), 0);
+    const std::vector<i8> x = to_i8(xu);
+    for (int isa : g_isas) {
+      std::vector<i8> y(x.size());
+      const int rc = fqvit_pts_layernorm_cpu_i8(x.data(), alpha.data(), g.data(), b.data(), y.data(), rows, c, xs,
+                                                xzp - 128, eps, ys, yzp - 128, isa);
+      check("int8 PTSLayerNorm C=" + std::to_string(c) + " [" + fqvit_cpu_isa_name(isa) + "]", y, want, rc);
+    }
+  }
+  for (int64_t n : {1, 17, 64, 197, 1000}) {  // LogIntSoftmax, with a per-element mask and a fully masked row
+    const int64_t rows = 5;
+    const std::vector<u8> xu = rand_u8(rows * n);
+    std::vector<u8> mask = rand_u8(rows * n, 0, 1);
+    for (int64_t j = 0; j < n; ++j) mask[2 * n + j] = 1;
+    for (int64_t j = 0; j < n; ++j) mask[0 * n + j] = 0;
+    const int64_t mult = rand_int(1, 40000);
+    const auto want = ref_lis(to_i8(xu), mask, n, mult, 4);
+    check("int8 oracle = uint8: LogIntSoftmax N=" + std::to_string(n), want, ref_lis(xu, mask, n, mult, 4), 0);
+    const std::vector<i8> x = to_i8(xu);
+    const int64_t shape[2] = {rows, n};
+    for (int isa : g_isas) {
+      std::vector<u8> y(x.size());
+      int rc = fqvit_log_int_softmax_cpu_i8(x.data(), shape, 2, mask.data(), shape, 2, y.data(), mult, 4, isa);
+      check("int8 LogIntSoftmax N=" + std::to_string(n) + " [" + fqvit_cpu_isa_name(isa) + "]", y, want, rc);
+      rc = fqvit_log_int_softmax_cpu_i8(x.data(), shape, 2, nullptr, nullptr, 0, y.data(), mult, 4, isa);
+      check("int8 LogIntSoftmax N=" + std::to_string(n) + " no mask [" + fqvit_cpu_isa_name(isa) + "]", y,
+            ref_lis(x, {}, n, mult, 4), rc);
+    }
+  }
+  for (int64_t d : {1, 17, 64, 130}) {  // LISMatMul: 3 batch entries, rows beyond one work item of 64
+    const int64_t batch = 3, m = 70, n = 29;
+    const std::vector<u8> a = lis_codes(batch * m, n, 4), vu = rand_u8(batch * n * d);
+    const int32_t vzp = static_cast<int32_t>(rand_int(0, 255)), yzp = static_cast<int32_t>(rand_int(0, 255));
+    const float vs = rand_f(0.01f, 0.2f), ys = rand_f(0.005f, 0.1f);
+    const std::vector<i8> v = to_i8(vu);
+    const auto want = ref_lismm(a, v, batch, m, n, d, vs, vzp - 128, ys, yzp - 128, 4);
+    check("int8 oracle = uint8 - 128: LISMatMul D=" + std::to_string(d), want,
+          minus128(ref_lismm(a, vu, batch, m, n, d, vs, vzp, ys, yzp, 4)), 0);
+    for (int isa : g_isas) {
+      std::vector<i8> y(batch * m * d);
+      const int rc = fqvit_lis_matmul_cpu_i8(a.data(), v.data(), y.data(), batch, m, n, d, vs, vzp - 128, ys,
+                                             yzp - 128, 4, isa);
+      check("int8 LISMatMul D=" + std::to_string(d) + " [" + fqvit_cpu_isa_name(isa) + "]", y, want, rc);
+    }
+  }
+  {  // LISMatMul int64 rows (codes 0) in int8
+    const int64_t n = quick ? 600 : 3000;
+    const std::vector<u8> a(9 * n, 0);
+    const std::vector<i8> v = to_i8(rand_u8(n * 24));
+    const auto want = ref_lismm(a, v, 1, 9, n, 24, 0.05f, -128, 0.02f, 0, 4);
+    for (int isa : g_isas) {
+      std::vector<i8> y(9 * 24);
+      const int rc = fqvit_lis_matmul_cpu_i8(a.data(), v.data(), y.data(), 1, 9, n, 24, 0.05f, -128, 0.02f, 0, 4, isa);
+      check(std::string("int8 LISMatMul int64 rows [") + fqvit_cpu_isa_name(isa) + "]", y, want, rc);
+    }
+  }
+  for (int64_t n : {0, 1, 33, 256, 4099}) {  // Lookup: every byte, as index x mod 256
+    std::vector<u8> xu = rand_u8(n);
+    if (n == 256) {
+      for (int k = 0; k < 256; ++k) xu[k] = static_cast<u8>(k);
+    }
+    const std::vector<i8> x = to_i8(xu), table = to_i8(rand_u8(256));
+    const auto want = ref_lookup(x, table);
+    for (int isa : g_isas) {
+      std::vector<i8> y(x.size());
+      const int rc = fqvit_lookup_cpu_i8(x.data(), table.data(), y.data(), n, 256, isa);
+      check("int8 Lookup n=" + std::to_string(n) + " [" + fqvit_cpu_isa_name(isa) + "]", y, want, rc);
+    }
+  }
+  {  // Requantize: a ramp over every code (saturation at -128 and 127), random channels, long broadcast rows
+    std::vector<int32_t> ramp(10000);
+    for (int i = 0; i < 10000; ++i) ramp[i] = i - 5000;
+    struct Rq {
+      std::string name;
+      int64_t n;
+      std::vector<int32_t> a;
+      std::vector<float> m, b;
+      float ys;
+      int32_t zp;
+    };
+    const std::vector<Rq> rqs = {
+        {"ramp", 1000, ramp, {0.01f}, {0.0f}, 0.25f, 128},
+        {"channels N=97", 97, rand_i32(97 * 7, -(1 << 20), 1 << 20), rand_fv(97, 2e-7f, 2e-6f),
+         rand_fv(97, -1.0f, 1.0f), 0.03f, static_cast<int32_t>(rand_int(0, 255))},
+        {"long row", 1, rand_i32(quick ? 100003 : 300007, -(1 << 20), 1 << 20), {1e-6f}, {0.25f}, 0.02f, 3},
+        {"any int32", 100, rand_i32(3000, -2147483648LL, 2147483647LL), std::vector<float>(100, 1.0f), {0.0f}, 1e-3f,
+         7},
+    };
+    for (const Rq& q : rqs) {
+      const auto want = ref_requantize<i8>(q.a, q.m, q.b, q.n, q.ys, q.zp - 128);
+      check("int8 oracle = uint8 - 128: Requantize " + q.name, want,
+            minus128(ref_requantize(q.a, q.m, q.b, q.n, q.ys, q.zp)), 0);
+      for (int isa : g_isas) {
+        std::vector<i8> y(q.a.size());
+        const int rc = fqvit_requantize_cpu_i8(q.a.data(), q.m.data(), q.b.data(), y.data(),
+                                               static_cast<int64_t>(q.a.size()), q.n, static_cast<int64_t>(q.m.size()),
+                                               static_cast<int64_t>(q.b.size()), q.ys, q.zp - 128, isa);
+        check("int8 Requantize " + q.name + " [" + fqvit_cpu_isa_name(isa) + "]", y, want, rc);
+      }
+    }
+  }
+  // Zero points outside int8 are rejected by the int8 entries (and int8 ones accepted).
+  {
+    const int32_t a[4] = {};
+    const float m[1] = {1.0f}, b[1] = {0.0f};
+    i8 y[4] = {};
+    ++g_cases;
+    if (fqvit_requantize_cpu_i8(a, m, b, y, 4, 4, 1, 1, 0.1f, 128, -1) == 0 ||
+        std::strstr(fqvit_last_error(), "int8") == nullptr || fqvit_requantize_cpu_i8(a, m, b, y, 4, 4, 1, 1, 0.1f,
+                                                                                      -128, -1) != 0) {
+      ++g_failures;
+      std::printf("FAIL int8 Requantize zero-point range (message '%s')\n", fqvit_last_error());
+    }
+  }
 }
 
 }  // namespace
@@ -487,6 +641,8 @@ int main(int argc, char** argv) {
       }
     }
   }
+
+  int8_suite(quick);
 
   std::printf("%d cases, %d failures\n", g_cases, g_failures);
   return g_failures == 0 ? 0 : 1;

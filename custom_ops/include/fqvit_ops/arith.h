@@ -82,30 +82,62 @@ FQVIT_HD float f32_from_i32(int32_t v) {
 #endif
 }
 
-// --- Sec. 1: QuantizeLinear to uint8 ---------------------------------------------------------------------------------
+// --- code types ------------------------------------------------------------------------------------------------------
+
+// The range of a code type T (uint8_t or int8_t; fqvit_ops/spec.h CodeType): QuantizeLinear clamps to it.
+template <typename T>
+struct CodeRange;
+template <>
+struct CodeRange<uint8_t> {
+  static constexpr int32_t kLo = 0, kHi = 255;
+  static constexpr CodeType kType = CodeType::kUint8;
+};
+template <>
+struct CodeRange<int8_t> {
+  static constexpr int32_t kLo = -128, kHi = 127;
+  static constexpr CodeType kType = CodeType::kInt8;
+};
+
+FQVIT_HD constexpr int32_t code_lo(CodeType t) { return t == CodeType::kInt8 ? -128 : 0; }
+FQVIT_HD constexpr int32_t code_hi(CodeType t) { return t == CodeType::kInt8 ? 127 : 255; }
+inline const char* code_type_name(CodeType t) { return t == CodeType::kInt8 ? "int8" : "uint8"; }
+
+// --- Sec. 1: QuantizeLinear to a code type ---------------------------------------------------------------------------
 
 // ONNX QuantizeLinear exactly as the PyTorch reference does it: round half to even of the float32 quotient, clamped
 // to +-2^30 before the int32 conversion (a NaN quotient lands at the bottom, as x86's conversion does), plus the zero
-// point, clamped to 0..255.
-FQVIT_HD int32_t quantize_u8(float v, float y_scale, int32_t y_zero_point) {
+// point (int32, in T's range), clamped to T's range [lo, hi].
+FQVIT_HD int32_t quantize_code(float v, float y_scale, int32_t y_zero_point, int32_t lo, int32_t hi) {
   float r = f32_round_even(f32_div(v, y_scale));
   if (!(r >= -1073741824.0f)) r = -1073741824.0f;
   if (r > 1073741824.0f) r = 1073741824.0f;
   const int32_t q = static_cast<int32_t>(r) + y_zero_point;  // r is integral and inside int32: exact
-  return q < 0 ? 0 : (q > 255 ? 255 : q);
+  return q < lo ? lo : (q > hi ? hi : q);
 }
 
-// Sec. 1 (integer matmuls), Requantize per element: t = f32(A); t = t * m; t = t + b; QuantizeLinear(t).
-FQVIT_HD uint8_t requantize_one(int32_t a, float multiplier, float bias, float y_scale, int32_t y_zero_point) {
+// QuantizeLinear to uint8 (0..255). For int8 (zero point z - 128), quantize_code gives exactly this minus 128.
+FQVIT_HD int32_t quantize_u8(float v, float y_scale, int32_t y_zero_point) {
+  return quantize_code(v, y_scale, y_zero_point, 0, 255);
+}
+
+// QuantizeLinear to code type T.
+template <typename T>
+FQVIT_HD T quantize_to(float v, float y_scale, int32_t y_zero_point) {
+  return static_cast<T>(quantize_code(v, y_scale, y_zero_point, CodeRange<T>::kLo, CodeRange<T>::kHi));
+}
+
+// Sec. 1 (integer matmuls), Requantize per element: t = f32(A); t = t * m; t = t + b; QuantizeLinear(t) to T.
+template <typename T = uint8_t>
+FQVIT_HD T requantize_one(int32_t a, float multiplier, float bias, float y_scale, int32_t y_zero_point) {
   float t = f32_from_i32(a);
   t = f32_mul(t, multiplier);
   t = f32_add(t, bias);
-  return static_cast<uint8_t>(quantize_u8(t, y_scale, y_zero_point));
+  return quantize_to<T>(t, y_scale, y_zero_point);
 }
 
 // --- Sec. 2: PTSLayerNorm --------------------------------------------------------------------------------------------
 
-// Step 1: x_c = (q_c - zp) << alpha_c, |x_c| <= 255 * 2^3 = 2040 (alpha_c in 0..kMaxAlpha, checked by the caller).
+// Step 1: x_c = (q_c - zp) << alpha_c (q_c, zp of one code type: q_c - zp in -255..255 either way), |x_c| <= 255 * 2^3 = 2040 (alpha_c in 0..kMaxAlpha, checked by the caller).
 FQVIT_HD int32_t pts_x(int32_t q, int32_t zp, int32_t alpha) { return (q - zp) * (1 << alpha); }
 
 // Step 3, once per tensor: t1 = x_scale * x_scale; t2 = f32(C * C) * epsilon; e = t2 / t1.
@@ -122,13 +154,14 @@ FQVIT_HD float pts_den(int64_t channels, int64_t s1, int64_t s2, float e) {
 }
 
 // Steps 5-7 for one channel: y = f32(C x - S1) / den (numerator exact, |C x - S1| < 2^24), y = 0 when den is 0 (or
-// NaN); v = (y * gamma) + beta, two roundings; QuantizeLinear(v).
-FQVIT_HD uint8_t pts_out(int32_t x, int64_t channels, int64_t s1, float den, float gamma, float beta, float y_scale,
+// NaN); v = (y * gamma) + beta, two roundings; QuantizeLinear(v) to T.
+template <typename T = uint8_t>
+FQVIT_HD T pts_out(int32_t x, int64_t channels, int64_t s1, float den, float gamma, float beta, float y_scale,
                          int32_t y_zero_point) {
   const float num = f32_from_i64(channels * x - s1);
   const float y = den > 0.0f ? f32_div(num, den) : 0.0f;
   const float v = f32_add(f32_mul(y, gamma), beta);
-  return static_cast<uint8_t>(quantize_u8(v, y_scale, y_zero_point));
+  return quantize_to<T>(v, y_scale, y_zero_point);
 }
 
 // --- Sec. 3: LogIntSoftmax ------------------------------------------------------------------------------------------
@@ -205,11 +238,12 @@ FQVIT_HD int32_t lis_weight(int32_t code, int32_t zero_code) {
   return code < zero_code ? (1 << (kLisValueShift - code)) : 0;
 }
 
-// Step 3: t = f32(acc) * v_scale; t = t * 2^-14 (exact); QuantizeLinear(t).
-FQVIT_HD uint8_t lis_matmul_out(int64_t acc, float v_scale, float y_scale, int32_t y_zero_point) {
+// Step 3: t = f32(acc) * v_scale; t = t * 2^-14 (exact); QuantizeLinear(t) to T.
+template <typename T = uint8_t>
+FQVIT_HD T lis_matmul_out(int64_t acc, float v_scale, float y_scale, int32_t y_zero_point) {
   float t = f32_mul(f32_from_i64(acc), v_scale);
   t = f32_mul(t, 0x1p-14f);
-  return static_cast<uint8_t>(quantize_u8(t, y_scale, y_zero_point));
+  return quantize_to<T>(t, y_scale, y_zero_point);
 }
 
 }  // namespace fqvit

@@ -1,7 +1,18 @@
 // Plain C entry points of the kernels, for tests and tools that call them without onnxruntime (ctypes, the C++
 // kernel test). Arrays are contiguous row-major; CUDA entries take device pointers and a cudaStream_t and do not
 // synchronise. Every function returns 0 on success; otherwise fqvit_last_error() describes the problem (for CUDA
-// entries a nonzero return is also the cudaError_t value when the launch itself failed).
+// entries a nonzero return is also the cudaError_t value when the launch itself failed; the message then names the
+// error, and for a GPU without a kernel image its architecture and the library's).
+//
+// Code types (fqvit_ops/spec.h CodeType): every op has a uint8 entry (fqvit_<op>_<cpu|cuda>) and an int8 one
+// (fqvit_<op>_<cpu|cuda>_i8) with the same arguments in the same order, where the ports of type T (spec.py) are
+// int8_t pointers and their zero points int32 values in -128..127 (uint8: 0..255):
+//   PTSLayerNorm   x, y, x_zero_point, y_zero_point      (alpha stays uint8)
+//   LogIntSoftmax  x                                     (codes stay uint8)
+//   LISMatMul      v, y, v_zero_point, y_zero_point      (a, the LIS codes, stays uint8)
+//   Lookup         x, table, y                           (the index is x's byte: x = -128 reads table[128])
+//   Requantize     y, y_zero_point                       (a stays int32)
+// An int8 result is the uint8 one minus 128 for inputs shifted by -128, bit for bit.
 #pragma once
 
 #include <stdint.h>
@@ -43,6 +54,30 @@ FQVIT_C_API int fqvit_requantize_cpu(const int32_t* a, const float* multiplier, 
                                      int64_t numel, int64_t n, int64_t multiplier_size, int64_t bias_size,
                                      float y_scale, int32_t y_zero_point, int isa);
 
+// int8 variants of the CPU entries (see the top of this file).
+FQVIT_C_API int fqvit_pts_layernorm_cpu_i8(const int8_t* x, const uint8_t* alpha, const float* gamma,
+                                           const float* beta, int8_t* y, int64_t rows, int64_t channels,
+                                           float x_scale, int32_t x_zero_point, float epsilon, float y_scale,
+                                           int32_t y_zero_point, int isa);
+FQVIT_C_API int fqvit_log_int_softmax_cpu_i8(const int8_t* x, const int64_t* x_shape, int x_rank, const uint8_t* mask,
+                                             const int64_t* m_shape, int m_rank, uint8_t* codes, int64_t multiplier,
+                                             int bits, int isa);
+FQVIT_C_API int fqvit_lis_matmul_cpu_i8(const uint8_t* a, const int8_t* v, int8_t* y, int64_t batch, int64_t m,
+                                        int64_t n, int64_t d, float v_scale, int32_t v_zero_point, float y_scale,
+                                        int32_t y_zero_point, int bits, int isa);
+FQVIT_C_API int fqvit_lookup_cpu_i8(const int8_t* x, const int8_t* table, int8_t* y, int64_t n, int64_t table_size,
+                                    int isa);
+FQVIT_C_API int fqvit_requantize_cpu_i8(const int32_t* a, const float* multiplier, const float* bias, int8_t* y,
+                                        int64_t numel, int64_t n, int64_t multiplier_size, int64_t bias_size,
+                                        float y_scale, int32_t y_zero_point, int isa);
+
+// The kernels RegisterCustomOps registers (both libraries), one line each:
+//   "<op> <provider> <input types> -> <output types>\n"
+// e.g. "Lookup CUDAExecutionProvider int8,int8 -> int8"; types are ONNX element type names (uint8, int8, int32,
+// float, bool), comma-separated in input order, an optional input's followed by '?'. A static string; calls no
+// onnxruntime or CUDA API (works without a GPU or a driver). Python: fqvit_export.kernels.registered_kernels.
+FQVIT_C_API const char* fqvit_registered_kernels(void);
+
 // CUDA variants (only in libfqvit_ops_cuda.so). alpha, gamma, beta, mask, table, multiplier, bias and all tensors
 // are device pointers.
 FQVIT_C_API int fqvit_pts_layernorm_cuda(const uint8_t* x, const uint8_t* alpha, const float* gamma, const float* beta,
@@ -60,6 +95,25 @@ FQVIT_C_API int fqvit_lookup_cuda(const uint8_t* x, const uint8_t* table, uint8_
 FQVIT_C_API int fqvit_requantize_cuda(const int32_t* a, const float* multiplier, const float* bias, uint8_t* y,
                                       int64_t numel, int64_t n, int64_t multiplier_size, int64_t bias_size,
                                       float y_scale, int32_t y_zero_point, void* stream);
+// int8 variants of the CUDA entries (see the top of this file); device pointers, as above.
+FQVIT_C_API int fqvit_pts_layernorm_cuda_i8(const int8_t* x, const uint8_t* alpha, const float* gamma,
+                                            const float* beta, int8_t* y, int64_t rows, int64_t channels,
+                                            float x_scale, int32_t x_zero_point, float epsilon, float y_scale,
+                                            int32_t y_zero_point, void* stream);
+FQVIT_C_API int fqvit_log_int_softmax_cuda_i8(const int8_t* x, const int64_t* x_shape, int x_rank,
+                                              const uint8_t* mask, const int64_t* m_shape, int m_rank, uint8_t* codes,
+                                              int64_t multiplier, int bits, void* stream);
+FQVIT_C_API int fqvit_lis_matmul_cuda_i8(const uint8_t* a, const int8_t* v, int8_t* y, int64_t batch, int64_t m,
+                                         int64_t n, int64_t d, float v_scale, int32_t v_zero_point, float y_scale,
+                                         int32_t y_zero_point, int bits, void* stream);
+FQVIT_C_API int fqvit_lookup_cuda_i8(const int8_t* x, const int8_t* table, int8_t* y, int64_t n, int64_t table_size,
+                                     void* stream);
+FQVIT_C_API int fqvit_requantize_cuda_i8(const int32_t* a, const float* multiplier, const float* bias, int8_t* y,
+                                         int64_t numel, int64_t n, int64_t multiplier_size, int64_t bias_size,
+                                         float y_scale, int32_t y_zero_point, void* stream);
+// The architectures libfqvit_ops_cuda.so was compiled for (CMAKE_CUDA_ARCHITECTURES, e.g.
+// "75-real,80-real,86-real,89-real,90-real,90-virtual"); no CUDA API call.
+FQVIT_C_API const char* fqvit_cuda_architectures(void);
 
 #ifdef __cplusplus
 }

@@ -1,4 +1,5 @@
-// com.fqvit::LISMatMul kernels (docs/ops.md Sec. 4): attention@V on LIS codes, uint8 out.
+// com.fqvit::LISMatMul kernels (docs/ops.md Sec. 4): attention@V on uint8 LIS codes; V, zero points and Y of type
+// T = uint8 or int8.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +19,7 @@ struct LisMatMulParams {
   float y_scale = 1.0f;
   int32_t y_zero_point = 0;
   int bits = 4;
+  CodeType code = CodeType::kUint8;  // T: zero points must lie in its range
 };
 
 std::string lis_matmul_check(const LisMatMulParams& p);
@@ -27,8 +29,13 @@ std::string lis_matmul_check(const LisMatMulParams& p);
 int64_t lis_matmul_cpu_items(const LisMatMulParams& p);
 void lis_matmul_cpu(const uint8_t* a, const uint8_t* v, uint8_t* y, const LisMatMulParams& p, int64_t item_begin,
                     int64_t item_end, Isa isa);
+// int8 V and Y: the uint8 path on V ^ 0x80 (a copy per batch entry) with zero points + 128, Y ^ 0x80.
+void lis_matmul_cpu(const uint8_t* a, const int8_t* v, int8_t* y, const LisMatMulParams& p, int64_t item_begin,
+                    int64_t item_end, Isa isa);
 
 // CUDA: everything, device pointers. Returns a cudaError_t value.
 int lis_matmul_cuda(const uint8_t* a, const uint8_t* v, uint8_t* y, const LisMatMulParams& p, void* stream);
+int lis_matmul_cuda(const uint8_t* a, const int8_t* v, int8_t* y, const LisMatMulParams& p, void* stream);
+const void* lis_matmul_cuda_kernel(CodeType code);
 
 }  // namespace fqvit

@@ -1,4 +1,4 @@
-// com.fqvit::LogIntSoftmax kernels (docs/ops.md Sec. 3): uint8 logits in, uint8 log2 codes out.
+// com.fqvit::LogIntSoftmax kernels (docs/ops.md Sec. 3): logits of type T (uint8 or int8) in, uint8 log2 codes out.
 #pragma once
 
 #include <cstdint>
@@ -47,9 +47,15 @@ std::string mask_layout_make(const int64_t* x_shape, int x_rank, const int64_t* 
 // Rows [row_begin, row_end) of X [rows, N] -> codes [rows, N].
 void log_int_softmax_cpu(const uint8_t* x, const MaskLayout& mask, uint8_t* codes, const LisSoftmaxParams& p,
                          int64_t row_begin, int64_t row_end, Isa isa);
+// int8 logits: the uint8 path on x ^ 0x80 (max - q unchanged; bit-identical).
+void log_int_softmax_cpu(const int8_t* x, const MaskLayout& mask, uint8_t* codes, const LisSoftmaxParams& p,
+                         int64_t row_begin, int64_t row_end, Isa isa);
 
 // CUDA: all rows; `mask.data` is a device pointer. Returns a cudaError_t value.
 int log_int_softmax_cuda(const uint8_t* x, const MaskLayout& mask, uint8_t* codes, const LisSoftmaxParams& p,
                          void* stream);
+int log_int_softmax_cuda(const int8_t* x, const MaskLayout& mask, uint8_t* codes, const LisSoftmaxParams& p,
+                         void* stream);
+const void* log_int_softmax_cuda_kernel(CodeType code);
 
 }  // namespace fqvit

@@ -1,5 +1,5 @@
 // com.fqvit::Requantize kernels (docs/ops.md Sec. 1, integer matmuls): the epilogue of a MatMulInteger in one pass,
-// Y = QuantizeLinear((f32(A) * multiplier[n]) + bias[n], y_scale, y_zero_point), int32 in, uint8 out.
+// Y = QuantizeLinear((f32(A) * multiplier[n]) + bias[n], y_scale, y_zero_point), int32 in, T = uint8 or int8 out.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +16,7 @@ struct RequantizeParams {
   int64_t bias_size = 0;       // elements of bias: N or 1
   float y_scale = 1.0f;
   int32_t y_zero_point = 0;
+  CodeType code = CodeType::kUint8;  // T: y_zero_point must lie in its range
 };
 
 std::string requantize_check(const RequantizeParams& p);
@@ -23,9 +24,15 @@ std::string requantize_check(const RequantizeParams& p);
 // Elements [begin, end) of the flattened A -> Y; element i uses channel i % N.
 void requantize_cpu(const int32_t* a, const float* multiplier, const float* bias, uint8_t* y,
                     const RequantizeParams& p, int64_t begin, int64_t end, Isa isa);
+// int8 Y: the uint8 path with y_zero_point + 128, then Y ^ 0x80 (bit-identical).
+void requantize_cpu(const int32_t* a, const float* multiplier, const float* bias, int8_t* y,
+                    const RequantizeParams& p, int64_t begin, int64_t end, Isa isa);
 
 // CUDA: everything, device pointers (multiplier and bias included). Returns a cudaError_t value.
 int requantize_cuda(const int32_t* a, const float* multiplier, const float* bias, uint8_t* y,
                     const RequantizeParams& p, void* stream);
+int requantize_cuda(const int32_t* a, const float* multiplier, const float* bias, int8_t* y,
+                    const RequantizeParams& p, void* stream);
+const void* requantize_cuda_kernel(CodeType code);
 
 }  // namespace fqvit

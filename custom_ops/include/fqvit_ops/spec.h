@@ -29,18 +29,29 @@ constexpr int64_t kMaxLisMultiplier = 2147483647;  // keeps t_j = d_j * M far in
 constexpr int kMaxRank = 8;                        // LogIntSoftmax mask broadcasting handles up to this rank
 constexpr int64_t kLookupTableSize = 256;          // one Lookup table entry per uint8 code
 
+// --- code types: the element type T of quantized activations (spec.py CODE_TYPES, in that order) --------------------
+// uint8 for the CPU target, int8 for the CUDA target (onnxruntime's CUDA MatMulInteger is int8 x int8). The int8
+// code of uint8 code u (zero point z) is u - 128 (zero point z - 128): q - zp and so every op's integer arithmetic are
+// unchanged; only the output clamp follows T (uint8 0..255, int8 -128..127, as QuantizeLinear). One T per node.
+enum class CodeType : int { kUint8, kInt8 };
+
 // --- op signatures: input indices in spec order, k + CamelCase of the input name ------------------------------------
 namespace op {
 
 struct PTSLayerNorm {
   static constexpr const char* kName = "PTSLayerNorm";
   enum Input : size_t { kX, kXScale, kXZeroPoint, kAlpha, kGamma, kBeta, kYScale, kYZeroPoint, kNumInputs };
+  // Inputs of type T (in spec order) and whether the output is T (else uint8).
+  static constexpr Input kCodeInputs[] = {kX, kXZeroPoint, kYZeroPoint};
+  static constexpr bool kCodeOutput = true;
   static constexpr const char* kAttrEpsilon = "epsilon";
 };
 
 struct LogIntSoftmax {
   static constexpr const char* kName = "LogIntSoftmax";
   enum Input : size_t { kX, kMask, kNumInputs };
+  static constexpr Input kCodeInputs[] = {kX};
+  static constexpr bool kCodeOutput = false;
   static constexpr const char* kAttrMultiplier = "multiplier";
   static constexpr const char* kAttrBits = "bits";
 };
@@ -48,17 +59,23 @@ struct LogIntSoftmax {
 struct LISMatMul {
   static constexpr const char* kName = "LISMatMul";
   enum Input : size_t { kA, kV, kVScale, kVZeroPoint, kYScale, kYZeroPoint, kNumInputs };
+  static constexpr Input kCodeInputs[] = {kV, kVZeroPoint, kYZeroPoint};
+  static constexpr bool kCodeOutput = true;
   static constexpr const char* kAttrBits = "bits";
 };
 
 struct Lookup {
   static constexpr const char* kName = "Lookup";
   enum Input : size_t { kX, kTable, kNumInputs };
+  static constexpr Input kCodeInputs[] = {kX, kTable};
+  static constexpr bool kCodeOutput = true;
 };
 
 struct Requantize {
   static constexpr const char* kName = "Requantize";
   enum Input : size_t { kA, kMultiplier, kBias, kYScale, kYZeroPoint, kNumInputs };
+  static constexpr Input kCodeInputs[] = {kYZeroPoint};
+  static constexpr bool kCodeOutput = true;
 };
 
 }  // namespace op

@@ -27,26 +27,29 @@ const char* last_error() { return g_error.c_str(); }
 using fqvit::capi::guarded;
 using fqvit::capi::require;
 
-extern "C" {
+namespace {
 
-const char* fqvit_last_error(void) { return fqvit::capi::last_error(); }
+template <typename T>
+fqvit::CodeType code_of() {
+  return fqvit::CodeRange<T>::kType;
+}
 
-const char* fqvit_cpu_isa_name(int isa) { return fqvit::isa_name(fqvit::resolve_isa(isa)); }
-
-int fqvit_pts_layernorm_cpu(const uint8_t* x, const uint8_t* alpha, const float* gamma, const float* beta, uint8_t* y,
-                            int64_t rows, int64_t channels, float x_scale, int32_t x_zero_point, float epsilon,
-                            float y_scale, int32_t y_zero_point, int isa) {
+template <typename T>
+int pts_cpu(const T* x, const uint8_t* alpha, const float* gamma, const float* beta, T* y, int64_t rows,
+            int64_t channels, float x_scale, int32_t x_zero_point, float epsilon, float y_scale, int32_t y_zero_point,
+            int isa) {
   return guarded("PTSLayerNorm", [&] {
-    const fqvit::PtsLayerNormParams p{rows, channels, x_scale, x_zero_point, epsilon, y_scale, y_zero_point};
+    const fqvit::PtsLayerNormParams p{rows,    channels, x_scale,     x_zero_point,
+                                      epsilon, y_scale,  y_zero_point, code_of<T>()};
     require(fqvit::pts_layernorm_check(p, alpha));
     fqvit::pts_layernorm_cpu(x, alpha, gamma, beta, y, p, 0, rows, fqvit::resolve_isa(isa));
     return 0;
   });
 }
 
-int fqvit_log_int_softmax_cpu(const uint8_t* x, const int64_t* x_shape, int x_rank, const uint8_t* mask,
-                              const int64_t* m_shape, int m_rank, uint8_t* codes, int64_t multiplier, int bits,
-                              int isa) {
+template <typename T>
+int lis_cpu(const T* x, const int64_t* x_shape, int x_rank, const uint8_t* mask, const int64_t* m_shape, int m_rank,
+            uint8_t* codes, int64_t multiplier, int bits, int isa) {
   return guarded("LogIntSoftmax", [&] {
     fqvit::MaskLayout layout;
     const fqvit::LisSoftmaxParams p =
@@ -56,18 +59,19 @@ int fqvit_log_int_softmax_cpu(const uint8_t* x, const int64_t* x_shape, int x_ra
   });
 }
 
-int fqvit_lis_matmul_cpu(const uint8_t* a, const uint8_t* v, uint8_t* y, int64_t batch, int64_t m, int64_t n,
-                         int64_t d, float v_scale, int32_t v_zero_point, float y_scale, int32_t y_zero_point,
-                         int bits, int isa) {
+template <typename T>
+int lismm_cpu(const uint8_t* a, const T* v, T* y, int64_t batch, int64_t m, int64_t n, int64_t d, float v_scale,
+              int32_t v_zero_point, float y_scale, int32_t y_zero_point, int bits, int isa) {
   return guarded("LISMatMul", [&] {
-    const fqvit::LisMatMulParams p{batch, m, n, d, v_scale, v_zero_point, y_scale, y_zero_point, bits};
+    const fqvit::LisMatMulParams p{batch, m, n, d, v_scale, v_zero_point, y_scale, y_zero_point, bits, code_of<T>()};
     require(fqvit::lis_matmul_check(p));
     fqvit::lis_matmul_cpu(a, v, y, p, 0, fqvit::lis_matmul_cpu_items(p), fqvit::resolve_isa(isa));
     return 0;
   });
 }
 
-int fqvit_lookup_cpu(const uint8_t* x, const uint8_t* table, uint8_t* y, int64_t n, int64_t table_size, int isa) {
+template <typename T>
+int lookup_cpu(const T* x, const T* table, T* y, int64_t n, int64_t table_size, int isa) {
   return guarded("Lookup", [&] {
     const fqvit::LookupParams p{n, table_size};
     require(fqvit::lookup_check(p));
@@ -76,15 +80,79 @@ int fqvit_lookup_cpu(const uint8_t* x, const uint8_t* table, uint8_t* y, int64_t
   });
 }
 
-int fqvit_requantize_cpu(const int32_t* a, const float* multiplier, const float* bias, uint8_t* y, int64_t numel,
-                         int64_t n, int64_t multiplier_size, int64_t bias_size, float y_scale, int32_t y_zero_point,
-                         int isa) {
+template <typename T>
+int rq_cpu(const int32_t* a, const float* multiplier, const float* bias, T* y, int64_t numel, int64_t n,
+           int64_t multiplier_size, int64_t bias_size, float y_scale, int32_t y_zero_point, int isa) {
   return guarded("Requantize", [&] {
-    const fqvit::RequantizeParams p{numel, n, multiplier_size, bias_size, y_scale, y_zero_point};
+    const fqvit::RequantizeParams p{numel, n, multiplier_size, bias_size, y_scale, y_zero_point, code_of<T>()};
     require(fqvit::requantize_check(p));
     fqvit::requantize_cpu(a, multiplier, bias, y, p, 0, numel, fqvit::resolve_isa(isa));
     return 0;
   });
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* fqvit_last_error(void) { return fqvit::capi::last_error(); }
+
+const char* fqvit_cpu_isa_name(int isa) { return fqvit::isa_name(fqvit::resolve_isa(isa)); }
+
+int fqvit_pts_layernorm_cpu(const uint8_t* x, const uint8_t* alpha, const float* gamma, const float* beta, uint8_t* y,
+                            int64_t rows, int64_t channels, float x_scale, int32_t x_zero_point, float epsilon,
+                            float y_scale, int32_t y_zero_point, int isa) {
+  return pts_cpu(x, alpha, gamma, beta, y, rows, channels, x_scale, x_zero_point, epsilon, y_scale, y_zero_point, isa);
+}
+
+int fqvit_pts_layernorm_cpu_i8(const int8_t* x, const uint8_t* alpha, const float* gamma, const float* beta, int8_t* y,
+                               int64_t rows, int64_t channels, float x_scale, int32_t x_zero_point, float epsilon,
+                               float y_scale, int32_t y_zero_point, int isa) {
+  return pts_cpu(x, alpha, gamma, beta, y, rows, channels, x_scale, x_zero_point, epsilon, y_scale, y_zero_point, isa);
+}
+
+int fqvit_log_int_softmax_cpu(const uint8_t* x, const int64_t* x_shape, int x_rank, const uint8_t* mask,
+                              const int64_t* m_shape, int m_rank, uint8_t* codes, int64_t multiplier, int bits,
+                              int isa) {
+  return lis_cpu(x, x_shape, x_rank, mask, m_shape, m_rank, codes, multiplier, bits, isa);
+}
+
+int fqvit_log_int_softmax_cpu_i8(const int8_t* x, const int64_t* x_shape, int x_rank, const uint8_t* mask,
+                                 const int64_t* m_shape, int m_rank, uint8_t* codes, int64_t multiplier, int bits,
+                                 int isa) {
+  return lis_cpu(x, x_shape, x_rank, mask, m_shape, m_rank, codes, multiplier, bits, isa);
+}
+
+int fqvit_lis_matmul_cpu(const uint8_t* a, const uint8_t* v, uint8_t* y, int64_t batch, int64_t m, int64_t n,
+                         int64_t d, float v_scale, int32_t v_zero_point, float y_scale, int32_t y_zero_point,
+                         int bits, int isa) {
+  return lismm_cpu(a, v, y, batch, m, n, d, v_scale, v_zero_point, y_scale, y_zero_point, bits, isa);
+}
+
+int fqvit_lis_matmul_cpu_i8(const uint8_t* a, const int8_t* v, int8_t* y, int64_t batch, int64_t m, int64_t n,
+                            int64_t d, float v_scale, int32_t v_zero_point, float y_scale, int32_t y_zero_point,
+                            int bits, int isa) {
+  return lismm_cpu(a, v, y, batch, m, n, d, v_scale, v_zero_point, y_scale, y_zero_point, bits, isa);
+}
+
+int fqvit_lookup_cpu(const uint8_t* x, const uint8_t* table, uint8_t* y, int64_t n, int64_t table_size, int isa) {
+  return lookup_cpu(x, table, y, n, table_size, isa);
+}
+
+int fqvit_lookup_cpu_i8(const int8_t* x, const int8_t* table, int8_t* y, int64_t n, int64_t table_size, int isa) {
+  return lookup_cpu(x, table, y, n, table_size, isa);
+}
+
+int fqvit_requantize_cpu(const int32_t* a, const float* multiplier, const float* bias, uint8_t* y, int64_t numel,
+                         int64_t n, int64_t multiplier_size, int64_t bias_size, float y_scale, int32_t y_zero_point,
+                         int isa) {
+  return rq_cpu(a, multiplier, bias, y, numel, n, multiplier_size, bias_size, y_scale, y_zero_point, isa);
+}
+
+int fqvit_requantize_cpu_i8(const int32_t* a, const float* multiplier, const float* bias, int8_t* y, int64_t numel,
+                            int64_t n, int64_t multiplier_size, int64_t bias_size, float y_scale, int32_t y_zero_point,
+                            int isa) {
+  return rq_cpu(a, multiplier, bias, y, numel, n, multiplier_size, bias_size, y_scale, y_zero_point, isa);
 }
 
 }  // extern "C"

@@ -17,18 +17,22 @@ using fqvit::capi::require;
 namespace {
 int launched(int rc, const char* op) {
   if (rc == 0) return 0;
-  fqvit::capi::fail(std::string(op) + ": CUDA launch failed (cudaError_t " + std::to_string(rc) + ")");
+  fqvit::capi::fail(std::string(op) + ": CUDA launch failed: " + fqvit::cuda_error_text(rc));
   return rc;
 }
-}  // namespace
 
-extern "C" {
+template <typename T>
+fqvit::CodeType code_of() {
+  return fqvit::CodeRange<T>::kType;
+}
 
-int fqvit_pts_layernorm_cuda(const uint8_t* x, const uint8_t* alpha, const float* gamma, const float* beta,
-                             uint8_t* y, int64_t rows, int64_t channels, float x_scale, int32_t x_zero_point,
-                             float epsilon, float y_scale, int32_t y_zero_point, void* stream) {
+template <typename T>
+int pts_cuda(const T* x, const uint8_t* alpha, const float* gamma, const float* beta, T* y, int64_t rows,
+             int64_t channels, float x_scale, int32_t x_zero_point, float epsilon, float y_scale, int32_t y_zero_point,
+             void* stream) {
   return guarded("PTSLayerNorm", [&] {
-    const fqvit::PtsLayerNormParams p{rows, channels, x_scale, x_zero_point, epsilon, y_scale, y_zero_point};
+    const fqvit::PtsLayerNormParams p{rows,    channels, x_scale,     x_zero_point,
+                                      epsilon, y_scale,  y_zero_point, code_of<T>()};
     require(fqvit::pts_layernorm_check(p, nullptr));
     // alpha is device memory: checked on a host copy (a synchronisation), as the CPU entry point checks it.
     std::vector<uint8_t> host(static_cast<size_t>(channels));
@@ -40,9 +44,9 @@ int fqvit_pts_layernorm_cuda(const uint8_t* x, const uint8_t* alpha, const float
   });
 }
 
-int fqvit_log_int_softmax_cuda(const uint8_t* x, const int64_t* x_shape, int x_rank, const uint8_t* mask,
-                               const int64_t* m_shape, int m_rank, uint8_t* codes, int64_t multiplier, int bits,
-                               void* stream) {
+template <typename T>
+int lis_cuda(const T* x, const int64_t* x_shape, int x_rank, const uint8_t* mask, const int64_t* m_shape, int m_rank,
+             uint8_t* codes, int64_t multiplier, int bits, void* stream) {
   return guarded("LogIntSoftmax", [&] {
     fqvit::MaskLayout layout;
     const fqvit::LisSoftmaxParams p =
@@ -51,18 +55,18 @@ int fqvit_log_int_softmax_cuda(const uint8_t* x, const int64_t* x_shape, int x_r
   });
 }
 
-int fqvit_lis_matmul_cuda(const uint8_t* a, const uint8_t* v, uint8_t* y, int64_t batch, int64_t m, int64_t n,
-                          int64_t d, float v_scale, int32_t v_zero_point, float y_scale, int32_t y_zero_point,
-                          int bits, void* stream) {
+template <typename T>
+int lismm_cuda(const uint8_t* a, const T* v, T* y, int64_t batch, int64_t m, int64_t n, int64_t d, float v_scale,
+               int32_t v_zero_point, float y_scale, int32_t y_zero_point, int bits, void* stream) {
   return guarded("LISMatMul", [&] {
-    const fqvit::LisMatMulParams p{batch, m, n, d, v_scale, v_zero_point, y_scale, y_zero_point, bits};
+    const fqvit::LisMatMulParams p{batch, m, n, d, v_scale, v_zero_point, y_scale, y_zero_point, bits, code_of<T>()};
     require(fqvit::lis_matmul_check(p));
     return launched(fqvit::lis_matmul_cuda(a, v, y, p, stream), "LISMatMul");
   });
 }
 
-int fqvit_lookup_cuda(const uint8_t* x, const uint8_t* table, uint8_t* y, int64_t n, int64_t table_size,
-                      void* stream) {
+template <typename T>
+int lookup_cuda(const T* x, const T* table, T* y, int64_t n, int64_t table_size, void* stream) {
   return guarded("Lookup", [&] {
     const fqvit::LookupParams p{n, table_size};
     require(fqvit::lookup_check(p));
@@ -70,14 +74,80 @@ int fqvit_lookup_cuda(const uint8_t* x, const uint8_t* table, uint8_t* y, int64_
   });
 }
 
-int fqvit_requantize_cuda(const int32_t* a, const float* multiplier, const float* bias, uint8_t* y, int64_t numel,
-                          int64_t n, int64_t multiplier_size, int64_t bias_size, float y_scale, int32_t y_zero_point,
-                          void* stream) {
+template <typename T>
+int rq_cuda(const int32_t* a, const float* multiplier, const float* bias, T* y, int64_t numel, int64_t n,
+            int64_t multiplier_size, int64_t bias_size, float y_scale, int32_t y_zero_point, void* stream) {
   return guarded("Requantize", [&] {
-    const fqvit::RequantizeParams p{numel, n, multiplier_size, bias_size, y_scale, y_zero_point};
+    const fqvit::RequantizeParams p{numel, n, multiplier_size, bias_size, y_scale, y_zero_point, code_of<T>()};
     require(fqvit::requantize_check(p));
     return launched(fqvit::requantize_cuda(a, multiplier, bias, y, p, stream), "Requantize");
   });
 }
+
+}  // namespace
+
+extern "C" {
+
+int fqvit_pts_layernorm_cuda(const uint8_t* x, const uint8_t* alpha, const float* gamma, const float* beta,
+                             uint8_t* y, int64_t rows, int64_t channels, float x_scale, int32_t x_zero_point,
+                             float epsilon, float y_scale, int32_t y_zero_point, void* stream) {
+  return pts_cuda(x, alpha, gamma, beta, y, rows, channels, x_scale, x_zero_point, epsilon, y_scale, y_zero_point,
+                  stream);
+}
+
+int fqvit_pts_layernorm_cuda_i8(const int8_t* x, const uint8_t* alpha, const float* gamma, const float* beta,
+                                int8_t* y, int64_t rows, int64_t channels, float x_scale, int32_t x_zero_point,
+                                float epsilon, float y_scale, int32_t y_zero_point, void* stream) {
+  return pts_cuda(x, alpha, gamma, beta, y, rows, channels, x_scale, x_zero_point, epsilon, y_scale, y_zero_point,
+                  stream);
+}
+
+int fqvit_log_int_softmax_cuda(const uint8_t* x, const int64_t* x_shape, int x_rank, const uint8_t* mask,
+                               const int64_t* m_shape, int m_rank, uint8_t* codes, int64_t multiplier, int bits,
+                               void* stream) {
+  return lis_cuda(x, x_shape, x_rank, mask, m_shape, m_rank, codes, multiplier, bits, stream);
+}
+
+int fqvit_log_int_softmax_cuda_i8(const int8_t* x, const int64_t* x_shape, int x_rank, const uint8_t* mask,
+                                  const int64_t* m_shape, int m_rank, uint8_t* codes, int64_t multiplier, int bits,
+                                  void* stream) {
+  return lis_cuda(x, x_shape, x_rank, mask, m_shape, m_rank, codes, multiplier, bits, stream);
+}
+
+int fqvit_lis_matmul_cuda(const uint8_t* a, const uint8_t* v, uint8_t* y, int64_t batch, int64_t m, int64_t n,
+                          int64_t d, float v_scale, int32_t v_zero_point, float y_scale, int32_t y_zero_point,
+                          int bits, void* stream) {
+  return lismm_cuda(a, v, y, batch, m, n, d, v_scale, v_zero_point, y_scale, y_zero_point, bits, stream);
+}
+
+int fqvit_lis_matmul_cuda_i8(const uint8_t* a, const int8_t* v, int8_t* y, int64_t batch, int64_t m, int64_t n,
+                             int64_t d, float v_scale, int32_t v_zero_point, float y_scale, int32_t y_zero_point,
+                             int bits, void* stream) {
+  return lismm_cuda(a, v, y, batch, m, n, d, v_scale, v_zero_point, y_scale, y_zero_point, bits, stream);
+}
+
+int fqvit_lookup_cuda(const uint8_t* x, const uint8_t* table, uint8_t* y, int64_t n, int64_t table_size,
+                      void* stream) {
+  return lookup_cuda(x, table, y, n, table_size, stream);
+}
+
+int fqvit_lookup_cuda_i8(const int8_t* x, const int8_t* table, int8_t* y, int64_t n, int64_t table_size,
+                         void* stream) {
+  return lookup_cuda(x, table, y, n, table_size, stream);
+}
+
+int fqvit_requantize_cuda(const int32_t* a, const float* multiplier, const float* bias, uint8_t* y, int64_t numel,
+                          int64_t n, int64_t multiplier_size, int64_t bias_size, float y_scale, int32_t y_zero_point,
+                          void* stream) {
+  return rq_cuda(a, multiplier, bias, y, numel, n, multiplier_size, bias_size, y_scale, y_zero_point, stream);
+}
+
+int fqvit_requantize_cuda_i8(const int32_t* a, const float* multiplier, const float* bias, int8_t* y, int64_t numel,
+                             int64_t n, int64_t multiplier_size, int64_t bias_size, float y_scale,
+                             int32_t y_zero_point, void* stream) {
+  return rq_cuda(a, multiplier, bias, y, numel, n, multiplier_size, bias_size, y_scale, y_zero_point, stream);
+}
+
+const char* fqvit_cuda_architectures(void) { return fqvit::cuda_built_architectures(); }
 
 }  // extern "C"

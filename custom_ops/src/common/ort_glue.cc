@@ -62,5 +62,12 @@ int32_t scalar_u8(const Ort::KernelContext& ctx, size_t index, const char* name)
   return *get_scalar(ctx, index, name, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8).as<uint8_t>();
 }
 
+int32_t scalar_code(const Ort::KernelContext& ctx, size_t index, const char* name, CodeType code) {
+  if (code == CodeType::kInt8) {
+    return *get_scalar(ctx, index, name, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8).as<int8_t>();
+  }
+  return scalar_u8(ctx, index, name);
+}
+
 }  // namespace glue
 }  // namespace fqvit

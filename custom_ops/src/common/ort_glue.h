@@ -70,6 +70,22 @@ Input get_input(const Ort::KernelContext& ctx, size_t index, const char* name, O
 // A one-element input (rank 0, or rank 1 with one element) in CPU memory, read on the host.
 float scalar_f32(const Ort::KernelContext& ctx, size_t index, const char* name);
 int32_t scalar_u8(const Ort::KernelContext& ctx, size_t index, const char* name);
+// A one-element code input (zero point) of code type `code` (uint8 or int8), as int32.
+int32_t scalar_code(const Ort::KernelContext& ctx, size_t index, const char* name, CodeType code);
+
+// The ONNX element type of a code type.
+inline ONNXTensorElementDataType onnx_code_type(CodeType code) {
+  return code == CodeType::kInt8 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8 : ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
+}
+
+// Whether input `i` of op `Spec` (fqvit_ops/spec.h) is of the code type T.
+template <typename Spec>
+constexpr bool is_code_input(size_t i) {
+  for (const auto k : Spec::kCodeInputs) {
+    if (static_cast<size_t>(k) == i) return true;
+  }
+  return false;
+}
 
 // Calls fn(begin, end) over [0, total) in chunks of about `grain` units on the intra-op thread pool. An exception in a
 // chunk is captured and rethrown here after all chunks finished.
@@ -110,15 +126,20 @@ void parallel_for(const Ort::KernelContext& ctx, int64_t total, int64_t grain, F
   if (state.failed) throw std::runtime_error(state.message);
 }
 
-// The op instance registered for `provider` (one static per op type and provider; nullptr when this build lacks it).
+// The op instance registered for `provider` and code type `code` (one static per op type, provider and code type;
+// nullptr when this build lacks the provider). Both code types register under the op's one name: onnxruntime
+// merges same-name definitions of a domain into one schema and picks the kernel by the node's input types.
 template <typename OpT>
-const OrtCustomOp* op_for(Provider provider) {
-  static const OpT cpu(Provider::kCpu);
+const OrtCustomOp* op_for(Provider provider, CodeType code) {
+  static const OpT cpu_u8(Provider::kCpu, CodeType::kUint8);
+  static const OpT cpu_i8(Provider::kCpu, CodeType::kInt8);
 #ifdef FQVIT_WITH_CUDA
-  static const OpT cuda(Provider::kCuda);
-  if (provider == Provider::kCuda) return &cuda;
+  static const OpT cuda_u8(Provider::kCuda, CodeType::kUint8);
+  static const OpT cuda_i8(Provider::kCuda, CodeType::kInt8);
+  if (provider == Provider::kCuda) return code == CodeType::kInt8 ? &cuda_i8 : &cuda_u8;
 #endif
-  return provider == Provider::kCpu ? &cpu : nullptr;
+  if (provider != Provider::kCpu) return nullptr;
+  return code == CodeType::kInt8 ? &cpu_i8 : &cpu_u8;
 }
 
 }  // namespace glue

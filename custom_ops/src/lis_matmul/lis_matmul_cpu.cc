@@ -9,6 +9,7 @@
 #include <cstring>
 #include <vector>
 
+#include "common/code_flip.h"
 #include "common/simd.h"
 #include "fqvit_ops/lis_matmul.h"
 
@@ -16,8 +17,9 @@ namespace fqvit {
 
 std::string lis_matmul_check(const LisMatMulParams& p) {
   if (std::string e = lis_bits_check(p.bits); !e.empty()) return e;
-  if (p.v_zero_point < 0 || p.v_zero_point > 255 || p.y_zero_point < 0 || p.y_zero_point > 255) {
-    return "zero points must be uint8";
+  const int32_t lo = code_lo(p.code), hi = code_hi(p.code);
+  if (p.v_zero_point < lo || p.v_zero_point > hi || p.y_zero_point < lo || p.y_zero_point > hi) {
+    return std::string("zero points must be ") + code_type_name(p.code) + " values";
   }
   if (p.batch < 0 || p.m < 0 || p.n < 0 || p.d < 0) return "negative shape";
   if (p.n > (int64_t(1) << 31)) return "N is too large (> 2^31)";
@@ -458,6 +460,29 @@ void lis_matmul_cpu(const uint8_t* a, const uint8_t* v, uint8_t* y, const LisMat
       gemm_rows(rows, wrows, g, s.vp.data(), arows, isa);
       for (int r = 0; r < rows; ++r) output_row(arows[r], p, yb + s.safe[i + r] * p.d, isa);
     }
+  }
+}
+
+// int8 V and Y: per batch entry, V ^ 0x80 into a scratch copy, the uint8 body on that entry alone (batch 1, the
+// entry's share of the work items) with zero points + 128, then Y ^ 0x80 on the rows it wrote.
+void lis_matmul_cpu(const uint8_t* a, const int8_t* v, int8_t* y, const LisMatMulParams& p, int64_t item_begin,
+                    int64_t item_end, Isa isa) {
+  if (item_begin >= item_end || p.m <= 0 || p.d <= 0) return;
+  const int64_t blocks = (p.m + kRowsPerItem - 1) / kRowsPerItem;
+  LisMatMulParams pu = p;
+  pu.batch = 1;
+  pu.v_zero_point += kCodeOffset;
+  pu.y_zero_point += kCodeOffset;
+  pu.code = CodeType::kUint8;
+  std::vector<uint8_t> vbuf(static_cast<size_t>(std::max<int64_t>(p.n * p.d, 1)));
+  for (int64_t b = item_begin / blocks; b * blocks < item_end; ++b) {
+    const int64_t i0 = std::max(item_begin, b * blocks) - b * blocks;
+    const int64_t i1 = std::min(item_end, (b + 1) * blocks) - b * blocks;
+    flip_codes(v + b * p.n * p.d, vbuf.data(), p.n * p.d);
+    uint8_t* yb = reinterpret_cast<uint8_t*>(y + b * p.m * p.d);
+    lis_matmul_cpu(a + b * p.m * p.n, vbuf.data(), yb, pu, i0, i1, isa);
+    const int64_t m0 = i0 * kRowsPerItem, m1 = std::min(p.m, i1 * kRowsPerItem);
+    flip_codes(yb + m0 * p.d, yb + m0 * p.d, (m1 - m0) * p.d);
   }
 }
 

@@ -11,8 +11,10 @@ namespace {
 
 constexpr int kTileM = 32, kTileD = 64, kTileN = 32, kThreads = 256;
 
+// T: the code type of V, the zero points and Y (uint8_t or int8_t); A holds uint8 LIS codes.
+template <typename T>
 __global__ void __launch_bounds__(kThreads) lis_matmul_kernel(const uint8_t* __restrict__ a,
-                                                              const uint8_t* __restrict__ v, uint8_t* __restrict__ y,
+                                                              const T* __restrict__ v, T* __restrict__ y,
                                                               int64_t batch, int64_t m, int64_t n, int64_t d,
                                                               int64_t tiles_m, int64_t tiles_d, int32_t v_zp,
                                                               float v_scale, float y_scale, int32_t y_zp,
@@ -27,7 +29,7 @@ __global__ void __launch_bounds__(kThreads) lis_matmul_kernel(const uint8_t* __r
     const int64_t tm = (tile / tiles_d) % tiles_m, td = tile % tiles_d;
     const int64_t row0 = tm * kTileM, col0 = td * kTileD;
     const uint8_t* ab = a + b * m * n;
-    const uint8_t* vb = v + b * n * d;
+    const T* vb = v + b * n * d;
     long long acc[2][4] = {};
     for (int64_t n0 = 0; n0 < n; n0 += kTileN) {
       // Step 1: weights w(k) = 2^(14 - k), 0 for codes >= Z and outside the matrix.
@@ -72,21 +74,35 @@ __global__ void __launch_bounds__(kThreads) lis_matmul_kernel(const uint8_t* __r
       for (int j = 0; j < 4; ++j) {
         const int64_t col = col0 + c0 + j;
         if (col >= d) continue;
-        y[(b * m + row) * d + col] = lis_matmul_out(acc[i][j], v_scale, y_scale, y_zp);  // step 3
+        y[(b * m + row) * d + col] = lis_matmul_out<T>(acc[i][j], v_scale, y_scale, y_zp);  // step 3
       }
     }
   }
 }
 
-}  // namespace
-
-int lis_matmul_cuda(const uint8_t* a, const uint8_t* v, uint8_t* y, const LisMatMulParams& p, void* stream) {
+template <typename T>
+int launch(const uint8_t* a, const T* v, T* y, const LisMatMulParams& p, void* stream) {
   if (p.batch <= 0 || p.m <= 0 || p.d <= 0) return 0;
   const int64_t tiles_m = (p.m + kTileM - 1) / kTileM, tiles_d = (p.d + kTileD - 1) / kTileD;
-  lis_matmul_kernel<<<cuda::grid_size(p.batch * tiles_m * tiles_d), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+  lis_matmul_kernel<T><<<cuda::grid_size(p.batch * tiles_m * tiles_d), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
       a, v, y, p.batch, p.m, p.n, p.d, tiles_m, tiles_d, p.v_zero_point, p.v_scale, p.y_scale, p.y_zero_point,
       (1 << p.bits) - 1);
   return static_cast<int>(cudaGetLastError());
+}
+
+}  // namespace
+
+int lis_matmul_cuda(const uint8_t* a, const uint8_t* v, uint8_t* y, const LisMatMulParams& p, void* stream) {
+  return launch(a, v, y, p, stream);
+}
+
+int lis_matmul_cuda(const uint8_t* a, const int8_t* v, int8_t* y, const LisMatMulParams& p, void* stream) {
+  return launch(a, v, y, p, stream);
+}
+
+const void* lis_matmul_cuda_kernel(CodeType code) {
+  return code == CodeType::kInt8 ? reinterpret_cast<const void*>(&lis_matmul_kernel<int8_t>)
+                                 : reinterpret_cast<const void*>(&lis_matmul_kernel<uint8_t>);
 }
 
 }  // namespace fqvit

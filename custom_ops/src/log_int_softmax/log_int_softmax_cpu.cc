@@ -12,6 +12,7 @@
 #include <cstring>
 #include <vector>
 
+#include "common/code_flip.h"
 #include "common/simd.h"
 #include "fqvit_ops/log_int_softmax.h"
 
@@ -315,14 +316,17 @@ FQVIT_TARGET_AVX512 void row_avx512(const Row& row, const Tables& t, int32_t* eb
 
 }  // namespace
 
-void log_int_softmax_cpu(const uint8_t* x, const MaskLayout& mask, uint8_t* codes, const LisSoftmaxParams& p,
-                         int64_t row_begin, int64_t row_end, Isa isa) {
+namespace {
+
+// Rows [row_begin, row_end); x points at row x_row0 of X (the whole tensor for uint8, a flipped block for int8).
+void lis_rows(const uint8_t* x, int64_t x_row0, const MaskLayout& mask, uint8_t* codes, const LisSoftmaxParams& p,
+              int64_t row_begin, int64_t row_end, Isa isa) {
   if (p.n == 0 || row_begin >= row_end) return;
   Tables t{};  // zeroed: a path reading a table it did not ask for gives wrong codes, caught by the tests
   make_tables(p, isa != Isa::kAvx512 || p.multiplier > kArithMaxMultiplier, &t);  // AVX2 tails use the table
   std::vector<int32_t> ebuf(static_cast<size_t>(p.n));
   for (int64_t r = row_begin; r < row_end; ++r) {
-    Row w{x + r * p.n, nullptr, codes + r * p.n, p.n};
+    Row w{x + (r - x_row0) * p.n, nullptr, codes + r * p.n, p.n};
     if (mask.data != nullptr) {
       const uint8_t* mrow = mask.data + mask.row_offset(r);
       if (mask.last_stride == 0) {
@@ -345,6 +349,28 @@ void log_int_softmax_cpu(const uint8_t* x, const MaskLayout& mask, uint8_t* code
     }
 #endif
     row_scalar(w, t, ebuf.data());
+  }
+}
+
+}  // namespace
+
+void log_int_softmax_cpu(const uint8_t* x, const MaskLayout& mask, uint8_t* codes, const LisSoftmaxParams& p,
+                         int64_t row_begin, int64_t row_end, Isa isa) {
+  lis_rows(x, 0, mask, codes, p, row_begin, row_end, isa);
+}
+
+// int8 logits: max - q is the same for x and x ^ 0x80 = x + 128 (as uint8), and a masked position never sets the
+// max in either domain (the uint8 body counts it as 0, below or at every unmasked code), so the uint8 body on a
+// flipped copy gives the same codes.
+void log_int_softmax_cpu(const int8_t* x, const MaskLayout& mask, uint8_t* codes, const LisSoftmaxParams& p,
+                         int64_t row_begin, int64_t row_end, Isa isa) {
+  if (p.n == 0 || row_begin >= row_end) return;
+  const int64_t block = std::max<int64_t>(1, kFlipBlockBytes / p.n);
+  std::vector<uint8_t> buf(static_cast<size_t>(std::min(block, row_end - row_begin) * p.n));
+  for (int64_t r0 = row_begin; r0 < row_end; r0 += block) {
+    const int64_t r1 = std::min(row_end, r0 + block);
+    flip_codes(x + r0 * p.n, buf.data(), (r1 - r0) * p.n);
+    lis_rows(buf.data(), r0, mask, codes, p, r0, r1, isa);
   }
 }
 

@@ -12,22 +12,25 @@ namespace {
 
 constexpr int kWarps = 8;
 
-__global__ void __launch_bounds__(kWarps * 32) log_int_softmax_kernel(const uint8_t* __restrict__ x, MaskLayout mask,
+// T: the logits' code type (uint8_t or int8_t); the output codes are uint8.
+template <typename T>
+__global__ void __launch_bounds__(kWarps * 32) log_int_softmax_kernel(const T* __restrict__ x, MaskLayout mask,
                                                                       uint8_t* __restrict__ codes, int64_t rows,
                                                                       int64_t n, long long multiplier,
                                                                       LisRootThresholds roots) {
   const int lane = threadIdx.x & 31;
   const int64_t warps = static_cast<int64_t>(gridDim.x) * kWarps;
   for (int64_t row = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5); row < rows; row += warps) {
-    const uint8_t* q = x + row * n;
+    const T* q = x + row * n;
     uint8_t* out = codes + row * n;
     const uint8_t* m = mask.data != nullptr ? mask.data + mask.row_offset(row) : nullptr;
     const int64_t ms = mask.last_stride;
-    // Step 1: max over the unmasked positions (masked count as 0: never above an unmasked max).
-    int32_t mx = 0;
+    // Step 1: max over the unmasked positions (masked count as T's lowest code: never above an unmasked max; a
+    // fully masked row has no e_j to compute).
+    int32_t mx = CodeRange<T>::kLo;
     for (int64_t j = lane; j < n; j += 32) {
       const bool masked = m != nullptr && m[j * ms] != 0;
-      const int32_t v = masked ? 0 : q[j];
+      const int32_t v = masked ? CodeRange<T>::kLo : static_cast<int32_t>(q[j]);
       mx = v > mx ? v : mx;
     }
     mx = cuda::warp_max(mx);
@@ -49,15 +52,30 @@ __global__ void __launch_bounds__(kWarps * 32) log_int_softmax_kernel(const uint
   }
 }
 
+template <typename T>
+int launch(const T* x, const MaskLayout& mask, uint8_t* codes, const LisSoftmaxParams& p, void* stream) {
+  if (p.rows <= 0 || p.n <= 0) return 0;
+  const int64_t blocks = (p.rows + kWarps - 1) / kWarps;
+  log_int_softmax_kernel<T><<<cuda::grid_size(blocks), kWarps * 32, 0, static_cast<cudaStream_t>(stream)>>>(
+      x, mask, codes, p.rows, p.n, p.multiplier, lis_root_thresholds(p.bits));
+  return static_cast<int>(cudaGetLastError());
+}
+
 }  // namespace
 
 int log_int_softmax_cuda(const uint8_t* x, const MaskLayout& mask, uint8_t* codes, const LisSoftmaxParams& p,
                          void* stream) {
-  if (p.rows <= 0 || p.n <= 0) return 0;
-  const int64_t blocks = (p.rows + kWarps - 1) / kWarps;
-  log_int_softmax_kernel<<<cuda::grid_size(blocks), kWarps * 32, 0, static_cast<cudaStream_t>(stream)>>>(
-      x, mask, codes, p.rows, p.n, p.multiplier, lis_root_thresholds(p.bits));
-  return static_cast<int>(cudaGetLastError());
+  return launch(x, mask, codes, p, stream);
+}
+
+int log_int_softmax_cuda(const int8_t* x, const MaskLayout& mask, uint8_t* codes, const LisSoftmaxParams& p,
+                         void* stream) {
+  return launch(x, mask, codes, p, stream);
+}
+
+const void* log_int_softmax_cuda_kernel(CodeType code) {
+  return code == CodeType::kInt8 ? reinterpret_cast<const void*>(&log_int_softmax_kernel<int8_t>)
+                                 : reinterpret_cast<const void*>(&log_int_softmax_kernel<uint8_t>);
 }
 
 }  // namespace fqvit

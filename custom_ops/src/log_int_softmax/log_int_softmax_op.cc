@@ -11,15 +11,25 @@ namespace {
 using Spec = op::LogIntSoftmax;  // input indices, name and attributes: fqvit_ops/spec.h
 
 struct Kernel : KernelBase<Kernel> {
-  Kernel(const OrtKernelInfo* info, Provider provider) : KernelBase(Spec::kName, provider) {
+  Kernel(const OrtKernelInfo* info, Provider provider, CodeType code) : KernelBase(Spec::kName, provider, code) {
     params_.multiplier = attr_i64(info, Spec::kAttrMultiplier);
     params_.bits = attr_lis_bits(info, Spec::kAttrBits);
     require_valid(log_int_softmax_check(params_));
   }
 
   void Compute(OrtKernelContext* context) {
+    if (code_ == CodeType::kInt8) {
+      Run<int8_t>(context);
+    } else {
+      Run<uint8_t>(context);
+    }
+  }
+
+  // T: the logits' code type; the output codes are uint8.
+  template <typename T>
+  void Run(OrtKernelContext* context) {
     Ort::KernelContext ctx(context);
-    const Input x = get_input(ctx, Spec::kX, "X", ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8);
+    const Input x = get_input(ctx, Spec::kX, "X", onnx_code_type(code_));
     require(!x.shape.empty() && x.shape.size() <= static_cast<size_t>(kMaxRank),
             "X must have rank 1.." + std::to_string(kMaxRank) + ", got " + shape_str(x.shape));
     LisSoftmaxParams p = params_;
@@ -37,26 +47,25 @@ struct Kernel : KernelBase<Kernel> {
     if (x.numel == 0) return;
     if (provider_ == Provider::kCuda) {
 #ifdef FQVIT_WITH_CUDA
-      require_launched(log_int_softmax_cuda(x.as<uint8_t>(), mask, codes, p, ctx.GetGPUComputeStream()));
+      require_launched(log_int_softmax_cuda(x.as<T>(), mask, codes, p, ctx.GetGPUComputeStream()));
 #endif
       return;
     }
     const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, p.n));  // about 32 K elements per chunk
     parallel_for(ctx, p.rows, grain, [&](int64_t begin, int64_t end) {
-      log_int_softmax_cpu(x.as<uint8_t>(), mask, codes, p, begin, end, isa_);
+      log_int_softmax_cpu(x.as<T>(), mask, codes, p, begin, end, isa_);
     });
   }
 
   LisSoftmaxParams params_;
 };
 
-struct Op : OpBase<Op, Kernel> {
+struct Op : OpBase<Op, Kernel, Spec> {
   using OpBase::OpBase;
-  const char* GetName() const { return Spec::kName; }
-  size_t GetInputTypeCount() const { return Spec::kNumInputs; }
-  ONNXTensorElementDataType GetInputType(size_t i) const {
-    return i == Spec::kMask ? ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL : ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
-  }
+  static ONNXTensorElementDataType FixedInputType(size_t /*i*/) { return ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL; }  // mask
+#ifdef FQVIT_WITH_CUDA
+  static const void* CudaKernel(CodeType code) { return log_int_softmax_cuda_kernel(code); }
+#endif
   OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t i) const {
     // The mask may be omitted (no masking); the exporter always writes it (a single false when unmasked).
     return i == Spec::kMask ? OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_OPTIONAL
@@ -66,8 +75,8 @@ struct Op : OpBase<Op, Kernel> {
 
 }  // namespace
 
-const OrtCustomOp* log_int_softmax_op(Provider provider) {
-  return op_for<Op>(provider);
+const OrtCustomOp* log_int_softmax_op(Provider provider, CodeType code) {
+  return op_for<Op>(provider, code);
 }
 
 }  // namespace glue

@@ -113,4 +113,11 @@ void lookup_cpu(const uint8_t* x, const uint8_t* table, uint8_t* y, const Lookup
   lookup_scalar(x, table, y, n);
 }
 
+void lookup_cpu(const int8_t* x, const int8_t* table, int8_t* y, const LookupParams& p, int64_t begin, int64_t end,
+                Isa isa) {
+  // The index is x's byte and the entries are copied as bytes: the uint8 kernel gives the int8 result as it is.
+  lookup_cpu(reinterpret_cast<const uint8_t*>(x), reinterpret_cast<const uint8_t*>(table),
+             reinterpret_cast<uint8_t*>(y), p, begin, end, isa);
+}
+
 }  // namespace fqvit

@@ -54,4 +54,12 @@ int lookup_cuda(const uint8_t* x, const uint8_t* table, uint8_t* y, const Lookup
   return static_cast<int>(cudaGetLastError());
 }
 
+// int8: the index is x's byte and entries are copied as bytes, so the uint8 kernel on the same memory.
+int lookup_cuda(const int8_t* x, const int8_t* table, int8_t* y, const LookupParams& p, void* stream) {
+  return lookup_cuda(reinterpret_cast<const uint8_t*>(x), reinterpret_cast<const uint8_t*>(table),
+                     reinterpret_cast<uint8_t*>(y), p, stream);
+}
+
+const void* lookup_cuda_kernel(CodeType /*code*/) { return reinterpret_cast<const void*>(&lookup_kernel); }
+
 }  // namespace fqvit

@@ -14,12 +14,22 @@ using Spec = op::Lookup;  // input indices, name and attributes: fqvit_ops/spec.
 constexpr int64_t kGrain = int64_t(1) << 16;
 
 struct Kernel : KernelBase<Kernel> {
-  Kernel(const OrtKernelInfo* /*info*/, Provider provider) : KernelBase(Spec::kName, provider) {}
+  Kernel(const OrtKernelInfo* /*info*/, Provider provider, CodeType code) : KernelBase(Spec::kName, provider, code) {}
 
   void Compute(OrtKernelContext* context) {
+    if (code_ == CodeType::kInt8) {
+      Run<int8_t>(context);
+    } else {
+      Run<uint8_t>(context);
+    }
+  }
+
+  // T: the code type of X, table and Y.
+  template <typename T>
+  void Run(OrtKernelContext* context) {
     Ort::KernelContext ctx(context);
-    const Input x = get_input(ctx, Spec::kX, "X", ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8);
-    const Input table = get_input(ctx, Spec::kTable, "table", ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8);
+    const Input x = get_input(ctx, Spec::kX, "X", onnx_code_type(code_));
+    const Input table = get_input(ctx, Spec::kTable, "table", onnx_code_type(code_));
     require(table.shape.size() == 1 && table.numel == kLookupTableSize,
             "table must have shape [" + std::to_string(kLookupTableSize) + "] (one entry per uint8 code), got " +
                 shape_str(table.shape));
@@ -28,31 +38,32 @@ struct Kernel : KernelBase<Kernel> {
     p.table_size = table.numel;
     require_valid(lookup_check(p));
 
-    uint8_t* y = ctx.GetOutput(0, x.shape).GetTensorMutableData<uint8_t>();
+    T* y = ctx.GetOutput(0, x.shape).GetTensorMutableData<T>();
     if (p.n == 0) return;
     if (provider_ == Provider::kCuda) {
 #ifdef FQVIT_WITH_CUDA
-      require_launched(lookup_cuda(x.as<uint8_t>(), table.as<uint8_t>(), y, p, ctx.GetGPUComputeStream()));
+      require_launched(lookup_cuda(x.as<T>(), table.as<T>(), y, p, ctx.GetGPUComputeStream()));
 #endif
       return;
     }
     parallel_for(ctx, p.n, kGrain, [&](int64_t begin, int64_t end) {
-      lookup_cpu(x.as<uint8_t>(), table.as<uint8_t>(), y, p, begin, end, isa_);
+      lookup_cpu(x.as<T>(), table.as<T>(), y, p, begin, end, isa_);
     });
   }
 };
 
-struct Op : OpBase<Op, Kernel> {
+struct Op : OpBase<Op, Kernel, Spec> {
   using OpBase::OpBase;
-  const char* GetName() const { return Spec::kName; }
-  size_t GetInputTypeCount() const { return Spec::kNumInputs; }
-  ONNXTensorElementDataType GetInputType(size_t /*i*/) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8; }
+  static ONNXTensorElementDataType FixedInputType(size_t /*i*/) { return ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED; }
+#ifdef FQVIT_WITH_CUDA
+  static const void* CudaKernel(CodeType code) { return lookup_cuda_kernel(code); }
+#endif
 };
 
 }  // namespace
 
-const OrtCustomOp* lookup_op(Provider provider) {
-  return op_for<Op>(provider);
+const OrtCustomOp* lookup_op(Provider provider, CodeType code) {
+  return op_for<Op>(provider, code);
 }
 
 }  // namespace glue

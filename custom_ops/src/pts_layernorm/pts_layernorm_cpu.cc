@@ -7,6 +7,10 @@
 #include <cmath>
 #include <cstring>
 
+#include <algorithm>
+#include <vector>
+
+#include "common/code_flip.h"
 #include "common/simd.h"
 #include "fqvit_ops/pts_layernorm.h"
 
@@ -18,8 +22,9 @@ std::string pts_layernorm_check(const PtsLayerNormParams& p, const uint8_t* alph
            std::to_string(p.channels);
   }
   if (p.rows < 0) return "negative row count";
-  if (p.x_zero_point < 0 || p.x_zero_point > 255 || p.y_zero_point < 0 || p.y_zero_point > 255) {
-    return "zero points must be uint8";
+  const int32_t lo = code_lo(p.code), hi = code_hi(p.code);
+  if (p.x_zero_point < lo || p.x_zero_point > hi || p.y_zero_point < lo || p.y_zero_point > hi) {
+    return std::string("zero points must be ") + code_type_name(p.code) + " values";
   }
   if (!(p.epsilon >= 0.0f) || std::isinf(p.epsilon)) {
     return "attribute epsilon must be a finite value >= 0, got " + std::to_string(p.epsilon);
@@ -194,6 +199,24 @@ void pts_layernorm_cpu(const uint8_t* x, const uint8_t* alpha, const float* gamm
     }
 #endif
     row_scalar(q, alpha, gamma, beta, out, a);
+  }
+}
+
+void pts_layernorm_cpu(const int8_t* x, const uint8_t* alpha, const float* gamma, const float* beta, int8_t* y,
+                       const PtsLayerNormParams& p, int64_t row_begin, int64_t row_end, Isa isa) {
+  if (row_begin >= row_end) return;
+  PtsLayerNormParams pu = p;
+  pu.x_zero_point += kCodeOffset;
+  pu.y_zero_point += kCodeOffset;
+  pu.code = CodeType::kUint8;
+  const int64_t block = std::max<int64_t>(1, kFlipBlockBytes / p.channels);
+  std::vector<uint8_t> buf(static_cast<size_t>(std::min(block, row_end - row_begin) * p.channels));
+  for (int64_t r0 = row_begin; r0 < row_end; r0 += block) {
+    const int64_t rows = std::min(block, row_end - r0), n = rows * p.channels;
+    flip_codes(x + r0 * p.channels, buf.data(), n);
+    uint8_t* out = reinterpret_cast<uint8_t*>(y + r0 * p.channels);
+    pts_layernorm_cpu(buf.data(), alpha, gamma, beta, out, pu, 0, rows, isa);
+    flip_codes(out, out, n);
   }
 }
 

@@ -13,8 +13,8 @@ namespace {
 using Spec = op::PTSLayerNorm;  // input indices, name and attributes: fqvit_ops/spec.h
 
 struct Kernel : KernelBase<Kernel> {
-  Kernel(const OrtKernelInfo* info, Provider provider)
-      : KernelBase(Spec::kName, provider), epsilon_(attr_f32(info, Spec::kAttrEpsilon)) {
+  Kernel(const OrtKernelInfo* info, Provider provider, CodeType code)
+      : KernelBase(Spec::kName, provider, code), epsilon_(attr_f32(info, Spec::kAttrEpsilon)) {
     PtsLayerNormParams p;
     p.channels = 1;
     p.epsilon = epsilon_;
@@ -46,8 +46,18 @@ struct Kernel : KernelBase<Kernel> {
   }
 
   void Compute(OrtKernelContext* context) {
+    if (code_ == CodeType::kInt8) {
+      Run<int8_t>(context);
+    } else {
+      Run<uint8_t>(context);
+    }
+  }
+
+  // T: the node's code type (X, zero points, Y).
+  template <typename T>
+  void Run(OrtKernelContext* context) {
     Ort::KernelContext ctx(context);
-    const Input x = get_input(ctx, Spec::kX, "X", ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8);
+    const Input x = get_input(ctx, Spec::kX, "X", onnx_code_type(code_));
     require(!x.shape.empty(), "X must have rank >= 1 (channels last), got a scalar");
     PtsLayerNormParams p;
     p.channels = x.shape.back();
@@ -65,9 +75,10 @@ struct Kernel : KernelBase<Kernel> {
               shape_str(in->shape) + " (length mismatch with the last dimension of X)");
     }
     p.x_scale = scalar_f32(ctx, Spec::kXScale, "x_scale");
-    p.x_zero_point = scalar_u8(ctx, Spec::kXZeroPoint, "x_zero_point");
+    p.x_zero_point = scalar_code(ctx, Spec::kXZeroPoint, "x_zero_point", code_);
     p.y_scale = scalar_f32(ctx, Spec::kYScale, "y_scale");
-    p.y_zero_point = scalar_u8(ctx, Spec::kYZeroPoint, "y_zero_point");
+    p.y_zero_point = scalar_code(ctx, Spec::kYZeroPoint, "y_zero_point", code_);
+    p.code = code_;
     p.epsilon = epsilon_;
     // alpha values: on the host on the CPU; on CUDA from the initializer when the kernel was created, else (alpha a
     // graph input, on the device) from a host copy on every run (a synchronisation, never in exported models).
@@ -81,19 +92,18 @@ struct Kernel : KernelBase<Kernel> {
     }
 #endif
 
-    uint8_t* y = ctx.GetOutput(0, x.shape).GetTensorMutableData<uint8_t>();
+    T* y = ctx.GetOutput(0, x.shape).GetTensorMutableData<T>();
     if (p.rows == 0) return;
     if (provider_ == Provider::kCuda) {
 #ifdef FQVIT_WITH_CUDA
-      require_launched(pts_layernorm_cuda(x.as<uint8_t>(), alpha.as<uint8_t>(), gamma.as<float>(), beta.as<float>(),
-                                          y, p, ctx.GetGPUComputeStream()));
+      require_launched(pts_layernorm_cuda(x.as<T>(), alpha.as<uint8_t>(), gamma.as<float>(), beta.as<float>(), y, p,
+                                          ctx.GetGPUComputeStream()));
 #endif
       return;
     }
     const int64_t grain = std::max<int64_t>(1, 32768 / p.channels);  // rows per chunk: about 32 K elements
     parallel_for(ctx, p.rows, grain, [&](int64_t begin, int64_t end) {
-      pts_layernorm_cpu(x.as<uint8_t>(), alpha.as<uint8_t>(), gamma.as<float>(), beta.as<float>(), y, p, begin, end,
-                        isa_);
+      pts_layernorm_cpu(x.as<T>(), alpha.as<uint8_t>(), gamma.as<float>(), beta.as<float>(), y, p, begin, end, isa_);
     });
   }
 
@@ -101,17 +111,19 @@ struct Kernel : KernelBase<Kernel> {
   bool alpha_checked_ = false;  // CUDA: the initializer alpha was checked when the kernel was created
 };
 
-struct Op : OpBase<Op, Kernel> {
+struct Op : OpBase<Op, Kernel, Spec> {
   using OpBase::OpBase;
-  const char* GetName() const { return Spec::kName; }
-  size_t GetInputTypeCount() const { return Spec::kNumInputs; }
-  ONNXTensorElementDataType GetInputType(size_t i) const {
+  // Inputs that are not of the code type (those are Spec::kCodeInputs, typed by OpBase).
+  static ONNXTensorElementDataType FixedInputType(size_t i) {
     switch (i) {
       case Spec::kXScale: case Spec::kGamma: case Spec::kBeta: case Spec::kYScale:
         return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
-      default: return ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
+      default: return ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;  // alpha
     }
   }
+#ifdef FQVIT_WITH_CUDA
+  static const void* CudaKernel(CodeType code) { return pts_layernorm_cuda_kernel(code); }
+#endif
   static bool IsHostScalar(size_t i) {
     return i == Spec::kXScale || i == Spec::kXZeroPoint || i == Spec::kYScale || i == Spec::kYZeroPoint;
   }
@@ -119,8 +131,8 @@ struct Op : OpBase<Op, Kernel> {
 
 }  // namespace
 
-const OrtCustomOp* pts_layernorm_op(Provider provider) {
-  return op_for<Op>(provider);
+const OrtCustomOp* pts_layernorm_op(Provider provider, CodeType code) {
+  return op_for<Op>(provider, code);
 }
 
 }  // namespace glue

@@ -12,6 +12,7 @@
 //  * AVX-512: 16 lanes, roundscale nearest-even, vpmovdb stores, masked tail.
 #include <algorithm>
 
+#include "common/code_flip.h"
 #include "common/simd.h"
 #include "fqvit_ops/requantize.h"
 
@@ -30,7 +31,9 @@ std::string requantize_check(const RequantizeParams& p) {
     return "bias must have N = " + std::to_string(p.n) + " elements (one per channel of the last axis) or one, got " +
            std::to_string(p.bias_size);
   }
-  if (p.y_zero_point < 0 || p.y_zero_point > 255) return "y_zero_point must be uint8";
+  if (p.y_zero_point < code_lo(p.code) || p.y_zero_point > code_hi(p.code)) {
+    return std::string("y_zero_point must be a ") + code_type_name(p.code) + " value";
+  }
   return {};
 }
 
@@ -142,6 +145,23 @@ void requantize_cpu(const int32_t* a, const float* multiplier, const float* bias
     const int64_t len = std::min<int64_t>(p.n - col, end - i);
     span(a + i, multiplier + (mv ? col : 0), bias + (bv ? col : 0), y + i, len, p.y_scale, p.y_zero_point);
     i += len;
+  }
+}
+
+void requantize_cpu(const int32_t* a, const float* multiplier, const float* bias, int8_t* y,
+                    const RequantizeParams& p, int64_t begin, int64_t end, Isa isa) {
+  if (end > p.numel) end = p.numel;
+  if (begin < 0) begin = 0;
+  if (begin >= end || p.n <= 0) return;
+  RequantizeParams pu = p;
+  pu.y_zero_point += kCodeOffset;
+  pu.code = CodeType::kUint8;
+  uint8_t* yu = reinterpret_cast<uint8_t*>(y);
+  // Blocks keep the flip on cache-resident bytes.
+  for (int64_t b0 = begin; b0 < end; b0 += kFlipBlockBytes) {
+    const int64_t b1 = std::min(end, b0 + kFlipBlockBytes);
+    requantize_cpu(a, multiplier, bias, yu, pu, b0, b1, isa);
+    flip_codes(yu + b0, yu + b0, b1 - b0);
   }
 }
 

@@ -14,9 +14,19 @@ using Spec = op::Requantize;  // input indices, name and attributes: fqvit_ops/s
 constexpr int64_t kGrain = int64_t(1) << 15;
 
 struct Kernel : KernelBase<Kernel> {
-  Kernel(const OrtKernelInfo* /*info*/, Provider provider) : KernelBase(Spec::kName, provider) {}
+  Kernel(const OrtKernelInfo* /*info*/, Provider provider, CodeType code) : KernelBase(Spec::kName, provider, code) {}
 
   void Compute(OrtKernelContext* context) {
+    if (code_ == CodeType::kInt8) {
+      Run<int8_t>(context);
+    } else {
+      Run<uint8_t>(context);
+    }
+  }
+
+  // T: the code type of y_zero_point and Y.
+  template <typename T>
+  void Run(OrtKernelContext* context) {
     Ort::KernelContext ctx(context);
     const Input a = get_input(ctx, Spec::kA, "A", ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32);
     const Input m = get_input(ctx, Spec::kMultiplier, "multiplier", ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT);
@@ -36,10 +46,11 @@ struct Kernel : KernelBase<Kernel> {
     p.multiplier_size = m.numel;
     p.bias_size = b.numel;
     p.y_scale = scalar_f32(ctx, Spec::kYScale, "y_scale");
-    p.y_zero_point = scalar_u8(ctx, Spec::kYZeroPoint, "y_zero_point");
+    p.y_zero_point = scalar_code(ctx, Spec::kYZeroPoint, "y_zero_point", code_);
+    p.code = code_;
     require_valid(requantize_check(p));
 
-    uint8_t* y = ctx.GetOutput(0, a.shape).GetTensorMutableData<uint8_t>();
+    T* y = ctx.GetOutput(0, a.shape).GetTensorMutableData<T>();
     if (p.numel == 0) return;
     if (provider_ == Provider::kCuda) {
 #ifdef FQVIT_WITH_CUDA
@@ -53,24 +64,21 @@ struct Kernel : KernelBase<Kernel> {
   }
 };
 
-struct Op : OpBase<Op, Kernel> {
+struct Op : OpBase<Op, Kernel, Spec> {
   using OpBase::OpBase;
-  const char* GetName() const { return Spec::kName; }
-  size_t GetInputTypeCount() const { return Spec::kNumInputs; }
-  ONNXTensorElementDataType GetInputType(size_t i) const {
-    switch (i) {
-      case Spec::kA: return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32;
-      case Spec::kYZeroPoint: return ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
-      default: return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
-    }
+  static ONNXTensorElementDataType FixedInputType(size_t i) {
+    return i == Spec::kA ? ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
   }
+#ifdef FQVIT_WITH_CUDA
+  static const void* CudaKernel(CodeType code) { return requantize_cuda_kernel(code); }
+#endif
   static bool IsHostScalar(size_t i) { return i == Spec::kYScale || i == Spec::kYZeroPoint; }
 };
 
 }  // namespace
 
-const OrtCustomOp* requantize_op(Provider provider) {
-  return op_for<Op>(provider);
+const OrtCustomOp* requantize_op(Provider provider, CodeType code) {
+  return op_for<Op>(provider, code);
 }
 
 }  // namespace glue
