@@ -5,6 +5,7 @@ around these functions.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -19,7 +20,7 @@ from .data import CALIB_SETS, DataError, DataOptions, eval_loader, eval_transfor
 from .models.registry import BUNDLED_MODELS, ModelSpec, class_labels, create, weights_info
 from .nn.quant_model import Calibrated, QuantModel
 from .ops.spec import MAX_ALPHA
-from .runtime import open_session, parity
+from .runtime import DeviceWarning, open_session, parity
 from .quant.point import QuantConfig
 
 __all__ = ["Calibrated", "CalibrationError", "build_model", "calibrate", "save_calibration", "load_calibration",
@@ -159,7 +160,10 @@ def parity_check(cal: Calibrated, path: str | Path, images: int = 100) -> dict:
     the calibration set: :func:`fqvit_export.runtime.parity`'s figures, plus whether the kernel library ran."""
     root = cal.calib_dir or CALIB_SETS[default_calib_set(cal.spec)]
     loader = eval_loader(root, cal.data_cfg, batch_size=50, limit=images)
-    sess = open_session(path)
+    with warnings.catch_warnings():  # a cuda model checked on the CPU: a check, not deployment
+        warnings.simplefilter("ignore", DeviceWarning)
+        sess = open_session(path)
     ref = evaluate(cal.qmodel, loader, progress=False)["logits"]
     out = evaluate(sess, loader, progress=False)["logits"]
-    return {**parity(out, ref), "custom_ops": sess.custom_ops, "images_from": cal.calib_info.get("set", root.name)}
+    return {**parity(out, ref), "custom_ops": sess.custom_ops, "provider": sess.session.get_providers()[0],
+            "images_from": cal.calib_info.get("set", root.name)}

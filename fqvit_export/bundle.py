@@ -88,7 +88,7 @@ def bundle_metadata(model: onnx.ModelProto) -> dict:
     """The facts a bundle is generated from: metadata (JSON decoded) plus the graph's first input and output."""
     meta = {p.key: p.value for p in model.metadata_props}
     spec = _json(meta, "model", {}) or {}
-    target = meta.get("target", "cpu")
+    target = meta.get("target_device", "cpu")
     return {
         "name": spec.get("name") or model.graph.name or "model",
         "model": spec, "quantization": _json(meta, "quantization", {}), "calibration": _json(meta, "calibration"),

@@ -12,6 +12,7 @@ import ast
 import json
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
 __all__ = ["main", "calibrate_main", "evaluate_main", "export_main", "run_main", "bundle_main", "preprocess_main"]
@@ -130,6 +131,11 @@ def _check_default_weights(args) -> None:
                                "cannot be downloaded here (no route to the hub) and are not cached")
 
 
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings of the library (e.g. runtime.DeviceWarning) as one ``fqvit-export: warning:`` line."""
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
+
+
 def _run(fn, args) -> int:
     """Run a command; user errors become one line (exit 2), Ctrl-C exits 130 leaving no partial file.
 
@@ -139,7 +145,9 @@ def _run(fn, args) -> int:
     user_errors = (ValueError, FileExistsError, FileNotFoundError, PermissionError, IsADirectoryError)
     try:
         _check_default_weights(args)
-        fn(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_line
+            fn(args)
         return 0
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
@@ -242,6 +250,10 @@ def add_export_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("export")
     g.add_argument("-o", "--output", type=Path, required=True, help="ONNX file to write")
     g.add_argument("--force", action="store_true", help="overwrite an existing output")
+    g.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="the device the model will run on: cpu (uint8 activations, onnxruntime's fast CPU "
+                        "MatMulInteger) or cuda (int8 activations: every node runs on onnxruntime-gpu's CUDA "
+                        "execution provider); the same integers, bit-identical logits")
     g.add_argument("--no-simplify", dest="simplify", action="store_false", help="skip onnxsim")
     g.add_argument("--report", type=Path, help="write metadata, op counts and parity results as JSON")
     g.add_argument("--parity-images", type=int, default=100,
@@ -262,8 +274,8 @@ def _export(args) -> None:
     if args.bundle is not None:
         check_bundle_dir(args.bundle, args.force)
     cal = get_calibrated(args)
-    print(f"exporting {cal.spec.name} [{cal.config.label()}] ...", file=sys.stderr)
-    res = export_onnx(cal, args.output, simplify=args.simplify, force=args.force)
+    print(f"exporting {cal.spec.name} [{cal.config.label()}] for {args.device} ...", file=sys.stderr)
+    res = export_onnx(cal, args.output, simplify=args.simplify, force=args.force, device=args.device)
     par = parity_check(cal, args.output, args.parity_images) if args.parity_images > 0 else None
     custom = {k: v for k, v in res.ops.items() if k.startswith("com.fqvit")}
     print(f"wrote {res.path} ({res.size_bytes / 2**20:.2f} MiB, {sum(res.ops.values())} nodes"
@@ -274,7 +286,7 @@ def _export(args) -> None:
     if par is not None:
         print(f"parity vs PyTorch on {par['images']} images: top-1 agreement {par['top1_agreement']:.1f}%, "
               f"max |dlogit| {par['max_abs_logit_diff']:.4g}, mean |dlogit| {par['mean_abs_logit_diff']:.3g} "
-              f"({'custom-op library' if par['custom_ops'] else 'ONNX function bodies'})")
+              f"({'custom-op library' if par['custom_ops'] else 'ONNX function bodies'}, {par['provider']})")
     if args.report is not None:
         report = {"path": str(res.path), "size_bytes": res.size_bytes, "ops": res.ops, "simplified": res.simplified,
                   "metadata": res.metadata, "parity": par}

@@ -3,23 +3,71 @@
 ``open_session`` registers the ``com.fqvit`` kernel library when it is built (or named by
 ``FQVIT_CUSTOM_OPS_LIB``); without it onnxruntime inlines the ops' ONNX function bodies, which compute the same
 bits (docs/ops.md), only slower.
+
+The execution provider follows the model's export target (metadata ``target_device``): a ``cpu`` model (uint8
+codes) runs on the CPU execution provider, a ``cuda`` model (int8 codes, every node placeable on CUDA) on the CUDA
+one when onnxruntime-gpu offers it. A model on the other device still computes the same bits, only slowly (int8 x int8
+``MatMulInteger`` on the CPU; uint8 ``MatMulInteger`` falling back to the CPU under CUDA): a :class:`DeviceWarning`
+says so in one line.
 """
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import torch
 
-__all__ = ["Session", "open_session", "parity", "default_providers", "classify"]
+__all__ = ["Session", "DeviceWarning", "open_session", "parity", "default_providers", "providers_for", "model_target",
+           "classify"]
+
+CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
+PROVIDER_DEVICE = {CPU: "cpu", CUDA: "cuda"}
+
+
+class DeviceWarning(UserWarning):
+    """A model runs on a device it was not exported for (right results, slow)."""
 
 
 def default_providers() -> list[str]:
     """CUDA first when onnxruntime-gpu offers it, then CPU."""
     available = ort.get_available_providers()
-    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+    return [p for p in (CUDA, CPU) if p in available]
+
+
+def providers_for(target: str | None) -> list[str]:
+    """The execution providers for a model exported for ``target`` (``cpu``, ``cuda``; None: not an fqvit-export
+    integer model, e.g. the FP32 baseline): CPU for ``cpu``; CUDA then CPU for ``cuda`` when onnxruntime-gpu offers
+    CUDA, else CPU; :func:`default_providers` otherwise."""
+    if target == "cpu":
+        return [CPU]
+    if target == "cuda":
+        return [CUDA, CPU] if CUDA in ort.get_available_providers() else [CPU]
+    return default_providers()
+
+
+def model_target(model: str | Path | bytes) -> str | None:
+    """The ``target_device`` metadata of an ONNX file (or serialized model), None when it has none. Models exported
+    before the option existed are cpu models: their metadata has ``com.fqvit.op_version`` but no target."""
+    import onnx
+    proto = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model),
+                                                                                    load_external_data=False)
+    meta = {p.key: p.value for p in proto.metadata_props}
+    return meta.get("target_device", "cpu" if "com.fqvit.op_version" in meta else None)
+
+
+def _device_mismatch(target: str | None, provider: str) -> str | None:
+    """The one-line warning for a model exported for ``target`` whose session runs on ``provider`` first."""
+    device = PROVIDER_DEVICE.get(provider)
+    if target is None or device is None or device == target:
+        return None
+    if target == "cuda":
+        return ("this model was exported for CUDA (--device cuda) but runs on the CPU execution provider: same "
+                "results, but its int8 x int8 MatMulInteger is slow there; export with --device cpu for the CPU")
+    return ("this model was exported for the CPU (--device cpu) but runs on CUDA: its uint8 MatMulInteger nodes "
+            "fall back to the CPU with copies around each; export with --device cuda for GPUs")
 
 
 def _library(mode: str, cuda: bool) -> Path | None:
@@ -40,7 +88,8 @@ class Session:
                  threads: int | None = None, profile: bool = False) -> None:
         if isinstance(path, (str, Path)) and not Path(path).is_file():
             raise FileNotFoundError(f"ONNX model not found: {path}")
-        self.providers = providers or default_providers()
+        self.target = model_target(path)
+        self.providers = providers or providers_for(self.target)
         so = ort.SessionOptions()
         if threads:
             so.intra_op_num_threads = threads
@@ -48,7 +97,7 @@ class Session:
         # Keep DQ -> Add -> Q as written: onnxruntime's QLinearAdd fusion rounds differently from the PyTorch model
         # (only per-tensor residual adds, i.e. without --pts, would be fused; the integer matmuls are explicit).
         so.add_session_config_entry("session.disable_quant_qdq", "1")
-        lib = _library(library, cuda="CUDAExecutionProvider" in self.providers)
+        lib = _library(library, cuda=CUDA in self.providers)
         if lib is not None:
             so.register_custom_ops_library(str(lib))
         self.library = lib
@@ -56,6 +105,9 @@ class Session:
         self.session = ort.InferenceSession(model, so, providers=self.providers)
         self.input_name = self.session.get_inputs()[0].name
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.device_warning = _device_mismatch(self.target, self.session.get_providers()[0])
+        if self.device_warning:
+            warnings.warn(self.device_warning, DeviceWarning, stacklevel=2)
 
     @property
     def custom_ops(self) -> bool:

@@ -174,7 +174,7 @@ def test_labels_weights_accuracy_and_cuda_target(exported, tmp_path):
     readme = (out / "README.md").read_text()
     assert "top1: 77.98" in readme and '"source": "bundled"' in readme and "labels.txt" in readme
 
-    cuda = _with_metadata(exported[0], tmp_path / "c.onnx", target="cuda")
+    cuda = _with_metadata(exported[0], tmp_path / "c.onnx", target_device="cuda")
     if custom_ops_library(cuda=True) is None:
         with pytest.raises(FileNotFoundError, match="libfqvit_ops_cuda.so"):
             write_bundle(cuda, tmp_path / "c")

@@ -136,14 +136,16 @@ def test_no_overwrite_and_atomic(vit_lis, tmp_path, monkeypatch):
 @pytest.mark.parametrize("name", list(FQVIT_MODELS))
 def test_seed_architectures_export_and_run(name, tmp_path):
     """Each FQ-ViT architecture (random weights, reduced depth) exports with PTS+LIS and runs in onnxruntime
-    bit-identically to PyTorch."""
+    bit-identically to PyTorch, for both targets: the cuda graph (int8 codes) gives the cpu graph's logits."""
     cal = calibrate(ModelSpec(name, random_init=True, model_kwargs=SEED_KWARGS[name]), QuantConfig(**LIS), calib_dir=IMAGENET,
                     calib_size=2, batch_size=2, progress=False)
-    path = export_onnx(cal, tmp_path / "m.onnx", simplify=False).path
     x = next(iter(eval_loader(IMAGENET, cal.data_cfg, batch_size=2)))[0]
-    out = Session(path, library="off")(x)
-    assert out.shape == (2, 1000)
-    assert np.array_equal(out, cal.qmodel(x).numpy())
+    want = cal.qmodel(x).numpy()
+    for device in ("cpu", "cuda"):
+        path = export_onnx(cal, tmp_path / f"{device}.onnx", simplify=False, device=device).path
+        out = Session(path, library="off", providers=["CPUExecutionProvider"])(x)
+        assert out.shape == (2, 1000)
+        assert np.array_equal(out, want), device
 
 
 def test_library_matches_function_bodies(vit_lis, tmp_path):

@@ -291,7 +291,12 @@ class OnnxBackend(BackendBase):
 
     def qmax(self, q: str, in_name: str, axis: int):
         axes = self.const(np.array([axis], dtype=np.int64), f"axes_{axis}")
-        return self.dequant(self.node("ReduceMax", [q, axes], _scope(q), keepdims=0), in_name)
+        if self.code_dtype == np.uint8:
+            return self.dequant(self.node("ReduceMax", [q, axes], _scope(q), keepdims=0), in_name)
+        # CUDA's ReduceMax has no 8-bit kernel: take the maximum of the codes in int32 (exact) and cast it back.
+        wide = self.node("ReduceMax", [self.node("Cast", [q], _scope(q), to=TensorProto.INT32), axes], _scope(q),
+                         keepdims=0)
+        return self.dequant(self.node("Cast", [wide], _scope(q), to=TensorProto.INT8), in_name)
 
     def layernorm(self, q: str, ln: nn.LayerNorm, in_name: str, out_name: str, alpha_repeat: int = 1):
         g, bt = ln_affine(ln)
