@@ -1,7 +1,7 @@
 """Would onnxruntime's CUDA execution provider take every standard node of an ONNX graph? A CPU-only check against
 the CUDA EP's kernel table (op, opset range, type constraints); no onnxruntime-gpu, no GPU, no torch.
 
-The table is ``fqvit_export/data/ort_cuda_kernels.md``: the "Operators implemented by CUDAExecutionProvider" section
+The table is ``fqvit_export/assets/ort_cuda_kernels.md``: the "Operators implemented by CUDAExecutionProvider" section
 of onnxruntime's generated ``docs/OperatorKernels.md`` (microsoft/onnxruntime, commit
 001d12d2623fd411ce0f83d05abb5e82304a3389), stored verbatim. It is the stored snapshot nearest to the GPU release we
 pin, :data:`ORT_GPU_RELEASE`, and was not verified against that release's tag (see the file's header).
@@ -36,7 +36,7 @@ __all__ = ["ORT_GPU_RELEASE", "KERNEL_TABLE", "TABLE_COMMIT", "Param", "KernelEn
 
 ORT_GPU_RELEASE = "1.31.1"
 """The onnxruntime-gpu release fqvit-export pins for GPUs (the CUDA kernel table is the nearest stored snapshot)."""
-KERNEL_TABLE = Path(__file__).parent / "data" / "ort_cuda_kernels.md"
+KERNEL_TABLE = Path(__file__).parent / "assets" / "ort_cuda_kernels.md"
 TABLE_COMMIT = "001d12d2623fd411ce0f83d05abb5e82304a3389"
 """The microsoft/onnxruntime commit whose ``docs/OperatorKernels.md`` the table was taken from."""
 

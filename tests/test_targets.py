@@ -142,7 +142,7 @@ def _fqvit_fallbacks(model: onnx.ModelProto, kernels: list[dict]) -> list[str]:
                                            ("cifar10_swin", "plain"), ("cifar10_vit", "pts")])
 def test_cuda_graph_placement(calibrated, model, config):
     """Every standard-domain node of the cuda graph has a kernel in onnxruntime-gpu's CUDA table
-    (fqvit_export/data/ort_cuda_kernels.md, ``placement.ORT_GPU_RELEASE``), every com.fqvit node one in
+    (fqvit_export/assets/ort_cuda_kernels.md, ``placement.ORT_GPU_RELEASE``), every com.fqvit node one in
     libfqvit_ops_cuda.so; the cpu graph's uint8 MatMulIntegers are reported (the check can fail)."""
     from fqvit_export._lib import custom_ops_library
     from fqvit_export.kernels import registered_kernels
