@@ -150,6 +150,11 @@ def test_cuda_graph_placement(calibrated, model, config):
     cal = calibrated(model, **CONFIGS[config])
     cuda, cpu = build_onnx(cal, device="cuda")[0], build_onnx(cal, device="cpu")[0]
     assert cuda_fallbacks(cuda) == []
+    # No int64 shape arithmetic at run time: onnxruntime keeps such nodes on the CPU, which a CUDA session with CPU
+    # fallback disabled refuses (the prefix and zero tokens are broadcast with Where instead of Shape -> Expand).
+    from fqvit_export.placement import value_type_strings
+    types = value_type_strings(cuda)
+    assert [n.name for n in cuda.graph.node if any(types.get(o) == "tensor(int64)" for o in n.output)] == []
     reported = cuda_fallbacks(cpu)
     assert reported and all("MatMulInteger" in line for line in reported)
     lib = custom_ops_library(cuda=True)

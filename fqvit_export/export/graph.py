@@ -116,25 +116,30 @@ class OnnxBackend(BackendBase):
         i = self.const(index.to(torch.int64), self._unique(f"{_scope(x)}.order"))
         return self.node("Gather", [x, i], _scope(x), axis=axis)
 
-    def _batch_expand(self, value: str, x: str, tail: tuple[int, ...], scope: str) -> str:
-        """``value`` ``[1, *tail]`` expanded to ``[B, *tail]`` with the batch size of ``x``."""
-        batch = self.node("Shape", [x], scope, start=0, end=1)
-        rest = self.const(np.array(tail, dtype=np.int64), self._unique(f"{scope}.shape_tail"))
-        return self.node("Expand", [value, self.node("Concat", [batch, rest], scope, axis=0)], scope)
+    def _batch_like(self, value: str, x: str, tokens: int, scope: str, codes: bool = False) -> str:
+        """float32 ``value`` ``[1, tokens, C]`` repeated over the batch of ``x`` ``[B, N, C]``, with no shape
+        arithmetic: ``Where(true, value, x[:, :tokens])`` broadcasts ``value`` to ``[B, tokens, C]`` (an exact copy).
+        A ``Shape -> Concat -> Expand`` chain would compute int64 shapes that onnxruntime keeps on the CPU, which a
+        CUDA session with CPU fallback disabled refuses."""
+        rows = self.node("Gather", [x, self.const(np.zeros(tokens, np.int64), f"token_rows{tokens}")], scope, axis=1)
+        if codes:  # a slice of codes only lends its shape: as float32, the type Where takes on every provider
+            rows = self.node("Cast", [rows], scope, to=TensorProto.FLOAT)
+        true = self.const(np.ones((1, 1, 1), bool), "batch_like.true")
+        return self.node("Where", [true, value, rows], scope)
 
     def prepend_token(self, x: str, token: torch.Tensor):
         scope = "prefix_tokens"
         tok = self.const(token.float(), "prefix_tokens", np.float32)
-        return self.node("Concat", [self._batch_expand(tok, x, tuple(token.shape[1:]), scope), x], scope, axis=1)
+        return self.node("Concat", [self._batch_like(tok, x, token.shape[1], scope), x], scope, axis=1)
 
     def append_zero_token(self, q: str, name: str, channels: int):
         scope = _scope(q)
-        if self.quantized:
-            zero = self._code_const(self.point(name).zero_point.reshape(1, 1, 1).expand(1, 1, channels),
-                                    f"{name}.zero_token")
-        else:
-            zero = self.const(np.zeros((1, 1, channels), np.float32), f"zero_token{channels}")
-        return self.node("Concat", [q, self._batch_expand(zero, q, (1, channels), scope)], scope, axis=1)
+        zeros = self.const(np.zeros((1, 1, channels), np.float32), f"zero_token{channels}")
+        zero = self._batch_like(zeros, q, 1, scope, codes=self.quantized)
+        if self.quantized:  # the code of 0.0 is the zero point (QuantizeLinear's output type follows it)
+            one = self.const(np.array(1.0, np.float32), "one_f32")
+            zero = self.node("QuantizeLinear", [zero, one, self._zp(name)], scope)
+        return self.node("Concat", [q, zero], scope, axis=1)
 
     # -- float math ----------------------------------------------------------------------------------------------
     def add(self, a: str, b: str):
