@@ -42,7 +42,7 @@ echo "installed into a fresh venv in $((t3 - t2)) s"
 cd "$WORK/run"
 "$WORK/venv/bin/fqvit-export" cifar10_vit --pts --lis -o m.onnx | tee export.log
 t4=$SECONDS
-grep -q "(custom-op library)" export.log || die "the export's parity check did not use the custom-op library"
+grep -q "(custom-op library, " export.log || die "the export's parity check did not use the custom-op library"
 "$WORK/venv/bin/python" - <<'PY'
 import fqvit_export, fqvit_export._lib as lib
 path = lib.custom_ops_library()
