@@ -12,7 +12,7 @@ threads:
 * ``fqvit_fn``: the same file without the library: onnxruntime inlines the ops' ONNX function bodies.
 
 The weights are random (timm's init; no pretrained weights are used): the numbers measure speed only. fqvit models
-are calibrated on the same 4 fixture images. Sessions mirror ``fqvit_export.runtime.Session`` (the fqvit models keep
+are calibrated on the same 4 fixture images. Sessions mirror ``fqvit_export.deploy.session.Session`` (the fqvit models keep
 ``session.disable_quant_qdq = 1``, as ``Session`` does) and all run with ``session.intra_op.allow_spinning = 0`` so an
 idle session's pool does not spin on the cores the next one needs. Repetitions are interleaved (the variants take
 turns, the order rotating each repetition); each time is the median over ``--reps`` repetitions of ``inner``
@@ -50,7 +50,7 @@ from onnxruntime.quantization import CalibrationDataReader
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from fqvit_export._lib import custom_ops_library  # noqa: E402
+from fqvit_export.deploy.library import custom_ops_library  # noqa: E402
 from fqvit_export.api import Calibrated, calibrate  # noqa: E402
 from fqvit_export.data import eval_transform, image_dataset  # noqa: E402
 from fqvit_export.export.onnx_export import export_onnx, float_onnx  # noqa: E402
@@ -155,7 +155,7 @@ def build_variants(name: str, workdir: Path) -> tuple[dict[str, Path], np.ndarra
 
 # --------------------------------------------------------------------------------------------------- sessions ----
 def make_session(path: Path, variant: str, threads: int, profile_prefix: Path | None = None) -> ort.InferenceSession:
-    """``fqvit_export.runtime.Session``'s options plus ``allow_spinning = 0`` (and one inter-op thread)."""
+    """``fqvit_export.deploy.session.Session``'s options plus ``allow_spinning = 0`` (and one inter-op thread)."""
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1

@@ -31,9 +31,9 @@ from fqvit_export.api import Calibrated, evaluate  # noqa: E402
 from fqvit_export.data import calibration_batches, eval_loader, resolve_data_config  # noqa: E402
 from fqvit_export.export.onnx_export import build_onnx, simplify_model  # noqa: E402
 from fqvit_export.models.registry import ModelSpec, create, weights_info  # noqa: E402
-from fqvit_export.nn.quant_model import QuantModel  # noqa: E402
+from fqvit_export.models.quantized import QuantModel  # noqa: E402
 from fqvit_export.quant.point import QuantConfig  # noqa: E402
-from fqvit_export.runtime import open_session, parity  # noqa: E402
+from fqvit_export.deploy.session import open_session, parity  # noqa: E402
 
 
 def _timed(phases: dict, name: str, fn):

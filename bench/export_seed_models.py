@@ -23,7 +23,7 @@ from fqvit_export.data import eval_loader  # noqa: E402
 from fqvit_export.export.onnx_export import export_onnx  # noqa: E402
 from fqvit_export.models.registry import FQVIT_MODELS, ModelSpec  # noqa: E402
 from fqvit_export.quant.point import QuantConfig  # noqa: E402
-from fqvit_export.runtime import Session  # noqa: E402
+from fqvit_export.deploy.session import Session  # noqa: E402
 
 IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-sample"
 

@@ -13,12 +13,12 @@ __version__ = "0.1.0"
 
 _PUBLIC = {
     "calibrate": "api", "evaluate": "api", "save_calibration": "api", "load_calibration": "api",
-    "parity_check": "api", "Calibrated": "nn.quant_model",
+    "parity_check": "api", "Calibrated": "models.quantized",
     "ModelSpec": "models.registry", "create": "models.registry",
     "QuantConfig": "quant.point", "DataOptions": "data",
     "export_onnx": "export.onnx_export", "build_onnx": "export.onnx_export",
-    "open_session": "runtime", "classify": "runtime", "parity": "runtime",
-    "write_bundle": "bundle",
+    "open_session": "deploy.session", "classify": "deploy.session", "parity": "deploy.session",
+    "ModelCard": "deploy.card", "write_bundle": "deploy.bundle",
 }
 __all__ = ["__version__", *_PUBLIC]
 

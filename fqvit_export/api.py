@@ -18,9 +18,9 @@ from .files import atomic_write
 from .data import CALIB_SETS, DataError, DataOptions, eval_loader, eval_transform, folder_digest, image_dataset, \
     resolve_data_config, sample_batches
 from .models.registry import BUNDLED_MODELS, ModelSpec, class_labels, create, weights_info
-from .nn.quant_model import Calibrated, QuantModel
+from .models.quantized import Calibrated, QuantModel
 from .ops.spec import MAX_ALPHA
-from .runtime import DeviceWarning, open_session, parity
+from .deploy.session import DeviceWarning, open_session, parity
 from .quant.point import QuantConfig
 
 __all__ = ["Calibrated", "CalibrationError", "build_model", "calibrate", "save_calibration", "load_calibration",
@@ -156,8 +156,8 @@ def evaluate(model: Callable[[torch.Tensor], torch.Tensor], loader, progress: bo
 
 
 def parity_check(cal: Calibrated, path: str | Path, images: int = 100) -> dict:
-    """onnxruntime (``fqvit_export.runtime``) against the quantized PyTorch model on the first ``images`` images of
-    the calibration set: :func:`fqvit_export.runtime.parity`'s figures, plus whether the kernel library ran."""
+    """onnxruntime (``fqvit_export.deploy.session``) against the quantized PyTorch model on the first ``images`` images of
+    the calibration set: :func:`fqvit_export.deploy.session.parity`'s figures, plus whether the kernel library ran."""
     root = cal.calib_dir or CALIB_SETS[default_calib_set(cal.spec)]
     loader = eval_loader(root, cal.data_cfg, batch_size=50, limit=images)
     with warnings.catch_warnings():  # a cuda model checked on the CPU: a check, not deployment

@@ -212,10 +212,10 @@ def _evaluate(args) -> None:
     result.update(top1=torch_res["top1"], top5=torch_res["top5"], images=torch_res["images"])
     line = f"pytorch: top1 {torch_res['top1']:.2f}  top5 {torch_res['top5']:.2f}  ({torch_res['images']} images)"
     if args.onnx is not None:
-        from .runtime import open_session, parity
+        from .deploy.session import open_session, parity
         sess = open_session(args.onnx, library=args.custom_ops)
-        if sess.weights() != cal.weights:  # the calibration's own weights were warned about already
-            warn_random(sess.weights())
+        if sess.card.weights != cal.weights:  # the calibration's own weights were warned about already
+            warn_random(sess.card.weights if sess.card else None)
         onnx_res = evaluate(sess, loader, desc="onnxruntime")
         result["onnx"] = {"path": args.onnx.name, "top1": onnx_res["top1"], "top5": onnx_res["top5"],
                           "custom_ops": sess.custom_ops, "parity": parity(onnx_res["logits"], torch_res["logits"])}
@@ -265,7 +265,7 @@ def add_export_args(p: argparse.ArgumentParser) -> None:
 def _export(args) -> None:
     """Calibrate (or load ``--calib``), export, check parity, summarise; outputs are checked before the long work."""
     from .api import parity_check
-    from .bundle import check_bundle_dir, write_bundle
+    from .deploy.bundle import check_bundle_dir, write_bundle
     from .export.onnx_export import export_onnx
     from .files import atomic_write, check_writable
     check_writable(args.output, args.force)
@@ -305,9 +305,9 @@ def export_main(argv: list[str] | None = None) -> int:
 
 
 def _classify(args) -> None:
-    from .runtime import classify, open_session
+    from .deploy.session import classify, open_session
     sess = open_session(args.model, library=args.custom_ops)
-    warn_random(sess.weights())
+    warn_random(sess.card.weights if sess.card else None)
     res = classify(sess, args.images, args.top)
     if args.json:
         print(json.dumps(res, indent=1))
@@ -330,14 +330,14 @@ def run_main(argv: list[str] | None = None) -> int:
 
 
 def _bundle(args) -> None:
-    from .bundle import write_bundle
+    from .deploy.bundle import write_bundle
     out = write_bundle(args.model, args.output, force=args.force, name=args.name,
                        triton_repository=args.triton_repository)
     print(f"wrote bundle {out} (README.md, manifest.json, lib/, triton/)")
 
 
 def bundle_main(argv: list[str] | None = None) -> int:
-    from .bundle import TRITON_REPOSITORY
+    from .deploy.bundle import TRITON_REPOSITORY
     p = argparse.ArgumentParser(prog=f"{PROG} bundle", description="Write a self-contained hand-off directory: the "
                                 "model, the com.fqvit kernel library, a Triton model repository, a README for the "
                                 "deployment team and a manifest of SHA-256 hashes.")
@@ -353,9 +353,10 @@ def bundle_main(argv: list[str] | None = None) -> int:
 
 def _preprocess(args) -> None:
     from .files import check_writable
-    from .preprocess import model_data_config, preprocess_images, save_tensor
+    from .deploy.card import ModelCard
+    from .deploy.preprocess import Preprocess, save_tensor
     check_writable(args.output, args.force)
-    x = preprocess_images(model_data_config(args.model), args.images)
+    x = Preprocess(ModelCard.read(args.model).data_config).batch(args.images)
     save_tensor(x, args.output, force=True)
     print(f"wrote {args.output}: float32 {list(x.shape)} (NCHW, C order)")
 

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-from PIL import Image
 from timm.data import create_transform, resolve_data_config as _timm_resolve
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.datasets import ImageFolder
+
+from .deploy.preprocess import IMAGE_EXTENSIONS, load_image
 
 __all__ = ["DataOptions", "resolve_data_config", "eval_transform", "image_dataset", "calibration_batches",
            "sample_batches", "eval_loader", "CALIB_SETS", "IMAGE_EXTENSIONS", "folder_digest"]
@@ -27,7 +28,6 @@ CALIB_SETS: dict[str, Path] = {
 """Bundled calibration sets: 500 CIFAR-10 train images (50 per class), for the bundled CIFAR-10 models, and 250
 ImageNet photos (one each of every fourth class, short side 256 px, from the 1,000-image ImageNet sample), for
 ImageNet models."""
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 
 
 class DataError(ValueError):
@@ -77,8 +77,7 @@ class _FlatFolder(Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int):
-        with Image.open(self.files[i]) as im:
-            return self.transform(im.convert("RGB")), -1
+        return self.transform(load_image(self.files[i])), -1
 
 
 def image_dataset(root: str | Path, transform) -> Dataset:
@@ -88,7 +87,7 @@ def image_dataset(root: str | Path, transform) -> Dataset:
         raise DataError(f"image folder not found: {root}")
     if any(p.is_dir() for p in root.iterdir()):
         try:
-            return ImageFolder(str(root), transform=transform)
+            return ImageFolder(str(root), transform=transform, loader=load_image)
         except (FileNotFoundError, RuntimeError) as e:
             raise DataError(f"{root}: {e}") from None
     ds = _FlatFolder(root, transform)

@@ -13,13 +13,14 @@ import onnx
 import pytest
 
 from conftest import CIFAR_TEST
-from fqvit_export import bundle as bundle_mod
-from fqvit_export._lib import ORT_VERSIONS, custom_ops_library
-from fqvit_export.bundle import BundleError, write_bundle
+from fqvit_export.deploy import bundle as bundle_mod
+from fqvit_export.deploy.library import ORT_VERSIONS, custom_ops_library
+from fqvit_export.deploy.bundle import BundleError, write_bundle
 from fqvit_export.cli import bundle_main, preprocess_main
 from fqvit_export.cli import main
-from fqvit_export.preprocess import model_data_config, preprocess_images
-from fqvit_export.runtime import open_session
+from fqvit_export.deploy.card import ModelCard
+from fqvit_export.deploy.preprocess import Preprocess
+from fqvit_export.deploy.session import open_session
 
 ROOT = Path(__file__).resolve().parents[1]
 CPP_EXAMPLE = ROOT / "build" / "example" / "fqvit_classify"
@@ -50,7 +51,7 @@ def exported(calibrated, tmp_path_factory):
     from fqvit_export.export.onnx_export import export_onnx
     tmp = tmp_path_factory.mktemp("bundle")
     path = export_onnx(calibrated(NAME, **LIS), tmp / "model.onnx").path
-    x = preprocess_images(model_data_config(path), _test_images())
+    x = Preprocess(ModelCard.read(path).data_config).batch(_test_images())
     np.save(tmp / "x.npy", x)
     ref = open_session(path, library="on")(x)
     return path, tmp / "x.npy", ref
@@ -77,7 +78,7 @@ def _only_numpy_and_onnxruntime(root: Path) -> Path:
 
 def test_fresh_process_without_fqvit_export_is_bit_exact(bundle, exported, tmp_path):
     """Only onnxruntime and numpy (``python -I -S``: no site-packages, where fqvit_export lies), the Triton copy of
-    the model and the bundle's library: the same bits as ``fqvit_export.runtime``."""
+    the model and the bundle's library: the same bits as ``fqvit_export.deploy.session``."""
     _, x_path, ref = exported
     site = _only_numpy_and_onnxruntime(tmp_path / "site")
     script = tmp_path / "deploy.py"
@@ -144,7 +145,7 @@ def test_manifest_hashes_every_file(bundle):
         data = (bundle / rel).read_bytes()
         assert entry == {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}, rel
     assert (man["onnxruntime"]["min"], man["onnxruntime"]["max"]) == ORT_VERSIONS
-    assert man["libraries"] == ["lib/libfqvit_ops.so"] and man["target"] == "cpu" and man["model"] == NAME
+    assert man["libraries"] == ["lib/libfqvit_ops.so"] and man["device"] == "cpu" and man["model"] == NAME
 
 
 def test_readme_spells_out_preprocessing_and_registration(bundle, exported):
@@ -174,7 +175,7 @@ def test_labels_weights_accuracy_and_cuda_target(exported, tmp_path):
     readme = (out / "README.md").read_text()
     assert "top1: 77.98" in readme and '"source": "bundled"' in readme and "labels.txt" in readme
 
-    cuda = _with_metadata(exported[0], tmp_path / "c.onnx", target_device="cuda")
+    cuda = _with_metadata(exported[0], tmp_path / "c.onnx", device="cuda")
     if custom_ops_library(cuda=True) is None:
         with pytest.raises(FileNotFoundError, match="libfqvit_ops_cuda.so"):
             write_bundle(cuda, tmp_path / "c")

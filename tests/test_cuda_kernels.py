@@ -19,7 +19,7 @@ import pytest
 import torch
 
 import op_cases as O
-from fqvit_export._lib import custom_ops_library
+from fqvit_export.deploy.library import custom_ops_library
 from fqvit_export.ops import spec as S
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))

@@ -7,7 +7,7 @@ provider with the library registered and two intra-op threads, and compares ever
 AVX-512; chosen with ``FQVIT_CPU_ISA`` when the session is created) must give the same bits. Expected outputs come
 from the reference only. Every case also runs in its int8 form (``op_cases.as_code_type``, the CUDA target's code
 type) on the best CPU path (the int8 kernels run the uint8 bodies on flipped copies, so one path covers the
-wrapping; the randomized test draws the path), and the library's kernel list (``fqvit_export.kernels``) is checked
+wrapping; the randomized test draws the path), and the library's kernel list (``fqvit_export.deploy.kernels``) is checked
 against ``ops/spec.py``.
 
 Skipped as a whole when the library is not built (``tools/build_custom_ops.sh``).
@@ -25,8 +25,8 @@ import torch
 from onnx import TensorProto, helper
 
 import op_cases as O
-from fqvit_export._lib import custom_ops_library
-from fqvit_export.kernels import registered_kernels
+from fqvit_export.deploy.library import custom_ops_library
+from fqvit_export.deploy.kernels import registered_kernels
 from fqvit_export.ops import reference as R
 from fqvit_export.ops import spec as S
 from op_cases import (

@@ -16,7 +16,7 @@ from fqvit_export.export.onnx_export import IR_VERSION, build_onnx, export_onnx,
 from fqvit_export.models.registry import FQVIT_MODELS, ModelSpec
 from fqvit_export.ops.functions import DOMAIN
 from fqvit_export.quant.point import QuantConfig
-from fqvit_export.runtime import Session, parity
+from fqvit_export.deploy.session import Session, parity
 from test_calibrate import SEED_KWARGS
 
 LIS = {"pts": True, "lis": True, "attn_bits": 4}
@@ -150,7 +150,7 @@ def test_seed_architectures_export_and_run(name, tmp_path):
 
 def test_library_matches_function_bodies(vit_lis, tmp_path):
     """With the kernel library registered, the exported model gives exactly the function bodies' outputs."""
-    from fqvit_export._lib import custom_ops_library
+    from fqvit_export.deploy.library import custom_ops_library
     if custom_ops_library() is None:
         pytest.skip("custom-op library not built (tools/build_custom_ops.sh)")
     cal, _ = vit_lis

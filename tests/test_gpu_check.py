@@ -14,7 +14,7 @@ import onnx
 import pytest
 
 import op_cases as O
-from fqvit_export._lib import custom_ops_library
+from fqvit_export.deploy.library import custom_ops_library
 from fqvit_export.export.onnx_export import build_onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
@@ -55,7 +55,7 @@ def test_read_log_clean() -> None:
 def test_static_check_passes_cuda_graph_and_flags_cpu_graph(calibrated) -> None:
     """The cuda graph fits the CUDA EP (int8 x int8 MatMulInteger, a CUDA kernel for every com.fqvit node); the cpu
     graph, the control, is flagged on every MatMulInteger."""
-    from fqvit_export.kernels import registered_kernels
+    from fqvit_export.deploy.kernels import registered_kernels
     cal = calibrated("cifar10_vit", pts=True, lis=True, attn_bits=4)
     kernels = registered_kernels(LIB)
     cuda = G.static_cuda_check(build_onnx(cal, simplify=False, device="cuda")[0], kernels)

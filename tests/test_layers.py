@@ -9,16 +9,23 @@ import fqvit_export
 
 PKG = Path(fqvit_export.__file__).parent
 LAYERS = [
-    {"cli"},
+    {"cli", "testing"},
     {"api"},
-    {"export", "nn", "runtime", "bundle", "preprocess"},
-    {"models", "ops", "data", "_lib"},
+    {"export"},
+    {"models"},
+    {"backends"},
+    {"ops", "data"},
     {"quant"},
+    {"deploy"},
     {"files", "__init__"},
 ]
-"""Top-level modules and subpackages, highest first: a module imports only its own unit, lower layers or, within
-the third layer, ``export`` -> ``nn`` (the exporter traces a calibrated model) and ``runtime`` -> ``preprocess``."""
-PEERS = {("export", "nn"), ("runtime", "preprocess")}
+"""Top-level modules and subpackages, highest first; a module imports only its own unit or lower layers. The story
+reads downward: ``cli`` -> ``api`` -> ``export`` (ONNX file) -> ``models`` (timm models, family adapters, the
+quantized wrapper) -> ``backends`` (one forward, three backends: calibrate, quantized PyTorch, ONNX) -> ``ops``
+(the com.fqvit ops: spec, reference, function bodies) and ``data`` -> ``quant`` (primitives, observers) ->
+``deploy`` (card, session, preprocessing, library, C API, bundle: no torch). ``testing`` (the shared op case
+tables, like ``numpy.testing``) is for tests and tools: nothing in the package imports it."""
+PEERS: set[tuple[str, str]] = set()
 
 
 def _modules() -> dict[str, Path]:

@@ -1,4 +1,4 @@
-"""``fqvit_export.placement``: the stored CUDA kernel table parses, and ``cuda_fallbacks`` reports the standard nodes
+"""``fqvit_export.deploy.placement``: the stored CUDA kernel table parses, and ``cuda_fallbacks`` reports the standard nodes
 of small hand-built graphs that the CUDA EP has no kernel for (op, opset range, type constraints), on the CPU."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import onnx
 import pytest
 from onnx import TensorProto as TP, helper as h
 
-from fqvit_export import placement as P
+from fqvit_export.deploy import placement as P
 
 
 def _model(nodes, inputs, outputs, opset=18, extra_opsets=(), functions=(), initializers=()):

@@ -16,7 +16,7 @@ from conftest import CIFAR_TEST
 from fqvit_export.data import eval_loader
 from fqvit_export.export.onnx_export import build_onnx, export_onnx
 from fqvit_export.ops.functions import DOMAIN
-from fqvit_export.runtime import DeviceWarning, Session, model_target, providers_for
+from fqvit_export.deploy.session import DeviceWarning, Session, model_device, providers_for
 
 CONFIGS = {"pts_lis": {"pts": True, "lis": True, "attn_bits": 4}, "pts": {"pts": True}, "plain": {}}
 CPU = ["CPUExecutionProvider"]
@@ -41,7 +41,7 @@ def _types(model: onnx.ModelProto) -> dict[str, int]:
 def test_cuda_target_bit_identical(calibrated, model, config):
     """cuda-target and cpu-target logits from one calibration, on real CIFAR-10 images: identical, with the function
     bodies and with the kernel library (its CPU kernels of both code types) when it is built."""
-    from fqvit_export._lib import custom_ops_library
+    from fqvit_export.deploy.library import custom_ops_library
     cal = calibrated(model, **CONFIGS[config])
     x = _images(cal)
     protos = {d: build_onnx(cal, device=d)[0].SerializeToString() for d in ("cpu", "cuda")}
@@ -84,7 +84,7 @@ def test_metadata_and_provider_choice(calibrated, tmp_path):
     paths = {d: export_onnx(cal, tmp_path / f"{d}.onnx", simplify=False, device=d).path for d in ("cpu", "cuda")}
     for d, path in paths.items():
         meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
-        assert meta["target_device"] == d and model_target(path) == d
+        assert meta["device"] == d and model_device(path) == d
     assert providers_for("cpu") == CPU
     assert providers_for("cuda")[-1] == "CPUExecutionProvider"
     with warnings.catch_warnings(record=True) as seen:
@@ -112,7 +112,7 @@ def test_cli_device_option_and_warning(tmp_path, capsys):
                "--parity-images", "10", "--report", str(tmp_path / "r.json"), "-o", str(out)])
     assert rc == 0
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["metadata"]["target_device"] == "cuda"
+    assert report["metadata"]["device"] == "cuda"
     assert report["parity"]["max_abs_logit_diff"] == 0.0
     capsys.readouterr()
     if "CUDAExecutionProvider" in providers_for("cuda"):
@@ -127,8 +127,8 @@ def test_cli_device_option_and_warning(tmp_path, capsys):
 
 def _fqvit_fallbacks(model: onnx.ModelProto, kernels: list[dict]) -> list[str]:
     """com.fqvit nodes without a CUDA kernel of their input types in our library."""
-    from fqvit_export.kernels import find_kernel
-    from fqvit_export.placement import value_type_strings
+    from fqvit_export.deploy.kernels import find_kernel
+    from fqvit_export.deploy.placement import value_type_strings
     types = value_type_strings(model)
     bad = []
     for n in (n for n in model.graph.node if n.domain == DOMAIN):
@@ -144,15 +144,15 @@ def test_cuda_graph_placement(calibrated, model, config):
     """Every standard-domain node of the cuda graph has a kernel in onnxruntime-gpu's CUDA table
     (fqvit_export/assets/ort_cuda_kernels.md, ``placement.ORT_GPU_RELEASE``), every com.fqvit node one in
     libfqvit_ops_cuda.so; the cpu graph's uint8 MatMulIntegers are reported (the check can fail)."""
-    from fqvit_export._lib import custom_ops_library
-    from fqvit_export.kernels import registered_kernels
-    from fqvit_export.placement import cuda_fallbacks
+    from fqvit_export.deploy.library import custom_ops_library
+    from fqvit_export.deploy.kernels import registered_kernels
+    from fqvit_export.deploy.placement import cuda_fallbacks
     cal = calibrated(model, **CONFIGS[config])
     cuda, cpu = build_onnx(cal, device="cuda")[0], build_onnx(cal, device="cpu")[0]
     assert cuda_fallbacks(cuda) == []
     # No int64 shape arithmetic at run time: onnxruntime keeps such nodes on the CPU, which a CUDA session with CPU
     # fallback disabled refuses (the prefix and zero tokens are broadcast with Where instead of Shape -> Expand).
-    from fqvit_export.placement import value_type_strings
+    from fqvit_export.deploy.placement import value_type_strings
     types = value_type_strings(cuda)
     assert [n.name for n in cuda.graph.node if any(types.get(o) == "tensor(int64)" for o in n.output)] == []
     reported = cuda_fallbacks(cpu)
@@ -172,7 +172,7 @@ def test_token_max_pool_placement():
     import torch
     from fqvit_export.api import calibrate
     from fqvit_export.models.registry import ModelSpec
-    from fqvit_export.placement import cuda_fallbacks
+    from fqvit_export.deploy.placement import cuda_fallbacks
     from fqvit_export.quant.point import QuantConfig
     from conftest import IMAGENET
     spec = ModelSpec("vit_small_patch16_224", random_init=True,

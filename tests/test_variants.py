@@ -16,17 +16,17 @@ import torch
 from timm.layers import LayerScale
 
 from conftest import IMAGENET
-from fqvit_export._lib import custom_ops_library
+from fqvit_export.deploy.library import custom_ops_library
 from fqvit_export.api import calibrate
 from fqvit_export.data import DataOptions, eval_loader
 from fqvit_export.export.onnx_export import export_onnx, float_onnx
 from fqvit_export.models.adapters import UnsupportedModel, check_supported
 from fqvit_export.models.registry import ModelSpec
-from fqvit_export.nn.backend import CalibrateBackend
-from fqvit_export.nn.quant_model import QuantModel
+from fqvit_export.backends.torch_backend import CalibrateBackend
+from fqvit_export.models.quantized import QuantModel
 from fqvit_export.ops.functions import DOMAIN
 from fqvit_export.quant.point import QuantConfig
-from fqvit_export.runtime import Session
+from fqvit_export.deploy.session import Session
 
 LIS = {"pts": True, "lis": True, "attn_bits": 4}
 TINY = {"depth": 1, "embed_dim": 96, "num_heads": 3}
@@ -106,7 +106,7 @@ def test_distilled_head_bit_exact(tmp_path: Path) -> None:
     graph (assembled here without the api) gives the quantized PyTorch logits bit for bit."""
     from onnx import TensorProto, helper
 
-    from fqvit_export.export.graph import trace_graph
+    from fqvit_export.backends.onnx_backend import trace_graph
     from fqvit_export.export.onnx_export import IR_VERSION
     from fqvit_export.ops.functions import OP_VERSION, OPSET, function_protos
     torch.manual_seed(0)
@@ -136,7 +136,7 @@ def _graph_ops(name: str, **kwargs) -> tuple[QuantModel, dict]:
     """Calibrate on random images straight through :class:`QuantModel` and count the ONNX graph's node types."""
     from collections import Counter
 
-    from fqvit_export.export.graph import trace_graph
+    from fqvit_export.backends.onnx_backend import trace_graph
     torch.manual_seed(0)
     model = timm.create_model(name, **kwargs).eval()
     qm = QuantModel(model, QuantConfig(**LIS))

@@ -44,7 +44,7 @@ cd "$WORK/run"
 t4=$SECONDS
 grep -q "(custom-op library, " export.log || die "the export's parity check did not use the custom-op library"
 "$WORK/venv/bin/python" - <<'PY'
-import fqvit_export, fqvit_export._lib as lib
+import fqvit_export, fqvit_export.deploy.library as lib
 path = lib.custom_ops_library()
 assert path is not None and "site-packages" in str(path), path
 assert all("site-packages" in p for p in fqvit_export.__path__), fqvit_export.__path__

@@ -24,7 +24,7 @@ scaled by core count: about 5 minutes in all, against a budget of 8):
    ``tests/fixtures/cifar10_test``): the cuda-target model on the CUDA EP with the library, and on the CPU EP, must
    equal the cpu-target model's on the CPU EP, bit for bit. A static check of each cuda graph runs too: every
    ``MatMulInteger`` int8 x int8 with scalar zero points (the only one onnxruntime's CUDA EP has) and a CUDA kernel
-   of the library for every ``com.fqvit`` node's input types (``fqvit_export.kernels``), with the cpu graph as the
+   of the library for every ``com.fqvit`` node's input types (``fqvit_export.deploy.kernels``), with the cpu graph as the
    control the check must flag.
 3. placement (~30 s): each cuda-target model in a child process (its stderr is onnxruntime's log): a CUDA-only
    session with ``session.disable_cpu_ep_fallback = 1`` must load; at verbose log level the log must report no
@@ -94,7 +94,7 @@ _ENTRIES: dict[str, list] = {  # C entry base name -> argument types before the 
 
 def build(no_build: bool, lib: str | None) -> Path:
     """The CUDA library to check: ``--lib``, else a fresh build into fqvit_export/lib/ (unless ``--no-build``),
-    else the one ``fqvit_export._lib`` finds (the source tree's lib/ or an installed package's)."""
+    else the one ``fqvit_export.deploy.library`` finds (the source tree's lib/ or an installed package's)."""
     if lib:
         return Path(lib).resolve()
     target = ROOT / "fqvit_export" / "lib" / "libfqvit_ops_cuda.so"
@@ -112,7 +112,7 @@ def build(no_build: bool, lib: str | None) -> Path:
             print(f"built in {time.time() - t0:.0f} s", flush=True)
     if target.is_file():
         return target
-    from fqvit_export._lib import custom_ops_library
+    from fqvit_export.deploy.library import custom_ops_library
     found = custom_ops_library(cuda=True)
     if found is None or found.name != "libfqvit_ops_cuda.so":
         sys.exit(f"gpu_check: {target} not found (build it or pass --lib)")
@@ -379,7 +379,7 @@ def ort_module(gpu: bool):
 
 def make_session(path: Path, providers: list, lib: Path | None, *, fallback: bool = True, cuda_graph: bool = False,
                  profile_prefix: Path | None = None, log_level: int | None = None, fqvit: bool = True):
-    """An InferenceSession as ``fqvit_export.runtime.Session`` makes one (``session.disable_quant_qdq = 1`` for
+    """An InferenceSession as ``fqvit_export.deploy.session.Session`` makes one (``session.disable_quant_qdq = 1`` for
     fqvit models: onnxruntime's QLinearAdd fusion rounds differently), with the knobs the checks need."""
     ort = ort_module(CUDA_EP in providers)
     so = ort.SessionOptions()
@@ -471,7 +471,7 @@ def static_cuda_check(model, kernels: list[dict] | None) -> dict:
 
 
 def _find_kernel(kernels: list[dict], op: str, provider: str, inputs: list[str | None]) -> dict | None:
-    from fqvit_export.kernels import find_kernel
+    from fqvit_export.deploy.kernels import find_kernel
     return find_kernel(kernels, op, provider, inputs)
 
 
@@ -483,7 +483,7 @@ def model_checks(lib: Path, gpu: bool, images: int, workdir: Path) -> dict:
     from fqvit_export.models.registry import ModelSpec
     from fqvit_export.quant.point import QuantConfig
     try:
-        from fqvit_export.kernels import registered_kernels
+        from fqvit_export.deploy.kernels import registered_kernels
         kernels = registered_kernels(lib)
     except (ImportError, AttributeError, OSError) as e:
         print(f"  (no kernel list from the library: {e}; the static check covers MatMulInteger only)", flush=True)
@@ -501,9 +501,9 @@ def model_checks(lib: Path, gpu: bool, images: int, workdir: Path) -> dict:
                 for target in ("cpu", "cuda"):
                     proto = build_onnx(cal, simplify=simplify, device=target)[0]
                     meta = {p.key: p.value for p in proto.metadata_props}
-                    row[f"{target}_target_metadata"] = meta.get("target_device")
-                    if meta.get("target_device") != target:
-                        failures.append(f"model {name} {label}: target_device metadata {meta.get('target_device')!r}"
+                    row[f"{target}_target_metadata"] = meta.get("device")
+                    if meta.get("device") != target:
+                        failures.append(f"model {name} {label}: device metadata {meta.get('device')!r}"
                                         f" in the {target} export")
                     paths[target] = workdir / f"{name}_{label}_{target}.onnx"
                     onnx.save(proto, paths[target])

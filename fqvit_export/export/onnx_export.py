@@ -6,8 +6,6 @@ takes over), and metadata a deployment team needs (input, preprocessing, classes
 """
 from __future__ import annotations
 
-import json
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,18 +15,14 @@ from onnx import TensorProto, helper
 
 from .. import __version__
 from ..files import atomic_write
-from ..nn.quant_model import Calibrated
+from ..backends.onnx_backend import trace_graph
+from ..deploy.card import DEVICES, ModelCard
+from ..models.quantized import Calibrated
 from ..ops.functions import DOMAIN, OP_VERSION, OPSET, function_protos
-from .graph import TARGETS, trace_graph
+from ..ops.spec import IR_VERSION
 
-__all__ = ["IR_VERSION", "OPSET", "DEVICES", "ExportResult", "build_onnx", "export_onnx", "metadata", "float_onnx",
+__all__ = ["IR_VERSION", "OPSET", "DEVICES", "ExportResult", "build_onnx", "export_onnx", "model_card", "float_onnx",
            "simplify_model"]
-
-IR_VERSION = 8
-"""IR 8 with opset 18: loadable by onnxruntime >= 1.14 (1.20 reads IR <= 10, opset <= 21)."""
-DEVICES = tuple(TARGETS)
-"""Export targets: ``cpu`` (uint8 activation codes) and ``cuda`` (int8 codes, every node on onnxruntime's CUDA
-execution provider); the same integers, bit-identical logits (docs/ops.md Sec. 1, code types)."""
 
 
 @dataclass
@@ -40,28 +34,15 @@ class ExportResult:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
-def metadata(cal: Calibrated, device: str = "cpu") -> dict[str, str]:
-    """``metadata_props``: everything needed to feed the model and know what it is (values are strings/JSON)."""
-    cfg = cal.data_cfg
-    c, h, w = cfg["input_size"]
-    resize = int(math.floor(h / cfg["crop_pct"]))
-    pre = {"resize_shorter_side": resize, "interpolation": cfg["interpolation"], "center_crop": [h, w],
-           "crop_pct": cfg["crop_pct"], "mean": cfg["mean"], "std": cfg["std"], "scale_to": "[0, 1] before mean/std",
-           "color": "RGB"}
-    model = cal.spec.to_dict()
+def model_card(cal: Calibrated, device: str = "cpu") -> ModelCard:
+    """The model card of a calibrated model exported for ``device``: everything needed to feed the model and know
+    what it is (written to ``metadata_props``)."""
+    model = {k: v for k, v in cal.spec.to_dict().items() if k != "name"}
     if model.get("weights"):
         model["weights"] = Path(model["weights"]).name  # never the exporting machine's path
-    meta = {
-        "input_name": "input", "input_shape": json.dumps(["batch", c, h, w]), "input_layout": "NCHW",
-        "input_dtype": "float32", "output_name": "logits", "num_classes": str(cal.num_classes),
-        "preprocessing": json.dumps(pre), "data_config": json.dumps(cfg),
-        "model": json.dumps(model), "weights": json.dumps(cal.weights), "quantization": json.dumps(cal.config.to_dict()),
-        "calibration": json.dumps(cal.calib_info), "com.fqvit.op_version": str(OP_VERSION), "target_device": device,
-        "fqvit_export.version": __version__,
-    }
-    if cal.labels is not None:
-        meta["labels"] = json.dumps(cal.labels)
-    return meta
+    return ModelCard(name=cal.spec.name, num_classes=cal.num_classes, data_config=cal.data_cfg, model=model,
+                     weights=cal.weights, quantization=cal.config.to_dict(), calibration=cal.calib_info,
+                     labels=cal.labels, device=device, op_version=OP_VERSION, tool_version=__version__)
 
 
 def _assemble(cal: Calibrated, quantized: bool, device: str = "cpu") -> onnx.ModelProto:
@@ -82,7 +63,8 @@ def _assemble(cal: Calibrated, quantized: bool, device: str = "cpu") -> onnx.Mod
     model = helper.make_model(graph, opset_imports=opsets, functions=functions, producer_name="fqvit-export",
                               producer_version=__version__, ir_version=IR_VERSION,
                               doc_string=f"{cal.spec.name} {cal.config.label() if quantized else 'FP32'}")
-    helper.set_model_props(model, metadata(cal, device) if quantized else {"fqvit_export.version": __version__})
+    props = model_card(cal, device).to_metadata() if quantized else {"fqvit_export.version": __version__}
+    helper.set_model_props(model, props)
     return model
 
 

@@ -18,7 +18,7 @@ from timm.models import SwinTransformer, VisionTransformer
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from .backend import Backend
+from ..backends.base import Backend
 
 __all__ = ["ADAPTERS", "adapter_for", "check_supported", "UnsupportedModel"]
 

@@ -17,7 +17,7 @@ ENV_VAR = "FQVIT_CUSTOM_OPS_LIB"
 ORT_VERSIONS = ("1.21", "1.32")
 """onnxruntime versions the library loads in: built against the first's headers (``ORT_API_VERSION`` 21, accepted by
 every later runtime), checked up to the second (../shared/FIELD-NOTES.md s2)."""
-_LIB_DIR = Path(__file__).resolve().parent / "lib"
+_LIB_DIR = Path(__file__).resolve().parent.parent / "lib"
 
 
 def library_dirs() -> list[Path]:
@@ -26,7 +26,7 @@ def library_dirs() -> list[Path]:
     A regular install has one; an editable scikit-build-core install has the source tree (Python files) and the
     install folder in site-packages (the built libraries) both on the package's ``__path__``.
     """
-    from . import __path__ as pkg_path
+    from .. import __path__ as pkg_path
     dirs = [_LIB_DIR]
     for p in pkg_path:
         d = Path(p).resolve() / "lib"

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.backend import BackendBase, ln_affine, ln_alpha, mean_multiplier, patch_size, window_logits_shape, \
+from .base import BackendBase, ln_affine, ln_alpha, mean_multiplier, patch_size, window_logits_shape, \
     window_mask
 from ..ops import reference as R
 from ..quant.primitives import quantize_weight, requant_scale

@@ -8,10 +8,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..models.adapters import adapter_for
-from ..models.registry import ModelSpec
+from .adapters import adapter_for
+from .registry import ModelSpec
 from ..quant.point import QuantConfig, QuantPoint
-from .backend import CalibrateBackend, QuantBackend
+from ..backends.torch_backend import CalibrateBackend, QuantBackend
 
 __all__ = ["QuantModel", "Calibrated"]
 

@@ -7,7 +7,7 @@ are int8 initializers with per-output-channel scales behind a ``DequantizeLinear
 ``com.fqvit::LogIntSoftmax`` and ``com.fqvit::LISMatMul`` (docs/ops.md Sec. 2-5). With ``quantized=False`` the
 same adapter gives the FP32 graph (plain ``LayerNormalization``/``Softmax``), used as the speed baseline.
 
-The ``target`` picks the code type of the activations (docs/ops.md Sec. 1, code types): ``cpu`` writes uint8 codes
+The export ``device`` picks the code type of the activations (docs/ops.md Sec. 1, code types): ``cpu`` writes uint8 codes
 (onnxruntime's CPU ``MatMulInteger`` is fast for uint8 x int8 only), ``cuda`` int8 codes (the CUDA execution
 provider's ``MatMulInteger`` is int8 x int8 only). The int8 code of a uint8 code ``u`` with zero point ``z`` is
 ``u - 128`` with zero point ``z - 128``, so ``q - zp`` and every integer result are the same: the two graphs from one
@@ -23,17 +23,17 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from ..models.backend import BackendBase, ln_affine, ln_alpha, mean_multiplier, window_logits_shape, window_mask
+from .base import BackendBase, ln_affine, ln_alpha, mean_multiplier, window_logits_shape, window_mask
 from ..ops import reference as R
 from ..ops.functions import DOMAIN, make_node, quantize_nodes
 from ..ops.spec import CODE_OFFSET
 from ..quant.point import QuantConfig, QuantPoint
 from ..quant.primitives import quantize_weight, requant_scale
 
-__all__ = ["TARGETS", "OnnxBackend", "trace_graph"]
+__all__ = ["CODE_DTYPES", "OnnxBackend", "trace_graph"]
 
-TARGETS = {"cpu": np.uint8, "cuda": np.int8}
-"""Export target -> element type of the activation codes."""
+CODE_DTYPES = {"cpu": np.uint8, "cuda": np.int8}
+"""Export device (``deploy.card.DEVICES``) -> element type of the activation codes."""
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -44,13 +44,13 @@ class OnnxBackend(BackendBase):
     """Collects nodes and initializers; values are tensor names."""
 
     def __init__(self, points: dict[str, QuantPoint], config: QuantConfig, quantized: bool = True,
-                 target: str = "cpu") -> None:
+                 device: str = "cpu") -> None:
         super().__init__(points, config)
-        if target not in TARGETS:
-            raise ValueError(f"unknown export target {target!r}; choose from {', '.join(TARGETS)}")
+        if device not in CODE_DTYPES:
+            raise ValueError(f"unknown export device {device!r}; choose from {', '.join(CODE_DTYPES)}")
         self.quantized = quantized
-        self.target = target
-        self.code_dtype = TARGETS[target]
+        self.device = device
+        self.code_dtype = CODE_DTYPES[device]
         self.code_offset = CODE_OFFSET[np.dtype(self.code_dtype).name]
         self.nodes: list[onnx.NodeProto] = []
         self.inits: dict[str, onnx.TensorProto] = {}
@@ -86,7 +86,7 @@ class OnnxBackend(BackendBase):
         return name
 
     def codes(self, values: torch.Tensor | np.ndarray) -> np.ndarray:
-        """uint8 codes or zero points (``0..255``) in the target's code type (int8: minus 128)."""
+        """uint8 codes or zero points (``0..255``) in the device's code type (int8: minus 128)."""
         v = np.asarray(_np(values) if isinstance(values, torch.Tensor) else values).astype(np.int32)
         assert v.size == 0 or (v.min() >= 0 and v.max() <= 255), "codes must be uint8 values"
         return (v - self.code_offset).astype(self.code_dtype)
@@ -188,9 +188,9 @@ class OnnxBackend(BackendBase):
 
     def _pts_quant(self, x: str, name: str) -> str:
         s, z = self._pts_params(name)
-        lo = self.const(np.array(-self.code_offset, np.float32), f"clip.lo_{self.target}")
+        lo = self.const(np.array(-self.code_offset, np.float32), f"clip.lo_{self.device}")
         hi = self.const(np.array(float(self.point(name).qmax - self.code_offset), np.float32),
-                        f"clip.hi{self.point(name).bits}_{self.target}")
+                        f"clip.hi{self.point(name).bits}_{self.device}")
         return quantize_nodes(lambda op, ins, out=None, **a: self.node(op, ins, name, out=out, **a), x, s, z, lo, hi,
                               f"{name}.q", to=helper.np_dtype_to_tensor_dtype(np.dtype(self.code_dtype)))
 
@@ -390,9 +390,9 @@ def _scope(tensor: str) -> str:
 
 
 def trace_graph(model: nn.Module, adapter, points: dict[str, QuantPoint], config: QuantConfig,
-                quantized: bool = True, target: str = "cpu") -> tuple[OnnxBackend, str]:
+                quantized: bool = True, device: str = "cpu") -> tuple[OnnxBackend, str]:
     """Run ``adapter`` symbolically; returns the backend (nodes, initializers) and the output tensor name."""
-    b = OnnxBackend(points, config, quantized, target)
+    b = OnnxBackend(points, config, quantized, device)
     b._names.add("input")
     with torch.no_grad():
         out = adapter(b, model, "input")

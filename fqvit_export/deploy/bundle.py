@@ -3,7 +3,7 @@
 ``write_bundle(model.onnx, DIR)`` writes::
 
     DIR/model.onnx                       the model, unchanged
-    DIR/lib/libfqvit_ops.so              the com.fqvit kernel library (+ libfqvit_ops_cuda.so for a CUDA target)
+    DIR/lib/libfqvit_ops.so              the com.fqvit kernel library (+ libfqvit_ops_cuda.so for a CUDA model)
     DIR/labels.txt                       class names, one a line (when the model's metadata has them)
     DIR/triton/<name>/config.pbtxt       a Triton Inference Server model repository (onnxruntime backend)
     DIR/triton/<name>/1/model.onnx
@@ -11,8 +11,8 @@
     DIR/README.md                        what the model is, its preprocessing, how to register the library
     DIR/manifest.json                    SHA-256 and size of every file, supported onnxruntime versions
 
-Everything is read from the model's ``metadata_props`` (written by ``export_onnx``) and its graph, defensively: keys
-added by later versions (``labels``, ``weights``, ``accuracy``, ``target``) are used when present. The directory is
+Everything is read from the model's card (:class:`~fqvit_export.deploy.card.ModelCard`, which holds the defaults
+for older files) and its graph. The directory is
 assembled in a temporary sibling and renamed into place, so an error leaves nothing behind.
 """
 from __future__ import annotations
@@ -26,9 +26,10 @@ from pathlib import Path
 
 import onnx
 
-from . import __version__
-from ._lib import ORT_VERSIONS, custom_ops_library
-from .files import file_sha256, umask_mode
+from .. import __version__
+from .card import CardError, ModelCard
+from .library import ORT_VERSIONS, custom_ops_library
+from ..files import file_sha256, umask_mode
 
 __all__ = ["BundleError", "TRITON_REPOSITORY", "write_bundle", "check_bundle_dir", "triton_config", "bundle_metadata",
            "manifest"]
@@ -44,7 +45,6 @@ MAX_BATCH_SIZE = 64
 _ORT_TYPES = {onnx.TensorProto.FLOAT: "TYPE_FP32", onnx.TensorProto.FLOAT16: "TYPE_FP16",
               onnx.TensorProto.UINT8: "TYPE_UINT8", onnx.TensorProto.INT8: "TYPE_INT8",
               onnx.TensorProto.INT32: "TYPE_INT32", onnx.TensorProto.INT64: "TYPE_INT64"}
-_REQUIRED_KEYS = ("fqvit_export.version", "com.fqvit.op_version", "quantization", "input_name")
 
 
 class BundleError(ValueError):
@@ -52,13 +52,6 @@ class BundleError(ValueError):
 
 
 # --- reading the model ---------------------------------------------------------------------------------------------
-
-def _json(meta: dict[str, str], key: str, default=None):
-    try:
-        return json.loads(meta[key]) if key in meta else default
-    except json.JSONDecodeError:
-        return default
-
 
 def _load(model_path: Path) -> onnx.ModelProto:
     if not model_path.is_file():
@@ -69,11 +62,11 @@ def _load(model_path: Path) -> onnx.ModelProto:
         raise BundleError(f"{model_path} is not an ONNX model ({type(e).__name__})") from None
     if any(onnx.external_data_helper.uses_external_data(t) for t in model.graph.initializer):
         raise BundleError(f"{model_path} keeps tensors in external data files, which a bundle does not copy")
-    meta = {p.key: p.value for p in model.metadata_props}
-    missing = [k for k in _REQUIRED_KEYS if k not in meta]
-    if missing:
-        raise BundleError(f"{model_path} was not made by fqvit-export (metadata lacks {', '.join(missing)}); "
-                          "export it with fqvit-export first")
+    try:
+        ModelCard.read(model, strict=True)
+    except CardError as e:
+        raise BundleError(f"{model_path}: {e}; export it with fqvit-export first".replace(": the model was", " was")
+                          ) from None
     return model
 
 
@@ -85,21 +78,12 @@ def _value_info(vi: onnx.ValueInfoProto) -> dict:
 
 
 def bundle_metadata(model: onnx.ModelProto) -> dict:
-    """The facts a bundle is generated from: metadata (JSON decoded) plus the graph's first input and output."""
-    meta = {p.key: p.value for p in model.metadata_props}
-    spec = _json(meta, "model", {}) or {}
-    target = meta.get("target_device", "cpu")
-    return {
-        "name": spec.get("name") or model.graph.name or "model",
-        "model": spec, "quantization": _json(meta, "quantization", {}), "calibration": _json(meta, "calibration"),
-        "preprocessing": _json(meta, "preprocessing", {}), "data_config": _json(meta, "data_config", {}),
-        "weights": _json(meta, "weights"), "accuracy": _json(meta, "accuracy"), "labels": _json(meta, "labels"),
-        "num_classes": meta.get("num_classes"), "input_layout": meta.get("input_layout", "NCHW"),
-        "target": "cuda" if str(target).lower() == "cuda" else "cpu",
-        "op_version": meta.get("com.fqvit.op_version"), "tool_version": meta.get("fqvit_export.version"),
-        "doc": model.doc_string,
-        "input": _value_info(model.graph.input[0]), "output": _value_info(model.graph.output[0]),
-    }
+    """The facts a bundle is generated from: the model card's fields (as a dict, plus ``preprocessing``) and the
+    graph's first input and output."""
+    card = ModelCard.read(model)
+    return {**vars(card), "preprocessing": card.preprocessing, "model": {"name": card.name, **card.model},
+            "doc": model.doc_string, "input": _value_info(model.graph.input[0]),
+            "output": _value_info(model.graph.output[0])}
 
 
 # --- Triton ------------------------------------------------------------------------------------------------------
@@ -134,7 +118,7 @@ def triton_config(info: dict, name: str, library: str, labels: bool):
         co.label_filename = "labels.txt"
     if batched:
         cfg.dynamic_batching.max_queue_delay_microseconds = 100
-    cuda = info["target"] == "cuda"
+    cuda = info["device"] == "cuda"
     cfg.instance_group.add(count=1, kind=mc.ModelInstanceGroup.KIND_GPU if cuda else mc.ModelInstanceGroup.KIND_CPU)
     cfg.model_operations.op_library_filename.append(library)
     return cfg
@@ -165,7 +149,7 @@ def _readme(info: dict, name: str, libs: list[str], triton_lib: str, has_labels:
     crop = pre.get("center_crop", inp["dims"][2:])
     qdesc = ", ".join(f"{k}={v}" for k, v in quant.items() if k != "extra") if quant else "unknown"
     weights = info["weights"]
-    providers = '["CUDAExecutionProvider", "CPUExecutionProvider"]' if info["target"] == "cuda" \
+    providers = '["CUDAExecutionProvider", "CPUExecutionProvider"]' if info["device"] == "cuda" \
         else '["CPUExecutionProvider"]'
     lines = [
         f"# {name}: FQ-ViT integer ONNX model", "",
@@ -175,8 +159,8 @@ def _readme(info: dict, name: str, libs: list[str], triton_lib: str, has_labels:
         f"- Network: `{spec.get('name', name)}`" + (f", weights: `{json.dumps(weights)}`" if weights else ""),
         f"- Quantization: {qdesc}",
         f"- Calibration: `{json.dumps(calib)}`" if calib else "- Calibration: not recorded",
-        f"- Target: {info['target'].upper()} (Triton instance group "
-        f"`KIND_{'GPU' if info['target'] == 'cuda' else 'CPU'}`)",
+        f"- Device: {info['device'].upper()} (Triton instance group "
+        f"`KIND_{'GPU' if info['device'] == 'cuda' else 'CPU'}`)",
         "", "### Accuracy", "", *_accuracy_lines(info), "",
         "## Input and output", "",
         f"- Input `{inp['name']}`: float32, layout {info['input_layout']}, shape [{', '.join(shape)}]",
@@ -239,16 +223,16 @@ def manifest(root: Path, extra: dict | None = None) -> dict:
     return {**(extra or {}), "files": files}
 
 
-def _libraries(target: str) -> list[Path]:
+def _libraries(device: str) -> list[Path]:
     cpu = custom_ops_library(cuda=False)
     if cpu is None:
         raise FileNotFoundError("the com.fqvit custom-op library is not built (libfqvit_ops.so: run "
                                 "tools/build_custom_ops.sh or reinstall fqvit-export)")
-    if target != "cuda":
+    if device != "cuda":
         return [cpu]
     gpu = custom_ops_library(cuda=True)
     if gpu is None or gpu == cpu:
-        raise FileNotFoundError("the model targets CUDA but libfqvit_ops_cuda.so is not built (needs nvcc)")
+        raise FileNotFoundError("the model is exported for CUDA but libfqvit_ops_cuda.so is not built (needs nvcc)")
     return [cpu, gpu]
 
 
@@ -295,7 +279,7 @@ def write_bundle(model_path: str | Path, out_dir: str | Path, force: bool = Fals
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in (".", ".."):
         raise BundleError(f"bad model name {name!r}: use letters, digits, '_', '-', '.'")
     check_bundle_dir(out, force)
-    libs = _libraries(info["target"])
+    libs = _libraries(info["device"])
     labels = info["labels"]
     if labels is not None and (not isinstance(labels, list) or any("\n" in str(s) for s in labels)):
         raise BundleError(f"{model_path}: metadata 'labels' is not a list of one-line names")
@@ -318,7 +302,7 @@ def write_bundle(model_path: str | Path, out_dir: str | Path, force: bool = Fals
         lib_path = f"{triton_repository.rstrip('/')}/{name}/{triton_lib}"
         (repo / "config.pbtxt").write_text(_pbtxt(triton_config(info, name, lib_path, bool(labels))))
         (tmp / "README.md").write_text(_readme(info, name, [p.name for p in libs], lib_path, bool(labels)))
-        extra = {"format": 1, "fqvit_export_version": __version__, "model": name, "target": info["target"],
+        extra = {"format": 1, "fqvit_export_version": __version__, "model": name, "device": info["device"],
                  "onnxruntime": {"min": ORT_VERSIONS[0], "max": ORT_VERSIONS[1],
                                  "note": f"library built against onnxruntime {ORT_VERSIONS[0]} headers; loads in "
                                          f"{ORT_VERSIONS[0]} .. {ORT_VERSIONS[1]}"},

@@ -36,7 +36,7 @@ __all__ = ["ORT_GPU_RELEASE", "KERNEL_TABLE", "TABLE_COMMIT", "Param", "KernelEn
 
 ORT_GPU_RELEASE = "1.31.1"
 """The onnxruntime-gpu release fqvit-export pins for GPUs (the CUDA kernel table is the nearest stored snapshot)."""
-KERNEL_TABLE = Path(__file__).parent / "assets" / "ort_cuda_kernels.md"
+KERNEL_TABLE = Path(__file__).resolve().parent.parent / "assets" / "ort_cuda_kernels.md"
 TABLE_COMMIT = "001d12d2623fd411ce0f83d05abb5e82304a3389"
 """The microsoft/onnxruntime commit whose ``docs/OperatorKernels.md`` the table was taken from."""
 
