@@ -29,3 +29,11 @@ def calibrated():
                                    progress=False)
         return cache[key]
     return get
+
+
+@pytest.fixture(scope="session")
+def exported_vit(calibrated, tmp_path_factory) -> Path:
+    """``cifar10_vit``, minmax + PTS + LIS (8/8/4), exported once for the tests that only run a finished model."""
+    from fqvit_export.export.onnx_export import export_onnx
+    cal = calibrated("cifar10_vit", pts=True, lis=True, attn_bits=4)
+    return export_onnx(cal, tmp_path_factory.mktemp("exported") / "cifar10_vit.onnx").path
