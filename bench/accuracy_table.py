@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fqvit_export.api import calibrate, evaluate  # noqa: E402
-from fqvit_export.data import DataOptions, eval_loader  # noqa: E402
-from fqvit_export.models.registry import ModelSpec, create  # noqa: E402
-from fqvit_export.data import resolve_data_config  # noqa: E402
-from fqvit_export.quant.point import QuantConfig  # noqa: E402
+from fqvit_export.api import calibrate, evaluate
+from fqvit_export.data import DataOptions, eval_loader
+from fqvit_export.models.registry import ModelSpec, create
+from fqvit_export.data import resolve_data_config
+from fqvit_export.quant.point import QuantConfig
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 # cifar10_deit_tiny224 stays outside the repo: used as deit_tiny + --weights + its data options.

@@ -48,14 +48,14 @@ import onnxruntime as ort
 import torch
 from onnxruntime.quantization import CalibrationDataReader
 
+from fqvit_export.deploy.library import custom_ops_library
+from fqvit_export.api import Calibrated, calibrate
+from fqvit_export.data import eval_transform, image_dataset
+from fqvit_export.export.onnx_export import export_onnx, float_onnx
+from fqvit_export.models.registry import ModelSpec
+from fqvit_export.quant.point import QuantConfig
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from fqvit_export.deploy.library import custom_ops_library  # noqa: E402
-from fqvit_export.api import Calibrated, calibrate  # noqa: E402
-from fqvit_export.data import eval_transform, image_dataset  # noqa: E402
-from fqvit_export.export.onnx_export import export_onnx, float_onnx  # noqa: E402
-from fqvit_export.models.registry import ModelSpec  # noqa: E402
-from fqvit_export.quant.point import QuantConfig  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures" / "imagenet"
 _DATA = {"dir": FIXTURES}

@@ -30,8 +30,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fqvit_export.deploy.library import custom_ops_library  # noqa: E402
+from fqvit_export.deploy.library import custom_ops_library
 
 DOMAIN = "com.fqvit"
 TOKENS = 197

@@ -58,16 +58,15 @@ import numpy as np
 import onnx
 import torch
 
+import bench_models as bm  # beside this script: run as python bench/bench_peers.py
+from fqvit_export import __version__ as FQVIT_VERSION
+from fqvit_export.api import calibrate
+from fqvit_export.data import CALIB_SETS, calibration_batches, folder_digest, image_dataset
+from fqvit_export.deploy.library import custom_ops_library
+from fqvit_export.export.onnx_export import export_onnx, float_onnx
+from fqvit_export.models.registry import ModelSpec
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-import bench_models as bm  # noqa: E402
-from fqvit_export import __version__ as FQVIT_VERSION  # noqa: E402
-from fqvit_export.api import calibrate  # noqa: E402
-from fqvit_export.data import CALIB_SETS, calibration_batches, folder_digest, image_dataset  # noqa: E402
-from fqvit_export.deploy.library import custom_ops_library  # noqa: E402
-from fqvit_export.export.onnx_export import export_onnx, float_onnx  # noqa: E402
-from fqvit_export.models.registry import ModelSpec  # noqa: E402
 
 ENGINES = ("ort_fp32", "ort_int8", "ov_fp32", "ov_int8", "fqvit_lib")
 LABELS = {"ort_fp32": "ORT FP32", "ort_int8": "ORT int8 (QDQ)", "ov_fp32": "OpenVINO FP32 (default precision)",

@@ -25,15 +25,15 @@ from pathlib import Path
 import onnx
 import torch
 
+from fqvit_export.api import Calibrated, evaluate
+from fqvit_export.data import calibration_batches, eval_loader, resolve_data_config
+from fqvit_export.export.onnx_export import build_onnx, simplify_model
+from fqvit_export.models.registry import ModelSpec, create, weights_info
+from fqvit_export.models.quantized import QuantModel
+from fqvit_export.quant.point import QuantConfig
+from fqvit_export.deploy.session import open_session, parity
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from fqvit_export.api import Calibrated, evaluate  # noqa: E402
-from fqvit_export.data import calibration_batches, eval_loader, resolve_data_config  # noqa: E402
-from fqvit_export.export.onnx_export import build_onnx, simplify_model  # noqa: E402
-from fqvit_export.models.registry import ModelSpec, create, weights_info  # noqa: E402
-from fqvit_export.models.quantized import QuantModel  # noqa: E402
-from fqvit_export.quant.point import QuantConfig  # noqa: E402
-from fqvit_export.deploy.session import open_session, parity  # noqa: E402
 
 
 def _timed(phases: dict, name: str, fn):

@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fqvit_export.api import calibrate  # noqa: E402
-from fqvit_export.data import eval_loader  # noqa: E402
-from fqvit_export.export.onnx_export import export_onnx  # noqa: E402
-from fqvit_export.models.registry import FQVIT_MODELS, ModelSpec  # noqa: E402
-from fqvit_export.quant.point import QuantConfig  # noqa: E402
-from fqvit_export.deploy.session import Session  # noqa: E402
+from fqvit_export.api import calibrate
+from fqvit_export.data import eval_loader
+from fqvit_export.export.onnx_export import export_onnx
+from fqvit_export.models.registry import FQVIT_MODELS, ModelSpec
+from fqvit_export.quant.point import QuantConfig
+from fqvit_export.deploy.session import Session
 
 IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-sample"
 

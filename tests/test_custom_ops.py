@@ -1,14 +1,14 @@
 """The ``com.fqvit`` onnxruntime kernels (``custom_ops/``) against the PyTorch reference, bit for bit.
 
-Each case of the shared tables (``tests/op_cases.py``) builds a one-node model (opset 18 + ``com.fqvit`` 1, IR
-version 8, no function bodies, so only the library's kernel can run it), runs it on onnxruntime's CPU execution
-provider with the library registered and two intra-op threads, and compares every output element, the dtype and the shape with ``fqvit_export.ops.reference``
-(docs/ops.md Sec. 2-4, Sec. 1 GELU table and integer matmuls). Every CPU path the machine offers (scalar, AVX2,
-AVX-512; chosen with ``FQVIT_CPU_ISA`` when the session is created) must give the same bits. Expected outputs come
-from the reference only. Every case also runs in its int8 form (``op_cases.as_code_type``, the CUDA target's code
-type) on the best CPU path (the int8 kernels run the uint8 bodies on flipped copies, so one path covers the
-wrapping; the randomized test draws the path), and the library's kernel list (``fqvit_export.deploy.kernels``) is checked
-against ``ops/spec.py``.
+Each case of the shared tables (``fqvit_export.testing.op_cases``) builds a one-node model (opset 18 + ``com.fqvit`` 1,
+IR version 8, no function bodies, so only the library's kernel can run it), runs it on onnxruntime's CPU execution
+provider with the library registered and two intra-op threads, and compares every output element, the dtype and the
+shape with ``fqvit_export.ops.reference`` (docs/ops.md Sec. 2-4, Sec. 1 GELU table and integer matmuls). Every CPU path
+the machine offers (scalar, AVX2, AVX-512; chosen with ``FQVIT_CPU_ISA`` when the session is created) must give the same
+bits. Expected outputs come from the reference only. Every case also runs in its int8 form (``op_cases.as_code_type``,
+the CUDA target's code type) on the best CPU path (the int8 kernels run the uint8 bodies on flipped copies, so one path
+covers the wrapping; the randomized test draws the path), and the library's kernel list
+(``fqvit_export.deploy.kernels``) is checked against ``ops/spec.py``.
 
 Skipped as a whole when the library is not built (``tools/build_custom_ops.sh``).
 """
@@ -24,12 +24,12 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-import op_cases as O
 from fqvit_export.deploy.library import custom_ops_library
 from fqvit_export.deploy.kernels import registered_kernels
 from fqvit_export.ops import reference as R
 from fqvit_export.ops import spec as S
-from op_cases import (
+from fqvit_export.testing import op_cases as O
+from fqvit_export.testing.op_cases import (
     lis_matmul_reference,
     lis_reference,
     lookup_reference,
@@ -113,7 +113,7 @@ def _t(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a))
 
 
-# --- the shared case tables (tests/op_cases.py), every case on every CPU path ---------------------------------------
+# --- the shared case tables (fqvit_export.testing.op_cases), every case on every CPU path -----------------------------
 
 # Inputs the exporter writes as initializers (the kernels may read them when the session is created).
 _CONSTANT = {"PTSLayerNorm": ("alpha", "gamma", "beta"), "LogIntSoftmax": (), "LISMatMul": (),

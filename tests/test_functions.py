@@ -1,12 +1,12 @@
 """The ``com.fqvit`` ONNX function bodies run by stock onnxruntime (CPU) against the PyTorch reference, bit for bit.
 
 Each case builds a one-node model (opset 18 + ``com.fqvit`` 1, IR version 8, the functions in ``model.functions``),
-checks it with ``onnx.checker`` (full check: shape inference through the function bodies), runs it with
-onnxruntime's CPU execution provider and compares every output element, the dtype and the shape with
-``fqvit_export.ops.reference`` (docs/ops.md Sec. 2-4, Sec. 1 GELU table and integer matmuls): the shared tables of
-random and adversarial cases per op (``tests/op_cases.py``), randomized shapes and parameters. ``test_body_steps``
-also runs each body as a plain graph and compares every intermediate (float32 bit patterns, int64 values) with the
-document's formulas written in numpy.
+checks it with ``onnx.checker`` (full check: shape inference through the function bodies), runs it with onnxruntime's
+CPU execution provider and compares every output element, the dtype and the shape with ``fqvit_export.ops.reference``
+(docs/ops.md Sec. 2-4, Sec. 1 GELU table and integer matmuls): the shared tables of random and adversarial cases per op
+(``fqvit_export.testing.op_cases``), randomized shapes and parameters. ``test_body_steps`` also runs each body as a
+plain graph and compares every intermediate (float32 bit patterns, int64 values) with the document's formulas written in
+numpy.
 """
 from __future__ import annotations
 
@@ -20,11 +20,11 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-import op_cases as O
 from fqvit_export.ops import functions as F
 from fqvit_export.ops import reference as R
 from fqvit_export.ops import spec as S
-from op_cases import (
+from fqvit_export.testing import op_cases as O
+from fqvit_export.testing.op_cases import (
     lis_logits,
     lis_mask,
     lis_matmul_inputs,
@@ -83,7 +83,7 @@ def assert_bit_exact(got: np.ndarray, want: np.ndarray) -> None:
                            f"onnx {got[tuple(bad[0])]} reference {want[tuple(bad[0])]}")
 
 
-# --- the shared case tables (tests/op_cases.py) ---------------------------------------------------------------------
+# --- the shared case tables (fqvit_export.testing.op_cases) -----------------------------------------------------------
 
 # Lookup and Requantize run twice: parameters fed at run time, and as initializers (as the exporter writes them).
 _CONSTANT_VARIANTS = {"PTSLayerNorm": [()], "LogIntSoftmax": [()], "LISMatMul": [()],

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-import op_cases as O
 from fqvit_export.ops import reference as R
 from fqvit_export.ops import spec as S
+from fqvit_export.testing import op_cases as O
 
 L = 14
 B_POLY = 63993
@@ -532,7 +532,7 @@ def test_lis_codes_bound_the_accumulator():
             assert w * 255 < 1 << 23
 
 
-# --- the shared case tables (tests/op_cases.py): the reference against these oracles -------------------------------
+# --- the shared case tables (fqvit_export.testing.op_cases): the reference against these oracles ----------------------
 
 def _oracle_cases() -> list:
     """The small cases of the shared tables (the oracles are plain Python loops): at most 2048 outputs, and for

@@ -1,7 +1,10 @@
 """One case table per ``com.fqvit`` op (docs/ops.md Sec. 1-4), shared by every harness that checks an
-implementation against the PyTorch reference: the ONNX function bodies (``test_functions.py``), the CPU kernels
-through onnxruntime (``test_custom_ops.py``), the CUDA kernels through their C entry points
-(``test_cuda_kernels.py``, ``tools/gpu_check.py``).
+implementation against the PyTorch reference: the reference's own oracles (``tests/test_reference_ops.py``), the ONNX
+function bodies (``tests/test_functions.py``), the CPU kernels through onnxruntime (``tests/test_custom_ops.py``), the
+CUDA kernels through their C entry points (``tests/test_cuda_kernels.py``, ``tools/gpu_check.py``).
+
+It lives in the package (``fqvit_export.testing``, like ``numpy.testing``) so that tests and tools import it by name,
+not by editing ``sys.path``; nothing else in the package imports it.
 
 A case is a name and a builder: ``rng -> Case`` (the op's inputs in ``ops/spec.py`` order, an optional input
 possibly absent, and its attributes). The shapes are the adversarial ones (C = 1, odd C, 197 tokens, 49-token Swin
@@ -17,14 +20,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from fqvit_export.ops import reference as R
-from fqvit_export.ops import spec as S
+from ..ops import reference as R
+from ..ops import spec as S
 
 Inputs = dict[str, np.ndarray]
 
 __all__ = ["Case", "CASES", "build", "params", "reference", "out_shape", "pts_reference", "lis_reference",
-           "lis_matmul_reference", "lookup_reference", "requantize_reference", "pts_inputs", "lis_logits", "lis_mask", "lis_codes",
-           "lis_matmul_inputs", "lookup_table", "requantize_inputs", "as_code_type", "CODE_TYPES"]
+           "lis_matmul_reference", "lookup_reference", "requantize_reference", "pts_inputs", "lis_logits", "lis_mask",
+           "lis_codes", "lis_matmul_inputs", "lookup_table", "requantize_inputs", "as_code_type", "CODE_TYPES"]
 
 CODE_TYPES = S.CODE_TYPES
 """The code types every harness runs: the uint8 cases as built, and their int8 form (:func:`as_code_type`)."""
