@@ -32,7 +32,7 @@ inline std::string lis_bits_check(int64_t bits) {
 
 // --- CUDA (libfqvit_ops_cuda.so only; defined in src/common/cuda_device.cu) ---------------------------------------
 // "" when the current device can run `kernel` (the address of a __global__ function, e.g. from
-// pts_layernorm_cuda_kernel), else a message naming the device's architecture and the ones this library was built
+// cuda_kernel(op::PTSLayerNorm{}, code)), else a message naming the device's architecture and the ones this library was built
 // for ("no kernel image for this GPU (sm_120, NVIDIA ...); the library was built for sm_75,...; rebuild with ...").
 // A CUDA API call (cudaGetDevice, cudaFuncGetAttributes): call it when a kernel is created, not per run.
 std::string cuda_kernel_image_check(const void* kernel);

@@ -36,6 +36,7 @@ void lis_matmul_cpu(const uint8_t* a, const int8_t* v, int8_t* y, const LisMatMu
 // CUDA: everything, device pointers. Returns a cudaError_t value.
 int lis_matmul_cuda(const uint8_t* a, const uint8_t* v, uint8_t* y, const LisMatMulParams& p, void* stream);
 int lis_matmul_cuda(const uint8_t* a, const int8_t* v, int8_t* y, const LisMatMulParams& p, void* stream);
-const void* lis_matmul_cuda_kernel(CodeType code);
+// The __global__ function launched for code type `code` (for cuda_kernel_image_check; one overload per op).
+const void* cuda_kernel(op::LISMatMul, CodeType code);
 
 }  // namespace fqvit

@@ -56,6 +56,7 @@ int log_int_softmax_cuda(const uint8_t* x, const MaskLayout& mask, uint8_t* code
                          void* stream);
 int log_int_softmax_cuda(const int8_t* x, const MaskLayout& mask, uint8_t* codes, const LisSoftmaxParams& p,
                          void* stream);
-const void* log_int_softmax_cuda_kernel(CodeType code);
+// The __global__ function launched for code type `code` (for cuda_kernel_image_check; one overload per op).
+const void* cuda_kernel(op::LogIntSoftmax, CodeType code);
 
 }  // namespace fqvit

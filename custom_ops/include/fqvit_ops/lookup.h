@@ -26,6 +26,7 @@ void lookup_cpu(const int8_t* x, const int8_t* table, int8_t* y, const LookupPar
 // CUDA: everything, device pointers (table included). Returns a cudaError_t value.
 int lookup_cuda(const uint8_t* x, const uint8_t* table, uint8_t* y, const LookupParams& p, void* stream);
 int lookup_cuda(const int8_t* x, const int8_t* table, int8_t* y, const LookupParams& p, void* stream);
-const void* lookup_cuda_kernel(CodeType code);
+// The __global__ function launched for code type `code` (for cuda_kernel_image_check; one overload per op).
+const void* cuda_kernel(op::Lookup, CodeType code);
 
 }  // namespace fqvit

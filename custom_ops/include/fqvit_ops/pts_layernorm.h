@@ -39,8 +39,8 @@ int pts_layernorm_cuda(const uint8_t* x, const uint8_t* alpha, const float* gamm
                        const PtsLayerNormParams& p, void* stream);
 int pts_layernorm_cuda(const int8_t* x, const uint8_t* alpha, const float* gamma, const float* beta, int8_t* y,
                        const PtsLayerNormParams& p, void* stream);
-// The __global__ function launched for code type `code` (for cuda_kernel_image_check).
-const void* pts_layernorm_cuda_kernel(CodeType code);
+// The __global__ function launched for code type `code` (for cuda_kernel_image_check; one overload per op).
+const void* cuda_kernel(op::PTSLayerNorm, CodeType code);
 
 // Copies `channels` alpha bytes from the device to `host` on `stream` and waits for them (a synchronisation: used
 // once per kernel for a constant alpha, and by the C entry point). Returns a cudaError_t value.

@@ -33,6 +33,7 @@ int requantize_cuda(const int32_t* a, const float* multiplier, const float* bias
                     const RequantizeParams& p, void* stream);
 int requantize_cuda(const int32_t* a, const float* multiplier, const float* bias, int8_t* y,
                     const RequantizeParams& p, void* stream);
-const void* requantize_cuda_kernel(CodeType code);
+// The __global__ function launched for code type `code` (for cuda_kernel_image_check; one overload per op).
+const void* cuda_kernel(op::Requantize, CodeType code);
 
 }  // namespace fqvit

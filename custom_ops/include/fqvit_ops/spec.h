@@ -1,7 +1,8 @@
-// The com.fqvit op set in C++: domain, version, the constants of docs/ops.md, and each op's name, input indices and
-// attribute names. The statement of record is fqvit_export/ops/spec.py; tests/test_op_spec.py parses this header
-// and fails when a value, an input index or an attribute name differs from it (keep one `constexpr` per line and
-// the input enums in spec order). No onnxruntime types; host and device code include it.
+// The com.fqvit op set in C++: domain, version, the constants of docs/ops.md, and each op's name, input indices, input
+// ports (name, type, host or device memory, optional) and attribute names. The statement of record is
+// fqvit_export/ops/spec.py; tests/test_op_spec.py parses this header and fails when a value, an input index, a port
+// or an attribute name differs from it (keep one `constexpr` per line, the input enums and kInputs in spec order).
+// No onnxruntime types; host and device code include it.
 #pragma once
 
 #include <stddef.h>
@@ -36,22 +37,44 @@ constexpr int64_t kLookupTableSize = 256;          // one Lookup table entry per
 enum class CodeType : int { kUint8, kInt8 };
 
 // --- op signatures: input indices in spec order, k + CamelCase of the input name ------------------------------------
+// Each op also lists its inputs as Ports (spec.py Port): the glue types and places every input from that table.
 namespace op {
+
+// An input's element type (spec.py Port.dtype): kT is the node's code type (CodeType), the others are fixed.
+enum Dtype : int { kT, kUint8, kInt32, kFloat, kBool };
+// Where a CUDA kernel reads the input (spec.py Port.host): kHost for the scale and zero-point scalars, declared
+// OrtMemTypeCPUInput so the kernel needs no device-to-host copy. The CPU kernels read every input on the host.
+enum Memory : int { kDevice, kHost };
+// Whether a node may leave the input out (spec.py Port.optional).
+enum Presence : int { kRequired, kOptional };
+
+// One input of an op: its index (the op's Input enumerator), its name in messages (spec.py Port.name), type, memory
+// and presence. kInputs lists them in Input order, one each; kOutput is the type of the op's one output.
+struct Port {
+  size_t index;
+  const char* name;
+  Dtype dtype;
+  Memory memory = kDevice;
+  Presence presence = kRequired;
+};
 
 struct PTSLayerNorm {
   static constexpr const char* kName = "PTSLayerNorm";
   enum Input : size_t { kX, kXScale, kXZeroPoint, kAlpha, kGamma, kBeta, kYScale, kYZeroPoint, kNumInputs };
-  // Inputs of type T (in spec order) and whether the output is T (else uint8).
-  static constexpr Input kCodeInputs[] = {kX, kXZeroPoint, kYZeroPoint};
-  static constexpr bool kCodeOutput = true;
+  static constexpr Port kInputs[] = {
+      {kX, "X", kT}, {kXScale, "x_scale", kFloat, kHost}, {kXZeroPoint, "x_zero_point", kT, kHost},
+      {kAlpha, "alpha", kUint8}, {kGamma, "gamma", kFloat}, {kBeta, "beta", kFloat},
+      {kYScale, "y_scale", kFloat, kHost}, {kYZeroPoint, "y_zero_point", kT, kHost}};
+  static constexpr Dtype kOutput = kT;
   static constexpr const char* kAttrEpsilon = "epsilon";
 };
 
 struct LogIntSoftmax {
   static constexpr const char* kName = "LogIntSoftmax";
   enum Input : size_t { kX, kMask, kNumInputs };
-  static constexpr Input kCodeInputs[] = {kX};
-  static constexpr bool kCodeOutput = false;
+  // The mask may be left out (no masking); the exporter always writes it (a single false when unmasked).
+  static constexpr Port kInputs[] = {{kX, "X", kT}, {kMask, "mask", kBool, kDevice, kOptional}};
+  static constexpr Dtype kOutput = kUint8;
   static constexpr const char* kAttrMultiplier = "multiplier";
   static constexpr const char* kAttrBits = "bits";
 };
@@ -59,23 +82,26 @@ struct LogIntSoftmax {
 struct LISMatMul {
   static constexpr const char* kName = "LISMatMul";
   enum Input : size_t { kA, kV, kVScale, kVZeroPoint, kYScale, kYZeroPoint, kNumInputs };
-  static constexpr Input kCodeInputs[] = {kV, kVZeroPoint, kYZeroPoint};
-  static constexpr bool kCodeOutput = true;
+  static constexpr Port kInputs[] = {{kA, "A", kUint8}, {kV, "V", kT}, {kVScale, "v_scale", kFloat, kHost},
+                                     {kVZeroPoint, "v_zero_point", kT, kHost}, {kYScale, "y_scale", kFloat, kHost},
+                                     {kYZeroPoint, "y_zero_point", kT, kHost}};
+  static constexpr Dtype kOutput = kT;
   static constexpr const char* kAttrBits = "bits";
 };
 
 struct Lookup {
   static constexpr const char* kName = "Lookup";
   enum Input : size_t { kX, kTable, kNumInputs };
-  static constexpr Input kCodeInputs[] = {kX, kTable};
-  static constexpr bool kCodeOutput = true;
+  static constexpr Port kInputs[] = {{kX, "X", kT}, {kTable, "table", kT}};
+  static constexpr Dtype kOutput = kT;
 };
 
 struct Requantize {
   static constexpr const char* kName = "Requantize";
   enum Input : size_t { kA, kMultiplier, kBias, kYScale, kYZeroPoint, kNumInputs };
-  static constexpr Input kCodeInputs[] = {kYZeroPoint};
-  static constexpr bool kCodeOutput = true;
+  static constexpr Port kInputs[] = {{kA, "A", kInt32}, {kMultiplier, "multiplier", kFloat}, {kBias, "bias", kFloat},
+                                     {kYScale, "y_scale", kFloat, kHost}, {kYZeroPoint, "y_zero_point", kT, kHost}};
+  static constexpr Dtype kOutput = kT;
 };
 
 }  // namespace op

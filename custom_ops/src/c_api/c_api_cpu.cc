@@ -24,15 +24,11 @@ const char* last_error() { return g_error.c_str(); }
 }  // namespace capi
 }  // namespace fqvit
 
+using fqvit::capi::code_of;
 using fqvit::capi::guarded;
 using fqvit::capi::require;
 
 namespace {
-
-template <typename T>
-fqvit::CodeType code_of() {
-  return fqvit::CodeRange<T>::kType;
-}
 
 template <typename T>
 int pts_cpu(const T* x, const uint8_t* alpha, const float* gamma, const float* beta, T* y, int64_t rows,

@@ -11,6 +11,7 @@
 #include "fqvit_ops/pts_layernorm.h"
 #include "fqvit_ops/requantize.h"
 
+using fqvit::capi::code_of;
 using fqvit::capi::guarded;
 using fqvit::capi::require;
 
@@ -19,11 +20,6 @@ int launched(int rc, const char* op) {
   if (rc == 0) return 0;
   fqvit::capi::fail(std::string(op) + ": CUDA launch failed: " + fqvit::cuda_error_text(rc));
   return rc;
-}
-
-template <typename T>
-fqvit::CodeType code_of() {
-  return fqvit::CodeRange<T>::kType;
 }
 
 template <typename T>

@@ -15,6 +15,12 @@ namespace capi {
 int fail(const std::string& message);  // records the message, returns 1
 void clear_error();
 
+// The code type of element type T (uint8_t or int8_t) of an entry point's codes.
+template <typename T>
+constexpr CodeType code_of() {
+  return CodeRange<T>::kType;
+}
+
 // A parameter check's message ("" when fine) becomes an exception for guarded() to report.
 inline void require(const std::string& err) {
   if (!err.empty()) throw std::invalid_argument(err);

@@ -35,6 +35,8 @@ Input get_input(const Ort::KernelContext& ctx, size_t index, const char* name, O
   const ONNXTensorElementDataType actual = info.GetElementType();
   require(actual == type, std::string("input ") + name + " must be " + type_name(type) + ", got " + type_name(actual));
   Input in;
+  in.name = name;
+  in.type = type;
   in.shape = info.GetShape();
   in.numel = 1;
   for (const int64_t d : in.shape) {
@@ -46,27 +48,22 @@ Input get_input(const Ort::KernelContext& ctx, size_t index, const char* name, O
 }
 
 namespace {
-Input get_scalar(const Ort::KernelContext& ctx, size_t index, const char* name, ONNXTensorElementDataType type) {
-  Input in = get_input(ctx, index, name, type);
+// `in`, checked to hold one element of `type` (the type check guards the glue, not the user: onnxruntime has already
+// matched the node's types to spec.h).
+const Input& scalar(const Input& in, ONNXTensorElementDataType type) {
+  require(in.type == type, std::string("input ") + in.name + " is " + type_name(in.type) + ", read as " +
+          type_name(type));
   require(in.shape.size() <= 1 && in.numel == 1,
-          std::string("input ") + name + " must be a scalar (one element), got shape " + shape_str(in.shape));
+          std::string("input ") + in.name + " must be a scalar (one element), got shape " + shape_str(in.shape));
   return in;
 }
 }  // namespace
 
-float scalar_f32(const Ort::KernelContext& ctx, size_t index, const char* name) {
-  return *get_scalar(ctx, index, name, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT).as<float>();
-}
+float scalar_f32(const Input& in) { return *scalar(in, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT).as<float>(); }
 
-int32_t scalar_u8(const Ort::KernelContext& ctx, size_t index, const char* name) {
-  return *get_scalar(ctx, index, name, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8).as<uint8_t>();
-}
-
-int32_t scalar_code(const Ort::KernelContext& ctx, size_t index, const char* name, CodeType code) {
-  if (code == CodeType::kInt8) {
-    return *get_scalar(ctx, index, name, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8).as<int8_t>();
-  }
-  return scalar_u8(ctx, index, name);
+int32_t scalar_code(const Input& in) {
+  if (in.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8) return *scalar(in, in.type).as<int8_t>();
+  return *scalar(in, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8).as<uint8_t>();
 }
 
 }  // namespace glue

@@ -1,5 +1,6 @@
 // Helpers shared by the thin onnxruntime glue of each op: exception-to-status conversion, typed input access with
-// checks, and row-parallel dispatch on the session's intra-op thread pool. Kernels never see onnxruntime types.
+// checks, the ONNX type of a spec.h port, and row-parallel dispatch on the session's intra-op thread pool. Kernels
+// never see onnxruntime types; the per-op bases built on these are in op_base.h.
 #pragma once
 
 #define ORT_API_MANUAL_INIT
@@ -11,6 +12,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "fqvit_ops/spec.h"
@@ -25,6 +27,12 @@ constexpr const char* kCudaProvider = "CUDAExecutionProvider";
 
 enum class Provider { kCpu, kCuda };
 
+#ifdef FQVIT_WITH_CUDA
+constexpr bool kWithCuda = true;  // libfqvit_ops_cuda.so: the CUDA kernels are linked in
+#else
+constexpr bool kWithCuda = false;
+#endif
+
 // Bad input or attribute: becomes ORT_INVALID_ARGUMENT with the op name in front.
 struct InvalidArgument : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -33,6 +41,9 @@ struct InvalidArgument : std::runtime_error {
 inline void require(bool ok, const std::string& message) {
   if (!ok) throw InvalidArgument(message);
 }
+
+// A kernel parameter check's message ("" when fine) becomes an InvalidArgument.
+inline void require_valid(const std::string& check_message) { require(check_message.empty(), check_message); }
 
 // Runs f and turns any exception into an OrtStatus (nullptr = success): nothing escapes into onnxruntime.
 template <typename F>
@@ -54,10 +65,21 @@ OrtStatusPtr guarded(const char* op, F&& f) noexcept {
   }
 }
 
+// Whether an onnxruntime call succeeded (status nullptr); a failure status is released (the caller reports it).
+inline bool succeeded(OrtStatus* status) {
+  if (status == nullptr) return true;
+  Ort::GetApi().ReleaseStatus(status);
+  return false;
+}
+
 const char* type_name(ONNXTensorElementDataType t);
 std::string shape_str(const std::vector<int64_t>& shape);
 
+// An input of the node as the glue sees it: its spec.h name and ONNX type (for messages and the scalar readers), its
+// shape and data (nullptr for an optional input the node leaves out, with rank 0 and no elements).
 struct Input {
+  const char* name = "";
+  ONNXTensorElementDataType type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
   std::vector<int64_t> shape;
   int64_t numel = 0;
   const void* data = nullptr;
@@ -67,24 +89,22 @@ struct Input {
 
 // Input `index` (named `name` in messages), checked to be a tensor of `type`.
 Input get_input(const Ort::KernelContext& ctx, size_t index, const char* name, ONNXTensorElementDataType type);
-// A one-element input (rank 0, or rank 1 with one element) in CPU memory, read on the host.
-float scalar_f32(const Ort::KernelContext& ctx, size_t index, const char* name);
-int32_t scalar_u8(const Ort::KernelContext& ctx, size_t index, const char* name);
-// A one-element code input (zero point) of code type `code` (uint8 or int8), as int32.
-int32_t scalar_code(const Ort::KernelContext& ctx, size_t index, const char* name, CodeType code);
+// The one element of a scale (float) or zero-point (uint8 or int8 code, returned as int32) input, checked to be a
+// scalar (rank 0, or rank 1 with one element); host memory (spec.h kHost on CUDA).
+float scalar_f32(const Input& in);
+int32_t scalar_code(const Input& in);
 
-// The ONNX element type of a code type.
-inline ONNXTensorElementDataType onnx_code_type(CodeType code) {
-  return code == CodeType::kInt8 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8 : ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
-}
-
-// Whether input `i` of op `Spec` (fqvit_ops/spec.h) is of the code type T.
-template <typename Spec>
-constexpr bool is_code_input(size_t i) {
-  for (const auto k : Spec::kCodeInputs) {
-    if (static_cast<size_t>(k) == i) return true;
+// The ONNX element type of a spec.h port type; kT is the node's code type `code`.
+constexpr ONNXTensorElementDataType onnx_type(op::Dtype dtype, CodeType code) {
+  switch (dtype) {
+    case op::kT:
+      return code == CodeType::kInt8 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8 : ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
+    case op::kUint8: return ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
+    case op::kInt32: return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32;
+    case op::kFloat: return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+    case op::kBool: return ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL;
   }
-  return false;
+  return ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
 }
 
 // Calls fn(begin, end) over [0, total) in chunks of about `grain` units on the intra-op thread pool. An exception in a
@@ -99,7 +119,7 @@ void parallel_for(const Ort::KernelContext& ctx, int64_t total, int64_t grain, F
     return;
   }
   struct State {
-    F* fn = nullptr;
+    std::remove_reference_t<F>* fn = nullptr;
     int64_t total = 0, chunks = 0;
     std::atomic<bool> failed{false};
     std::string message;
@@ -124,22 +144,6 @@ void parallel_for(const Ort::KernelContext& ctx, int64_t total, int64_t grain, F
   };
   ctx.ParallelFor(trampoline, static_cast<size_t>(chunks), 0, &state);
   if (state.failed) throw std::runtime_error(state.message);
-}
-
-// The op instance registered for `provider` and code type `code` (one static per op type, provider and code type;
-// nullptr when this build lacks the provider). Both code types register under the op's one name: onnxruntime
-// merges same-name definitions of a domain into one schema and picks the kernel by the node's input types.
-template <typename OpT>
-const OrtCustomOp* op_for(Provider provider, CodeType code) {
-  static const OpT cpu_u8(Provider::kCpu, CodeType::kUint8);
-  static const OpT cpu_i8(Provider::kCpu, CodeType::kInt8);
-#ifdef FQVIT_WITH_CUDA
-  static const OpT cuda_u8(Provider::kCuda, CodeType::kUint8);
-  static const OpT cuda_i8(Provider::kCuda, CodeType::kInt8);
-  if (provider == Provider::kCuda) return code == CodeType::kInt8 ? &cuda_i8 : &cuda_u8;
-#endif
-  if (provider != Provider::kCpu) return nullptr;
-  return code == CodeType::kInt8 ? &cpu_i8 : &cpu_u8;
 }
 
 }  // namespace glue

@@ -100,7 +100,7 @@ int lis_matmul_cuda(const uint8_t* a, const int8_t* v, int8_t* y, const LisMatMu
   return launch(a, v, y, p, stream);
 }
 
-const void* lis_matmul_cuda_kernel(CodeType code) {
+const void* cuda_kernel(op::LISMatMul, CodeType code) {
   return code == CodeType::kInt8 ? reinterpret_cast<const void*>(&lis_matmul_kernel<int8_t>)
                                  : reinterpret_cast<const void*>(&lis_matmul_kernel<uint8_t>);
 }

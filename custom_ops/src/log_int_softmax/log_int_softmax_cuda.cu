@@ -73,7 +73,7 @@ int log_int_softmax_cuda(const int8_t* x, const MaskLayout& mask, uint8_t* codes
   return launch(x, mask, codes, p, stream);
 }
 
-const void* log_int_softmax_cuda_kernel(CodeType code) {
+const void* cuda_kernel(op::LogIntSoftmax, CodeType code) {
   return code == CodeType::kInt8 ? reinterpret_cast<const void*>(&log_int_softmax_kernel<int8_t>)
                                  : reinterpret_cast<const void*>(&log_int_softmax_kernel<uint8_t>);
 }

@@ -60,6 +60,6 @@ int lookup_cuda(const int8_t* x, const int8_t* table, int8_t* y, const LookupPar
                      reinterpret_cast<uint8_t*>(y), p, stream);
 }
 
-const void* lookup_cuda_kernel(CodeType /*code*/) { return reinterpret_cast<const void*>(&lookup_kernel); }
+const void* cuda_kernel(op::Lookup, CodeType /*code*/) { return reinterpret_cast<const void*>(&lookup_kernel); }
 
 }  // namespace fqvit

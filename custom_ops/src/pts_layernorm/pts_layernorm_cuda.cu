@@ -77,7 +77,7 @@ int pts_layernorm_cuda(const int8_t* x, const uint8_t* alpha, const float* gamma
   return launch(x, alpha, gamma, beta, y, p, stream);
 }
 
-const void* pts_layernorm_cuda_kernel(CodeType code) {
+const void* cuda_kernel(op::PTSLayerNorm, CodeType code) {
   return code == CodeType::kInt8 ? reinterpret_cast<const void*>(&pts_layernorm_kernel<int8_t>)
                                  : reinterpret_cast<const void*>(&pts_layernorm_kernel<uint8_t>);
 }

@@ -72,7 +72,7 @@ int requantize_cuda(const int32_t* a, const float* multiplier, const float* bias
   return launch_all(a, multiplier, bias, y, p, stream);
 }
 
-const void* requantize_cuda_kernel(CodeType code) {
+const void* cuda_kernel(op::Requantize, CodeType code) {
   // The per-channel variant: every variant of one T is compiled for the same architectures.
   return code == CodeType::kInt8 ? reinterpret_cast<const void*>(&requantize_kernel<int8_t, true, true>)
                                  : reinterpret_cast<const void*>(&requantize_kernel<uint8_t, true, true>);
