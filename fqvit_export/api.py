@@ -95,6 +95,9 @@ def calibrate(spec: ModelSpec, config: QuantConfig, data_opts: DataOptions | Non
 
 
 def save_calibration(cal: Calibrated, path: str | Path, force: bool = True) -> Path:
+    """Write calib.pt: the model spec, quantization config, data config and every point's parameters, not the
+    weights (:func:`load_calibration` rebuilds the model from its spec), atomically so a failed write leaves no
+    half file; returns the path."""
     state = {"format": CALIB_FORMAT, "tool_version": __version__, "model": cal.spec.to_dict(),
              "quant": cal.config.to_dict(), "data": cal.data_cfg, "calibration": cal.calib_info,
              "weights": cal.weights, "labels": cal.labels, "points": cal.qmodel.point_params()}
@@ -113,7 +116,7 @@ def load_calibration(path: str | Path) -> Calibrated:
     if not isinstance(state, dict) or state.get("format") not in (1, CALIB_FORMAT):
         raise CalibrationError(f"{path} is not an fqvit-export calibration file (format {CALIB_FORMAT})")
     spec = ModelSpec.from_dict(state["model"])
-    config = QuantConfig(**state["quant"])
+    config = QuantConfig.from_dict(state["quant"])
     check_op_limits(config)
     model = create(spec)
     qmodel = QuantModel(model, config)

@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
+from pathlib import Path
 
 import pytest
+import timm
 import torch
 from safetensors.torch import save_file
 
 from fqvit_export.data import DataOptions, resolve_data_config
+from fqvit_export.models.adapters import FAMILIES, adapter_for, family_for, timm_class
 from fqvit_export.models.registry import FQVIT_MODELS, ModelError, ModelSpec, class_labels, create, weights_info
 
 
@@ -123,3 +127,16 @@ def test_class_labels():
     inet = class_labels(ModelSpec("deit_tiny"), 1000)
     assert len(inet) == 1000 and inet[0].startswith("tench")
     assert class_labels(ModelSpec("deit_tiny"), 7) is None
+
+
+def test_one_family_table():
+    """The registry, the bundled cards and the quantized path read the same family table: each family's forward
+    is what the adapter dispatch returns, and every class the registry accepts has a family."""
+    assert [f.timm_class for f in FAMILIES] == [timm.models.VisionTransformer, timm.models.SwinTransformer]
+    for card in sorted((Path(__file__).parents[1] / "fqvit_export/models/bundled").glob("*.json")):
+        cls = timm_class(json.loads(card.read_text())["timm_class"])
+        assert family_for(create(ModelSpec(card.stem))).timm_class is cls
+    distilled = timm.create_model("deit_tiny_distilled_patch16_224", depth=1, img_size=32)
+    assert family_for(distilled).name == "vit" and adapter_for(distilled) is FAMILIES[0].forward
+    with pytest.raises(KeyError, match="no model family"):
+        timm_class("ResNet")

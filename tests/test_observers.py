@@ -410,3 +410,10 @@ def test_quant_point_more_than_8_bits():
         return  # rejecting the width is a fix too
     q = point.quantize(x).to(torch.int64)
     assert torch.all(q[1:] >= q[:-1]), f"codes not monotone in x (wrapped): {q.tolist()}"
+
+
+def test_quant_config_reads_older_dicts():
+    """calib.pt files written before ``extra`` was dropped still load; the round trip is the identity."""
+    config = QuantConfig(pts=True, lis=True, attn_bits=4)
+    assert QuantConfig.from_dict(config.to_dict()) == config
+    assert QuantConfig.from_dict({**config.to_dict(), "extra": {}}) == config

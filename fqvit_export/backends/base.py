@@ -163,6 +163,8 @@ class BackendBase:
         self.config = config
 
     def point(self, name: str) -> QuantPoint:
+        """The calibrated point ``name``; a name the calibration lacks says that the calibration does not match this
+        model, rather than raising a bare key."""
         try:
             return self.points[name]
         except KeyError:

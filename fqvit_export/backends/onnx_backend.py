@@ -149,6 +149,8 @@ class OnnxBackend(BackendBase):
         return self.node("Mul", [x, self.const(factor.detach().float(), f"{name}.factor", np.float32)], name)
 
     def softmax_float(self, x: str, mask: torch.Tensor | None, heads: int = 0):
+        """Float ``Softmax`` over the last axis, Swin's shift mask added first as timm adds it: the attention
+        softmax without LIS and in the FP32 graph."""
         scope = _scope(x)
         if mask is not None:  # logits [B*nW, H, N, N] viewed as [B, nW, H, N, N] to broadcast the [nW, N, N] mask
             m = self.const(window_mask(mask.float()), self._unique(f"{scope}.shift_mask"), np.float32)
@@ -261,6 +263,9 @@ class OnnxBackend(BackendBase):
         return self.qlinear(self.patches(q, conv, grid), in_name, conv, name)
 
     def qmatmul(self, qa: str, a_name: str, qb: str, b_name: str, multiplier: float = 1.0):
+        """Float ``(qa - zp_a) @ (qb - zp_b) * s_a * s_b * multiplier`` of two activations: ``MatMulInteger`` and
+        its float epilogue (:meth:`qmatmul_quant` fuses that with the next quantizer where it can); a float
+        ``MatMul`` in the FP32 graph."""
         scope = _scope(qa)
         if not self.quantized:
             y = self.node("MatMul", [qa, qb], scope)

@@ -78,6 +78,8 @@ class TorchBackend(BackendBase):
         return x * factor.detach().float()
 
     def softmax_float(self, x, mask: torch.Tensor | None, heads: int = 0):
+        """Float softmax over the last axis, Swin's shift mask added first as timm adds it (attention without
+        LIS)."""
         return torch.softmax(self._masked(x, mask), dim=-1)
 
     @staticmethod
@@ -121,6 +123,7 @@ class CalibrateBackend(TorchBackend):
         return conv(x).flatten(2).transpose(1, 2)
 
     def qmatmul(self, a, a_name: str, b, b_name: str, multiplier: float = 1.0):
+        """Float ``(a @ b) * multiplier``: calibration observes the float activations, as FQ-ViT does."""
         return (a @ b) * multiplier
 
     def act_table(self, x, act: nn.Module, in_name: str, out_name: str):
@@ -219,6 +222,8 @@ class QuantBackend(TorchBackend):
         return self.qlinear(self.patches(q, conv, grid), in_name, conv, name)
 
     def qmatmul(self, qa, a_name: str, qb, b_name: str, multiplier: float = 1.0):
+        """Float product of two activations' codes: the exact integer ``(qa - zp_a) @ (qb - zp_b)`` times
+        ``f32(s_a * s_b * multiplier)``, what MatMulInteger and its epilogue compute in the exported graph."""
         acc = _exact_matmul(self._centered(qa, a_name), self._centered(qb, b_name), 255 * 255)
         return acc * requant_scale(self.point(a_name).scale, self.point(b_name).scale, multiplier)
 

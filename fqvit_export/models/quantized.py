@@ -38,9 +38,13 @@ class QuantModel(nn.Module):
 
     @property
     def calibrated(self) -> bool:
+        """Whether every point the adapter visited has its parameters (after :meth:`calibrate` or
+        :meth:`load_point_params`)."""
         return bool(self.points) and all(p.calibrated for p in self.points.values())
 
     def backend(self) -> QuantBackend:
+        """The quantized PyTorch backend over the calibrated points, built once: it caches weight codes and
+        activation tables, so every forward reuses them."""
         if not self.calibrated:
             raise RuntimeError("the model is not calibrated")
         if self._backend is None:
@@ -55,15 +59,21 @@ class QuantModel(nn.Module):
 
     @torch.inference_mode()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Quantized logits of images ``x`` (``[B, 3, H, W]``, float, already normalized), the same bits as the
+        exported model; batches above :attr:`max_batch` run in parts (see there why that is exact)."""
         backend = self.backend()
         if x.shape[0] <= self.max_batch:
             return self.adapter(backend, self.model, x)
         return torch.cat([self.adapter(backend, self.model, part) for part in x.split(self.max_batch)])
 
     def point_params(self) -> dict[str, dict]:
+        """Every point's plain parameters by point name: what calib.pt stores, so a calibration reloads without
+        observing again."""
         return {name: p.params() for name, p in self.points.items()}
 
     def load_point_params(self, params: dict[str, dict]) -> None:
+        """Replace the points by those :meth:`point_params` wrote (the model must be the one they were calibrated
+        on: the adapter's point names are the check, at the first forward)."""
         self.points.clear()
         self._backend = None
         for name, prm in params.items():
@@ -96,8 +106,10 @@ class Calibrated:
 
     @property
     def float_model(self) -> nn.Module:
+        """The timm float model the quantized one wraps (unmodified: the float baseline of every comparison)."""
         return self.qmodel.model
 
     @property
     def num_classes(self) -> int:
+        """The classifier's output count (what the labels must match)."""
         return self.float_model.num_classes

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..files import file_sha256
-from .adapters import check_supported
+from .adapters import check_supported, family_for, supported_classes, timm_class
 from .names import BUNDLED_MODELS, FQVIT_MODELS, ModelError, hub_reachable, no_weights_error
 
 __all__ = ["FQVIT_MODELS", "BUNDLED_MODELS", "CIFAR10_CLASSES", "ModelSpec", "ModelError", "create",
@@ -29,7 +29,6 @@ _FQVIT_CROP = {"deit": 0.875, "vit": 0.9, "swin": 0.9}
 _BUNDLED_DIR = Path(__file__).parent / "bundled"
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 """CIFAR-10's classes in the ImageFolder (sorted) order the bundled models were trained with."""
-_SUPPORTED = (timm.models.VisionTransformer, timm.models.SwinTransformer)
 
 
 @dataclass
@@ -55,6 +54,7 @@ class ModelSpec:
         return "random" if self.random_init else "hub"
 
     def to_dict(self) -> dict:
+        """The fields as plain values, for calib.pt and the ONNX metadata (:meth:`from_dict` reads them back)."""
         return asdict(self)
 
     @classmethod
@@ -68,6 +68,8 @@ class ModelSpec:
 
 
 def available_models() -> list[str]:
+    """The short names this tool knows itself (FQ-ViT's eight, then the bundled ones); any timm ViT/DeiT/Swin name
+    works too, so this is the list for help texts and errors, not a limit."""
     return [*FQVIT_MODELS, *BUNDLED_MODELS]
 
 
@@ -77,8 +79,7 @@ def _card(name: str) -> dict:
 
 def _create_bundled(spec: ModelSpec) -> nn.Module:
     card = _card(spec.name)
-    cls = {"VisionTransformer": timm.models.VisionTransformer, "SwinTransformer": timm.models.SwinTransformer}
-    model = cls[card["timm_class"]](**{**card["kwargs"], **spec.model_kwargs})
+    model = timm_class(card["timm_class"])(**{**card["kwargs"], **spec.model_kwargs})
     data = card["data"]
     model.pretrained_cfg = {"mean": tuple(data["mean"]), "std": tuple(data["std"]),
                             "input_size": tuple(data["input_size"]), "crop_pct": data["crop_pct"],
@@ -124,9 +125,9 @@ def _hub_offline():
 
 
 def _check_architecture(spec: ModelSpec, model: nn.Module) -> None:
-    if not isinstance(model, _SUPPORTED):
-        raise ModelError(f"{spec.name} is a timm {type(model).__name__}; fqvit-export quantizes VisionTransformer "
-                         f"(and its subclasses) and SwinTransformer models")
+    if family_for(model) is None:
+        raise ModelError(f"{spec.name} is a timm {type(model).__name__}; fqvit-export quantizes {supported_classes()} "
+                         f"models (and their subclasses)")
     check_supported(model)
 
 

@@ -10,7 +10,7 @@ registers the same domain/op replaces the body by its kernel. The bodies follow 
 * ``PTSLayerNorm``  -- docs/ops.md Sec. 2, steps 1-7;
 * ``LogIntSoftmax`` -- docs/ops.md Sec. 3, steps 1-6;
 * ``LISMatMul``     -- docs/ops.md Sec. 4, steps 1-3;
-* ``Lookup``        -- docs/ops.md Sec. 1 (GELU table): ``Y = table[X]`` for a 256-entry uint8 table;
+* ``Lookup``        -- docs/ops.md Sec. 1 (GELU table): ``Y = table[X]`` for a 256-entry table of codes;
 * ``Requantize``    -- docs/ops.md Sec. 1 (integer matmuls): the MatMulInteger epilogue
   ``QuantizeLinear((f32(A) * multiplier) + bias)`` in one op.
 
@@ -142,8 +142,9 @@ def quantize_nodes(op: Callable[..., str], v: str, scale: str, zero_point: str, 
 
     ``zero_point``, ``qmin`` and ``qmax`` are float32 tensors (``qmin``/``qmax`` the code type's range); the result
     is cast to ``to`` (uint8 or int8), or like the tensor ``like`` (``CastLike``) when given;
-    ``op(op_type, inputs, out=None, **attrs)`` adds one node and returns its output name. ``round(q) + zp`` in float32 is exact unless ``|round(q)| > 2^24 - 256`` (or
-    infinite), and there it lies beyond the same clip bound as the reference's int32 sum, so the results agree.
+    ``op(op_type, inputs, out=None, **attrs)`` adds one node and returns its output name. ``round(q) + zp`` in float32
+    is exact unless ``|round(q)| > 2^24 - 256`` (or infinite), and there it lies beyond the same clip bound as the
+    reference's int32 sum, so the results agree.
     """
     q = op("Round", [op("Div", [v, scale])])
     q = op("Clip", [op("Add", [q, zero_point]), qmin, qmax])
@@ -197,9 +198,11 @@ def pts_layernorm_function() -> onnx.FunctionProto:
     y = b.op("Where", [b.op("Greater", [den, zero], "den_pos"), ratio, zero], "y")
     # Step 6: v_c = (y_c * gamma_c) + beta_c, two roundings (two nodes, no fused multiply-add).
     v = b.op("Add", [b.op("Mul", [y, "gamma"], "y_gamma"), "beta"], "v")
-    # Step 7: Y_c = clamp(round(v_c / y_scale) + y_zero_point, 0, 255).
+    # Step 7: Y_c = clamp(round(v_c / y_scale) + y_zero_point, qmin, qmax), the range of T.
     b.quantize_linear(v, "y_scale", "y_zero_point", "Y")
-    return _function("PTSLayerNorm", b, "LayerNorm of PTS-quantized uint8 rows, uint8 out (docs/ops.md Sec. 2).")
+    return _function("PTSLayerNorm", b,
+                     "LayerNorm of PTS-quantized code rows, codes of the same type T (uint8 or int8) out "
+                     "(docs/ops.md Sec. 2).")
 
 
 def log_int_softmax_function() -> onnx.FunctionProto:
@@ -257,7 +260,8 @@ def log_int_softmax_function() -> onnx.FunctionProto:
                     f"code_{step}")
     b.op("Cast", [code], "codes", to=TensorProto.UINT8)
     return _function("LogIntSoftmax", b,
-                     "Log-Int-Softmax: uint8 logits in, log2 probability codes out (docs/ops.md Sec. 3).")
+                     "Log-Int-Softmax: logit codes in (type T, uint8 or int8), uint8 log2 probability codes out "
+                     "(docs/ops.md Sec. 3).")
 
 
 def lis_matmul_function() -> onnx.FunctionProto:
@@ -281,20 +285,22 @@ def lis_matmul_function() -> onnx.FunctionProto:
     v = b.op("Sub", [b.op("Cast", ["V"], "V_f64", to=TensorProto.DOUBLE),
                      b.op("Cast", ["v_zero_point"], "v_zero_point_f64", to=TensorProto.DOUBLE)], "V_minus_zp")
     acc = b.op("MatMul", [w, v], "acc")
-    # Step 3: t = f32(acc) * v_scale, t = t * 2^-14, Y = clamp(round(t / y_scale) + y_zero_point, 0, 255).
+    # Step 3: t = f32(acc) * v_scale, t = t * 2^-14, Y = clamp(round(t / y_scale) + y_zero_point, qmin, qmax) in T.
     t = b.op("Mul", [b.op("Cast", [acc], "acc_f32", to=TensorProto.FLOAT), "v_scale"], "t_scaled")
     t = b.op("Mul", [t, b.const("two_pow_minus_14", TensorProto.FLOAT, 2.0 ** -LIS_VALUE_SHIFT)], "t")
     b.quantize_linear(t, "y_scale", "y_zero_point", "Y")
-    return _function("LISMatMul", b, "attention@V on LIS codes with shifts, uint8 out (docs/ops.md Sec. 4).")
+    return _function("LISMatMul", b,
+                     "attention@V on LIS codes with shifts, codes of V's type T (uint8 or int8) out "
+                     "(docs/ops.md Sec. 4).")
 
 
 def lookup_function() -> onnx.FunctionProto:
     """``Lookup(X, table) -> Y``, ``Y = table[X]`` elementwise: the quantized GELU, docs/ops.md Sec. 1 (GELU table).
 
     ``X`` is a code tensor (uint8 or int8) of any shape, ``table`` codes of the same type of shape ``[256]``; ``Y``
-    has the table's type and the shape of ``X``. Every byte index lies inside a 256-entry table. With a shorter table (outside the document's domain, rejected by the
-    kernels) onnxruntime's ``Gather`` fails on an index past its end; the entries of a longer table beyond 255 are
-    never read.
+    has the table's type and the shape of ``X``. Every byte index lies inside a 256-entry table. With a shorter
+    table (outside the document's domain, rejected by the kernels) onnxruntime's ``Gather`` fails on an index past
+    its end; the entries of a longer table beyond 255 are never read.
     """
     b = _Body()
     # Step 1: idx = byte(X) = int32(X) & 0xFF (Gather indexes with int32/int64 only): X itself for uint8, X + 256
@@ -304,7 +310,8 @@ def lookup_function() -> onnx.FunctionProto:
     # Step 2: Y = table[idx] along axis 0 of the 1-D table: the table's code type, the shape of X.
     b.op("Gather", ["table", idx], "Y", axis=0)
     return _function("Lookup", b,
-                     "uint8 -> uint8 table lookup Y = table[X], 256-entry table (docs/ops.md Sec. 1, GELU table).")
+                     "T -> T table lookup Y = table[X] (uint8 or int8 codes), 256-entry table "
+                     "(docs/ops.md Sec. 1, GELU table).")
 
 
 def requantize_function() -> onnx.FunctionProto:
@@ -312,7 +319,8 @@ def requantize_function() -> onnx.FunctionProto:
     2-3 and the next quantizer, i.e. what ``Cast -> Mul -> Add -> QuantizeLinear`` computes after a MatMulInteger.
 
     ``A`` is the int32 accumulator ``[..., N]``, ``multiplier`` and ``bias`` float32 ``[N]`` (or one element,
-    broadcast), ``y_scale`` float32 and ``y_zero_point`` uint8 scalars; ``Y`` is uint8 with the shape of ``A``.
+    broadcast), ``y_scale`` float32 and ``y_zero_point`` scalars; ``Y`` has the code type ``T`` of ``y_zero_point``
+    (uint8 or int8) and the shape of ``A``.
     """
     b = _Body()
     # Step 1: t = f32(A) (round to nearest even: exact below 2^24).
@@ -320,10 +328,11 @@ def requantize_function() -> onnx.FunctionProto:
     # Step 2: t = t * multiplier[n] (one rounding); step 3: t = t + bias[n] (one rounding, no fused multiply-add).
     t = b.op("Mul", [t, "multiplier"], "t_scaled")
     t = b.op("Add", [t, "bias"], "t")
-    # Step 4: Y = clamp(round(t / y_scale) + y_zero_point, 0, 255).
+    # Step 4: Y = clamp(round(t / y_scale) + y_zero_point, qmin, qmax), the range of T.
     b.quantize_linear(t, "y_scale", "y_zero_point", "Y")
     return _function("Requantize", b,
-                     "int32 MatMulInteger accumulator -> uint8: QuantizeLinear((f32(A) * multiplier) + bias) "
+                     "int32 MatMulInteger accumulator -> codes of type T (uint8 or int8): "
+                     "QuantizeLinear((f32(A) * multiplier) + bias) "
                      "(docs/ops.md Sec. 1, integer matmuls).")
 
 

@@ -143,18 +143,18 @@ class OpSpec:
 
     @property
     def input_names(self) -> list[str]:
+        """Input names in order: the function body's and the kernel's input list."""
         return [p.name for p in self.inputs]
 
     @property
     def output_names(self) -> list[str]:
+        """Output names in order: the function body's and the kernel's output list."""
         return [p.name for p in self.outputs]
 
     @property
     def attribute_names(self) -> list[str]:
+        """Attribute names: the function declares them without defaults, so the exporter writes every one."""
         return [a.name for a in self.attributes]
-
-    def input_index(self, name: str) -> int:
-        return self.input_names.index(name)
 
 
 def _scalar(name: str, dtype: str) -> Port:

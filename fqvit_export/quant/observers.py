@@ -38,6 +38,8 @@ class Observer(nn.Module):
         self.register_buffer("batches", torch.tensor(0))
 
     def update(self, x: torch.Tensor) -> None:
+        """Fold one calibration batch into the running ``min_val``/``max_val``: the first batch sets them, later
+        ones merge as the subclass says (running extremes, or an EMA)."""
         lo, hi = self._batch_range(x.detach())
         if int(self.batches) == 0:
             self.min_val.copy_(lo)
@@ -120,6 +122,8 @@ OBSERVERS: dict[str, type[Observer]] = {
 
 
 def build_observer(name: str) -> Observer:
+    """A fresh observer of the calibration method ``name`` (``--quant-method``); an unknown name is a one-line
+    ``ValueError`` listing :data:`OBSERVERS`, so :class:`~fqvit_export.quant.point.QuantConfig` validates with it."""
     try:
         return OBSERVERS[name]()
     except KeyError:

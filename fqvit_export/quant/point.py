@@ -6,7 +6,7 @@ and a per-channel power-of-two exponent ``alpha``.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
@@ -28,7 +28,6 @@ class QuantConfig:
     pts: bool = False
     lis: bool = False
     pts_max_alpha: int = 3
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.lis and not 1 <= self.attn_bits <= 4:
@@ -42,9 +41,16 @@ class QuantConfig:
         build_observer(self.method)  # validates the name
 
     def to_dict(self) -> dict:
+        """The fields as plain values, for calib.pt and the ONNX metadata (:meth:`from_dict` reads them back)."""
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "QuantConfig":
+        """Read a config written by this or an earlier version (which also stored an always-empty ``extra``)."""
+        return cls(**{k: v for k, v in d.items() if k != "extra"})
+
     def label(self) -> str:
+        """A short human label for reports, e.g. ``minmax+pts+lis (8/8/4)``."""
         parts = [self.method]
         if self.pts:
             parts.append("pts")
@@ -72,6 +78,7 @@ class QuantPoint(nn.Module):
 
     @property
     def qmax(self) -> int:
+        """The largest code of this point's ``bits`` (codes are ``0 .. qmax``)."""
         return (1 << self.bits) - 1
 
     def observe(self, x: torch.Tensor, last: bool) -> None:
@@ -91,6 +98,8 @@ class QuantPoint(nn.Module):
         return P.pts_channel_scale(self.scale, self.alpha) if self.pts else self.scale
 
     def channel_zero_point(self) -> torch.Tensor:
+        """The zero point matching :meth:`channel_scale`: the one zero point repeated per channel for PTS (ONNX's
+        per-axis QuantizeLinear wants one per channel), else a scalar."""
         return self.zero_point.expand(self.alpha.shape) if self.pts else self.zero_point
 
     def ln_alpha(self, channels: int) -> torch.Tensor:
@@ -98,11 +107,14 @@ class QuantPoint(nn.Module):
         return self.alpha if self.pts else torch.zeros(channels, dtype=torch.uint8)
 
     def quantize(self, x: torch.Tensor) -> torch.Tensor:
+        """Float to uint8 codes with this point's grid (per channel for PTS), as the exported QuantizeLinear does;
+        refuses an uncalibrated point rather than quantize with the placeholder scale 1."""
         if not self.calibrated:
             raise RuntimeError("quantization point used before calibration")
         return P.quantize(x, self.channel_scale(), self.channel_zero_point(), 0, self.qmax).to(torch.uint8)
 
     def dequantize(self, q: torch.Tensor) -> torch.Tensor:
+        """Codes back to float32, ``(q - zp) * s`` per channel for PTS, as DequantizeLinear."""
         return P.dequantize(q, self.channel_scale(), self.channel_zero_point())
 
     def params(self) -> dict:
@@ -111,6 +123,7 @@ class QuantPoint(nn.Module):
                 "alpha": self.alpha.tolist()}
 
     def load_params(self, params: dict) -> None:
+        """Restore what :meth:`params` wrote (calib.pt): the point is calibrated afterwards, with no observation."""
         self.bits, self.pts = int(params["bits"]), bool(params["pts"])
         self.scale = torch.tensor(params["scale"], dtype=torch.float32)
         self.zero_point = torch.tensor(params["zero_point"], dtype=torch.int64)
