@@ -15,12 +15,12 @@ from tqdm import tqdm
 
 from . import __version__
 from .files import atomic_write
-from .data import CALIB_SETS, DataError, DataOptions, eval_loader, eval_transform, folder_digest, image_dataset, \
-    resolve_data_config, sample_batches
+from .data import CALIB_SETS, DataError, DataOptions, dataset_layout, eval_loader, eval_transform, folder_digest, \
+    image_dataset, resolve_data_config, sample_batches
 from .models.registry import BUNDLED_MODELS, ModelSpec, class_labels, create, weights_info
 from .models.quantized import Calibrated, QuantModel
 from .ops.spec import MAX_ALPHA
-from .deploy.session import DeviceWarning, open_session, parity
+from .deploy.session import DeviceWarning, InputError, open_session, parity
 from .quant.point import QuantConfig
 
 __all__ = ["Calibrated", "CalibrationError", "build_model", "calibrate", "save_calibration", "load_calibration",
@@ -81,8 +81,9 @@ def calibrate(spec: ModelSpec, config: QuantConfig, data_opts: DataOptions | Non
     qmodel = QuantModel(model, config)
     qmodel.calibrate(batches, progress=progress)
     info = {"set": f"bundled {set_name}" if set_name else f"user folder {root.name}", "images":
-            sum(len(b) for b in batches), "set_images": len(ds), "set_digest": folder_digest(ds),
-            "batch_size": batch_size, "seed": seed, "requested": calib_size, **qmodel.summary()}
+            sum(len(b) for b in batches), "set_images": len(ds), "layout": dataset_layout(ds),
+            "set_digest": folder_digest(ds), "batch_size": batch_size, "seed": seed, "requested": calib_size,
+            **qmodel.summary()}
     num_classes = model.num_classes
     where = f"{labels} has" if isinstance(labels, (str, Path)) else "got"
     if isinstance(labels, (str, Path)):
@@ -142,11 +143,21 @@ def _check_points(cal: Calibrated) -> None:
 @torch.inference_mode()
 def evaluate(model: Callable[[torch.Tensor], torch.Tensor], loader, progress: bool = True, desc: str = "evaluate",
              ) -> dict:
-    """Top-1 / top-5 accuracy (percent) over a labelled loader; returns also the per-image logits."""
+    """Top-1 / top-5 accuracy (percent) over a labelled loader; returns also the per-image logits.
+
+    Raises:
+        InputError: a batch holds NaN or infinite values (a custom loader's, or a near-zero std): a quantized model
+            would turn them into finite, confident logits, and the accuracy would look like a real one.
+    """
     correct1 = correct5 = total = 0
     logits_all = []
     bar = tqdm(loader, desc=desc, unit="batch", disable=not progress)
     for x, y in bar:
+        bad = int(torch.as_tensor(x).numel() - torch.isfinite(torch.as_tensor(x)).sum())
+        if bad:
+            raise InputError(f"images {total} to {total + len(y) - 1} of the evaluation set hold {bad} non-finite "
+                             f"value{'s' if bad != 1 else ''} (NaN or Inf) after preprocessing; they are refused: "
+                             f"check the decoding, mean and std")
         logits = torch.as_tensor(model(x)).float()
         logits_all.append(logits)
         top = logits.topk(min(5, logits.shape[1]), dim=1).indices
@@ -159,8 +170,9 @@ def evaluate(model: Callable[[torch.Tensor], torch.Tensor], loader, progress: bo
 
 
 def parity_check(cal: Calibrated, path: str | Path, images: int = 100) -> dict:
-    """onnxruntime (``fqvit_export.deploy.session``) against the quantized PyTorch model on the first ``images`` images of
-    the calibration set: :func:`fqvit_export.deploy.session.parity`'s figures, plus whether the kernel library ran."""
+    """onnxruntime (``fqvit_export.deploy.session``) against the quantized PyTorch model on ``images`` images of the
+    calibration set (a class-balanced sample, seed 0: :func:`fqvit_export.data.balanced_sample`):
+    :func:`fqvit_export.deploy.session.parity`'s figures, plus whether the kernel library ran."""
     root = cal.calib_dir or CALIB_SETS[default_calib_set(cal.spec)]
     loader = eval_loader(root, cal.data_cfg, batch_size=50, limit=images)
     with warnings.catch_warnings():  # a cuda model checked on the CPU: a check, not deployment

@@ -104,10 +104,11 @@ def get_calibrated(args):
     cal = calibrate(spec, _quant_config(args), opts, calib_dir=args.calib_dir, calib_size=args.calib_size,
                     batch_size=args.calib_batch_size, seed=args.seed, labels=args.labels)
     info = cal.calib_info
-    fewer = f" (it holds fewer than --calib-size {args.calib_size})" if info["images"] < args.calib_size else ""
+    fewer = f", fewer than --calib-size {args.calib_size}" if info["images"] < args.calib_size else ""
     own = "; pass --calib-dir for images of your own data (FQ-ViT calibrates on 1,000 training images)" \
         if args.calib_dir is None else ""
-    print(f"note: calibrated on {info['images']} images of the {info['set']}{fewer}{own}", file=sys.stderr)
+    print(f"note: calibrated on {info['images']} images of the {info['set']} ({info['set_images']} images found in "
+          f"{info['layout']}, hidden files and folders skipped{fewer}){own}", file=sys.stderr)
     warn_random(cal.weights)
     return cal
 
@@ -189,58 +190,103 @@ def calibrate_main(argv: list[str] | None = None) -> int:
 
 
 def _evaluate(args) -> None:
+    """One path runs, and the output names it: with ``--onnx`` the exported model on onnxruntime, preprocessed as
+    its card says (``--parity`` or ``--quant`` also run the quantized PyTorch model, much slower, and compare);
+    else the quantized (``--quant``, ``--calib``) or FP32 PyTorch model."""
     from .api import evaluate
-    from .data import eval_loader
+    from .data import describe_eval_set, eval_loader
     if args.json is not None and not args.json.parent.is_dir():
         raise FileNotFoundError(f"output folder does not exist: {args.json.parent}")
+    if args.parity and args.onnx is None:
+        raise ValueError("--parity compares an exported model with the quantized PyTorch model: pass --onnx MODEL")
     spec, opts = _spec_and_data(args)
     result: dict = {"model": args.model, "data_dir": args.data_dir.name}
-    if args.quant or args.calib is not None or args.onnx is not None:
+    sess = torch_model = cal = None
+    if args.onnx is not None:
+        from .deploy.session import open_session
+        sess = open_session(args.onnx, library=args.custom_ops)
+        if sess.card is None:
+            raise ValueError(f"{args.onnx} was not written by fqvit-export (no preprocessing metadata)")
+        if sess.card.name != args.model:
+            raise ValueError(f"{args.onnx} holds {sess.card.name}, not {args.model}")
+        result.update(quant=sess.card.quantization, calibration=sess.card.calibration)
+    pytorch = args.onnx is None or args.parity or args.quant
+    if pytorch and (args.quant or args.calib is not None or args.onnx is not None):
         cal = get_calibrated(args)
-        data_cfg, torch_model = cal.data_cfg, cal.qmodel
+        torch_model = cal.qmodel
         result.update(quant=cal.config.to_dict(), calibration=cal.calib_info)
-    else:
+    elif pytorch:
         from .api import build_model
         from .models.registry import weights_info
         torch_model, data_cfg = build_model(spec, opts)
         result["quant"] = None
         warn_random(weights_info(spec))
+    elif args.calib is not None:
+        print(f"note: --calib is not used: the exported model runs alone (--parity also runs the quantized PyTorch "
+              f"model)", file=sys.stderr)
+    if sess is not None:
+        if cal is None or sess.card.weights != cal.weights:  # the calibration's own weights were warned about already
+            warn_random(sess.card.weights)
+        data_cfg = sess.card.data_config
+    elif cal is not None:
+        data_cfg = cal.data_cfg
     result["data_config"] = data_cfg
     loader = eval_loader(args.data_dir, data_cfg, batch_size=args.batch_size, limit=args.limit,
-                         workers=args.workers)
-    torch_res = evaluate(torch_model, loader, desc="pytorch")
-    result.update(top1=torch_res["top1"], top5=torch_res["top5"], images=torch_res["images"])
-    line = f"pytorch: top1 {torch_res['top1']:.2f}  top5 {torch_res['top5']:.2f}  ({torch_res['images']} images)"
-    if args.onnx is not None:
-        from .deploy.session import open_session, parity
-        sess = open_session(args.onnx, library=args.custom_ops)
-        if sess.card.weights != cal.weights:  # the calibration's own weights were warned about already
-            warn_random(sess.card.weights if sess.card else None)
+                         workers=args.workers, seed=args.sample_seed, labelled=True)
+    sample = describe_eval_set(loader, args.sample_seed if args.limit is not None else None)
+    result["sample"] = {"images": len(loader.dataset), "limit": args.limit, "seed": args.sample_seed,
+                        "class_balanced": args.limit is not None, "description": sample}
+    print(f"images: {sample} in {args.data_dir}")
+    lines = []
+    if sess is not None:
+        from .deploy.session import parity
         onnx_res = evaluate(sess, loader, desc="onnxruntime")
+        kernels = "custom-op library" if sess.custom_ops else "ONNX function bodies"
+        provider = sess.session.get_providers()[0]
+        result.update(path="onnxruntime", top1=onnx_res["top1"], top5=onnx_res["top5"], images=onnx_res["images"])
         result["onnx"] = {"path": args.onnx.name, "top1": onnx_res["top1"], "top5": onnx_res["top5"],
-                          "custom_ops": sess.custom_ops, "parity": parity(onnx_res["logits"], torch_res["logits"])}
-        line += (f"\nonnxruntime: top1 {onnx_res['top1']:.2f}  top5 {onnx_res['top5']:.2f}  "
-                 f"top1 agreement {result['onnx']['parity']['top1_agreement']:.2f}%  max |dlogit| "
-                 f"{result['onnx']['parity']['max_abs_logit_diff']:.4g}")
-    print(line)
+                          "custom_ops": sess.custom_ops, "provider": provider}
+        lines.append(f"onnxruntime ({args.onnx.name}, {kernels}, {provider}): top1 {onnx_res['top1']:.2f}  top5 "
+                     f"{onnx_res['top5']:.2f}  ({onnx_res['images']} images)")
+    if torch_model is not None:
+        what = "quantized" if cal is not None else "FP32"
+        torch_res = evaluate(torch_model, loader, desc=f"pytorch {what}")
+        line = f"pytorch {what}: top1 {torch_res['top1']:.2f}  top5 {torch_res['top5']:.2f}"
+        if sess is None:
+            result.update(path=f"pytorch {what}", top1=torch_res["top1"], top5=torch_res["top5"],
+                          images=torch_res["images"])
+            line += f"  ({torch_res['images']} images)"
+        else:
+            par = result["onnx"]["parity"] = parity(onnx_res["logits"], torch_res["logits"])
+            result["pytorch"] = {"top1": torch_res["top1"], "top5": torch_res["top5"]}
+            line += (f"  (onnxruntime vs pytorch: top1 agreement {par['top1_agreement']:.2f}%  identical logits "
+                     f"{par['identical_logits']:.2f}%  max |dlogit| {par['max_abs_logit_diff']:.4g})")
+        lines.append(line)
+    print("\n".join(lines))
     if args.json is not None:
         from .files import atomic_write
         atomic_write(args.json, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1)))
 
 
 def evaluate_main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog=f"{PROG} evaluate", description="Top-1/top-5 of the float, quantized "
-                                "PyTorch or exported ONNX model on a labelled ImageFolder.")
+    p = argparse.ArgumentParser(prog=f"{PROG} evaluate", description="Top-1/top-5 on a labelled ImageFolder of an "
+                                "exported model on onnxruntime (--onnx), or of the quantized or FP32 PyTorch model; "
+                                "the output says which ran.")
     add_model_args(p)
     add_quant_args(p)
     p.add_argument("--data-dir", type=Path, required=True, help="ImageFolder tree with class subfolders")
-    p.add_argument("--quant", action="store_true", help="evaluate the quantized model (else FP32)")
-    p.add_argument("--onnx", type=Path, help="also run this ONNX model with onnxruntime and report parity")
+    p.add_argument("--quant", action="store_true", help="evaluate the quantized PyTorch model (else FP32); with "
+                                                        "--onnx, as --parity")
+    p.add_argument("--onnx", type=Path, help="evaluate this exported model on onnxruntime, with the preprocessing "
+                                             "stored in it (the PyTorch model does not run unless --parity)")
+    p.add_argument("--parity", action="store_true", help="with --onnx, also run the quantized PyTorch model (from "
+                                                         "--calib or calibrated anew; much slower) and report parity")
     p.add_argument("--custom-ops", choices=["auto", "on", "off"], default="auto",
                    help="load the com.fqvit kernel library (auto: when built)")
-    p.add_argument("--json", type=Path, help="write results (top1, top5, images, config, parity) here")
+    p.add_argument("--json", type=Path, help="write results (path, top1, top5, images, sample, config, parity) here")
     p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--limit", type=int, help="first N images only")
+    p.add_argument("--limit", type=int, help="a class-balanced sample of N images (seeded by --sample-seed)")
+    p.add_argument("--sample-seed", type=int, default=0, help="seed of the --limit sample (default 0)")
     p.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
     args = p.parse_args(argv)
     return _run(_evaluate, args)

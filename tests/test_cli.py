@@ -32,11 +32,14 @@ def test_calibrate_export_evaluate(tmp_path, capsys):
     assert rep["parity"]["identical_logits"] == 100.0 and rep["ops"]["com.fqvit::LogIntSoftmax"] == 10
     assert json.loads(rep["metadata"]["quantization"])["pts"] is True
     res = tmp_path / "eval.json"
-    assert main(["evaluate", "cifar10_swin", "--calib", str(calib), "--onnx", str(onnx_path), "--data-dir",
-                 str(CIFAR_TEST), "--limit", "50", "--json", str(res)]) == 0
+    assert main(["evaluate", "cifar10_swin", "--calib", str(calib), "--onnx", str(onnx_path), "--parity",
+                 "--data-dir", str(CIFAR_TEST), "--limit", "50", "--json", str(res)]) == 0
     ev = json.loads(res.read_text())
     assert {"top1", "top5", "images", "quant", "onnx"} <= set(ev) and ev["images"] == 50
     assert ev["onnx"]["parity"]["top1_agreement"] == 100.0 and ev["onnx"]["top1"] == ev["top1"]
+    out = capsys.readouterr().out.splitlines()  # which paths ran, on which sample
+    assert "class-balanced sample of 50" in out[0] and out[1].startswith("onnxruntime (m.onnx, ")
+    assert out[2].startswith("pytorch quantized: ") and "identical logits 100.00%" in out[2]
 
 
 def test_default_offline_export(tmp_path, capsys):

@@ -183,10 +183,15 @@ def _readme(info: dict, name: str, libs: list[str], triton_lib: str, has_labels:
         f"{ORT_VERSIONS[0]} headers and loads in onnxruntime {ORT_VERSIONS[0]} to {ORT_VERSIONS[1]} (Linux x86_64).",
         "Set the session option `session.disable_quant_qdq` to `1` as below: it keeps onnxruntime from fusing "
         "quantized adds with its own rounding, which keeps the outputs bit-identical with the reference.", "",
-        "Python:", "", "```python", "import onnxruntime as ort", "so = ort.SessionOptions()",
+        "The model does not check its input: NaN and infinite values quantize to its lowest or highest input code "
+        "like any other value and give finite, confident logits (an all-NaN image is classified as confidently as an "
+        "all -Inf one, with the same answer). Refuse them before calling it, as the Python example does.", "",
+        "Python:", "", "```python", "import numpy as np", "import onnxruntime as ort", "so = ort.SessionOptions()",
         f'so.register_custom_ops_library("{lib}")', 'so.add_session_config_entry("session.disable_quant_qdq", "1")',
         f'sess = ort.InferenceSession("model.onnx", so, providers={providers})',
-        f'logits = sess.run(None, {{"{inp["name"]}": x}})[0]   # x: float32 {info["input_layout"]}', "```", "",
+        f'x = np.ascontiguousarray(x, dtype=np.float32)   # x: the preprocessed batch, {info["input_layout"]}',
+        "if not np.isfinite(x).all():", '    raise ValueError("the input holds NaN or Inf: check the decoding and '
+        'preprocessing")', f'logits = sess.run(None, {{"{inp["name"]}": x}})[0]', "```", "",
         "C++:", "", "```cpp", "Ort::Env env;", "Ort::SessionOptions so;",
         f'so.RegisterCustomOpsLibrary(ORT_TSTR("{lib}"));', 'so.AddConfigEntry("session.disable_quant_qdq", "1");',
         'Ort::Session session(env, ORT_TSTR("model.onnx"), so);', "```", "",
