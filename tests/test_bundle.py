@@ -24,7 +24,6 @@ from fqvit_export.deploy.session import open_session
 
 ROOT = Path(__file__).resolve().parents[1]
 CPP_EXAMPLE = ROOT / "build" / "example" / "fqvit_classify"
-LIS = {"pts": True, "lis": True, "attn_bits": 4}
 NAME = "cifar10_vit"
 
 pytestmark = pytest.mark.skipif(custom_ops_library() is None, reason="custom-op library not built (pip install .)")
@@ -47,10 +46,8 @@ def _with_metadata(src: Path, dst: Path, **props: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def exported(calibrated, tmp_path_factory):
-    from fqvit_export.export.onnx_export import export_onnx
-    tmp = tmp_path_factory.mktemp("bundle")
-    path = export_onnx(calibrated(NAME, **LIS), tmp / "model.onnx").path
+def exported(exported_vit, tmp_path_factory):
+    tmp, path = tmp_path_factory.mktemp("bundle"), exported_vit  # cifar10_vit, PTS + LIS (conftest)
     x = Preprocess(ModelCard.read(path).data_config).batch(_test_images())
     np.save(tmp / "x.npy", x)
     ref = open_session(path, library="on")(x)
@@ -60,7 +57,7 @@ def exported(calibrated, tmp_path_factory):
 @pytest.fixture(scope="module")
 def bundle(exported):
     path, _, _ = exported
-    return write_bundle(path, path.parent / "out")
+    return write_bundle(path, exported[1].parent / "out")
 
 
 def _only_numpy_and_onnxruntime(root: Path) -> Path:

@@ -84,9 +84,8 @@ def test_console_script_no_traceback(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
 
 
-def test_run_classifies_images(tmp_path, capsys, calibrated):
-    from fqvit_export.export.onnx_export import export_onnx
-    path = export_onnx(calibrated("cifar10_vit", pts=True, lis=True, attn_bits=4), tmp_path / "m.onnx").path
+def test_run_classifies_images(capsys, exported_vit):
+    path = exported_vit
     img = sorted((CIFAR_TEST / "cat").iterdir())[0]
     assert main(["run", str(path), str(img), "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
