@@ -1,6 +1,6 @@
 """``fqvit-export evaluate`` (issue #18): with ``--onnx`` only onnxruntime runs (the quantized PyTorch model is
-tens of times slower) unless ``--parity`` (``tests/test_cli.py::test_calibrate_export_evaluate``); the output names the
-path that ran and the class-balanced, seeded sample."""
+6-25x slower) unless ``--parity`` (``tests/test_cli.py::test_calibrate_export_evaluate``); the output names the path
+that ran and the class-balanced, seeded sample."""
 from __future__ import annotations
 
 import json
