@@ -169,6 +169,7 @@ class ModelCard:
 
     @property
     def random_weights(self) -> bool:
+        """The model was exported with ``--random-init``: for speed and structure checks, not for answers."""
         return (self.weights or {}).get("source") == "random"
 
     def to_metadata(self) -> dict[str, str]:

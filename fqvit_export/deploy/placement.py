@@ -53,10 +53,12 @@ class Param:
 
     @property
     def concrete(self) -> bool:
+        """A fixed type such as ``tensor(int64)``, not a constrained symbol such as ``T``."""
         return "(" in self.type
 
     @property
     def variadic(self) -> bool:
+        """The table writes a variadic parameter with a trailing ``...`` (``inputs...``)."""
         return self.name.endswith("...")
 
 
@@ -73,10 +75,12 @@ class KernelEntry:
     signatures: tuple[tuple[tuple[Param, ...], tuple[Param, ...]], ...]
 
     def covers(self, version: int) -> bool:
+        """Whether the row's opset range holds ``version``."""
         return self.since <= version and (self.until is None or version <= self.until)
 
     @property
     def range_text(self) -> str:
+        """The range as the table writes it: ``13+``, ``7`` or ``[6, 12]``."""
         if self.until is None:
             return f"{self.since}+"
         return str(self.since) if self.until == self.since else f"[{self.since}, {self.until}]"

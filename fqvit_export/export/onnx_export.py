@@ -27,6 +27,9 @@ __all__ = ["IR_VERSION", "OPSET", "DEVICES", "ExportResult", "build_onnx", "expo
 
 @dataclass
 class ExportResult:
+    """What :func:`export_onnx` wrote: the file, its size, the node count per op type (``domain::op`` for custom
+    ops), whether onnxsim simplified it, and its ``metadata_props``."""
+
     path: Path
     size_bytes: int
     ops: dict[str, int]

@@ -34,6 +34,7 @@ class Ops:
 
     def pts_layernorm(self, device: str, x: torch.Tensor, xs: float, xzp: int, alpha: torch.Tensor,
                       gamma: torch.Tensor, beta: torch.Tensor, ys: float, yzp: int, eps: float) -> torch.Tensor:
+        """PTSLayerNorm through its C entry on ``device`` (``cpu`` or ``cuda``); the code type follows ``x``."""
         y = torch.empty_like(x)
         c = x.shape[-1]
         self.lib.pts_layernorm(device, x, alpha, gamma, beta, y, x.numel() // c if c else 0, c, xs, xzp, eps, ys, yzp,
@@ -42,6 +43,7 @@ class Ops:
 
     def log_int_softmax(self, device: str, x: torch.Tensor, mask: torch.Tensor | None, mult: int, bits: int
                         ) -> torch.Tensor:
+        """LogIntSoftmax through its C entry; the output codes are uint8 for both input code types."""
         y = torch.empty(x.shape, dtype=torch.uint8, device=x.device)  # LIS codes are uint8 for both code types
         self.lib.log_int_softmax(device, x, tuple(x.shape), mask, None if mask is None else tuple(mask.shape), y, mult,
                                  bits, int8=x.dtype == torch.int8, stream=_stream(device))
@@ -49,6 +51,7 @@ class Ops:
 
     def lis_matmul(self, device: str, a: torch.Tensor, v: torch.Tensor, vs: float, vzp: int, ys: float, yzp: int,
                    bits: int) -> torch.Tensor:
+        """LISMatMul through its C entry; the output code type follows ``v``."""
         m, n, d = a.shape[-2], a.shape[-1], v.shape[-1]
         batch = a.numel() // (m * n) if m * n else 0
         y = torch.empty((*a.shape[:-1], d), dtype=v.dtype, device=a.device)

@@ -138,6 +138,8 @@ def lis_codes(rng: np.random.Generator, shape: tuple[int, ...], bits: int, kind:
 def lis_matmul_inputs(rng: np.random.Generator, a_shape: tuple[int, ...], d: int, bits: int, kind: str, *,
                       mask: str = "none", v_scale: float = 0.04, y_scale: float = 0.02,
                       v_zero_point: int | None = None, v_fill: int | None = None) -> Inputs:
+    """LISMatMul inputs: codes ``A`` of ``a_shape`` (:func:`lis_codes` of ``kind``, ``mask``) and ``V`` of
+    ``[..., N, d]`` (random, or all ``v_fill``), with the given scales and zero points (random where None)."""
     v_shape = a_shape[:-2] + (a_shape[-1], d)
     v = np.full(v_shape, v_fill, np.uint8) if v_fill is not None else rng.integers(0, 256, v_shape).astype(np.uint8)
     return {"A": lis_codes(rng, a_shape, bits, kind, mask), "V": v, "v_scale": np.array(v_scale, np.float32),
@@ -458,23 +460,28 @@ def as_code_type(op: str, case: Case, dtype: str) -> Case:
 
 
 def pts_reference(inputs: Inputs, epsilon: float) -> np.ndarray:
+    """PTSLayerNorm's reference output for one case's inputs (shorthand for :func:`reference`)."""
     return reference("PTSLayerNorm", Case(inputs, {"epsilon": epsilon}))
 
 
 def lis_reference(x: np.ndarray, multiplier: int, bits: int, mask: np.ndarray | None = None) -> np.ndarray:
+    """LogIntSoftmax's reference codes for ``x`` (and the optional mask)."""
     return reference("LogIntSoftmax", Case({"X": x} if mask is None else {"X": x, "mask": mask},
                                            {"multiplier": multiplier, "bits": bits}))
 
 
 def lis_matmul_reference(inputs: Inputs, bits: int) -> np.ndarray:
+    """LISMatMul's reference output for one case's inputs."""
     return reference("LISMatMul", Case(inputs, {"bits": bits}))
 
 
 def lookup_reference(x: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Lookup's reference output: ``table`` indexed by the codes of ``x``."""
     return reference("Lookup", Case({"X": x, "table": table}))
 
 
 def requantize_reference(inputs: Inputs) -> np.ndarray:
+    """Requantize's reference codes for one case's inputs."""
     return reference("Requantize", Case(inputs))
 
 
