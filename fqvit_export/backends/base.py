@@ -173,8 +173,9 @@ class BackendBase:
 
     def fuses_requantize(self, out_name: str) -> bool:
         """Whether an integer matmul quantized at ``out_name`` ends in one ``com.fqvit::Requantize`` (a per-tensor
-        8-bit point; PTS and narrower points take the float path through :meth:`Backend.quant`)."""
-        return self.quantized and not self.point(out_name).pts and self.point(out_name).bits == 8
+        point, any width: a narrower one clips its codes afterwards; PTS points take the float path through
+        :meth:`Backend.quant`)."""
+        return self.quantized and not self.point(out_name).pts
 
     def lookup_table(self, act: nn.Module, in_name: str, out_name: str) -> torch.Tensor:
         """The ``com.fqvit::Lookup`` table of an elementwise activation, 256 uint8 entries (codes at or above

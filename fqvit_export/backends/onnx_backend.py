@@ -165,7 +165,19 @@ class OnnxBackend(BackendBase):
         if self.point(name).pts:
             return self._pts_quant(x, name)
         s, z = self._qparams(name)
+        if self.point(name).bits < 8:
+            return self._clip_codes(self.node("QuantizeLinear", [x, s, z], name), name)
         return self.node("QuantizeLinear", [x, s, z], name, out=f"{name}.q")
+
+    def _clip_codes(self, q: str, name: str) -> str:
+        """Codes of a point narrower than 8 bits kept in ``0 .. 2^bits - 1`` (a ``Clip`` on the codes, output
+        ``{name}.q``): QuantizeLinear, Requantize, PTSLayerNorm and LISMatMul saturate to the whole 8-bit range."""
+        p = self.point(name)
+        if p.bits >= 8:
+            return q
+        lo = self.const(self.codes(np.array(0)), f"codes.lo_{self.device}")
+        hi = self.const(self.codes(np.array(p.qmax)), f"codes.hi{p.bits}_{self.device}")
+        return self.node("Clip", [q, lo, hi], name, out=f"{name}.q")
 
     def dequant(self, q: str, name: str):
         if not self.quantized:
@@ -224,7 +236,9 @@ class OnnxBackend(BackendBase):
                   bias or self.const(np.array(0.0, np.float32), "zero_bias"),
                   self.const(p.scale.float(), f"{out_name}.scale", np.float32),
                   self._code_const(p.zero_point, f"{out_name}.zero_point")]
-        return self.node("Requantize", inputs, out_name, domain=DOMAIN, out=f"{out_name}.q")
+        narrow = p.bits < 8
+        q = self.node("Requantize", inputs, out_name, domain=DOMAIN, out=None if narrow else f"{out_name}.q")
+        return self._clip_codes(q, out_name)
 
     def qlinear_quant(self, q: str, in_name: str, mod: nn.Module, name: str, out_name: str):
         if not self.fuses_requantize(out_name):
@@ -323,8 +337,10 @@ class OnnxBackend(BackendBase):
                   gamma, beta,
                   self.const(pout.scale.float(), f"{out_name}.scale", np.float32),
                   self._code_const(pout.zero_point, f"{out_name}.zero_point")]
-        return self.node("PTSLayerNorm", inputs, out_name, domain=DOMAIN, out=f"{out_name}.q",
-                         epsilon=float(ln.eps))
+        narrow = pout.bits < 8
+        y = self.node("PTSLayerNorm", inputs, out_name, domain=DOMAIN, out=None if narrow else f"{out_name}.q",
+                      epsilon=float(ln.eps))
+        return self._clip_codes(y, out_name)
 
     def attn_probs(self, q_logits: str, logits_name: str, probs_name: str, heads: int,
                    mask: torch.Tensor | None = None):
@@ -352,8 +368,9 @@ class OnnxBackend(BackendBase):
                   self._code_const(pv.zero_point, f"{v_name}.zero_point"),
                   self.const(pout.scale.float(), f"{out_name}.scale", np.float32),
                   self._code_const(pout.zero_point, f"{out_name}.zero_point")]
-        return self.node("LISMatMul", inputs, out_name, domain=DOMAIN, out=f"{out_name}.q",
-                         bits=self.config.attn_bits)
+        y = self.node("LISMatMul", inputs, out_name, domain=DOMAIN, out=None if pout.bits < 8 else f"{out_name}.q",
+                      bits=self.config.attn_bits)
+        return self._clip_codes(y, out_name)
 
 
 def _float_activation(b: OnnxBackend, x: str, act: nn.Module) -> str:

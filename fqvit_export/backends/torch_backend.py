@@ -204,7 +204,14 @@ class QuantBackend(TorchBackend):
     def _requantize(self, acc: torch.Tensor, multiplier: torch.Tensor, bias: torch.Tensor, out_name: str):
         """The reference ``com.fqvit::Requantize`` on the exact accumulator (``f32(int(f32(acc))) == f32(acc)``)."""
         p = self.point(out_name)
-        return R.requantize(acc.to(torch.int64), multiplier.reshape(-1), bias.reshape(-1), p.scale, p.zero_point)
+        q = R.requantize(acc.to(torch.int64), multiplier.reshape(-1), bias.reshape(-1), p.scale, p.zero_point)
+        return self._clip_codes(q, out_name)
+
+    def _clip_codes(self, q: torch.Tensor, name: str) -> torch.Tensor:
+        """Codes of a point narrower than 8 bits kept in ``0 .. 2^bits - 1``: Requantize, PTSLayerNorm and LISMatMul
+        saturate to the whole uint8 range (the exported graph adds the same ``Clip``)."""
+        p = self.point(name)
+        return q if p.bits >= 8 else q.clamp(max=p.qmax)
 
     def qlinear_quant(self, q, in_name: str, mod: nn.Linear, name: str, out_name: str):
         if not self.fuses_requantize(out_name):
@@ -245,8 +252,8 @@ class QuantBackend(TorchBackend):
     def layernorm(self, q, ln: nn.LayerNorm, in_name: str, out_name: str, alpha_repeat: int = 1):
         pin, pout = self.point(in_name), self.point(out_name)
         alpha = ln_alpha(pin, q.shape[-1], alpha_repeat)
-        return R.pts_layernorm(q, pin.scale, pin.zero_point, alpha, *ln_affine(ln), pout.scale, pout.zero_point,
-                               ln.eps)
+        y = R.pts_layernorm(q, pin.scale, pin.zero_point, alpha, *ln_affine(ln), pout.scale, pout.zero_point, ln.eps)
+        return self._clip_codes(y, out_name)
 
     def attn_probs(self, q_logits, logits_name: str, probs_name: str, heads: int, mask: torch.Tensor | None = None):
         if self.config.lis:
@@ -261,6 +268,6 @@ class QuantBackend(TorchBackend):
     def attn_apply(self, probs, q_v, v_name: str, probs_name: str, out_name: str):
         if self.config.lis:
             pv, pout = self.point(v_name), self.point(out_name)
-            return R.lis_matmul(probs, q_v, pv.scale, pv.zero_point, pout.scale, pout.zero_point,
-                                self.config.attn_bits)
+            y = R.lis_matmul(probs, q_v, pv.scale, pv.zero_point, pout.scale, pout.zero_point, self.config.attn_bits)
+            return self._clip_codes(y, out_name)
         return self.qmatmul_quant(probs, probs_name, q_v, v_name, 1.0, out_name)
