@@ -47,18 +47,34 @@ def default_calib_set(spec: ModelSpec) -> str:
     return "cifar10" if spec.name in BUNDLED_MODELS else "imagenet-sample"
 
 
-def read_labels(path: str | Path) -> list[str]:
-    """``--labels FILE``: one class name per line (blank lines skipped)."""
+def read_labels(path: str | Path, num_classes: int | None = None) -> list[str]:
+    """``--labels FILE``: one class name per line (blank lines skipped), UTF-8; with ``num_classes``, exactly that
+    many. Every problem is a :class:`DataError` naming the file."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"labels file not found: {path}")
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        labels = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError as e:
+        raise DataError(f"labels file {path} is not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+    if not labels:
+        raise DataError(f"labels file {path} holds no labels (one class name per line)")
+    if num_classes is not None and len(labels) != num_classes:
+        raise DataError(f"{path} has {len(labels)} labels; the model has {num_classes} classes")
+    return labels
 
 
 def build_model(spec: ModelSpec, data_opts: DataOptions | None = None) -> tuple[nn.Module, dict]:
-    """The float model and its resolved data config."""
+    """The float model and its resolved data config, which must have the size the model is built for."""
     model = create(spec)
-    return model, resolve_data_config(model, data_opts)
+    data_cfg = resolve_data_config(model, data_opts)
+    built = tuple(getattr(model.patch_embed, "img_size", None) or data_cfg["input_size"][1:])
+    if tuple(data_cfg["input_size"][1:]) != built:
+        size = "x".join(map(str, data_cfg["input_size"][1:]))
+        raise DataError(f"{spec.name} is built for {'x'.join(map(str, built))} images, not {size} (--img-size sets the "
+                        f"preprocessing only): leave --img-size out, or build the model at that size with "
+                        f"--model-kwargs img_size=N")
+    return model, data_cfg
 
 
 def calibrate(spec: ModelSpec, config: QuantConfig, data_opts: DataOptions | None = None,
@@ -74,6 +90,11 @@ def calibrate(spec: ModelSpec, config: QuantConfig, data_opts: DataOptions | Non
     """
     check_op_limits(config)
     model, data_cfg = build_model(spec, data_opts)
+    num_classes = model.num_classes
+    if isinstance(labels, (str, Path)):  # checked before the long calibration
+        labels = read_labels(labels, num_classes)
+    elif labels is not None and len(labels) != num_classes:
+        raise DataError(f"got {len(labels)} labels; the model has {num_classes} classes")
     set_name = None if calib_dir is not None else default_calib_set(spec)
     root = Path(calib_dir) if calib_dir is not None else CALIB_SETS[set_name]
     ds = image_dataset(root, eval_transform(data_cfg))
@@ -84,14 +105,8 @@ def calibrate(spec: ModelSpec, config: QuantConfig, data_opts: DataOptions | Non
             sum(len(b) for b in batches), "set_images": len(ds), "layout": dataset_layout(ds),
             "set_digest": folder_digest(ds), "batch_size": batch_size, "seed": seed, "requested": calib_size,
             **qmodel.summary()}
-    num_classes = model.num_classes
-    where = f"{labels} has" if isinstance(labels, (str, Path)) else "got"
-    if isinstance(labels, (str, Path)):
-        labels = read_labels(labels)
     if labels is None:
         labels = class_labels(spec, num_classes)
-    elif len(labels) != num_classes:
-        raise DataError(f"{where} {len(labels)} labels; the model has {num_classes} classes")
     return Calibrated(spec, config, data_cfg, qmodel, info, weights_info(spec), labels, root)
 
 

@@ -56,23 +56,43 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks on errors")
 
 
+QUANT_DEFAULTS = {"quant_method": "minmax", "pts": False, "lis": False, "w_bits": 8, "a_bits": 8,
+                  "calib_size": 1000, "calib_batch_size": 100, "seed": 0}
+"""Defaults of the quantization and calibration options. The parser leaves them ``None`` so that an option the user
+gave can be told from one left out (``--calib FILE`` refuses given options that contradict the file);
+:func:`_settle_defaults` fills them in before a command runs."""
+
+
 def add_quant_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("quantization (FQ-ViT)")
-    g.add_argument("--quant-method", default="minmax", metavar="NAME",  # checked by QuantConfig (no torch import here)
-                   help=f"activation calibrator: {QUANT_METHODS}")
-    g.add_argument("--pts", "--ptf", action="store_true", help="Powers-of-Two Scale for LayerNorm inputs")
-    g.add_argument("--lis", action="store_true", help="Log-Int-Softmax (4-bit log2 attention codes)")
-    g.add_argument("--w-bits", type=int, default=8)
-    g.add_argument("--a-bits", type=int, default=8)
+    g.add_argument("--quant-method", metavar="NAME",  # checked by QuantConfig (no torch import here)
+                   help=f"activation calibrator: {QUANT_METHODS} (default minmax)")
+    g.add_argument("--pts", "--ptf", action="store_true", default=None,
+                   help="Powers-of-Two Scale for LayerNorm inputs")
+    g.add_argument("--lis", action="store_true", default=None, help="Log-Int-Softmax (4-bit log2 attention codes)")
+    g.add_argument("--w-bits", type=int, help="weight bits, 2 to 8 (default 8)")
+    g.add_argument("--a-bits", type=int, help="activation bits, 2 to 8 (default 8)")
     g.add_argument("--attn-bits", type=int, default=None, help="softmax output bits (default 4 with --lis, else 8)")
     c = p.add_argument_group("calibration")
-    c.add_argument("--calib", type=Path, help="load a saved calibration (calib.pt) instead of calibrating")
+    c.add_argument("--calib", type=Path, help="load a saved calibration (calib.pt) instead of calibrating; options "
+                                              "above that contradict it are refused")
     c.add_argument("--calib-dir", type=Path, help="ImageFolder tree or flat folder (default: a bundled set from the "
                                                   "model's domain: 500 CIFAR-10 train images for the cifar10_* "
                                                   "models, 250 ImageNet photos for the others)")
-    c.add_argument("--calib-size", type=int, default=1000)
-    c.add_argument("--calib-batch-size", type=int, default=100)
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--calib-size", type=int, help="images to calibrate on (default 1000)")
+    c.add_argument("--calib-batch-size", type=int, help="default 100")
+    c.add_argument("--seed", type=int, help="seed of the calibration draw (default 0)")
+
+
+def _settle_defaults(args) -> None:
+    """Record which quantization and calibration options were given (``args.given``), then fill in the defaults of
+    the others (:data:`QUANT_DEFAULTS`)."""
+    if not hasattr(args, "quant_method"):  # commands without quantization options
+        return
+    args.given = {k for k in (*QUANT_DEFAULTS, "attn_bits", "calib_dir") if getattr(args, k) is not None}
+    for key, value in QUANT_DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
 
 
 def _spec_and_data(args):
@@ -91,13 +111,65 @@ def _quant_config(args):
                        pts=args.pts, lis=args.lis)
 
 
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def _contradictions(args, cal) -> list[str]:
+    """The options given beside ``--calib`` whose values differ from what the calibration file holds, each as
+    ``--flag VALUE (the file: VALUE)``; with an equal ``--calib-dir``, that folder becomes the calibration's."""
+    from .data import folder_digest, image_dataset
+    from .files import file_sha256
+    cfg, info, data = cal.config, cal.calib_info, cal.data_cfg
+    held = {"quant_method": cfg.method, "pts": cfg.pts, "lis": cfg.lis, "w_bits": cfg.w_bits, "a_bits": cfg.a_bits,
+            "attn_bits": cfg.attn_bits, "calib_size": info.get("requested"),
+            "calib_batch_size": info.get("batch_size"), "seed": info.get("seed")}
+    found = []
+    for key, value in held.items():
+        if key in getattr(args, "given", ()) and getattr(args, key) != value:
+            if isinstance(value, bool):
+                found.append(f"{_flag(key)} (the file: {'with' if value else 'without'} it)")
+            else:
+                found.append(f"{_flag(key)} {getattr(args, key)} (the file: {value})")
+    if args.calib_dir is not None:
+        if folder_digest(image_dataset(args.calib_dir, None)) == info.get("set_digest"):
+            cal.calib_dir = Path(args.calib_dir)
+        else:
+            found.append(f"--calib-dir {args.calib_dir} (the file: the {info.get('set', 'unknown set')}, "
+                         f"{info.get('set_images', '?')} images)")
+    size = "x".join(map(str, data["input_size"][1:]))
+    given = {  # option: (given and different, the value given, the file's)
+        "weights": (args.weights is not None and file_sha256(args.weights) != cal.weights.get("sha256"),
+                    args.weights, cal.weights.get("file") or cal.weights.get("source")),
+        "random_init": (args.random_init and cal.weights.get("source") != "random", "", cal.weights.get("source")),
+        "model_kwargs": (bool(args.model_kwargs) and dict(args.model_kwargs) != cal.spec.model_kwargs,
+                         " ".join(f"{k}={v}" for k, v in args.model_kwargs), cal.spec.model_kwargs),
+        "img_size": (args.img_size is not None and size != f"{args.img_size}x{args.img_size}", args.img_size, size),
+        "crop_pct": (args.crop_pct is not None and args.crop_pct != data["crop_pct"], args.crop_pct,
+                     data["crop_pct"]),
+        "interpolation": (args.interpolation is not None and args.interpolation != data["interpolation"],
+                          args.interpolation, data["interpolation"]),
+        "mean": (args.mean is not None and list(args.mean) != data["mean"], args.mean, data["mean"]),
+        "std": (args.std is not None and list(args.std) != data["std"], args.std, data["std"])}
+    found += [f"{_flag(key)} {value} (the file: {held})".replace("  ", " ")
+              for key, (differs, value, held) in given.items() if differs]
+    return found
+
+
 def get_calibrated(args):
-    """Load ``--calib`` (checking it names the same model) or calibrate from the command-line options."""
-    from .api import CalibrationError, calibrate, load_calibration
+    """Load ``--calib`` (checking it names the same model and that no option given contradicts it) or calibrate
+    from the command-line options."""
+    from .api import CalibrationError, calibrate, load_calibration, read_labels
     if args.calib is not None:
         cal = load_calibration(args.calib)
         if cal.spec.name != args.model:
             raise CalibrationError(f"{args.calib} was calibrated for {cal.spec.name}, not {args.model}")
+        found = _contradictions(args, cal)
+        if found:
+            raise CalibrationError(f"{args.calib} contradicts {', '.join(found)}: leave these options out with "
+                                   f"--calib, or calibrate again without it")
+        if args.labels is not None:
+            cal.labels = read_labels(args.labels, cal.num_classes)
         warn_random(cal.weights)
         return cal
     spec, opts = _spec_and_data(args)
@@ -143,8 +215,10 @@ def _run(fn, args) -> int:
     User errors are ``ValueError`` (``ModelError``, ``DataError``, ``CalibrationError``, ``UnsupportedModel`` derive
     from it) and the file errors below; nothing heavy is imported before the weights check, so that an offline
     default fails at once."""
-    user_errors = (ValueError, FileExistsError, FileNotFoundError, PermissionError, IsADirectoryError)
+    from .files import WriteError
+    user_errors = (ValueError, FileExistsError, FileNotFoundError, PermissionError, IsADirectoryError, WriteError)
     try:
+        _settle_defaults(args)
         _check_default_weights(args)
         with warnings.catch_warnings():
             warnings.showwarning = _warning_line
@@ -156,7 +230,8 @@ def _run(fn, args) -> int:
     except user_errors as e:
         if getattr(args, "verbose", False):
             traceback.print_exc()
-        msg = str(e) if not isinstance(e, OSError) or not e.filename else f"{e.strerror}: {e.filename}"
+        plain = not isinstance(e, OSError) or isinstance(e, WriteError) or not e.filename
+        msg = str(e) if plain else f"{e.strerror}: {e.filename}"
         print(f"{PROG}: error: {msg}", file=sys.stderr)
         return 2
     except Exception as e:  # unexpected: still one line unless --verbose
@@ -309,11 +384,15 @@ def add_export_args(p: argparse.ArgumentParser) -> None:
 
 
 def _export(args) -> None:
-    """Calibrate (or load ``--calib``), export, check parity, summarise; outputs are checked before the long work."""
+    """Calibrate (or load ``--calib``), export, check parity, summarise; outputs are checked before the long work.
+
+    The model, report and bundle are written under temporary names and take their own only after the last phase
+    (parity included), so an error or Ctrl-C on the way leaves none of them behind."""
+    import contextlib
     from .api import parity_check
     from .deploy.bundle import check_bundle_dir, write_bundle
     from .export.onnx_export import export_onnx
-    from .files import atomic_write, check_writable
+    from .files import check_writable, staged
     check_writable(args.output, args.force)
     if args.report is not None:
         check_writable(args.report, True)
@@ -321,10 +400,17 @@ def _export(args) -> None:
         check_bundle_dir(args.bundle, args.force)
     cal = get_calibrated(args)
     print(f"exporting {cal.spec.name} [{cal.config.label()}] for {args.device} ...", file=sys.stderr)
-    res = export_onnx(cal, args.output, simplify=args.simplify, force=args.force, device=args.device)
-    par = parity_check(cal, args.output, args.parity_images) if args.parity_images > 0 else None
+    with contextlib.ExitStack() as stack:  # on leaving: the report is renamed into place, then the model
+        model_tmp = stack.enter_context(staged(args.output, args.force))
+        res = export_onnx(cal, model_tmp, simplify=args.simplify, force=True, device=args.device)
+        par = parity_check(cal, model_tmp, args.parity_images) if args.parity_images > 0 else None
+        if args.report is not None:
+            report = {"path": str(args.output), "size_bytes": res.size_bytes, "ops": res.ops,
+                      "simplified": res.simplified, "metadata": res.metadata, "parity": par}
+            stack.enter_context(staged(args.report)).write_text(json.dumps(report, indent=1))
+        bundle = write_bundle(model_tmp, args.bundle, force=args.force) if args.bundle is not None else None
     custom = {k: v for k, v in res.ops.items() if k.startswith("com.fqvit")}
-    print(f"wrote {res.path} ({res.size_bytes / 2**20:.2f} MiB, {sum(res.ops.values())} nodes"
+    print(f"wrote {args.output} ({res.size_bytes / 2**20:.2f} MiB, {sum(res.ops.values())} nodes"
           f"{', simplified' if res.simplified else ''})")
     print("ops: " + ", ".join(f"{k} {v}" for k, v in res.ops.items()))
     if custom:
@@ -333,12 +419,8 @@ def _export(args) -> None:
         print(f"parity vs PyTorch on {par['images']} images: top-1 agreement {par['top1_agreement']:.1f}%, "
               f"max |dlogit| {par['max_abs_logit_diff']:.4g}, mean |dlogit| {par['mean_abs_logit_diff']:.3g} "
               f"({'custom-op library' if par['custom_ops'] else 'ONNX function bodies'}, {par['provider']})")
-    if args.report is not None:
-        report = {"path": str(res.path), "size_bytes": res.size_bytes, "ops": res.ops, "simplified": res.simplified,
-                  "metadata": res.metadata, "parity": par}
-        atomic_write(args.report, lambda tmp: Path(tmp).write_text(json.dumps(report, indent=1)))
-    if args.bundle is not None:
-        print(f"wrote bundle {write_bundle(args.output, args.bundle, force=args.force)}")
+    if bundle is not None:
+        print(f"wrote bundle {bundle}")
 
 
 def export_main(argv: list[str] | None = None) -> int:
@@ -352,6 +434,8 @@ def export_main(argv: list[str] | None = None) -> int:
 
 def _classify(args) -> None:
     from .deploy.session import classify, open_session
+    if args.top < 1:
+        raise ValueError(f"--top must be at least 1, got {args.top}")
     sess = open_session(args.model, library=args.custom_ops)
     warn_random(sess.card.weights if sess.card else None)
     res = classify(sess, args.images, args.top)

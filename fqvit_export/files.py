@@ -2,13 +2,33 @@
 every layer may use it."""
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
-__all__ = ["atomic_write", "check_writable", "file_sha256", "umask_mode"]
+__all__ = ["WriteError", "atomic_write", "staged", "check_writable", "file_sha256", "umask_mode"]
+
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})
+"""Failures of the writing itself (disk full, quota, file too large, read-only or failing disk)."""
+
+
+class WriteError(OSError):
+    """An output could not be written (one of :data:`WRITE_ERRNOS`); names the file, of which nothing was left."""
+
+    def __str__(self) -> str:
+        return f"cannot write {self.filename}: {self.strerror}; nothing was written"
+
+
+def write_error(e: OSError, path: str | Path) -> OSError:
+    """``e`` as a :class:`WriteError` naming ``path`` when it is a failure to write (:data:`WRITE_ERRNOS`), else
+    ``e`` itself."""
+    if isinstance(e, WriteError) or e.errno not in WRITE_ERRNOS:
+        return e
+    return WriteError(e.errno, os.strerror(e.errno), str(path))
 
 
 def umask_mode(mode: int = 0o666) -> int:
@@ -18,25 +38,43 @@ def umask_mode(mode: int = 0o666) -> int:
     return mode & ~mask
 
 
-def atomic_write(path: str | Path, write: Callable[[str], None], force: bool = True) -> Path:
-    """Write through a temporary file in the target folder and rename, so a failure leaves no partial file.
+@contextlib.contextmanager
+def staged(path: str | Path, force: bool = True) -> Iterator[Path]:
+    """A temporary file beside ``path`` that becomes ``path`` when the block ends normally.
 
-    The result gets the umask's permissions (``mkstemp``'s 0600 is for the temporary file only)."""
+    On any error or Ctrl-C inside the block the temporary file is removed, so nothing partial, and nothing that a
+    later step in the block was still checking (the export's parity check), is left under ``path``. A failure to
+    write (disk full, ...) comes out as a :class:`WriteError` naming ``path``. The result gets the umask's
+    permissions (``mkstemp``'s 0600 is for the temporary file only)."""
     path = Path(path)
     if path.exists() and not force:
         raise FileExistsError(f"{path} exists; pass --force to overwrite")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"output folder does not exist: {path.parent}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        if write_error(e, path) is not e:
+            raise write_error(e, path) from None
+        raise
     os.close(fd)
     try:
-        write(tmp)
+        yield Path(tmp)
         os.chmod(tmp, umask_mode())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and write_error(e, path) is not e:
+            raise write_error(e, path) from None
         raise
-    return path
+
+
+def atomic_write(path: str | Path, write: Callable[[str], None], force: bool = True) -> Path:
+    """Write through a temporary file in the target folder and rename (:func:`staged`), so a failure leaves no
+    partial file."""
+    with staged(path, force) as tmp:
+        write(str(tmp))
+    return Path(path)
 
 
 def check_writable(path: str | Path, force: bool) -> None:

@@ -210,9 +210,12 @@ def test_errors_leave_nothing(exported, tmp_path, monkeypatch):
     (full / "keep.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="not empty; pass --force"):
         write_bundle(path, full)
+    with pytest.raises(FileExistsError, match=r"not part of a bundle \(keep.txt\)"):  # --force replaces a bundle only
+        write_bundle(path, full, force=True)
     assert [p.name for p in full.iterdir()] == ["keep.txt"]
-    write_bundle(path, full, force=True)
-    assert not (full / "keep.txt").exists() and (full / "manifest.json").is_file()
+    (full / "keep.txt").unlink()
+    write_bundle(path, full)
+    assert (write_bundle(path, full, force=True) / "manifest.json").is_file()
     (tmp_path / "empty").mkdir()
     assert (write_bundle(path, tmp_path / "empty") / "README.md").is_file()
 

@@ -29,7 +29,7 @@ import onnx
 from .. import __version__
 from .card import CardError, ModelCard
 from .library import ORT_VERSIONS, custom_ops_library
-from ..files import file_sha256, umask_mode
+from ..files import file_sha256, umask_mode, write_error
 
 __all__ = ["BundleError", "TRITON_REPOSITORY", "write_bundle", "check_bundle_dir", "triton_config", "bundle_metadata",
            "manifest"]
@@ -241,18 +241,40 @@ def _libraries(device: str) -> list[Path]:
     return [cpu, gpu]
 
 
+def _foreign_files(out: Path) -> list[str]:
+    """Files and folders under ``out`` that no earlier bundle wrote: everything but ``manifest.json`` and the files
+    it lists (all of ``out`` when it has no readable manifest)."""
+    try:
+        listed = set(json.loads((out / "manifest.json").read_text())["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        listed = set()
+    folders = {parent.as_posix() for f in listed for parent in list(Path(f).parents)[:-1]}  # all but "."
+    ours = {"manifest.json", *listed, *folders}
+    return sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.relative_to(out).as_posix() not in ours)
+
+
 def check_bundle_dir(out_dir: str | Path, force: bool = False) -> None:
     """Fail early (before a long export) when ``out_dir`` cannot become a bundle or no CPU library is built.
 
+    ``force`` replaces an earlier bundle only: a folder holding anything a bundle did not write (per its
+    ``manifest.json``) is refused, so that no unrelated file, the source model say, is ever deleted.
+
     Raises:
-        FileExistsError: ``out_dir`` is a file, or a non-empty directory without ``force``.
+        FileExistsError: ``out_dir`` is a file, or a non-empty directory without ``force``, or one holding other
+            files than an earlier bundle's.
         FileNotFoundError: its parent folder does not exist, or the kernel library is not built.
     """
-    out = Path(out_dir)
+    out = Path(os.path.abspath(out_dir))
     if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise FileExistsError(f"{out} exists and is not empty; pass --force to replace it")
+        raise FileExistsError(f"{out_dir} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise FileExistsError(f"{out_dir} exists and is not empty; pass --force to replace the bundle in it")
+        foreign = _foreign_files(out)
+        if foreign:
+            more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+            raise FileExistsError(f"{out_dir} holds files that are not part of a bundle ({', '.join(foreign[:3])}"
+                                  f"{more}); --force replaces only an earlier bundle: choose a new or empty folder")
     if not out.parent.is_dir():
         raise FileNotFoundError(f"output folder does not exist: {out.parent}")
     _libraries("cpu")
@@ -270,20 +292,22 @@ def write_bundle(model_path: str | Path, out_dir: str | Path, force: bool = Fals
         triton_repository: where the server mounts ``out_dir/triton`` (the library path in ``config.pbtxt``).
 
     Returns:
-        ``out_dir``.
+        ``out_dir`` as an absolute path.
 
     Raises:
         BundleError: not an fqvit-export model, or a bad name.
-        FileExistsError: ``out_dir`` exists and is not empty (without ``force``), or is a file.
+        FileExistsError: ``out_dir`` exists and is not empty (without ``force``), holds files that no bundle
+            wrote, or is a file.
         FileNotFoundError: the model or the kernel library it needs is missing, or ``out_dir``'s parent.
+        WriteError: the disk is full (or another failure to write); nothing is left behind.
     """
-    model_path, out = Path(model_path), Path(out_dir)
+    model_path, out = Path(model_path), Path(os.path.abspath(out_dir))
     model = _load(model_path)
     info = bundle_metadata(model)
     name = name or info["name"]
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in (".", ".."):
         raise BundleError(f"bad model name {name!r}: use letters, digits, '_', '-', '.'")
-    check_bundle_dir(out, force)
+    check_bundle_dir(out_dir, force)
     libs = _libraries(info["device"])
     labels = info["labels"]
     if labels is not None and (not isinstance(labels, list) or any("\n" in str(s) for s in labels)):
@@ -315,13 +339,35 @@ def write_bundle(model_path: str | Path, out_dir: str | Path, force: bool = Fals
         (tmp / "manifest.json").write_text(json.dumps(manifest(tmp, extra), indent=1) + "\n")
         os.chmod(tmp, umask_mode(0o777))  # mkdtemp makes it 0700; the bundle gets the umask's permissions like any dir
         if out.exists():
-            old = out.with_name(f".{out.name}.old.{os.getpid()}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
+            _replace_contents(out, tmp)
         else:
             os.replace(tmp, out)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and write_error(e, out) is not e:
+            raise write_error(e, out) from None
         raise
     return out
+
+
+def _replace_contents(out: Path, new: Path) -> None:
+    """Move the entries of ``new`` into the existing folder ``out`` in place of its old ones (an empty folder or an
+    earlier bundle, :func:`check_bundle_dir`); the folder itself stays, so it may be the working directory. The old
+    entries wait in a sibling until the new ones are in, and come back if a move fails."""
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+    moved: list[str] = []
+    try:
+        for entry in out.iterdir():
+            os.replace(entry, old / entry.name)
+        for entry in new.iterdir():
+            os.replace(entry, out / entry.name)
+            moved.append(entry.name)
+    except BaseException:
+        for name in moved:
+            os.replace(out / name, new / name)
+        for entry in old.iterdir():
+            os.replace(entry, out / entry.name)
+        old.rmdir()
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    new.rmdir()

@@ -8,7 +8,9 @@ order: ``--weights PATH``, the bundled checkpoint of a bundled name, ``--random-
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
+import pickle
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -79,7 +81,10 @@ def _card(name: str) -> dict:
 
 def _create_bundled(spec: ModelSpec) -> nn.Module:
     card = _card(spec.name)
-    model = timm_class(card["timm_class"])(**{**card["kwargs"], **spec.model_kwargs})
+    try:
+        model = timm_class(card["timm_class"])(**{**card["kwargs"], **spec.model_kwargs})
+    except TypeError as e:
+        raise ModelError(f"bad --model-kwargs for {spec.name}: {e}") from None
     data = card["data"]
     model.pretrained_cfg = {"mean": tuple(data["mean"]), "std": tuple(data["std"]),
                             "input_size": tuple(data["input_size"]), "crop_pct": data["crop_pct"],
@@ -93,6 +98,10 @@ def _create_bundled(spec: ModelSpec) -> nn.Module:
 def _timm_name(name: str) -> str:
     timm_name = FQVIT_MODELS.get(name, name)
     if not timm.is_model(timm_name):
+        close = difflib.get_close_matches(name, [*available_models(), *timm.list_models(["vit_*", "deit*", "swin_*"])],
+                                            n=3, cutoff=0.75)
+        if close:
+            raise ModelError(f"unknown model {name!r}; did you mean {' or '.join(close)}?")
         raise ModelError(f"unknown model {name!r}: use one of {', '.join(available_models())} "
                          f"or a timm ViT/DeiT/Swin name (e.g. deit3_small_patch16_224, deit_base_patch16_224.fb_in1k)")
     return timm_name
@@ -128,6 +137,10 @@ def _check_architecture(spec: ModelSpec, model: nn.Module) -> None:
     if family_for(model) is None:
         raise ModelError(f"{spec.name} is a timm {type(model).__name__}; fqvit-export quantizes {supported_classes()} "
                          f"models (and their subclasses)")
+    if getattr(model, "dynamic_img_size", False):  # the graph and its metadata have one input size
+        size = "x".join(map(str, model.patch_embed.img_size))
+        raise ModelError(f"{spec.name} with dynamic_img_size=True: an exported model takes one fixed input size "
+                         f"({size} here); leave dynamic_img_size out and pick the size with --model-kwargs img_size=N")
     check_supported(model)
 
 
@@ -216,6 +229,11 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             sd = load_file(str(path))
         else:
             sd = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # torch's own sentence, cut short, reads like advice to unpickle anyway
+        if "Unsupported global" in str(e):
+            raise ModelError(f"{path} is not a plain checkpoint (it holds pickled Python objects besides tensors) and "
+                             f"was not loaded; save only the state_dict, or convert it to .safetensors") from None
+        raise ModelError(f"cannot read weights {path}: not a PyTorch checkpoint (unreadable or truncated)") from None
     except Exception as e:
         raise ModelError(f"cannot read weights {path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
     for key in ("model", "state_dict", "model_ema"):  # DeiT-style {'model': state_dict} and friends
