@@ -5,6 +5,7 @@ around these functions.
 """
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -113,11 +114,14 @@ def calibrate(spec: ModelSpec, config: QuantConfig, data_opts: DataOptions | Non
 def save_calibration(cal: Calibrated, path: str | Path, force: bool = True) -> Path:
     """Write calib.pt: the model spec, quantization config, data config and every point's parameters, not the
     weights (:func:`load_calibration` rebuilds the model from its spec), atomically so a failed write leaves no
-    half file; returns the path."""
+    half file; returns the path. The file is serialized in memory first (it is small) and written with plain file
+    I/O, so that a full disk is an ``OSError`` (:class:`fqvit_export.files.WriteError`), not torch's RuntimeError."""
     state = {"format": CALIB_FORMAT, "tool_version": __version__, "model": cal.spec.to_dict(),
              "quant": cal.config.to_dict(), "data": cal.data_cfg, "calibration": cal.calib_info,
              "weights": cal.weights, "labels": cal.labels, "points": cal.qmodel.point_params()}
-    return atomic_write(path, lambda tmp: torch.save(state, tmp), force=force)
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(buf.getvalue()), force=force)
 
 
 def load_calibration(path: str | Path) -> Calibrated:

@@ -25,8 +25,9 @@ class WriteError(OSError):
 
 def write_error(e: OSError, path: str | Path) -> OSError:
     """``e`` as a :class:`WriteError` naming ``path`` when it is a failure to write (:data:`WRITE_ERRNOS`), else
-    ``e`` itself."""
-    if isinstance(e, WriteError) or e.errno not in WRITE_ERRNOS:
+    ``e`` itself. A :class:`WriteError` of a nested write (a temporary file written through another atomic write)
+    is renamed after ``path`` as well."""
+    if e.errno not in WRITE_ERRNOS or (isinstance(e, WriteError) and e.filename == str(path)):
         return e
     return WriteError(e.errno, os.strerror(e.errno), str(path))
 

@@ -32,14 +32,15 @@ def calib_file(calibrated, tmp_path_factory) -> Path:
 
 
 def _one_line_error(capsys, code: int, *needles: str) -> str:
-    """Assert the command failed with exit 2 and exactly one stderr line, ``fqvit-export: error: ...``, holding
-    every needle; returns the line."""
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert err.count("\n") == 1 and err.startswith("fqvit-export: error: "), err
+    """Assert the command failed with exit 2 and one error line, ``fqvit-export: error: ...``, the last on stderr
+    (progress notes may come before it) and holding every needle; returns the line."""
+    lines = capsys.readouterr().err.splitlines()
+    assert code == 2, lines
+    errors = [line for line in lines if line.startswith("fqvit-export: error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0] and "Traceback" not in "".join(lines), lines
     for needle in needles:
-        assert needle in err, err
-    return err
+        assert needle in errors[0], errors[0]
+    return errors[0]
 
 
 # --- item 4: --calib FILE and the options that contradict it ---------------------------------------------------
@@ -154,7 +155,7 @@ def test_no_space_left_names_the_file(calib_file, tmp_path, capsys, monkeypatch)
     """ENOSPC while writing: one line naming the output, and neither the file nor its temporary is left."""
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    monkeypatch.setattr(torch, "save", full)
+    monkeypatch.setattr(Path, "write_bytes", full)
     out = tmp_path / "copy.pt"
     code = main(["calibrate", "cifar10_vit", "--calib", str(calib_file), "-o", str(out)])
     _one_line_error(capsys, code, f"cannot write {out}: No space left on device")
@@ -199,14 +200,28 @@ def test_bundle_force_replaces_only_a_bundle(exported_vit, tmp_path, capsys):
     assert source.is_file() and (out / "notes.txt").read_text() == "mine" and (out / "manifest.json").is_file()
 
 
-def test_interrupt_during_parity_leaves_nothing(calib_file, tmp_path, capsys, monkeypatch):
-    """Ctrl-C in the parity phase (after the model was built): no model, report or temporary file is left."""
+@pytest.mark.parametrize("failure", ["interrupt in the parity check", "disk full writing the model"])
+def test_failed_export_leaves_nothing(calib_file, tmp_path, capsys, monkeypatch, failure):
+    """Ctrl-C in the parity phase (after the model was built), or ENOSPC while writing it: no model, report or
+    temporary file is left, and a full disk is one line naming the model."""
+    import onnx
+
     import fqvit_export.api
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
-    monkeypatch.setattr(fqvit_export.api, "parity_check", interrupted)
-    code = main(["cifar10_vit", "--calib", str(calib_file), "--no-simplify", "-o", str(tmp_path / "m.onnx"),
-                 "--report", str(tmp_path / "r.json")])
-    assert code == 130 and "interrupted" in capsys.readouterr().err
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    if failure.startswith("interrupt"):
+        monkeypatch.setattr(fqvit_export.api, "parity_check", interrupted)
+    else:
+        monkeypatch.setattr(onnx, "save", full)
+    model = tmp_path / "m.onnx"
+    code = main(["cifar10_vit", "--calib", str(calib_file), "--no-simplify", "-o", str(model), "--report",
+                 str(tmp_path / "r.json")])
+    if failure.startswith("interrupt"):
+        assert code == 130 and "interrupted" in capsys.readouterr().err
+    else:
+        _one_line_error(capsys, code, f"cannot write {model}: No space left on device")
     assert list(tmp_path.iterdir()) == []
