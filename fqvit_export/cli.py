@@ -264,6 +264,19 @@ def calibrate_main(argv: list[str] | None = None) -> int:
     return _run(_calibrate, args)
 
 
+def _check_exported_from(path: Path, card, cal) -> None:
+    """Refuse a parity run whose quantized PyTorch model (``--calib``, or calibrated anew from the options) is not
+    the one ``path`` was exported from: the figures would compare two different models."""
+    def plain(value):  # as the card stores it (JSON)
+        return json.loads(json.dumps(value))
+    differs = [what for what, ours, theirs in (("quantization", cal.config.to_dict(), card.quantization),
+                                               ("calibration", cal.calib_info, card.calibration),
+                                               ("weights", cal.weights, card.weights)) if plain(ours) != theirs]
+    if differs:
+        raise ValueError(f"--parity: {path} was not exported from this calibration (its {' and '.join(differs)} "
+                         f"differ): pass --calib with the calibration it was exported from")
+
+
 def _evaluate(args) -> None:
     """One path runs, and the output names it: with ``--onnx`` the exported model on onnxruntime, preprocessed as
     its card says (``--parity`` or ``--quant`` also run the quantized PyTorch model, much slower, and compare);
@@ -299,6 +312,8 @@ def _evaluate(args) -> None:
     elif args.calib is not None:
         print(f"note: --calib is not used: the exported model runs alone (--parity also runs the quantized PyTorch "
               f"model)", file=sys.stderr)
+    if sess is not None and cal is not None:
+        _check_exported_from(args.onnx, sess.card, cal)
     if sess is not None:
         if cal is None or sess.card.weights != cal.weights:  # the calibration's own weights were warned about already
             warn_random(sess.card.weights)

@@ -50,3 +50,14 @@ def test_evaluate_errors_are_one_line(exported_vit, tmp_path, capsys, argv, mess
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("fqvit-export: error:") and message in err, err
+
+
+def test_parity_refuses_another_calibration(exported_vit, capsys):
+    """Before, ``--parity`` without the export's ``--calib`` calibrated anew with the default options (minmax, no
+    PTS/LIS) and reported the difference between two different models as the export's parity."""
+    assert main(["evaluate", "cifar10_vit", "--onnx", str(exported_vit), "--parity", "--calib-size", "10",
+                 "--data-dir", str(CIFAR_TEST), "--limit", "10"]) == 2
+    out, err = capsys.readouterr()
+    last = err.splitlines()[-1]
+    assert last.startswith("fqvit-export: error: --parity: ") and "quantization and calibration differ" in last, err
+    assert "onnxruntime" not in out
