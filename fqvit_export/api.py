@@ -72,9 +72,11 @@ def build_model(spec: ModelSpec, data_opts: DataOptions | None = None) -> tuple[
     built = tuple(getattr(model.patch_embed, "img_size", None) or data_cfg["input_size"][1:])
     if tuple(data_cfg["input_size"][1:]) != built:
         size = "x".join(map(str, data_cfg["input_size"][1:]))
+        # Bundled and --weights checkpoints load only into their own shapes (no position-embedding resampling).
+        rebuild = "" if spec.source in ("bundled", "file") else \
+            ", or build the model at that size with --model-kwargs img_size=N"
         raise DataError(f"{spec.name} is built for {'x'.join(map(str, built))} images, not {size} (--img-size sets the "
-                        f"preprocessing only): leave --img-size out, or build the model at that size with "
-                        f"--model-kwargs img_size=N")
+                        f"preprocessing only): leave --img-size out{rebuild}")
     return model, data_cfg
 
 
