@@ -277,6 +277,24 @@ def _check_exported_from(path: Path, card, cal) -> None:
                          f"differ): pass --calib with the calibration it was exported from")
 
 
+def _check_card_options(args, card) -> None:
+    """``evaluate --onnx`` without ``--parity`` runs the exported model alone: quantization options the user gave that
+    differ from the model's card, and calibration options (nothing is calibrated), are refused in one line rather
+    than silently ignored."""
+    q = card.quantization
+    held = {"quant_method": q.get("method"), "pts": q.get("pts"), "lis": q.get("lis"), "w_bits": q.get("w_bits"),
+            "a_bits": q.get("a_bits"), "attn_bits": q.get("attn_bits")}
+    given = getattr(args, "given", set())
+    found = [f"{_flag(k)} {getattr(args, k)} (the model: {v})" if not isinstance(v, bool) else
+             f"{_flag(k)} (the model: {'with' if v else 'without'} it)"
+             for k, v in held.items() if k in given and getattr(args, k) != v]
+    found += [f"{_flag(k)} (nothing is calibrated)" for k in ("calib_dir", "calib_size", "calib_batch_size", "seed")
+              if k in given]
+    if found:
+        raise ValueError(f"{args.onnx} was exported with other settings than {', '.join(found)}: leave these options "
+                         f"out (the exported model runs as it is), or add --parity with the export's --calib")
+
+
 def _evaluate(args) -> None:
     """One path runs, and the output names it: with ``--onnx`` the exported model on onnxruntime, preprocessed as
     its card says (``--parity`` or ``--quant`` also run the quantized PyTorch model, much slower, and compare);
@@ -309,9 +327,11 @@ def _evaluate(args) -> None:
         torch_model, data_cfg = build_model(spec, opts)
         result["quant"] = None
         warn_random(weights_info(spec))
-    elif args.calib is not None:
-        print(f"note: --calib is not used: the exported model runs alone (--parity also runs the quantized PyTorch "
-              f"model)", file=sys.stderr)
+    else:
+        _check_card_options(args, sess.card)
+        if args.calib is not None:
+            print(f"note: --calib is not used: the exported model runs alone (--parity also runs the quantized "
+                  f"PyTorch model)", file=sys.stderr)
     if sess is not None and cal is not None:
         _check_exported_from(args.onnx, sess.card, cal)
     if sess is not None:

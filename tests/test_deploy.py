@@ -177,3 +177,11 @@ def test_session_refuses_non_finite_input(exported):
         x[1, 0, 3, 4] = bad
         with pytest.raises(InputError, match="1 non-finite value"):
             sess(x)
+
+
+def test_card_refuses_malformed_metadata(exported):
+    meta = read_metadata(exported)
+    with pytest.raises(CardError, match="'model' is not a JSON object"):
+        ModelCard.from_metadata({**meta, "model": "[1, 2]"})
+    with pytest.raises(CardError, match="3 labels for 10 classes"):
+        ModelCard.from_metadata({**meta, "labels": '["a", "b", "c"]'})

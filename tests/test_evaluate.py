@@ -61,3 +61,23 @@ def test_parity_refuses_another_calibration(exported_vit, capsys):
     last = err.splitlines()[-1]
     assert last.startswith("fqvit-export: error: --parity: ") and "quantization and calibration differ" in last, err
     assert "onnxruntime" not in out
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--w-bits", "6"], "--w-bits 6 (the model: 8)"),
+    (["--quant-method", "omse"], "--quant-method omse (the model: minmax)"),
+    (["--calib-dir", str(CIFAR_TEST)], "--calib-dir (nothing is calibrated)"),
+])
+def test_onnx_alone_refuses_options_it_would_ignore(exported_vit, monkeypatch, capsys, extra, message):
+    """Before, ``evaluate --onnx`` without ``--parity`` ignored quantization and calibration options silently."""
+    _no_pytorch(monkeypatch)
+    assert main(["evaluate", "cifar10_vit", "--onnx", str(exported_vit), "--data-dir", str(CIFAR_TEST), "--limit",
+                 "10", *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("fqvit-export: error:") and message in err, err
+
+
+def test_onnx_alone_accepts_the_options_it_holds(exported_vit, monkeypatch, capsys):
+    _no_pytorch(monkeypatch)
+    assert main(["evaluate", "cifar10_vit", "--onnx", str(exported_vit), "--data-dir", str(CIFAR_TEST), "--limit",
+                 "10", "--pts", "--lis", "--w-bits", "8"]) == 0

@@ -236,7 +236,7 @@ def model_checks(run: Run) -> dict:
                 for target in ("cpu", "cuda"):
                     proto = build_onnx(cal, simplify=simplify, device=target)[0]
                     device = ModelCard.read(proto).device
-                    row[f"{target}_target_device"] = device
+                    row[f"{target}_export_device"] = device
                     if device != target:
                         failures.append(f"model {name} {label}: the {target} export's card says {device!r}")
                     paths[target] = run.workdir / f"{name}_{label}_{target}.onnx"

@@ -201,6 +201,8 @@ class ModelCard:
         if missing:
             raise CardError(f"{what} was not made by fqvit-export (its metadata lacks {', '.join(missing)})")
         model = _json(meta, "model", {}) or {}
+        if not isinstance(model, dict):
+            raise CardError(f"{what}: metadata 'model' is not a JSON object")
         data_config = _json(meta, "data_config")
         if not isinstance(data_config, dict) or "input_size" not in data_config:
             raise CardError(f"{what} has no readable preprocessing metadata (data_config)")
@@ -215,6 +217,8 @@ class ModelCard:
             op_version = int(meta["com.fqvit.op_version"])
         except ValueError:
             raise CardError(f"{what}: malformed num_classes or com.fqvit.op_version metadata") from None
+        if labels is not None and len(labels) != num_classes:
+            raise CardError(f"{what}: metadata holds {len(labels)} labels for {num_classes} classes")
         name = model.pop("name", None) or "model"
         return cls(name=name, num_classes=num_classes, data_config=data_config, model=model,
                    weights=_json(meta, "weights"), quantization=_json(meta, "quantization", {}) or {},

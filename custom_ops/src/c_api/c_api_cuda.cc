@@ -1,5 +1,5 @@
 // Plain C entry points of the CUDA kernels (fqvit_ops/c_api.h): device pointers, a cudaStream_t, no synchronisation.
-// Only in libfqvit_ops_cuda.so; tools/gpu_check.py calls them through ctypes on torch CUDA tensors.
+// Only in libfqvit_ops_cuda.so; fqvit_export/deploy/capi.py binds them through ctypes (tools/gpu_check.py, tests).
 #include <string>
 #include <vector>
 
