@@ -6,6 +6,7 @@ The data config is resolved once, from the model's pretrained config plus the us
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -15,8 +16,6 @@ from timm.data import create_transform, resolve_data_config as _timm_resolve
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.datasets import ImageFolder
-from torchvision.datasets.folder import IMG_EXTENSIONS
-
 from .deploy.preprocess import IMAGE_EXTENSIONS, load_image
 
 __all__ = ["DataOptions", "resolve_data_config", "eval_transform", "image_dataset", "calibration_batches",
@@ -104,7 +103,7 @@ class _ClassFolders(ImageFolder):
 
     def _valid(self, path: str) -> bool:
         p = Path(path)
-        return p.suffix.lower() in IMG_EXTENSIONS and not _hidden(p, Path(self.root))
+        return p.suffix.lower() in IMAGE_EXTENSIONS and not _hidden(p, Path(self.root))
 
     def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
         classes = sorted(e.name for e in os.scandir(directory) if e.is_dir() and not e.name.startswith("."))
@@ -216,7 +215,11 @@ def describe_eval_set(loader: DataLoader, seed: int | None = None) -> str:
     if not isinstance(ds, Subset):
         return f"all {len(ds)} images ({layout})"
     classes = len(getattr(base, "classes", ()))
-    spread = (f"{len(ds) // classes}{'-' + str(-(-len(ds) // classes)) if len(ds) % classes else ''} per class of "
-              f"{layout}" if classes else layout)
+    spread = layout
+    if classes:
+        counts = Counter(int(base.targets[i]) for i in ds.indices)
+        lo, hi = min(counts.values(), default=0), max(counts.values(), default=0)
+        spread = (f"{lo if lo == hi else f'{lo}-{hi}'} per class of "
+                  f"{layout if len(counts) == classes else f'{len(counts)} of the {layout}'}")
     kind = "class-balanced sample" if classes else "random sample"
     return f"a {kind} of {len(ds)} of the {len(base)} images ({spread}{f', seed {seed}' if seed is not None else ''})"

@@ -114,3 +114,22 @@ def test_limit_is_a_class_balanced_seeded_sample():
     assert describe_eval_set(eval_loader(CIFAR_TEST, CFG, limit=500)) == "all 200 images (10 class folders)"
     with pytest.raises(DataError, match="--limit must be positive"):
         eval_loader(CIFAR_TEST, CFG, limit=0)
+
+
+def test_limit_below_the_class_count_is_described_as_it_is():
+    """Before, 5 images of 10 classes read "0-1 per class of 10 class folders"."""
+    loader = eval_loader(CIFAR_TEST, CFG, limit=5, seed=0, labelled=True)
+    assert describe_eval_set(loader, 0) == ("a class-balanced sample of 5 of the 200 images (1 per class of 5 of the "
+                                            "10 class folders, seed 0)")
+    loader = eval_loader(CIFAR_TEST, CFG, limit=25, seed=0, labelled=True)
+    assert "(2-3 per class of 10 class folders, seed 0)" in describe_eval_set(loader, 0)
+
+
+def test_class_folders_and_flat_folders_take_the_same_files(tmp_path):
+    """Before, class folders took torchvision's extensions (``.pgm`` too), flat folders the package's."""
+    src = CIFAR_TEST / "cat" / "0000.jpg"
+    for folder in (tmp_path / "tree" / "cat", tmp_path / "flat"):
+        folder.mkdir(parents=True)
+        for name in ("a.jpg", "b.PNG", "c.pgm", "d.txt"):
+            shutil.copyfile(src, folder / name)
+    assert len(image_dataset(tmp_path / "tree", None)) == len(image_dataset(tmp_path / "flat", None)) == 2
