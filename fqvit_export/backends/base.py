@@ -1,11 +1,11 @@
 """The vocabulary the model adapters are written in (FQ-ViT Sec. 3): the :class:`Backend` protocol, its shared base,
 and the shape arithmetic that every backend uses.
 
-Three backends implement it: calibration and the quantized PyTorch model (:mod:`fqvit_export.nn.backend`) and ONNX
-emission (:mod:`fqvit_export.export.graph`). Values are backend-specific: float ("F") and quantized ("Q") tensors
-in PyTorch (Q is uint8 in the quantized model, the float tensor itself while calibrating), tensor names in ONNX.
-Quantization points are named; ``name`` arguments say which point's scale and zero point apply. Reshape targets use
-ONNX conventions: ``0`` copies the input dimension, ``-1`` is inferred.
+Three backends implement it: calibration and the quantized PyTorch model (:mod:`fqvit_export.backends.torch_backend`)
+and ONNX emission (:mod:`fqvit_export.backends.onnx_backend`). Values are backend-specific: float ("F") and quantized
+("Q") tensors in PyTorch (Q is uint8 in the quantized model, the float tensor itself while calibrating), tensor names in
+ONNX. Quantization points are named; ``name`` arguments say which point's scale and zero point apply. Reshape targets
+use ONNX conventions: ``0`` copies the input dimension, ``-1`` is inferred.
 """
 from __future__ import annotations
 

@@ -7,8 +7,8 @@ are int8 initializers with per-output-channel scales behind a ``DequantizeLinear
 ``com.fqvit::LogIntSoftmax`` and ``com.fqvit::LISMatMul`` (docs/ops.md Sec. 2-5). With ``quantized=False`` the
 same adapter gives the FP32 graph (plain ``LayerNormalization``/``Softmax``), used as the speed baseline.
 
-The export ``device`` picks the code type of the activations (docs/ops.md Sec. 1, code types): ``cpu`` writes uint8 codes
-(onnxruntime's CPU ``MatMulInteger`` is fast for uint8 x int8 only), ``cuda`` int8 codes (the CUDA execution
+The export ``device`` picks the code type of the activations (docs/ops.md Sec. 1, code types): ``cpu`` writes uint8
+codes (onnxruntime's CPU ``MatMulInteger`` is fast for uint8 x int8 only), ``cuda`` int8 codes (the CUDA execution
 provider's ``MatMulInteger`` is int8 x int8 only). The int8 code of a uint8 code ``u`` with zero point ``z`` is
 ``u - 128`` with zero point ``z - 128``, so ``q - zp`` and every integer result are the same: the two graphs from one
 calibration give bit-identical logits.

@@ -1,10 +1,10 @@
 """Backends that run one model description three ways: calibrate, quantized PyTorch, ONNX graph.
 
-The model adapters (:mod:`fqvit_export.models.adapters`) write each network once against the small vocabulary
-below. :class:`CalibrateBackend` runs it in float and feeds every quantization point's observer (FQ-ViT calibrates
-on float activations); :class:`QuantBackend` runs it quantized with the reference integer ops of
-:mod:`fqvit_export.ops.reference`; the ONNX exporter (:mod:`fqvit_export.export.graph`) emits the same sequence as
-QDQ and ``com.fqvit`` nodes. One description means the exported graph cannot drift from the PyTorch model.
+The model adapters (:mod:`fqvit_export.models.adapters`) write each network once against the small vocabulary below.
+:class:`CalibrateBackend` runs it in float and feeds every quantization point's observer (FQ-ViT calibrates on float
+activations); :class:`QuantBackend` runs it quantized with the reference integer ops of
+:mod:`fqvit_export.ops.reference`; the ONNX exporter (:mod:`fqvit_export.backends.onnx_backend`) emits the same sequence
+as QDQ and ``com.fqvit`` nodes. One description means the exported graph cannot drift from the PyTorch model.
 
 Values are backend-specific: float tensors ("F") and quantized tensors ("Q", uint8 in :class:`QuantBackend`, the
 float tensor itself while calibrating). Reshape targets use ONNX conventions: ``0`` copies the input dimension,
@@ -43,7 +43,7 @@ def _exact_matmul(a: torch.Tensor, b: torch.Tensor, max_term: int) -> torch.Tens
 
 
 class TorchBackend(BackendBase):
-    """The :class:`~fqvit_export.models.backend.Backend` vocabulary on PyTorch tensors; layout ops are identical for
+    """The :class:`~fqvit_export.backends.base.Backend` vocabulary on PyTorch tensors; layout ops are identical for
     float and quantized values."""
 
     # -- layout (value-agnostic) ---------------------------------------------------------------------------------

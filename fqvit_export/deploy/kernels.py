@@ -9,7 +9,7 @@ Loading ``libfqvit_ops_cuda.so`` needs no driver (the CUDA runtime is linked sta
 
 Example::
 
-    >>> from fqvit_export._lib import custom_ops_library
+    >>> from fqvit_export.deploy.library import custom_ops_library
     >>> registered_kernels(custom_ops_library(cuda=True))[0]
     {'op': 'PTSLayerNorm', 'provider': 'CPUExecutionProvider',
      'inputs': ['uint8', 'float', 'uint8', 'uint8', 'float', 'float', 'float', 'uint8'], 'outputs': ['uint8'],
