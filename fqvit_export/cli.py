@@ -115,22 +115,31 @@ def _flag(key: str) -> str:
     return "--" + key.replace("_", "-")
 
 
+_QUANT_FIELDS = {"quant_method": "method", "pts": "pts", "lis": "lis", "w_bits": "w_bits", "a_bits": "a_bits",
+                 "attn_bits": "attn_bits"}
+"""Quantization option -> its :class:`~fqvit_export.quant.point.QuantConfig` field (``to_dict`` key, as stored in
+calib.pt and the model card)."""
+
+
+def _given_differences(args, held: dict, whose: str) -> list[str]:
+    """The options in ``held`` (option -> the value ``whose`` holds) that the user gave with another value, each as
+    ``--flag VALUE (the file: VALUE)`` or, for switches, ``--flag (the file: with it)``."""
+    given = getattr(args, "given", ())
+    return [f"{_flag(key)} ({whose}: {'with' if value else 'without'} it)" if isinstance(value, bool) else
+            f"{_flag(key)} {getattr(args, key)} ({whose}: {value})"
+            for key, value in held.items() if key in given and getattr(args, key) != value]
+
+
 def _contradictions(args, cal) -> list[str]:
     """The options given beside ``--calib`` whose values differ from what the calibration file holds, each as
     ``--flag VALUE (the file: VALUE)``; with an equal ``--calib-dir``, that folder becomes the calibration's."""
     from .data import folder_digest, image_dataset
     from .files import file_sha256
-    cfg, info, data = cal.config, cal.calib_info, cal.data_cfg
-    held = {"quant_method": cfg.method, "pts": cfg.pts, "lis": cfg.lis, "w_bits": cfg.w_bits, "a_bits": cfg.a_bits,
-            "attn_bits": cfg.attn_bits, "calib_size": info.get("requested"),
+    info, data = cal.calib_info, cal.data_cfg
+    quant = cal.config.to_dict()
+    held = {**{key: quant[field] for key, field in _QUANT_FIELDS.items()}, "calib_size": info.get("requested"),
             "calib_batch_size": info.get("batch_size"), "seed": info.get("seed")}
-    found = []
-    for key, value in held.items():
-        if key in getattr(args, "given", ()) and getattr(args, key) != value:
-            if isinstance(value, bool):
-                found.append(f"{_flag(key)} (the file: {'with' if value else 'without'} it)")
-            else:
-                found.append(f"{_flag(key)} {getattr(args, key)} (the file: {value})")
+    found = _given_differences(args, held, "the file")
     if args.calib_dir is not None:
         if folder_digest(image_dataset(args.calib_dir, None)) == info.get("set_digest"):
             cal.calib_dir = Path(args.calib_dir)
@@ -281,15 +290,10 @@ def _check_card_options(args, card) -> None:
     """``evaluate --onnx`` without ``--parity`` runs the exported model alone: quantization options the user gave that
     differ from the model's card, and calibration options (nothing is calibrated), are refused in one line rather
     than silently ignored."""
-    q = card.quantization
-    held = {"quant_method": q.get("method"), "pts": q.get("pts"), "lis": q.get("lis"), "w_bits": q.get("w_bits"),
-            "a_bits": q.get("a_bits"), "attn_bits": q.get("attn_bits")}
-    given = getattr(args, "given", set())
-    found = [f"{_flag(k)} {getattr(args, k)} (the model: {v})" if not isinstance(v, bool) else
-             f"{_flag(k)} (the model: {'with' if v else 'without'} it)"
-             for k, v in held.items() if k in given and getattr(args, k) != v]
+    held = {key: card.quantization.get(field) for key, field in _QUANT_FIELDS.items()}
+    found = _given_differences(args, held, "the model")
     found += [f"{_flag(k)} (nothing is calibrated)" for k in ("calib_dir", "calib_size", "calib_batch_size", "seed")
-              if k in given]
+              if k in getattr(args, "given", ())]
     if found:
         raise ValueError(f"{args.onnx} was exported with other settings than {', '.join(found)}: leave these options "
                          f"out (the exported model runs as it is), or add --parity with the export's --calib")
