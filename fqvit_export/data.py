@@ -73,9 +73,14 @@ def _hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
+def _is_image(path: Path, root: Path) -> bool:
+    """An image file of the set under ``root``: one of :data:`IMAGE_EXTENSIONS`, not hidden. Flat folders and class
+    folders take the same files."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not _hidden(path, root) and path.is_file()
+
+
 def _images(root: Path, recursive: bool) -> list[Path]:
-    found = root.rglob("*") if recursive else root.iterdir()
-    return sorted(p for p in found if p.suffix.lower() in IMAGE_EXTENSIONS and not _hidden(p, root) and p.is_file())
+    return sorted(p for p in (root.rglob("*") if recursive else root.iterdir()) if _is_image(p, root))
 
 
 class _FlatFolder(Dataset):
@@ -102,8 +107,7 @@ class _ClassFolders(ImageFolder):
         super().__init__(str(root), transform=transform, loader=load_image, is_valid_file=self._valid)
 
     def _valid(self, path: str) -> bool:
-        p = Path(path)
-        return p.suffix.lower() in IMAGE_EXTENSIONS and not _hidden(p, Path(self.root))
+        return _is_image(Path(path), Path(self.root))
 
     def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
         classes = sorted(e.name for e in os.scandir(directory) if e.is_dir() and not e.name.startswith("."))
@@ -119,7 +123,7 @@ def image_dataset(root: str | Path, transform) -> Dataset:
         raise DataError(f"image folder not found: {root}")
     visible = [p for p in root.iterdir() if not p.name.startswith(".")]
     subfolders = any(p.is_dir() for p in visible)
-    if subfolders and not any(p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() for p in visible):
+    if subfolders and not any(_is_image(p, root) for p in visible):
         try:
             return _ClassFolders(root, transform)
         except (FileNotFoundError, RuntimeError) as e:
