@@ -55,9 +55,10 @@ def staged(path: str | Path, force: bool = True) -> Iterator[Path]:
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as e:
-        if write_error(e, path) is not e:
-            raise write_error(e, path) from None
-        raise
+        err = write_error(e, path)
+        if err is e:
+            raise
+        raise err from None
     os.close(fd)
     try:
         yield Path(tmp)
@@ -65,9 +66,10 @@ def staged(path: str | Path, force: bool = True) -> Iterator[Path]:
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError) and write_error(e, path) is not e:
-            raise write_error(e, path) from None
-        raise
+        err = write_error(e, path) if isinstance(e, OSError) else e
+        if err is e:
+            raise
+        raise err from None
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None], force: bool = True) -> Path:
