@@ -27,7 +27,7 @@ from pathlib import Path
 import onnx
 
 from .. import __version__
-from .card import CardError, ModelCard
+from .card import CardError, ModelCard, read_metadata
 from .library import ORT_VERSIONS, custom_ops_library
 from ..files import file_sha256, umask_mode, write_error
 
@@ -53,7 +53,8 @@ class BundleError(ValueError):
 
 # --- reading the model ---------------------------------------------------------------------------------------------
 
-def _load(model_path: Path) -> onnx.ModelProto:
+def _load(model_path: Path) -> tuple[onnx.ModelProto, ModelCard]:
+    """The model and its card, or a one-line :class:`BundleError` for a file that cannot be bundled."""
     if not model_path.is_file():
         raise FileNotFoundError(f"ONNX model not found: {model_path}")
     try:
@@ -63,11 +64,10 @@ def _load(model_path: Path) -> onnx.ModelProto:
     if any(onnx.external_data_helper.uses_external_data(t) for t in model.graph.initializer):
         raise BundleError(f"{model_path} keeps tensors in external data files, which a bundle does not copy")
     try:
-        ModelCard.read(model, strict=True)
+        card = ModelCard.from_metadata(read_metadata(model), what=str(model_path))
     except CardError as e:
-        raise BundleError(f"{model_path}: {e}; export it with fqvit-export first".replace(": the model was", " was")
-                          ) from None
-    return model
+        raise BundleError(f"{e}; export it with fqvit-export first") from None
+    return model, card
 
 
 def _value_info(vi: onnx.ValueInfoProto) -> dict:
@@ -77,10 +77,10 @@ def _value_info(vi: onnx.ValueInfoProto) -> dict:
     return {"name": vi.name, "elem_type": tt.elem_type, "dims": dims}
 
 
-def bundle_metadata(model: onnx.ModelProto) -> dict:
+def bundle_metadata(model: onnx.ModelProto, card: ModelCard | None = None) -> dict:
     """The facts a bundle is generated from: the model card's fields (as a dict, plus ``preprocessing``) and the
-    graph's first input and output."""
-    card = ModelCard.read(model)
+    graph's first input and output. ``card``: the model's card when already read."""
+    card = card or ModelCard.read(model)
     return {**vars(card), "preprocessing": card.preprocessing, "model": {"name": card.name, **card.model},
             "doc": model.doc_string, "input": _value_info(model.graph.input[0]),
             "output": _value_info(model.graph.output[0])}
@@ -302,16 +302,14 @@ def write_bundle(model_path: str | Path, out_dir: str | Path, force: bool = Fals
         WriteError: the disk is full (or another failure to write); nothing is left behind.
     """
     model_path, out = Path(model_path), Path(os.path.abspath(out_dir))
-    model = _load(model_path)
-    info = bundle_metadata(model)
+    model, card = _load(model_path)
+    info = bundle_metadata(model, card)
     name = name or info["name"]
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in (".", ".."):
         raise BundleError(f"bad model name {name!r}: use letters, digits, '_', '-', '.'")
     check_bundle_dir(out_dir, force)
     libs = _libraries(info["device"])
-    labels = info["labels"]
-    if labels is not None and (not isinstance(labels, list) or any("\n" in str(s) for s in labels)):
-        raise BundleError(f"{model_path}: metadata 'labels' is not a list of one-line names")
+    labels = info["labels"]  # a list of one-line names: the card checks it
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
