@@ -117,7 +117,9 @@ def _t(a: np.ndarray) -> torch.Tensor:
 
 # Inputs the exporter writes as initializers (the kernels may read them when the session is created).
 _CONSTANT = {"PTSLayerNorm": ("alpha", "gamma", "beta"), "LogIntSoftmax": (), "LISMatMul": (),
-             "Lookup": ("table",), "Requantize": ("multiplier", "bias", "y_scale", "y_zero_point")}
+             "Lookup": ("table",), "Requantize": ("multiplier", "bias", "y_scale", "y_zero_point"),
+             "ResidualAdd": ("a_scale", "a_zero_point", "b_scale", "b_zero_point", "y_scale", "y_zero_point",
+                             "gamma")}
 
 
 @pytest.mark.parametrize("op_type, case", [(op, name) for op in O.CASES for name in O.params(op)])
@@ -141,7 +143,7 @@ def test_both_code_types_in_one_graph() -> None:
     """One session holds a uint8 and an int8 node of every op (same name, kernels told apart by input types)."""
     nodes, feeds, graph_inputs, outputs, wants = [], {}, [], [], []
     for op_type, case in [("PTSLayerNorm", "C7"), ("LogIntSoftmax", "N17"), ("LISMatMul", "D17"),
-                          ("Lookup", "odd_3x5x7"), ("Requantize", "N17")]:
+                          ("Lookup", "odd_3x5x7"), ("Requantize", "N17"), ("ResidualAdd", "odd_C_33")]:
         for dtype in S.CODE_TYPES:
             c = O.as_code_type(op_type, O.build(op_type, case), dtype)
             spec = S.op(op_type)
@@ -298,6 +300,125 @@ def test_requantize_empty(shape: tuple[int, ...]) -> None:
     assert got.shape == shape and got.dtype == np.uint8
     inputs["multiplier"], inputs["bias"] = np.array(1.0, np.float32), np.array([0.0], np.float32)
     assert run_op("Requantize", inputs, {}).shape == shape
+
+
+# --- ResidualAdd -----------------------------------------------------------------------------------------------------
+
+def _ra_random(rng: np.random.Generator, shape: tuple[int, ...]) -> Inputs:
+    """Adversarial ResidualAdd inputs: codes drawn from the whole range or piled at 0 and 255, zero points at the ends
+    too; every channel input per channel or one element (rank 0 or [1]), some powers of two (exact products, sums
+    that land on .5 ties), y_scale small enough to saturate at both ends or large; gamma 1, random, or signed."""
+    c = shape[-1]
+
+    def codes() -> np.ndarray:
+        kind = rng.integers(0, 3)
+        if kind == 0:
+            return rng.choice(np.array([0, 255], np.uint8), shape)
+        if kind == 1:
+            return rng.choice(np.array([0, 1, 127, 128, 254, 255], np.uint8), shape)
+        return rng.integers(0, 256, shape, dtype=np.uint8)
+
+    def zp() -> np.ndarray:
+        return np.array(rng.choice([0, 255, 128, int(rng.integers(0, 256))]), np.uint8)
+
+    def channel(lo: float, hi: float, signed: bool = False) -> np.ndarray:
+        n = c if rng.random() < 0.6 else 1
+        if rng.random() < 0.4:  # powers of two: exact steps, so the sums meet round-half-even ties
+            v = 2.0 ** rng.integers(int(np.log2(lo)), int(np.log2(hi)) + 1, n)
+        else:
+            v = np.exp(rng.uniform(np.log(lo), np.log(hi), n))
+        if signed:
+            v *= rng.choice([-1.0, 1.0], n)
+        v = v.astype(np.float32)
+        return v.reshape(()) if n == 1 and rng.random() < 0.5 else v
+
+    gamma_kind = rng.integers(0, 3)
+    gamma = (np.ones(1, np.float32) if gamma_kind == 0 else channel(1e-3, 2.0, signed=gamma_kind == 2))
+    return {"A": codes(), "a_scale": channel(1e-3, 0.5), "a_zero_point": zp(), "B": codes(),
+            "b_scale": channel(1e-3, 0.5), "b_zero_point": zp(), "y_scale": channel(1e-4, 1.0),
+            "y_zero_point": zp(), "gamma": gamma}
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_residual_add_adversarial(seed: int) -> None:
+    """Random shapes (C = 1, odd C, vector-width neighbours, rank 1 .. 4) and adversarial parameters against the
+    reference, every CPU path, uint8 and int8, every input fed at run time."""
+    rng = np.random.default_rng(4000 + seed)
+    for _ in range(8):
+        c = int(rng.choice([1, 2, 3, 7, 15, 16, 17, 31, 32, 33, 63, 64, 65, 255, 256, 257, 384, 511, 768]))
+        lead = tuple(int(d) for d in rng.integers(1, 6, rng.integers(0, 3)))
+        shape = (*lead, int(rng.integers(1, 40)), c) if rng.random() < 0.8 else (c * int(rng.integers(1, 50)),)
+        case = O.Case(_ra_random(rng, shape))
+        for dtype in S.CODE_TYPES:
+            c8 = O.as_code_type("ResidualAdd", case, dtype)
+            want = O.reference("ResidualAdd", c8)
+            for isa in ISAS:
+                assert_same(run_op("ResidualAdd", c8.inputs, {}, isa=isa), want)
+
+
+def test_residual_add_ties_and_every_code() -> None:
+    """Sums of (A - 128) + (B - 3) / 2 output steps (scales 2^-k, exact): a tie for every even B, where round half to
+    even decides; every output code 0..255 appears, saturation at both ends included."""
+    a = np.tile(np.arange(256, dtype=np.uint8), 256).reshape(256, 256)
+    b = np.repeat(np.arange(256, dtype=np.uint8), 256).reshape(256, 256)
+    inputs = {"A": a, "a_scale": np.array(0.5, np.float32), "a_zero_point": np.array(128, np.uint8),
+              "B": b, "b_scale": np.full(256, 0.5, np.float32), "b_zero_point": np.array(3, np.uint8),
+              "y_scale": np.array(0.5, np.float32), "y_zero_point": np.array(101, np.uint8),
+              "gamma": np.full(256, 0.5, np.float32)}
+    want = O.reference("ResidualAdd", O.Case(inputs))
+    assert set(np.unique(want).tolist()) == set(range(256))
+    for isa in ISAS:
+        assert_same(run_op("ResidualAdd", inputs, {}, isa=isa), want)
+
+
+def test_residual_add_inputs_at_run_time() -> None:
+    """Two runs of one session with new codes and parameters: nothing is cached from the first."""
+    rng = np.random.default_rng(23)
+    inputs = O.residual_add_inputs(rng, (3, 50, 72), gamma="channel")
+    session = _session(_model("ResidualAdd", inputs, {}))
+    for _ in range(2):
+        inputs = O.residual_add_inputs(rng, (3, 50, 72), b_scale="channel", gamma="channel")
+        assert_same(session.run(None, inputs)[0], O.reference("ResidualAdd", O.Case(inputs)))
+
+
+@pytest.mark.parametrize("shape", [(0,), (0, 5), (3, 0), (2, 0, 7)])
+def test_residual_add_empty(shape: tuple[int, ...]) -> None:
+    inputs = O.residual_add_inputs(np.random.default_rng(0), shape)
+    for dtype in S.CODE_TYPES:
+        c = O.as_code_type("ResidualAdd", O.Case(inputs), dtype)
+        got = run_op("ResidualAdd", c.inputs, {})
+        assert got.shape == shape and got.dtype == c.inputs["A"].dtype
+
+
+def _ra_ok() -> Inputs:
+    return O.residual_add_inputs(np.random.default_rng(0), (2, 8), gamma="channel")
+
+
+def test_error_residual_add() -> None:
+    for name, value, fragments in [
+            ("B", np.zeros((2, 9), np.uint8), ["B must have the shape of A [2,8]", "got [2,9]"]),
+            ("B", np.zeros((1, 2, 8), np.uint8), ["B must have the shape of A"]),
+            ("a_scale", np.ones(5, np.float32), ["a_scale must have shape [C] = [8]", "got [5]", "A [2,8]"]),
+            ("b_scale", np.ones((1, 8), np.float32), ["b_scale must have shape [C] = [8]", "got [1,8]"]),
+            ("y_scale", np.ones(9, np.float32), ["y_scale must have shape [C] = [8]"]),
+            ("gamma", np.ones(2, np.float32), ["gamma must have shape [C] = [8]"]),
+            ("a_zero_point", np.zeros(8, np.uint8), ["a_zero_point must be a scalar"]),
+            ("y_zero_point", np.zeros(2, np.uint8), ["y_zero_point must be a scalar"])]:
+        inputs = _ra_ok()
+        inputs[name] = value
+        _expect_error("ResidualAdd", inputs, {}, "ResidualAdd", *fragments)
+    inputs = _ra_ok()
+    inputs["A"], inputs["B"] = np.array(5, np.uint8), np.array(6, np.uint8)
+    _expect_error("ResidualAdd", inputs, {}, "ResidualAdd", "A must have rank >= 1")
+    for name, dtype, onnx_name in [("A", np.float32, "tensor(float)"), ("b_scale", np.int32, "tensor(int32)"),
+                                   ("gamma", np.uint8, "tensor(uint8)")]:
+        inputs = _ra_ok()
+        inputs[name] = inputs[name].astype(dtype)
+        _expect_error("ResidualAdd", inputs, {}, onnx_name, f"({name})", "ResidualAdd")
+    inputs = _ra_ok()
+    inputs["B"] = inputs["B"].view(np.int8)  # T ports of one node share one code type
+    _expect_error("ResidualAdd", inputs, {}, "ResidualAdd")
+    _still_alive()
 
 
 # --- randomized shapes and parameters -------------------------------------------------------------------------------

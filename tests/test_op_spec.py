@@ -16,7 +16,7 @@ from fqvit_export.ops import spec as S
 ROOT = Path(__file__).resolve().parents[1]
 HEADER = ROOT / "custom_ops" / "include" / "fqvit_ops" / "spec.h"
 GLUE = {"PTSLayerNorm": "pts_layernorm", "LogIntSoftmax": "log_int_softmax", "LISMatMul": "lis_matmul",
-        "Lookup": "lookup", "Requantize": "requantize"}
+        "Lookup": "lookup", "Requantize": "requantize", "ResidualAdd": "residual_add"}
 
 # C++ name -> the spec value it must equal.
 CONSTANTS = {

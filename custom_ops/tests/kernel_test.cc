@@ -6,7 +6,7 @@
 //
 // Every op also runs in int8 codes (the CUDA target's code type) through the _i8 entries, against the same oracles
 // instantiated for int8 (arith.h's CodeRange<int8_t> clamp, LogIntSoftmax's masked positions at -256) and against
-// the uint8 result minus 128.
+// the uint8 result minus 128 (ResidualAdd in its own suite, both code types per case).
 //
 //   build/custom_ops_san/kernel_test [--quick]      exit status 0 when every case matches
 #include <algorithm>
@@ -124,6 +124,21 @@ std::vector<T> ref_requantize(const std::vector<int32_t>& a, const std::vector<f
   for (size_t i = 0; i < a.size(); ++i) {
     const size_t c = static_cast<size_t>(static_cast<int64_t>(i) % n);
     y[i] = fqvit::requantize_one<T>(a[i], m[m.size() == 1 ? 0 : c], b[b.size() == 1 ? 0 : c], ys, yzp);
+  }
+  return y;
+}
+
+// docs/ops.md Sec. 1 (fused ops): per element residual_add_one; every channel input holds 1 or c entries (gamma may
+// be empty: left out, the same as 1).
+template <typename T = u8>
+std::vector<T> ref_residual_add(const std::vector<T>& a, const std::vector<T>& b, const std::vector<float>& as,
+                                const std::vector<float>& bs, const std::vector<float>& ys,
+                                const std::vector<float>& g, int64_t c, int32_t azp, int32_t bzp, int32_t yzp) {
+  std::vector<T> y(a.size());
+  auto at = [](const std::vector<float>& v, size_t k) { return v.empty() ? 1.0f : v[v.size() == 1 ? 0 : k]; };
+  for (size_t i = 0; i < a.size(); ++i) {
+    const size_t k = static_cast<size_t>(static_cast<int64_t>(i) % c);
+    y[i] = fqvit::residual_add_one<T>(a[i], at(as, k), azp, b[i], at(bs, k), bzp, at(ys, k), yzp, at(g, k));
   }
   return y;
 }
@@ -310,6 +325,163 @@ std::vector<i8> to_i8(const std::vector<u8>& u) {
   std::vector<i8> v(u.size());
   for (size_t i = 0; i < u.size(); ++i) v[i] = static_cast<i8>(static_cast<int>(u[i]) - 128);
   return v;
+}
+
+// --- ResidualAdd ------------------------------------------------------------------------------------------------
+
+// One ResidualAdd call: A, B [numel / c, c] codes, channel inputs of 1 or c entries (gamma empty: nullptr).
+struct RaCase {
+  std::string name;
+  int64_t c;
+  std::vector<u8> a, b;
+  std::vector<float> as, bs, ys, g;
+  int32_t azp, bzp, yzp;
+};
+
+// Every CPU path on uint8 codes (A, B and Y `offset` bytes into their buffers: unaligned vector loads and stores;
+// bytes of Y outside [0, numel) must stay untouched), then on int8 codes u - 128 with zero points z - 128 against the
+// int8 oracle, itself checked against the uint8 oracle minus 128.
+void ra_case(const RaCase& q, size_t offset = 0) {
+  const size_t numel = q.a.size(), guard = 64;
+  const float* g = q.g.empty() ? nullptr : q.g.data();
+  const auto want = ref_residual_add(q.a, q.b, q.as, q.bs, q.ys, q.g, q.c, q.azp, q.bzp, q.yzp);
+  std::vector<u8> ab(offset + numel), bb(offset + numel);
+  std::copy(q.a.begin(), q.a.end(), ab.begin() + static_cast<std::ptrdiff_t>(offset));
+  std::copy(q.b.begin(), q.b.end(), bb.begin() + static_cast<std::ptrdiff_t>(offset));
+  for (int isa : g_isas) {
+    const std::string where = "ResidualAdd " + q.name + " [" + fqvit_cpu_isa_name(isa) + "]";
+    std::vector<u8> yb(offset + numel + guard, 0xA5);
+    const int rc = fqvit_residual_add_cpu(ab.data() + offset, q.as.data(), q.azp, bb.data() + offset, q.bs.data(),
+                                          q.bzp, q.ys.data(), q.yzp, g, yb.data() + offset,
+                                          static_cast<int64_t>(numel), q.c, static_cast<int64_t>(q.as.size()),
+                                          static_cast<int64_t>(q.bs.size()), static_cast<int64_t>(q.ys.size()),
+                                          static_cast<int64_t>(q.g.size()), isa);
+    check(where, std::vector<u8>(yb.begin() + offset, yb.begin() + offset + numel), want, rc);
+    bool guard_ok = true;
+    for (size_t i = 0; i < yb.size(); ++i) {
+      if ((i < offset || i >= offset + numel) && yb[i] != 0xA5) guard_ok = false;
+    }
+    ++g_cases;
+    if (!guard_ok) {
+      ++g_failures;
+      std::printf("FAIL %s: wrote outside [0, numel)\n", where.c_str());
+    }
+  }
+  const std::vector<i8> a8 = to_i8(q.a), b8 = to_i8(q.b);
+  const auto want8 = ref_residual_add(a8, b8, q.as, q.bs, q.ys, q.g, q.c, q.azp - 128, q.bzp - 128, q.yzp - 128);
+  check("int8 oracle = uint8 - 128: ResidualAdd " + q.name, want8, to_i8(want), 0);
+  for (int isa : g_isas) {
+    std::vector<i8> y(numel);
+    const int rc = fqvit_residual_add_cpu_i8(a8.data(), q.as.data(), q.azp - 128, b8.data(), q.bs.data(), q.bzp - 128,
+                                             q.ys.data(), q.yzp - 128, g, y.data(), static_cast<int64_t>(numel), q.c,
+                                             static_cast<int64_t>(q.as.size()), static_cast<int64_t>(q.bs.size()),
+                                             static_cast<int64_t>(q.ys.size()), static_cast<int64_t>(q.g.size()), isa);
+    check("int8 ResidualAdd " + q.name + " [" + fqvit_cpu_isa_name(isa) + "]", y, want8, rc);
+  }
+}
+
+// PTS-style per-channel scales s * 2^alpha_c (alpha_c in 0..3), or one element when `n` is 1.
+std::vector<float> pts_scales(int64_t n, float s) {
+  std::vector<float> v(static_cast<size_t>(n));
+  for (auto& x : v) x = s * static_cast<float>(1 << rand_int(0, 3));
+  return v;
+}
+
+// Random codes and zero points; `per_channel` says, input by input (a_scale, b_scale, y_scale, gamma), whether it
+// holds c entries or one; gamma absent when `gamma` is false.
+void ra_random(const std::string& name, int64_t rows, int64_t c, const bool per_channel[4], bool gamma = true,
+               size_t offset = 0) {
+  auto n = [&](int k) { return per_channel[k] ? c : 1; };
+  RaCase q{name,
+           c,
+           rand_u8(static_cast<size_t>(rows * c)),
+           rand_u8(static_cast<size_t>(rows * c)),
+           pts_scales(n(0), 0.02f),
+           rand_fv(static_cast<size_t>(n(1)), 0.005f, 0.02f),
+           pts_scales(n(2), 0.03f),
+           gamma ? rand_fv(static_cast<size_t>(n(3)), -0.5f, 0.5f) : std::vector<float>{},
+           static_cast<int32_t>(rand_int(0, 255)),
+           static_cast<int32_t>(rand_int(0, 255)),
+           static_cast<int32_t>(rand_int(0, 255))};
+  ra_case(q, offset);
+}
+
+void residual_add_suite(bool quick) {
+  const bool all[4] = {true, true, true, true}, none[4] = {false, false, false, false};
+  const bool pts[4] = {true, false, true, false};  // the exporter's usual form: PTS a_scale and y_scale per channel
+  for (int64_t c : {1, 2, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 97, 255, 256, 257, 384, 768}) {
+    ra_random("C=" + std::to_string(c), 5, c, all);
+    ra_random("C=" + std::to_string(c) + " pts", 4, c, pts);
+    ra_random("C=" + std::to_string(c) + " all broadcast", 3, c, none);
+    ra_random("C=" + std::to_string(c) + " no gamma", 3, c, pts, false);
+    for (int k = 0; k < 4; ++k) {  // one input per channel, the others broadcast
+      bool one[4] = {false, false, false, false};
+      one[k] = true;
+      ra_random("C=" + std::to_string(c) + " input " + std::to_string(k) + " per channel", 3, c, one);
+    }
+  }
+  ra_random("empty", 0, 16, all);
+  ra_random("deit-s", quick ? 20 : 197, 384, pts);
+  ra_random("long row, all broadcast", 1, quick ? 100003 : 1000003, none);
+  ra_random("unaligned +1", 7, 97, all, true, 1);
+  ra_random("unaligned +17, broadcast", 1, 1001, none, true, 17);
+  {
+    // Codes at the ends and a tiny y_scale: saturation at 0 and 255 (and -128, 127).
+    const int64_t c = 100;
+    std::vector<u8> a(6 * c), b(6 * c);
+    for (auto* v : {&a, &b}) {
+      for (auto& x : *v) x = rand_int(0, 1) ? 255 : 0;
+    }
+    ra_case({"saturate both ends", c, a, b, pts_scales(c, 0.02f), {0.01f}, {0.001f}, {1.0f}, 128, 0, 128});
+    // Ties: (a - 128) * 0.5 + (b - 7) * 1, y_scale 1: every odd a lands on a .5 tie (round half to even).
+    ra_case({"ties", 45, rand_u8(45 * 11), rand_u8(45 * 11), {0.5f}, {1.0f}, {1.0f}, {1.0f}, 128, 7, 100});
+    ra_case({"ties per channel", 45, rand_u8(45 * 11), rand_u8(45 * 11), std::vector<float>(45, 0.25f),
+             std::vector<float>(45, 0.5f), std::vector<float>(45, 0.5f), std::vector<float>(45, 0.5f), 3, 250, 1});
+    // Extreme scales: y_scale subnormal and huge, gamma overflowing to +-inf, a_scale 0.
+    ra_case({"y_scale subnormal", 24, rand_u8(96), rand_u8(96), {0.02f}, {0.01f}, {1e-40f}, {1.0f}, 0, 255, 128});
+    ra_case({"y_scale huge", 24, rand_u8(96), rand_u8(96), {0.02f}, {0.01f}, {1e30f}, {1.0f}, 5, 6, 7});
+    std::vector<float> huge(24);
+    for (size_t k = 0; k < huge.size(); ++k) huge[k] = k % 2 ? -3e38f : 3e38f;
+    ra_case({"gamma huge", 24, rand_u8(96), rand_u8(96), {0.02f}, {1.0f}, {0.03f}, huge, 128, 128, 128});
+  }
+  // Argument checks.
+  const u8 x[8] = {};
+  u8 y[8] = {};
+  const float f[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+  struct Bad {
+    int64_t numel, c, as, bs, ys, gs;
+    const float* g;
+    int32_t zp;
+    const char* fragment;
+  };
+  for (const Bad& bad : {Bad{8, 4, 3, 4, 4, 4, f, 0, "a_scale must have C = 4"},
+                         Bad{8, 4, 4, 2, 4, 4, f, 0, "b_scale must have C = 4"},
+                         Bad{8, 4, 4, 4, 0, 4, f, 0, "y_scale must have C = 4"},
+                         Bad{8, 4, 4, 4, 4, 3, f, 0, "gamma must have C = 4"},
+                         Bad{8, 4, 4, 4, 4, 0, f, 0, "gamma nullptr"},
+                         Bad{8, 4, 4, 4, 4, 4, nullptr, 0, "gamma nullptr"},
+                         Bad{8, 3, 3, 3, 3, 3, f, 0, "not a multiple of C = 3"},
+                         Bad{8, 4, 4, 4, 4, 4, f, 256, "y_zero_point must be a uint8 value"},
+                         Bad{8, -1, 1, 1, 1, 1, f, 0, "negative"}}) {
+    ++g_cases;
+    if (fqvit_residual_add_cpu(x, f, 0, x, f, 0, f, bad.zp, bad.g, y, bad.numel, bad.c, bad.as, bad.bs, bad.ys, bad.gs,
+                               -1) == 0 ||
+        std::strstr(fqvit_last_error(), bad.fragment) == nullptr) {
+      ++g_failures;
+      std::printf("FAIL ResidualAdd bad arguments accepted (or unclear message '%s', want '%s')\n", fqvit_last_error(),
+                  bad.fragment);
+    }
+  }
+  {
+    const i8 x8[4] = {};
+    i8 y8[4] = {};
+    ++g_cases;
+    if (fqvit_residual_add_cpu_i8(x8, f, 128, x8, f, 0, f, 0, f, y8, 4, 4, 1, 1, 1, 1, -1) == 0 ||
+        std::strstr(fqvit_last_error(), "a_zero_point must be a int8 value") == nullptr) {
+      ++g_failures;
+      std::printf("FAIL int8 ResidualAdd zero-point range (message '%s')\n", fqvit_last_error());
+    }
+  }
 }
 
 // The int8 form of every op on uint8 data u (codes u - 128, zero points z - 128): the _i8 entries against the
@@ -643,6 +815,7 @@ int main(int argc, char** argv) {
   }
 
   int8_suite(quick);
+  residual_add_suite(quick);
 
   std::printf("%d cases, %d failures\n", g_cases, g_failures);
   return g_failures == 0 ? 0 : 1;

@@ -49,6 +49,7 @@ ENTRIES: dict[str, tuple[str, list]] = {
     "LISMatMul": ("lis_matmul", [_V, _V, _V, _I64, _I64, _I64, _I64, _F32, _I32, _F32, _I32, _INT]),
     "Lookup": ("lookup", [_V, _V, _V, _I64, _I64]),
     "Requantize": ("requantize", [_V, _V, _V, _V, _I64, _I64, _I64, _I64, _F32, _I32]),
+    "ResidualAdd": ("residual_add", [_V, _V, _I32, _V, _V, _I32, _V, _I32, _V, _V, _I64, _I64, _I64, _I64, _I64, _I64]),
 }
 """Op type -> (the C entry's base name, its argument types before the trailing ``isa`` or ``stream``), in the
 header's order."""
@@ -204,3 +205,15 @@ class KernelLibrary:
         self._call("Requantize", device, int8,
                    [address(a), address(multiplier), address(bias), address(y), numel, n, multiplier_size, bias_size,
                     y_scale, y_zero_point], isa, stream)
+
+    def residual_add(self, device: str, a: Any, a_scale: Any, a_zero_point: int, b: Any, b_scale: Any,
+                     b_zero_point: int, y_scale: Any, y_zero_point: int, gamma: Any, y: Any, numel: int, channels: int,
+                     a_scale_size: int, b_scale_size: int, y_scale_size: int, gamma_size: int, *, int8: bool = False,
+                     isa: int = -1, stream: int | None = 0) -> None:
+        """ResidualAdd: codes ``a``, ``b`` [numel / channels, channels] into ``y``, channel ``i % channels``; the
+        float32 scales and ``gamma`` have ``channels`` or 1 elements (their ``*_size``), ``gamma`` may be None with
+        ``gamma_size`` 0 (no LayerScale)."""
+        self._call("ResidualAdd", device, int8,
+                   [address(a), address(a_scale), a_zero_point, address(b), address(b_scale), b_zero_point,
+                    address(y_scale), y_zero_point, address(gamma), address(y), numel, channels, a_scale_size,
+                    b_scale_size, y_scale_size, gamma_size], isa, stream)

@@ -75,6 +75,18 @@ class Ops:
                             int8=code == torch.int8, stream=_stream(device))
         return y
 
+    def residual_add(self, device: str, a: torch.Tensor, a_scale: torch.Tensor, azp: int, b: torch.Tensor,
+                     b_scale: torch.Tensor, bzp: int, y_scale: torch.Tensor, yzp: int, gamma: torch.Tensor | None
+                     ) -> torch.Tensor:
+        """ResidualAdd through its C entry; the scales and ``gamma`` (None: left out) on ``device``, the code type
+        follows ``a``."""
+        y = torch.empty_like(a)
+        c = a.shape[-1]
+        self.lib.residual_add(device, a, a_scale, azp, b, b_scale, bzp, y_scale, yzp, gamma, y, a.numel(), c,
+                              a_scale.numel(), b_scale.numel(), y_scale.numel(), 0 if gamma is None else gamma.numel(),
+                              int8=a.dtype == torch.int8, stream=_stream(device))
+        return y
+
 
 def prepare(inputs: dict[str, np.ndarray], device: str | torch.device) -> dict[str, torch.Tensor]:
     """The numpy inputs of one case as contiguous torch tensors on ``device`` (``np.array`` keeps rank 0)."""
@@ -102,6 +114,9 @@ def call(ops: Ops, device: str, op: str, t: dict[str, torch.Tensor], inputs: dic
                               float(inputs["y_scale"]), int(inputs["y_zero_point"]), attrs["bits"])
     if op == "Lookup":
         return ops.lookup(device, t["X"], t["table"], y_offset)
+    if op == "ResidualAdd":
+        return ops.residual_add(device, t["A"], t["a_scale"], int(inputs["a_zero_point"]), t["B"], t["b_scale"],
+                                int(inputs["b_zero_point"]), t["y_scale"], int(inputs["y_zero_point"]), t.get("gamma"))
     code = torch.int8 if np.asarray(inputs["y_zero_point"]).dtype == np.int8 else torch.uint8
     return ops.requantize(device, t["A"], t["multiplier"], t["bias"], float(inputs["y_scale"]),
                           int(inputs["y_zero_point"]), code)

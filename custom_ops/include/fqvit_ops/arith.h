@@ -126,6 +126,23 @@ FQVIT_HD T quantize_to(float v, float y_scale, int32_t y_zero_point) {
   return static_cast<T>(quantize_code(v, y_scale, y_zero_point, CodeRange<T>::kLo, CodeRange<T>::kHi));
 }
 
+// DequantizeLinear of one code: f32(q - zp) * scale. q - zp is exact (-255..255 for codes and zero points of one
+// type) and so is its conversion; the product is one float32 rounding.
+FQVIT_HD float dequantize(int32_t q, int32_t zero_point, float scale) {
+  return f32_mul(f32_from_i32(q - zero_point), scale);
+}
+
+// Sec. 1 (fused ops), ResidualAdd per element: u = dequantize(a); v = dequantize(b); v = v * gamma; t = u + v;
+// QuantizeLinear(t) to T. Each step one float32 rounding, in this order (a block without LayerScale has gamma = 1,
+// and v * 1 == v exactly).
+template <typename T = uint8_t>
+FQVIT_HD T residual_add_one(int32_t a, float a_scale, int32_t a_zero_point, int32_t b, float b_scale,
+                            int32_t b_zero_point, float y_scale, int32_t y_zero_point, float gamma) {
+  const float u = dequantize(a, a_zero_point, a_scale);
+  const float v = f32_mul(dequantize(b, b_zero_point, b_scale), gamma);
+  return quantize_to<T>(f32_add(u, v), y_scale, y_zero_point);
+}
+
 // Sec. 1 (integer matmuls), Requantize per element: t = f32(A); t = t * m; t = t + b; QuantizeLinear(t) to T.
 template <typename T = uint8_t>
 FQVIT_HD T requantize_one(int32_t a, float multiplier, float bias, float y_scale, int32_t y_zero_point) {

@@ -12,6 +12,7 @@
 //   LISMatMul      v, y, v_zero_point, y_zero_point      (a, the LIS codes, stays uint8)
 //   Lookup         x, table, y                           (the index is x's byte: x = -128 reads table[128])
 //   Requantize     y, y_zero_point                       (a stays int32)
+//   ResidualAdd    a, b, y and the three zero points
 // An int8 result is the uint8 one minus 128 for inputs shifted by -128, bit for bit.
 #pragma once
 
@@ -53,6 +54,14 @@ FQVIT_C_API int fqvit_lookup_cpu(const uint8_t* x, const uint8_t* table, uint8_t
 FQVIT_C_API int fqvit_requantize_cpu(const int32_t* a, const float* multiplier, const float* bias, uint8_t* y,
                                      int64_t numel, int64_t n, int64_t multiplier_size, int64_t bias_size,
                                      float y_scale, int32_t y_zero_point, int isa);
+// ResidualAdd: A, B [numel / channels, channels] -> Y, channel i % channels; the inputs in spec order, then Y and the
+// sizes: a_scale_size, b_scale_size, y_scale_size are channels or 1 (broadcast), gamma_size too, or gamma nullptr
+// with gamma_size 0 (no LayerScale). Single-threaded.
+FQVIT_C_API int fqvit_residual_add_cpu(const uint8_t* a, const float* a_scale, int32_t a_zero_point, const uint8_t* b,
+                                       const float* b_scale, int32_t b_zero_point, const float* y_scale,
+                                       int32_t y_zero_point, const float* gamma, uint8_t* y, int64_t numel,
+                                       int64_t channels, int64_t a_scale_size, int64_t b_scale_size,
+                                       int64_t y_scale_size, int64_t gamma_size, int isa);
 
 // int8 variants of the CPU entries (see the top of this file).
 FQVIT_C_API int fqvit_pts_layernorm_cpu_i8(const int8_t* x, const uint8_t* alpha, const float* gamma,
@@ -70,6 +79,11 @@ FQVIT_C_API int fqvit_lookup_cpu_i8(const int8_t* x, const int8_t* table, int8_t
 FQVIT_C_API int fqvit_requantize_cpu_i8(const int32_t* a, const float* multiplier, const float* bias, int8_t* y,
                                         int64_t numel, int64_t n, int64_t multiplier_size, int64_t bias_size,
                                         float y_scale, int32_t y_zero_point, int isa);
+FQVIT_C_API int fqvit_residual_add_cpu_i8(const int8_t* a, const float* a_scale, int32_t a_zero_point, const int8_t* b,
+                                          const float* b_scale, int32_t b_zero_point, const float* y_scale,
+                                          int32_t y_zero_point, const float* gamma, int8_t* y, int64_t numel,
+                                          int64_t channels, int64_t a_scale_size, int64_t b_scale_size,
+                                          int64_t y_scale_size, int64_t gamma_size, int isa);
 
 // The kernels RegisterCustomOps registers (both libraries), one line each:
 //   "<op> <provider> <input types> -> <output types>\n"
@@ -78,8 +92,8 @@ FQVIT_C_API int fqvit_requantize_cpu_i8(const int32_t* a, const float* multiplie
 // onnxruntime or CUDA API (works without a GPU or a driver). Python: fqvit_export.kernels.registered_kernels.
 FQVIT_C_API const char* fqvit_registered_kernels(void);
 
-// CUDA variants (only in libfqvit_ops_cuda.so). alpha, gamma, beta, mask, table, multiplier, bias and all tensors
-// are device pointers.
+// CUDA variants (only in libfqvit_ops_cuda.so). alpha, gamma, beta, mask, table, multiplier, bias, ResidualAdd's
+// scales and all tensors are device pointers.
 FQVIT_C_API int fqvit_pts_layernorm_cuda(const uint8_t* x, const uint8_t* alpha, const float* gamma, const float* beta,
                                          uint8_t* y, int64_t rows, int64_t channels, float x_scale,
                                          int32_t x_zero_point, float epsilon, float y_scale, int32_t y_zero_point,
@@ -95,6 +109,11 @@ FQVIT_C_API int fqvit_lookup_cuda(const uint8_t* x, const uint8_t* table, uint8_
 FQVIT_C_API int fqvit_requantize_cuda(const int32_t* a, const float* multiplier, const float* bias, uint8_t* y,
                                       int64_t numel, int64_t n, int64_t multiplier_size, int64_t bias_size,
                                       float y_scale, int32_t y_zero_point, void* stream);
+FQVIT_C_API int fqvit_residual_add_cuda(const uint8_t* a, const float* a_scale, int32_t a_zero_point,
+                                        const uint8_t* b, const float* b_scale, int32_t b_zero_point,
+                                        const float* y_scale, int32_t y_zero_point, const float* gamma, uint8_t* y,
+                                        int64_t numel, int64_t channels, int64_t a_scale_size, int64_t b_scale_size,
+                                        int64_t y_scale_size, int64_t gamma_size, void* stream);
 // int8 variants of the CUDA entries (see the top of this file); device pointers, as above.
 FQVIT_C_API int fqvit_pts_layernorm_cuda_i8(const int8_t* x, const uint8_t* alpha, const float* gamma,
                                             const float* beta, int8_t* y, int64_t rows, int64_t channels,
@@ -111,6 +130,12 @@ FQVIT_C_API int fqvit_lookup_cuda_i8(const int8_t* x, const int8_t* table, int8_
 FQVIT_C_API int fqvit_requantize_cuda_i8(const int32_t* a, const float* multiplier, const float* bias, int8_t* y,
                                          int64_t numel, int64_t n, int64_t multiplier_size, int64_t bias_size,
                                          float y_scale, int32_t y_zero_point, void* stream);
+FQVIT_C_API int fqvit_residual_add_cuda_i8(const int8_t* a, const float* a_scale, int32_t a_zero_point,
+                                           const int8_t* b, const float* b_scale, int32_t b_zero_point,
+                                           const float* y_scale, int32_t y_zero_point, const float* gamma, int8_t* y,
+                                           int64_t numel, int64_t channels, int64_t a_scale_size,
+                                           int64_t b_scale_size, int64_t y_scale_size, int64_t gamma_size,
+                                           void* stream);
 // The architectures libfqvit_ops_cuda.so was compiled for (CMAKE_CUDA_ARCHITECTURES, e.g.
 // "75-real,80-real,86-real,89-real,90-real,90-virtual"); no CUDA API call.
 FQVIT_C_API const char* fqvit_cuda_architectures(void);

@@ -104,5 +104,16 @@ struct Requantize {
   static constexpr Dtype kOutput = kT;
 };
 
+struct ResidualAdd {
+  static constexpr const char* kName = "ResidualAdd";
+  enum Input : size_t { kA, kAScale, kAZeroPoint, kB, kBScale, kBZeroPoint, kYScale, kYZeroPoint, kGamma, kNumInputs };
+  // Scales and gamma: [C] or one element, in the provider's memory; the zero points are host scalars.
+  static constexpr Port kInputs[] = {
+      {kA, "A", kT}, {kAScale, "a_scale", kFloat}, {kAZeroPoint, "a_zero_point", kT, kHost},
+      {kB, "B", kT}, {kBScale, "b_scale", kFloat}, {kBZeroPoint, "b_zero_point", kT, kHost},
+      {kYScale, "y_scale", kFloat}, {kYZeroPoint, "y_zero_point", kT, kHost}, {kGamma, "gamma", kFloat}};
+  static constexpr Dtype kOutput = kT;
+};
+
 }  // namespace op
 }  // namespace fqvit

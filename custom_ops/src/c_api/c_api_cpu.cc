@@ -9,6 +9,7 @@
 #include "fqvit_ops/lookup.h"
 #include "fqvit_ops/pts_layernorm.h"
 #include "fqvit_ops/requantize.h"
+#include "fqvit_ops/residual_add.h"
 
 namespace fqvit {
 namespace capi {
@@ -87,6 +88,20 @@ int rq_cpu(const int32_t* a, const float* multiplier, const float* bias, T* y, i
   });
 }
 
+template <typename T>
+int ra_cpu(const T* a, const float* a_scale, int32_t a_zero_point, const T* b, const float* b_scale,
+           int32_t b_zero_point, const float* y_scale, int32_t y_zero_point, const float* gamma, T* y, int64_t numel,
+           int64_t channels, int64_t a_scale_size, int64_t b_scale_size, int64_t y_scale_size, int64_t gamma_size,
+           int isa) {
+  return guarded("ResidualAdd", [&] {
+    const fqvit::ResidualAddParams p = fqvit::capi::residual_add_params(
+        numel, channels, a_scale_size, b_scale_size, y_scale_size, gamma, gamma_size, a_zero_point, b_zero_point,
+        y_zero_point, code_of<T>());
+    fqvit::residual_add_cpu(a, b, {a_scale, b_scale, y_scale, gamma}, y, p, 0, numel, fqvit::resolve_isa(isa));
+    return 0;
+  });
+}
+
 }  // namespace
 
 extern "C" {
@@ -149,6 +164,22 @@ int fqvit_requantize_cpu_i8(const int32_t* a, const float* multiplier, const flo
                             int64_t n, int64_t multiplier_size, int64_t bias_size, float y_scale, int32_t y_zero_point,
                             int isa) {
   return rq_cpu(a, multiplier, bias, y, numel, n, multiplier_size, bias_size, y_scale, y_zero_point, isa);
+}
+
+int fqvit_residual_add_cpu(const uint8_t* a, const float* a_scale, int32_t a_zero_point, const uint8_t* b,
+                           const float* b_scale, int32_t b_zero_point, const float* y_scale, int32_t y_zero_point,
+                           const float* gamma, uint8_t* y, int64_t numel, int64_t channels, int64_t a_scale_size,
+                           int64_t b_scale_size, int64_t y_scale_size, int64_t gamma_size, int isa) {
+  return ra_cpu(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point, gamma, y, numel, channels,
+                a_scale_size, b_scale_size, y_scale_size, gamma_size, isa);
+}
+
+int fqvit_residual_add_cpu_i8(const int8_t* a, const float* a_scale, int32_t a_zero_point, const int8_t* b,
+                              const float* b_scale, int32_t b_zero_point, const float* y_scale, int32_t y_zero_point,
+                              const float* gamma, int8_t* y, int64_t numel, int64_t channels, int64_t a_scale_size,
+                              int64_t b_scale_size, int64_t y_scale_size, int64_t gamma_size, int isa) {
+  return ra_cpu(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point, gamma, y, numel, channels,
+                a_scale_size, b_scale_size, y_scale_size, gamma_size, isa);
 }
 
 }  // extern "C"

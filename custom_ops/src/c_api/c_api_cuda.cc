@@ -10,6 +10,7 @@
 #include "fqvit_ops/lookup.h"
 #include "fqvit_ops/pts_layernorm.h"
 #include "fqvit_ops/requantize.h"
+#include "fqvit_ops/residual_add.h"
 
 using fqvit::capi::code_of;
 using fqvit::capi::guarded;
@@ -80,6 +81,19 @@ int rq_cuda(const int32_t* a, const float* multiplier, const float* bias, T* y, 
   });
 }
 
+template <typename T>
+int ra_cuda(const T* a, const float* a_scale, int32_t a_zero_point, const T* b, const float* b_scale,
+            int32_t b_zero_point, const float* y_scale, int32_t y_zero_point, const float* gamma, T* y, int64_t numel,
+            int64_t channels, int64_t a_scale_size, int64_t b_scale_size, int64_t y_scale_size, int64_t gamma_size,
+            void* stream) {
+  return guarded("ResidualAdd", [&] {
+    const fqvit::ResidualAddParams p = fqvit::capi::residual_add_params(
+        numel, channels, a_scale_size, b_scale_size, y_scale_size, gamma, gamma_size, a_zero_point, b_zero_point,
+        y_zero_point, code_of<T>());
+    return launched(fqvit::residual_add_cuda(a, b, {a_scale, b_scale, y_scale, gamma}, y, p, stream), "ResidualAdd");
+  });
+}
+
 }  // namespace
 
 extern "C" {
@@ -142,6 +156,22 @@ int fqvit_requantize_cuda_i8(const int32_t* a, const float* multiplier, const fl
                              int64_t n, int64_t multiplier_size, int64_t bias_size, float y_scale,
                              int32_t y_zero_point, void* stream) {
   return rq_cuda(a, multiplier, bias, y, numel, n, multiplier_size, bias_size, y_scale, y_zero_point, stream);
+}
+
+int fqvit_residual_add_cuda(const uint8_t* a, const float* a_scale, int32_t a_zero_point, const uint8_t* b,
+                            const float* b_scale, int32_t b_zero_point, const float* y_scale, int32_t y_zero_point,
+                            const float* gamma, uint8_t* y, int64_t numel, int64_t channels, int64_t a_scale_size,
+                            int64_t b_scale_size, int64_t y_scale_size, int64_t gamma_size, void* stream) {
+  return ra_cuda(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point, gamma, y, numel, channels,
+                 a_scale_size, b_scale_size, y_scale_size, gamma_size, stream);
+}
+
+int fqvit_residual_add_cuda_i8(const int8_t* a, const float* a_scale, int32_t a_zero_point, const int8_t* b,
+                               const float* b_scale, int32_t b_zero_point, const float* y_scale, int32_t y_zero_point,
+                               const float* gamma, int8_t* y, int64_t numel, int64_t channels, int64_t a_scale_size,
+                               int64_t b_scale_size, int64_t y_scale_size, int64_t gamma_size, void* stream) {
+  return ra_cuda(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point, gamma, y, numel, channels,
+                 a_scale_size, b_scale_size, y_scale_size, gamma_size, stream);
 }
 
 const char* fqvit_cuda_architectures(void) { return fqvit::cuda_built_architectures(); }

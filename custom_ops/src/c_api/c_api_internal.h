@@ -8,6 +8,7 @@
 #include <string>
 
 #include "fqvit_ops/log_int_softmax.h"
+#include "fqvit_ops/residual_add.h"
 
 namespace fqvit {
 namespace capi {
@@ -50,6 +51,18 @@ inline LisSoftmaxParams log_int_softmax_params(const int64_t* x_shape, int x_ran
   p.multiplier = multiplier;
   p.bits = bits;
   require(log_int_softmax_check(p));
+  return p;
+}
+
+// ResidualAdd's sizes and zero points -> its parameters (checked); gamma nullptr must come with gamma_size 0.
+inline ResidualAddParams residual_add_params(int64_t numel, int64_t channels, int64_t a_scale_size,
+                                             int64_t b_scale_size, int64_t y_scale_size, const float* gamma,
+                                             int64_t gamma_size, int32_t a_zero_point, int32_t b_zero_point,
+                                             int32_t y_zero_point, CodeType code) {
+  const ResidualAddParams p{numel,        channels,     a_scale_size, b_scale_size, y_scale_size,
+                            gamma_size,   a_zero_point, b_zero_point, y_zero_point, code};
+  require((gamma == nullptr) == (gamma_size == 0) ? std::string() : "gamma nullptr goes with gamma_size 0 (only)");
+  require(residual_add_check(p));
   return p;
 }
 
