@@ -118,6 +118,7 @@ def _t(a: np.ndarray) -> torch.Tensor:
 # Inputs the exporter writes as initializers (the kernels may read them when the session is created).
 _CONSTANT = {"PTSLayerNorm": ("alpha", "gamma", "beta"), "LogIntSoftmax": (), "LISMatMul": (),
              "Lookup": ("table",), "Requantize": ("multiplier", "bias", "y_scale", "y_zero_point"),
+             "QLinear": ("W", "x_zero_point", "multiplier", "bias", "y_scale", "y_zero_point"),
              "ResidualAdd": ("a_scale", "a_zero_point", "b_scale", "b_zero_point", "y_scale", "y_zero_point",
                              "gamma")}
 

@@ -36,6 +36,7 @@ CONSTANTS = {
     "kMaxLisMultiplier": S.MAX_LIS_MULTIPLIER,
     "kMaxRank": S.MAX_RANK,
     "kLookupTableSize": S.LOOKUP_TABLE_SIZE,
+    "kMaxQlinearK": S.MAX_QLINEAR_K,
 }
 
 
@@ -92,7 +93,7 @@ def drift(text: str) -> list[str]:
     problems = []
     want_enums = {
         "CodeType": ([_camel(t) for t in S.CODE_TYPES], "spec.py CODE_TYPES"),  # kUint8, kInt8
-        "Dtype": (["kT", "kUint8", "kInt32", "kFloat", "kBool"], "Port.dtype values"),
+        "Dtype": (["kT", "kUint8", "kInt32", "kFloat", "kBool", "kInt8"], "Port.dtype values"),
         "Memory": (["kDevice", "kHost"], "Port.host"),
         "Presence": (["kRequired", "kOptional"], "Port.optional"),
     }

@@ -24,6 +24,7 @@ constexpr OpFactory kOps[] = {
     &fqvit::glue::lis_matmul_op,
     &fqvit::glue::lookup_op,
     &fqvit::glue::requantize_op,
+    &fqvit::glue::qlinear_op,
     &fqvit::glue::residual_add_op,
 };
 

@@ -29,6 +29,7 @@ constexpr int kLisMaxCodes = 15;                   // codes 0..14 stand for 2^-k
 constexpr int64_t kMaxLisMultiplier = 2147483647;  // keeps t_j = d_j * M far inside int64 (|d_j| <= 255)
 constexpr int kMaxRank = 8;                        // LogIntSoftmax mask broadcasting handles up to this rank
 constexpr int64_t kLookupTableSize = 256;          // one Lookup table entry per uint8 code
+constexpr int64_t kMaxQlinearK = 65793;            // QLinear: |x - zp| <= 255, |w| <= 128: |acc| <= 32640 K < 2^31
 
 // --- code types: the element type T of quantized activations (spec.py CODE_TYPES, in that order) --------------------
 // uint8 for the CPU target, int8 for the CUDA target (onnxruntime's CUDA MatMulInteger is int8 x int8). The int8
@@ -41,7 +42,7 @@ enum class CodeType : int { kUint8, kInt8 };
 namespace op {
 
 // An input's element type (spec.py Port.dtype): kT is the node's code type (CodeType), the others are fixed.
-enum Dtype : int { kT, kUint8, kInt32, kFloat, kBool };
+enum Dtype : int { kT, kUint8, kInt32, kFloat, kBool, kInt8 };
 // Where a CUDA kernel reads the input (spec.py Port.host): kHost for the scale and zero-point scalars, declared
 // OrtMemTypeCPUInput so the kernel needs no device-to-host copy. The CPU kernels read every input on the host.
 enum Memory : int { kDevice, kHost };
@@ -101,6 +102,17 @@ struct Requantize {
   enum Input : size_t { kA, kMultiplier, kBias, kYScale, kYZeroPoint, kNumInputs };
   static constexpr Port kInputs[] = {{kA, "A", kInt32}, {kMultiplier, "multiplier", kFloat}, {kBias, "bias", kFloat},
                                      {kYScale, "y_scale", kFloat, kHost}, {kYZeroPoint, "y_zero_point", kT, kHost}};
+  static constexpr Dtype kOutput = kT;
+};
+
+struct QLinear {
+  static constexpr const char* kName = "QLinear";
+  enum Input : size_t { kX, kW, kXZeroPoint, kMultiplier, kBias, kYScale, kYZeroPoint, kNumInputs };
+  // W: int8 [K, N] (weight zero point 0), in the exported models a constant initializer.
+  static constexpr Port kInputs[] = {
+      {kX, "X", kT}, {kW, "W", kInt8}, {kXZeroPoint, "x_zero_point", kT, kHost},
+      {kMultiplier, "multiplier", kFloat}, {kBias, "bias", kFloat}, {kYScale, "y_scale", kFloat, kHost},
+      {kYZeroPoint, "y_zero_point", kT, kHost}};
   static constexpr Dtype kOutput = kT;
 };
 

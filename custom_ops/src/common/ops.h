@@ -13,6 +13,7 @@ const OrtCustomOp* log_int_softmax_op(Provider provider, CodeType code);
 const OrtCustomOp* lis_matmul_op(Provider provider, CodeType code);
 const OrtCustomOp* lookup_op(Provider provider, CodeType code);
 const OrtCustomOp* requantize_op(Provider provider, CodeType code);
+const OrtCustomOp* qlinear_op(Provider provider, CodeType code);
 const OrtCustomOp* residual_add_op(Provider provider, CodeType code);
 
 }  // namespace glue

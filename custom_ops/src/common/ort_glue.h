@@ -103,6 +103,7 @@ constexpr ONNXTensorElementDataType onnx_type(op::Dtype dtype, CodeType code) {
     case op::kInt32: return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32;
     case op::kFloat: return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
     case op::kBool: return ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL;
+    case op::kInt8: return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8;
   }
   return ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
 }

@@ -1,0 +1,78 @@
+// com.fqvit::QLinear kernels (docs/ops.md Sec. 1, integer matmuls and fused ops): MatMulInteger with an int8 weight
+// followed by Requantize's epilogue, without an int32 tensor in memory:
+//   acc[m, n] = sum_k (X[m, k] - x_zero_point) * W[k, n]      (exact int32: K <= kMaxQlinearK)
+//   Y[m, n]   = requantize_one(acc[m, n], multiplier[n], bias[n], y_scale, y_zero_point)   (fqvit_ops/arith.h)
+// X and Y are codes of type T = uint8 or int8, W int8 [K, N] with zero point 0.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "fqvit_ops/common.h"
+#include "fqvit_ops/requantize.h"
+
+namespace fqvit {
+
+struct QLinearParams {
+  int64_t m = 0;                // rows of X (the product of its leading dimensions)
+  int64_t k = 0;                // last dimension of X, rows of W
+  int64_t n = 0;                // columns of W
+  int64_t multiplier_size = 0;  // N (per channel) or 1 (broadcast)
+  int64_t bias_size = 0;        // N or 1
+  int32_t x_zero_point = 0;
+  float y_scale = 1.0f;
+  int32_t y_zero_point = 0;
+  CodeType code = CodeType::kUint8;  // T: the zero points must lie in its range
+};
+
+std::string qlinear_check(const QLinearParams& p);
+
+// The epilogue of `rows` rows of the output: Requantize's parameters, so that the CPU kernel runs requantize_cpu on
+// each block of accumulators.
+RequantizeParams qlinear_epilogue(const QLinearParams& p, int64_t rows);
+
+// Rows of X per CPU task: the task's int32 accumulators (kQLinearBlockRows x N) stay in the core's L2 cache between
+// the matmul and the epilogue.
+constexpr int64_t kQLinearBlockRows = 64;
+
+// The CPU kernel of one weight: W packed once (oneDNN's layout for its int8 matmul when the library is built with
+// oneDNN, FQVIT_WITH_ONEDNN; W as given for the portable loop otherwise), plus a pool of matmul primitives and
+// accumulator blocks, one per concurrent caller, so that no primitive runs on two threads at once. run() is
+// thread-safe; each call computes rows [row_begin, row_end) of Y on the calling thread (oneDNN's own OpenMP threads
+// held to one), block by block: matmul of kQLinearBlockRows rows into the block's accumulators, then the epilogue.
+class QLinearCpu {
+ public:
+  // Packs w (int8 [k, n], row-major) for X of code type `code`; w is not read after the constructor returns.
+  QLinearCpu(const int8_t* w, int64_t k, int64_t n, CodeType code);
+  ~QLinearCpu();
+  QLinearCpu(const QLinearCpu&) = delete;
+  QLinearCpu& operator=(const QLinearCpu&) = delete;
+
+  // Whether this packs a weight of shape [k, n] for code type `code` (p's other fields are per call).
+  bool fits(const QLinearParams& p) const;
+
+  // X [p.m, p.k] -> Y [p.m, p.n], rows [row_begin, row_end); T must be p.code's type and fits(p) hold.
+  void run(const uint8_t* x, const float* multiplier, const float* bias, uint8_t* y, const QLinearParams& p,
+           int64_t row_begin, int64_t row_end, Isa isa) const;
+  void run(const int8_t* x, const float* multiplier, const float* bias, int8_t* y, const QLinearParams& p,
+           int64_t row_begin, int64_t row_end, Isa isa) const;
+
+  // "oneDNN <impl>" (the matmul implementation oneDNN picked for a full block) or "portable loop".
+  std::string gemm_name() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// CUDA: everything on the device (w, multiplier and bias included), one fused kernel (the accumulators stay in
+// registers). Returns a cudaError_t value.
+int qlinear_cuda(const uint8_t* x, const int8_t* w, const float* multiplier, const float* bias, uint8_t* y,
+                 const QLinearParams& p, void* stream);
+int qlinear_cuda(const int8_t* x, const int8_t* w, const float* multiplier, const float* bias, int8_t* y,
+                 const QLinearParams& p, void* stream);
+// The __global__ function launched for code type `code` (for cuda_kernel_image_check; one overload per op).
+const void* cuda_kernel(op::QLinear, CodeType code);
+
+}  // namespace fqvit
