@@ -658,3 +658,51 @@ def test_empty_tensors() -> None:
         assert got.shape == (*lead, m, d)
         if got.size:
             assert_same(got, lis_matmul_reference(inputs, 4))
+
+
+# --- QLinear ---------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", range(3))
+def test_qlinear_adversarial(seed: int) -> None:
+    """Random shapes whose row count M is rarely a multiple of the CPU kernel's 64-row blocks (so the tail block and
+    its own primitive run), K up to 2000, W a constant initializer or a graph input, both code types."""
+    rng = np.random.default_rng(7000 + seed)
+    for _ in range(5):
+        rows = int(rng.choice([1, 63, 65, 127, 129, 197, 200, 333, int(rng.integers(2, 700))]))
+        lead = (rows,) if rng.random() < 0.5 else (1, rows)
+        k, n = int(rng.integers(1, 2000)), int(rng.integers(1, 300))
+        inputs = O.qlinear_inputs(rng, (*lead, k), n, x=str(rng.choice(["random", "random", "extreme"])),
+                                  w=str(rng.choice(["random", "extreme"])),
+                                  m=str(rng.choice(["channel", "channel", "scalar"])))
+        constant = _CONSTANT["QLinear"] if rng.random() < 0.7 else ("x_zero_point", "y_scale", "y_zero_point")
+        for dtype in S.CODE_TYPES:
+            c = O.as_code_type("QLinear", O.Case(inputs), dtype)
+            assert_same(run_op("QLinear", c.inputs, {}, constant=constant), O.reference("QLinear", c))
+
+
+def test_qlinear_runtime_weight_changes() -> None:
+    """A W fed at run time is read on every run: new values under an unchanged shape give new outputs."""
+    rng = np.random.default_rng(11)
+    inputs = O.qlinear_inputs(rng, (70, 33), 21)
+    session = _session(_model("QLinear", inputs, {}, constant=("x_zero_point", "y_scale", "y_zero_point")))
+    feeds = {n: a for n, a in inputs.items() if n not in ("x_zero_point", "y_scale", "y_zero_point")}
+    for _ in range(3):
+        feeds["W"] = rng.integers(-128, 128, feeds["W"].shape).astype(np.int8)
+        want = O.reference("QLinear", O.Case({**inputs, "W": feeds["W"]}))
+        assert_same(session.run(None, feeds)[0], want)
+
+
+def test_error_qlinear() -> None:
+    rng = np.random.default_rng(3)
+    base = O.qlinear_inputs(rng, (4, 6), 5)
+    for change, fragments in [({"W": np.zeros((7, 5), np.int8)}, ("disagree on K",)),
+                              ({"W": np.zeros(6, np.int8)}, ("W must have shape [K, N]",)),
+                              ({"multiplier": np.ones(4, np.float32)}, ("multiplier must have shape [N] = [5]",)),
+                              ({"bias": np.ones((1, 5), np.float32)}, ("bias must have shape",)),
+                              ({"X": np.zeros((2, S.MAX_QLINEAR_K + 1), np.uint8),
+                                "W": np.zeros((S.MAX_QLINEAR_K + 1, 1), np.int8),
+                                "multiplier": np.ones(1, np.float32), "bias": np.ones(1, np.float32)},
+                               (f"exceeds {S.MAX_QLINEAR_K}",))]:
+        _expect_error("QLinear", {**base, **change}, {}, "QLinear", *fragments)
+    _expect_error("QLinear", {**base, "X": np.array(3, np.uint8)}, {}, "QLinear", "X must have rank >= 1")
+    _still_alive()

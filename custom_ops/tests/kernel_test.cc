@@ -618,6 +618,88 @@ void int8_suite(bool quick) {
 
 }  // namespace
 
+// --- QLinear -----------------------------------------------------------------------------------------------------------
+
+// docs/ops.md Sec. 1 (fused ops): acc = sum_k (x - zp) * w in int64 (no overflow whatever K), then requantize_one.
+template <typename T>
+std::vector<T> ref_qlinear(const std::vector<T>& x, const std::vector<int8_t>& w, int32_t xzp,
+                           const std::vector<float>& m, const std::vector<float>& b, float ys, int32_t yzp, int64_t rows,
+                           int64_t k, int64_t n) {
+  std::vector<T> y(static_cast<size_t>(rows * n));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < n; ++c) {
+      int64_t acc = 0;
+      for (int64_t i = 0; i < k; ++i) acc += (static_cast<int64_t>(x[r * k + i]) - xzp) * w[i * n + c];
+      y[r * n + c] = fqvit::requantize_one<T>(static_cast<int32_t>(acc), m[m.size() == 1 ? 0 : c],
+                                              b[b.size() == 1 ? 0 : c], ys, yzp);
+    }
+  }
+  return y;
+}
+
+// One QLinear case in both code types (int8: codes and zero points shifted by -128) on every CPU path. extreme: codes
+// 0/255 against a zero point at the other end and weights -128/127 (the largest |acc|).
+void ql_case(const std::string& name, int64_t rows, int64_t k, int64_t n, bool extreme, bool mv = true, bool bv = true) {
+  std::vector<u8> x(static_cast<size_t>(rows * k));
+  std::vector<int8_t> w(static_cast<size_t>(k * n));
+  const int32_t xzp = extreme ? 0 : static_cast<int32_t>(rand_int(0, 255));
+  for (auto& v : x) v = extreme ? 255 : static_cast<u8>(rand_int(0, 255));
+  for (auto& v : w) v = static_cast<int8_t>(extreme ? (rand_int(0, 1) ? 127 : -128) : rand_int(-127, 127));
+  const float scale = 1.0f / (64.0f * std::sqrt(static_cast<float>(std::max<int64_t>(k, 1))) * 128.0f);
+  const auto m = rand_fv(mv ? n : 1, 0.5f * scale, 2.0f * scale), b = rand_fv(bv ? n : 1, -1.0f, 1.0f);
+  const float ys = extreme ? 0.004f : rand_f(0.01f, 0.03f);
+  const int32_t yzp = static_cast<int32_t>(rand_int(0, 255));
+  const std::vector<u8> want = ref_qlinear(x, w, xzp, m, b, ys, yzp, rows, k, n);
+  const std::vector<i8> x8 = to_i8(x), want8 = ref_qlinear(x8, w, xzp - 128, m, b, ys, yzp - 128, rows, k, n);
+  check("int8 oracle = uint8 - 128: QLinear " + name, want8, to_i8(want), 0);
+  for (int isa : g_isas) {
+    const std::string tag = " [" + std::string(fqvit_cpu_isa_name(isa)) + "]";
+    std::vector<u8> y(want.size());
+    check("QLinear " + name + tag, y, want,
+          fqvit_qlinear_cpu(x.data(), w.data(), xzp, m.data(), b.data(), ys, yzp, y.data(), rows, k, n,
+                            static_cast<int64_t>(m.size()), static_cast<int64_t>(b.size()), isa));
+    std::vector<i8> y8(want8.size());
+    check("int8 QLinear " + name + tag, y8, want8,
+          fqvit_qlinear_cpu_i8(x8.data(), w.data(), xzp - 128, m.data(), b.data(), ys, yzp - 128, y8.data(), rows, k,
+                               n, static_cast<int64_t>(m.size()), static_cast<int64_t>(b.size()), isa));
+  }
+}
+
+void qlinear_suite(bool quick) {
+  ql_case("1x1x1", 1, 1, 1, false);
+  ql_case("K1 37x1x19", 37, 1, 19, false);
+  ql_case("N1 37x8x1", 37, 8, 1, false);
+  ql_case("block tail 131x40x24", 131, 40, 24, false);
+  ql_case("odd 65x17x33", 65, 17, 33, false);
+  ql_case("broadcast m 5x20x97", 5, 20, 97, false, false, true);
+  ql_case("broadcast b 5x20x97", 5, 20, 97, false, true, false);
+  ql_case("broadcast both 70x9x31", 70, 9, 31, false, false, false);
+  ql_case("extreme |acc| 3x4096x17", 3, 4096, 17, true);
+  ql_case("deit qkv rows 197x384x64", 197, 384, 64, false);
+  if (!quick) ql_case("deit fc2 rows 129x1536x40", 129, 1536, 40, false);
+  {  // rejected arguments, each with a message naming the problem
+    const u8 x[4] = {};
+    const int8_t w[4] = {};
+    const float m[2] = {1, 1}, b[2] = {0, 0};
+    u8 y[4];
+    struct Bad {
+      int64_t rows, k, n, ms;
+      int32_t xzp;
+      const char* fragment;
+    };
+    for (const Bad& bad : {Bad{2, 2, 2, 3, 0, "multiplier must have N = 2"}, Bad{2, 2, 2, 2, 256, "x_zero_point"},
+                           Bad{1, fqvit::kMaxQlinearK + 1, 2, 2, 0, "exceeds"}, Bad{2, -1, 2, 2, 0, "negative"}}) {
+      ++g_cases;
+      if (fqvit_qlinear_cpu(x, w, bad.xzp, m, b, 0.1f, 0, y, bad.rows, bad.k, bad.n, bad.ms, 2, -1) == 0 ||
+          std::strstr(fqvit_last_error(), bad.fragment) == nullptr) {
+        ++g_failures;
+        std::printf("FAIL QLinear bad arguments accepted (or unclear message '%s', want '%s')\n", fqvit_last_error(),
+                    bad.fragment);
+      }
+    }
+  }
+}
+
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
   for (int isa = 0; isa <= 2; ++isa) {
@@ -816,6 +898,7 @@ int main(int argc, char** argv) {
 
   int8_suite(quick);
   residual_add_suite(quick);
+  qlinear_suite(quick);
 
   std::printf("%d cases, %d failures\n", g_cases, g_failures);
   return g_failures == 0 ? 0 : 1;

@@ -49,6 +49,7 @@ ENTRIES: dict[str, tuple[str, list]] = {
     "LISMatMul": ("lis_matmul", [_V, _V, _V, _I64, _I64, _I64, _I64, _F32, _I32, _F32, _I32, _INT]),
     "Lookup": ("lookup", [_V, _V, _V, _I64, _I64]),
     "Requantize": ("requantize", [_V, _V, _V, _V, _I64, _I64, _I64, _I64, _F32, _I32]),
+    "QLinear": ("qlinear", [_V, _V, _I32, _V, _V, _F32, _I32, _V, _I64, _I64, _I64, _I64, _I64]),
     "ResidualAdd": ("residual_add", [_V, _V, _I32, _V, _V, _I32, _V, _I32, _V, _V, _I64, _I64, _I64, _I64, _I64, _I64]),
 }
 """Op type -> (the C entry's base name, its argument types before the trailing ``isa`` or ``stream``), in the
@@ -205,6 +206,15 @@ class KernelLibrary:
         self._call("Requantize", device, int8,
                    [address(a), address(multiplier), address(bias), address(y), numel, n, multiplier_size, bias_size,
                     y_scale, y_zero_point], isa, stream)
+
+    def qlinear(self, device: str, x: Any, w: Any, x_zero_point: int, multiplier: Any, bias: Any, y_scale: float,
+                y_zero_point: int, y: Any, m: int, k: int, n: int, multiplier_size: int, bias_size: int, *,
+                int8: bool = False, isa: int = -1, stream: int | None = 0) -> None:
+        """QLinear: codes ``x`` [m, k] times int8 ``w`` [k, n] into codes ``y`` [m, n] through Requantize's epilogue;
+        ``multiplier_size`` and ``bias_size`` are ``n`` or 1 (broadcast)."""
+        self._call("QLinear", device, int8,
+                   [address(x), address(w), x_zero_point, address(multiplier), address(bias), y_scale, y_zero_point,
+                    address(y), m, k, n, multiplier_size, bias_size], isa, stream)
 
     def residual_add(self, device: str, a: Any, a_scale: Any, a_zero_point: int, b: Any, b_scale: Any,
                      b_zero_point: int, y_scale: Any, y_zero_point: int, gamma: Any, y: Any, numel: int, channels: int,

@@ -5,9 +5,17 @@ Two builds exist: ``libfqvit_ops.so`` (CPU kernels, loads wherever onnxruntime >
 the package's build backend (scikit-build-core driving ``custom_ops/CMakeLists.txt``) into ``fqvit_export/lib/`` of
 the installed package; ``tools/build_custom_ops.sh`` builds them into the source tree's ``fqvit_export/lib/``.
 ``FQVIT_CUSTOM_OPS_LIB`` overrides the lookup, e.g. to test a sanitizer build.
+
+Both link oneDNN's ``libdnnl.so.3`` (QLinear's CPU int8 GEMM), which the ``onednn-cpu-gomp`` wheel installs into
+``<prefix>/lib``. The installed libraries find it through their RPATH (``$ORIGIN/../../../..``, from
+``<prefix>/lib/python3.X/site-packages/fqvit_export/lib``); :func:`custom_ops_library` also loads it into the process
+first, for layouts where that relative path leads elsewhere (``pip install --target``, a copied library).
 """
 from __future__ import annotations
 
+import ctypes
+import functools
+import importlib.metadata
 import os
 from pathlib import Path
 
@@ -53,9 +61,24 @@ def custom_ops_library(cuda: bool = False) -> Path | None:
         path = Path(override).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"{ENV_VAR}={override} does not exist")
+        _preload_onednn()
         return path.resolve()
     name = "libfqvit_ops_cuda.so" if cuda else "libfqvit_ops.so"
     for d in library_dirs():
         if (d / name).is_file():
+            _preload_onednn()
             return d / name
     return None
+
+
+@functools.lru_cache(maxsize=None)
+def _preload_onednn() -> None:
+    """Load the ``onednn-cpu-gomp`` wheel's ``libdnnl.so.3`` (``RTLD_GLOBAL``) once, so that the dynamic loader
+    satisfies the library's dependency by its soname whatever the RPATH finds. Nothing when the wheel is absent or
+    does not load: the library then reports the missing dependency itself when onnxruntime loads it."""
+    try:
+        dist = importlib.metadata.distribution("onednn-cpu-gomp")
+        path = next(f for f in dist.files or () if f.name == "libdnnl.so.3")
+        ctypes.CDLL(str(dist.locate_file(path)), mode=ctypes.RTLD_GLOBAL)
+    except (importlib.metadata.PackageNotFoundError, StopIteration, OSError):
+        pass

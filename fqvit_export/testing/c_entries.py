@@ -75,6 +75,15 @@ class Ops:
                             int8=code == torch.int8, stream=_stream(device))
         return y
 
+    def qlinear(self, device: str, x: torch.Tensor, w: torch.Tensor, xzp: int, m: torch.Tensor, b: torch.Tensor,
+                ys: float, yzp: int) -> torch.Tensor:
+        """QLinear through its C entry; ``x`` [..., K] codes, ``w`` int8 [K, N]; the code type follows ``x``."""
+        k, n = w.shape
+        y = torch.empty((*x.shape[:-1], n), dtype=x.dtype, device=x.device)
+        self.lib.qlinear(device, x, w, xzp, m, b, ys, yzp, y, x.numel() // k if k else 0, k, n, m.numel(), b.numel(),
+                         int8=x.dtype == torch.int8, stream=_stream(device))
+        return y
+
     def residual_add(self, device: str, a: torch.Tensor, a_scale: torch.Tensor, azp: int, b: torch.Tensor,
                      b_scale: torch.Tensor, bzp: int, y_scale: torch.Tensor, yzp: int, gamma: torch.Tensor | None
                      ) -> torch.Tensor:
@@ -114,6 +123,9 @@ def call(ops: Ops, device: str, op: str, t: dict[str, torch.Tensor], inputs: dic
                               float(inputs["y_scale"]), int(inputs["y_zero_point"]), attrs["bits"])
     if op == "Lookup":
         return ops.lookup(device, t["X"], t["table"], y_offset)
+    if op == "QLinear":
+        return ops.qlinear(device, t["X"], t["W"], int(inputs["x_zero_point"]), t["multiplier"], t["bias"],
+                           float(inputs["y_scale"]), int(inputs["y_zero_point"]))
     if op == "ResidualAdd":
         return ops.residual_add(device, t["A"], t["a_scale"], int(inputs["a_zero_point"]), t["B"], t["b_scale"],
                                 int(inputs["b_zero_point"]), t["y_scale"], int(inputs["y_zero_point"]), t.get("gamma"))

@@ -12,6 +12,7 @@
 //   LISMatMul      v, y, v_zero_point, y_zero_point      (a, the LIS codes, stays uint8)
 //   Lookup         x, table, y                           (the index is x's byte: x = -128 reads table[128])
 //   Requantize     y, y_zero_point                       (a stays int32)
+//   QLinear        x, y, x_zero_point, y_zero_point      (w stays int8)
 //   ResidualAdd    a, b, y and the three zero points
 // An int8 result is the uint8 one minus 128 for inputs shifted by -128, bit for bit.
 #pragma once
@@ -62,6 +63,12 @@ FQVIT_C_API int fqvit_residual_add_cpu(const uint8_t* a, const float* a_scale, i
                                        int32_t y_zero_point, const float* gamma, uint8_t* y, int64_t numel,
                                        int64_t channels, int64_t a_scale_size, int64_t b_scale_size,
                                        int64_t y_scale_size, int64_t gamma_size, int isa);
+// QLinear: X [m, k] codes times int8 W [k, n] (zero point 0), then Requantize's epilogue -> Y [m, n]; the inputs in
+// spec order, then Y and the sizes (multiplier_size and bias_size are n or 1). Packs W on every call (oneDNN's
+// layout when the library has it); single-threaded.
+FQVIT_C_API int fqvit_qlinear_cpu(const uint8_t* x, const int8_t* w, int32_t x_zero_point, const float* multiplier,
+                                  const float* bias, float y_scale, int32_t y_zero_point, uint8_t* y, int64_t m,
+                                  int64_t k, int64_t n, int64_t multiplier_size, int64_t bias_size, int isa);
 
 // int8 variants of the CPU entries (see the top of this file).
 FQVIT_C_API int fqvit_pts_layernorm_cpu_i8(const int8_t* x, const uint8_t* alpha, const float* gamma,
@@ -84,6 +91,9 @@ FQVIT_C_API int fqvit_residual_add_cpu_i8(const int8_t* a, const float* a_scale,
                                           int32_t y_zero_point, const float* gamma, int8_t* y, int64_t numel,
                                           int64_t channels, int64_t a_scale_size, int64_t b_scale_size,
                                           int64_t y_scale_size, int64_t gamma_size, int isa);
+FQVIT_C_API int fqvit_qlinear_cpu_i8(const int8_t* x, const int8_t* w, int32_t x_zero_point, const float* multiplier,
+                                     const float* bias, float y_scale, int32_t y_zero_point, int8_t* y, int64_t m,
+                                     int64_t k, int64_t n, int64_t multiplier_size, int64_t bias_size, int isa);
 
 // The kernels RegisterCustomOps registers (both libraries), one line each:
 //   "<op> <provider> <input types> -> <output types>\n"
@@ -114,6 +124,9 @@ FQVIT_C_API int fqvit_residual_add_cuda(const uint8_t* a, const float* a_scale, 
                                         const float* y_scale, int32_t y_zero_point, const float* gamma, uint8_t* y,
                                         int64_t numel, int64_t channels, int64_t a_scale_size, int64_t b_scale_size,
                                         int64_t y_scale_size, int64_t gamma_size, void* stream);
+FQVIT_C_API int fqvit_qlinear_cuda(const uint8_t* x, const int8_t* w, int32_t x_zero_point, const float* multiplier,
+                                   const float* bias, float y_scale, int32_t y_zero_point, uint8_t* y, int64_t m,
+                                   int64_t k, int64_t n, int64_t multiplier_size, int64_t bias_size, void* stream);
 // int8 variants of the CUDA entries (see the top of this file); device pointers, as above.
 FQVIT_C_API int fqvit_pts_layernorm_cuda_i8(const int8_t* x, const uint8_t* alpha, const float* gamma,
                                             const float* beta, int8_t* y, int64_t rows, int64_t channels,
@@ -136,6 +149,9 @@ FQVIT_C_API int fqvit_residual_add_cuda_i8(const int8_t* a, const float* a_scale
                                            int64_t numel, int64_t channels, int64_t a_scale_size,
                                            int64_t b_scale_size, int64_t y_scale_size, int64_t gamma_size,
                                            void* stream);
+FQVIT_C_API int fqvit_qlinear_cuda_i8(const int8_t* x, const int8_t* w, int32_t x_zero_point, const float* multiplier,
+                                      const float* bias, float y_scale, int32_t y_zero_point, int8_t* y, int64_t m,
+                                      int64_t k, int64_t n, int64_t multiplier_size, int64_t bias_size, void* stream);
 // The architectures libfqvit_ops_cuda.so was compiled for (CMAKE_CUDA_ARCHITECTURES, e.g.
 // "75-real,80-real,86-real,89-real,90-real,90-virtual"); no CUDA API call.
 FQVIT_C_API const char* fqvit_cuda_architectures(void);

@@ -8,6 +8,7 @@
 #include "fqvit_ops/log_int_softmax.h"
 #include "fqvit_ops/lookup.h"
 #include "fqvit_ops/pts_layernorm.h"
+#include "fqvit_ops/qlinear.h"
 #include "fqvit_ops/requantize.h"
 #include "fqvit_ops/residual_add.h"
 
@@ -102,6 +103,20 @@ int ra_cpu(const T* a, const float* a_scale, int32_t a_zero_point, const T* b, c
   });
 }
 
+template <typename T>
+int ql_cpu(const T* x, const int8_t* w, int32_t x_zero_point, const float* multiplier, const float* bias,
+           float y_scale, int32_t y_zero_point, T* y, int64_t m, int64_t k, int64_t n, int64_t multiplier_size,
+           int64_t bias_size, int isa) {
+  return guarded("QLinear", [&] {
+    const fqvit::QLinearParams p{m,       k,           n,        multiplier_size, bias_size, x_zero_point,
+                                 y_scale, y_zero_point, code_of<T>()};
+    require(fqvit::qlinear_check(p));
+    const fqvit::QLinearCpu packed(w, k, n, p.code);
+    packed.run(x, multiplier, bias, y, p, 0, m, fqvit::resolve_isa(isa));
+    return 0;
+  });
+}
+
 }  // namespace
 
 extern "C" {
@@ -180,6 +195,20 @@ int fqvit_residual_add_cpu_i8(const int8_t* a, const float* a_scale, int32_t a_z
                               int64_t b_scale_size, int64_t y_scale_size, int64_t gamma_size, int isa) {
   return ra_cpu(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point, gamma, y, numel, channels,
                 a_scale_size, b_scale_size, y_scale_size, gamma_size, isa);
+}
+
+int fqvit_qlinear_cpu(const uint8_t* x, const int8_t* w, int32_t x_zero_point, const float* multiplier,
+                      const float* bias, float y_scale, int32_t y_zero_point, uint8_t* y, int64_t m, int64_t k,
+                      int64_t n, int64_t multiplier_size, int64_t bias_size, int isa) {
+  return ql_cpu(x, w, x_zero_point, multiplier, bias, y_scale, y_zero_point, y, m, k, n, multiplier_size, bias_size,
+                isa);
+}
+
+int fqvit_qlinear_cpu_i8(const int8_t* x, const int8_t* w, int32_t x_zero_point, const float* multiplier,
+                         const float* bias, float y_scale, int32_t y_zero_point, int8_t* y, int64_t m, int64_t k,
+                         int64_t n, int64_t multiplier_size, int64_t bias_size, int isa) {
+  return ql_cpu(x, w, x_zero_point, multiplier, bias, y_scale, y_zero_point, y, m, k, n, multiplier_size, bias_size,
+                isa);
 }
 
 }  // extern "C"

@@ -9,6 +9,7 @@
 #include "fqvit_ops/log_int_softmax.h"
 #include "fqvit_ops/lookup.h"
 #include "fqvit_ops/pts_layernorm.h"
+#include "fqvit_ops/qlinear.h"
 #include "fqvit_ops/requantize.h"
 #include "fqvit_ops/residual_add.h"
 
@@ -94,6 +95,18 @@ int ra_cuda(const T* a, const float* a_scale, int32_t a_zero_point, const T* b, 
   });
 }
 
+template <typename T>
+int ql_cuda(const T* x, const int8_t* w, int32_t x_zero_point, const float* multiplier, const float* bias,
+            float y_scale, int32_t y_zero_point, T* y, int64_t m, int64_t k, int64_t n, int64_t multiplier_size,
+            int64_t bias_size, void* stream) {
+  return guarded("QLinear", [&] {
+    const fqvit::QLinearParams p{m,       k,           n,        multiplier_size, bias_size, x_zero_point,
+                                 y_scale, y_zero_point, code_of<T>()};
+    require(fqvit::qlinear_check(p));
+    return launched(fqvit::qlinear_cuda(x, w, multiplier, bias, y, p, stream), "QLinear");
+  });
+}
+
 }  // namespace
 
 extern "C" {
@@ -175,5 +188,19 @@ int fqvit_residual_add_cuda_i8(const int8_t* a, const float* a_scale, int32_t a_
 }
 
 const char* fqvit_cuda_architectures(void) { return fqvit::cuda_built_architectures(); }
+
+int fqvit_qlinear_cuda(const uint8_t* x, const int8_t* w, int32_t x_zero_point, const float* multiplier,
+                       const float* bias, float y_scale, int32_t y_zero_point, uint8_t* y, int64_t m, int64_t k,
+                       int64_t n, int64_t multiplier_size, int64_t bias_size, void* stream) {
+  return ql_cuda(x, w, x_zero_point, multiplier, bias, y_scale, y_zero_point, y, m, k, n, multiplier_size, bias_size,
+                 stream);
+}
+
+int fqvit_qlinear_cuda_i8(const int8_t* x, const int8_t* w, int32_t x_zero_point, const float* multiplier,
+                          const float* bias, float y_scale, int32_t y_zero_point, int8_t* y, int64_t m, int64_t k,
+                          int64_t n, int64_t multiplier_size, int64_t bias_size, void* stream) {
+  return ql_cuda(x, w, x_zero_point, multiplier, bias, y_scale, y_zero_point, y, m, k, n, multiplier_size, bias_size,
+                 stream);
+}
 
 }  // extern "C"
