@@ -14,7 +14,7 @@ import pytest
 
 from conftest import CIFAR_TEST
 from fqvit_export.deploy import bundle as bundle_mod
-from fqvit_export.deploy.library import ORT_VERSIONS, custom_ops_library
+from fqvit_export.deploy.library import ORT_VERSIONS, custom_ops_library, runtime_dependencies
 from fqvit_export.deploy.bundle import BundleError, write_bundle
 from fqvit_export.cli import bundle_main, preprocess_main
 from fqvit_export.cli import main
@@ -129,7 +129,8 @@ def test_triton_config_parses_and_matches_the_model(bundle):
     assert list(cfg.model_operations.op_library_filename) == [f"/models/{NAME}/libfqvit_ops.so"]
     assert (repo / "libfqvit_ops.so").read_bytes() == custom_ops_library().read_bytes()
     assert sorted(p.relative_to(repo).as_posix() for p in repo.rglob("*") if p.is_file()) == \
-        ["1/model.onnx", "config.pbtxt", *(["labels.txt"] if labels else []), "libfqvit_ops.so"]
+        sorted(["1/model.onnx", "config.pbtxt", *(["labels.txt"] if labels else []), "libfqvit_ops.so",
+                *(d.name for d in runtime_dependencies())])  # oneDNN's libdnnl.so.3 beside the library
     if labels:
         assert (repo / "labels.txt").read_text().splitlines() == labels == (bundle / "labels.txt").read_text().split()
 

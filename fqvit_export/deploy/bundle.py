@@ -28,7 +28,7 @@ import onnx
 
 from .. import __version__
 from .card import CardError, ModelCard, read_metadata
-from .library import ORT_VERSIONS, custom_ops_library
+from .library import ORT_VERSIONS, custom_ops_library, runtime_dependencies
 from ..files import file_sha256, umask_mode, write_error
 
 __all__ = ["BundleError", "TRITON_REPOSITORY", "write_bundle", "check_bundle_dir", "triton_config", "bundle_metadata",
@@ -317,11 +317,15 @@ def write_bundle(model_path: str | Path, out_dir: str | Path, force: bool = Fals
         (tmp / "lib").mkdir()
         for lib in libs:
             shutil.copyfile(lib, tmp / "lib" / lib.name)
+        for dep in runtime_dependencies():  # oneDNN's libdnnl.so.3: the library's RPATH looks beside it first
+            shutil.copyfile(dep, tmp / "lib" / dep.name)
         repo = tmp / "triton" / name
         (repo / "1").mkdir(parents=True)
         shutil.copyfile(model_path, repo / "1" / "model.onnx")
         triton_lib = libs[-1].name  # the CUDA variant holds the CPU kernels too
         shutil.copyfile(libs[-1], repo / triton_lib)
+        for dep in runtime_dependencies():
+            shutil.copyfile(dep, repo / dep.name)
         if labels:
             text = "".join(f"{s}\n" for s in labels)
             (tmp / "labels.txt").write_text(text)

@@ -19,7 +19,7 @@ import importlib.metadata
 import os
 from pathlib import Path
 
-__all__ = ["ENV_VAR", "ORT_VERSIONS", "custom_ops_library", "library_dirs"]
+__all__ = ["ENV_VAR", "ORT_VERSIONS", "custom_ops_library", "library_dirs", "runtime_dependencies"]
 
 ENV_VAR = "FQVIT_CUSTOM_OPS_LIB"
 ORT_VERSIONS = ("1.21", "1.32")
@@ -71,14 +71,26 @@ def custom_ops_library(cuda: bool = False) -> Path | None:
     return None
 
 
-@functools.lru_cache(maxsize=None)
-def _preload_onednn() -> None:
-    """Load the ``onednn-cpu-gomp`` wheel's ``libdnnl.so.3`` (``RTLD_GLOBAL``) once, so that the dynamic loader
-    satisfies the library's dependency by its soname whatever the RPATH finds. Nothing when the wheel is absent or
-    does not load: the library then reports the missing dependency itself when onnxruntime loads it."""
+def runtime_dependencies() -> list[Path]:
+    """Shared libraries the kernel library needs beside onnxruntime and the system's: the ``onednn-cpu-gomp`` wheel's
+    ``libdnnl.so.3`` when installed. A copy of the library elsewhere (a hand-off bundle) finds them in its own
+    directory (its RPATH starts with ``$ORIGIN``)."""
     try:
         dist = importlib.metadata.distribution("onednn-cpu-gomp")
         path = next(f for f in dist.files or () if f.name == "libdnnl.so.3")
-        ctypes.CDLL(str(dist.locate_file(path)), mode=ctypes.RTLD_GLOBAL)
-    except (importlib.metadata.PackageNotFoundError, StopIteration, OSError):
-        pass
+    except (importlib.metadata.PackageNotFoundError, StopIteration):
+        return []
+    found = Path(dist.locate_file(path)).resolve()
+    return [found] if found.is_file() else []
+
+
+@functools.lru_cache(maxsize=None)
+def _preload_onednn() -> None:
+    """Load :func:`runtime_dependencies` (``RTLD_GLOBAL``) once, so that the dynamic loader satisfies the library's
+    dependency by its soname whatever the RPATH finds. Nothing when they are absent or do not load: the library then
+    reports the missing dependency itself when onnxruntime loads it."""
+    for dep in runtime_dependencies():
+        try:
+            ctypes.CDLL(str(dep), mode=ctypes.RTLD_GLOBAL)
+        except OSError:
+            pass
