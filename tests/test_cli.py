@@ -47,7 +47,8 @@ def test_default_offline_export(tmp_path, capsys):
     out = tmp_path / "model.onnx"
     assert main(["cifar10_vit", "--pts", "--lis", "-o", str(out), *CALIB]) == 0
     model = onnx.load(out)
-    assert {f.name for f in model.functions} == {"PTSLayerNorm", "LogIntSoftmax", "LISMatMul", "Lookup", "Requantize"}
+    assert {f.name for f in model.functions} == {"PTSLayerNorm", "LogIntSoftmax", "LISMatMul", "Lookup", "Requantize",
+                                                     "QLinear", "ResidualAdd"}
     assert "wrote" in capsys.readouterr().out
 
 

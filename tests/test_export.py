@@ -78,7 +78,8 @@ def test_model_format_and_metadata(vit_lis):
     assert model.ir_version == IR_VERSION
     opsets = {o.domain: o.version for o in model.opset_import}
     assert opsets == {"": 18, DOMAIN: 1}
-    assert sorted(f.name for f in model.functions) == ["LISMatMul", "LogIntSoftmax", "Lookup", "PTSLayerNorm", "Requantize"]
+    assert sorted(f.name for f in model.functions) == sorted(
+        ["LISMatMul", "LogIntSoftmax", "Lookup", "PTSLayerNorm", "QLinear", "Requantize", "ResidualAdd"])
     onnx.checker.check_model(model, full_check=True)
     meta = {p.key: p.value for p in model.metadata_props}
     pre = json.loads(meta["preprocessing"])
@@ -114,7 +115,7 @@ def test_plain_config_runs_close(calibrated, tmp_path):
 def test_simplify_keeps_functions(vit_lis):
     cal, _ = vit_lis
     model, simplified = build_onnx(cal, simplify=True)
-    assert simplified and len(model.functions) == 5
+    assert simplified and len(model.functions) == 7
 
 
 def test_no_overwrite_and_atomic(vit_lis, tmp_path, monkeypatch):

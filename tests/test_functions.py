@@ -87,7 +87,9 @@ def assert_bit_exact(got: np.ndarray, want: np.ndarray) -> None:
 
 # Lookup and Requantize run twice: parameters fed at run time, and as initializers (as the exporter writes them).
 _CONSTANT_VARIANTS = {"PTSLayerNorm": [()], "LogIntSoftmax": [()], "LISMatMul": [()],
-                      "Lookup": [(), ("table",)], "Requantize": [(), ("multiplier", "bias", "y_scale", "y_zero_point")]}
+                      "Lookup": [(), ("table",)], "Requantize": [(), ("multiplier", "bias", "y_scale", "y_zero_point")],
+                      "QLinear": [("W",), ("W", "multiplier", "bias", "y_scale", "y_zero_point")],
+                      "ResidualAdd": [(), ("a_scale", "b_scale", "y_scale", "gamma")]}
 
 
 @pytest.mark.parametrize("code_type", O.CODE_TYPES)
@@ -363,7 +365,8 @@ def test_pts_epsilon_term() -> None:
 def test_function_signatures() -> None:
     """Names, input/output order and attributes as docs/ops.md states them; standard ops only, opset 18."""
     funcs = F.function_protos()
-    assert [f.name for f in funcs] == ["PTSLayerNorm", "LogIntSoftmax", "LISMatMul", "Lookup", "Requantize"]
+    assert [f.name for f in funcs] == ["PTSLayerNorm", "LogIntSoftmax", "LISMatMul", "Lookup", "Requantize",
+                                          "QLinear", "ResidualAdd"]
     for f in funcs:
         inputs, outputs, attributes = S.op(f.name).input_names, S.op(f.name).output_names, \
             S.op(f.name).attribute_names

@@ -323,21 +323,68 @@ def requantize_function() -> onnx.FunctionProto:
     (uint8 or int8) and the shape of ``A``.
     """
     b = _Body()
-    # Step 1: t = f32(A) (round to nearest even: exact below 2^24).
-    t = b.op("Cast", ["A"], "A_f32", to=TensorProto.FLOAT)
-    # Step 2: t = t * multiplier[n] (one rounding); step 3: t = t + bias[n] (one rounding, no fused multiply-add).
-    t = b.op("Mul", [t, "multiplier"], "t_scaled")
-    t = b.op("Add", [t, "bias"], "t")
-    # Step 4: Y = clamp(round(t / y_scale) + y_zero_point, qmin, qmax), the range of T.
-    b.quantize_linear(t, "y_scale", "y_zero_point", "Y")
+    _requantize_steps(b, "A")
     return _function("Requantize", b,
                      "int32 MatMulInteger accumulator -> codes of type T (uint8 or int8): "
                      "QuantizeLinear((f32(A) * multiplier) + bias) "
                      "(docs/ops.md Sec. 1, integer matmuls).")
 
 
+def _requantize_steps(b: _Body, acc: str) -> str:
+    """Requantize's steps 1-4 on the int32 accumulator ``acc`` into ``Y`` (docs/ops.md Sec. 1): the one spelling
+    that the Requantize and QLinear bodies share."""
+    # Step 1: t = f32(A) (round to nearest even: exact below 2^24).
+    t = b.op("Cast", [acc], "A_f32", to=TensorProto.FLOAT)
+    # Step 2: t = t * multiplier[n] (one rounding); step 3: t = t + bias[n] (one rounding, no fused multiply-add).
+    t = b.op("Mul", [t, "multiplier"], "t_scaled")
+    t = b.op("Add", [t, "bias"], "t")
+    # Step 4: Y = clamp(round(t / y_scale) + y_zero_point, qmin, qmax), the range of T.
+    return b.quantize_linear(t, "y_scale", "y_zero_point", "Y")
+
+
+def qlinear_function() -> onnx.FunctionProto:
+    """``QLinear(X, W, x_zero_point, multiplier, bias, y_scale, y_zero_point) -> Y``: docs/ops.md Sec. 1 (fused
+    ops), ``MatMulInteger`` with the int8 weight (zero point 0) and Requantize's steps on its accumulator.
+
+    ``X`` holds codes of type ``T`` (uint8 or int8) ``[..., K]``, ``W`` int8 ``[K, N]``; ``Y`` has ``y_zero_point``'s
+    type and shape ``[..., N]``. onnxruntime's CPU ``MatMulInteger`` takes uint8 x int8 and int8 x int8 (the CUDA
+    one int8 x int8 only, where the cuda target's int8 codes meet it).
+    """
+    b = _Body()
+    # Step 1: acc = sum_k (X_k - x_zero_point) * W[k, n], exact int32 (K <= MAX_QLINEAR_K).
+    acc = b.op("MatMulInteger", ["X", "W", "x_zero_point"], "A")
+    _requantize_steps(b, acc)
+    return _function("QLinear", b,
+                     "integer linear layer, codes of type T (uint8 or int8) x int8 weight -> codes of type T: "
+                     "Requantize(MatMulInteger(X, W, x_zero_point)) (docs/ops.md Sec. 1, fused ops).")
+
+
+def residual_add_function() -> onnx.FunctionProto:
+    """``ResidualAdd(A, a_scale, a_zero_point, B, b_scale, b_zero_point, y_scale, y_zero_point, gamma) -> Y``:
+    docs/ops.md Sec. 1 (fused ops), a block's residual add on codes: dequantize both, LayerScale, add, quantize.
+
+    ``A`` and ``B`` are codes of one type ``T`` and shape ``[..., C]``; the scales and ``gamma`` are float32 ``[C]``
+    or one element (``gamma = 1`` without LayerScale); ``Y`` has ``y_zero_point``'s type and ``A``'s shape.
+    """
+    b = _Body()
+    # Step 1: u = f32(A - a_zp) * a_scale; v = (f32(B - b_zp) * b_scale) * gamma. The differences are exact in
+    # float32 (|.| <= 255), so Cast, Cast, Sub is f32(A - a_zp).
+    u = b.op("Sub", [b.op("Cast", ["A"], "A_f32", to=TensorProto.FLOAT),
+                     b.op("Cast", ["a_zero_point"], "a_zp_f32", to=TensorProto.FLOAT)], "A_centered")
+    u = b.op("Mul", [u, "a_scale"], "u")
+    v = b.op("Sub", [b.op("Cast", ["B"], "B_f32", to=TensorProto.FLOAT),
+                     b.op("Cast", ["b_zero_point"], "b_zp_f32", to=TensorProto.FLOAT)], "B_centered")
+    v = b.op("Mul", [b.op("Mul", [v, "b_scale"], "v_scaled"), "gamma"], "v")
+    # Step 2: t = u + v (one rounding); step 3: Y = clamp(round(t / y_scale_c) + y_zero_point, qmin, qmax).
+    t = b.op("Add", [u, v], "t")
+    b.quantize_linear(t, "y_scale", "y_zero_point", "Y")
+    return _function("ResidualAdd", b,
+                     "residual add on codes of type T (uint8 or int8): QuantizeLinear(DQ(A) + DQ(B) * gamma) with "
+                     "per-channel or one-element scales (docs/ops.md Sec. 1, fused ops).")
+
+
 def function_protos() -> list[onnx.FunctionProto]:
     """The ``com.fqvit`` functions for ``ModelProto.functions``: PTSLayerNorm, LogIntSoftmax, LISMatMul, Lookup,
-    Requantize."""
+    Requantize, QLinear, ResidualAdd."""
     return [pts_layernorm_function(), log_int_softmax_function(), lis_matmul_function(), lookup_function(),
-            requantize_function()]
+            requantize_function(), qlinear_function(), residual_add_function()]

@@ -26,6 +26,7 @@ from .spec import (
     MAX_ALPHA,
     MAX_LIS_MULTIPLIER,
     MAX_LN_CHANNELS,
+    MAX_QLINEAR_K,
 )
 
 __all__ = [
@@ -47,6 +48,8 @@ __all__ = [
     "lis_matmul",
     "lookup",
     "requantize",
+    "qlinear",
+    "residual_add",
 ]
 
 # The constants of docs/ops.md live in ops/spec.py (one statement for Python and, checked, for C++); re-exported here.
@@ -238,3 +241,51 @@ def requantize(acc: torch.Tensor, multiplier: torch.Tensor, bias: torch.Tensor, 
     t = t * m
     t = t + b
     return _quantize_code(t, y_scale, y_zero_point)
+
+
+def qlinear(x: torch.Tensor, w: torch.Tensor, x_zero_point: int | torch.Tensor, multiplier: torch.Tensor,
+            bias: torch.Tensor, y_scale: torch.Tensor, y_zero_point: int | torch.Tensor) -> torch.Tensor:
+    """``com.fqvit::QLinear``: ``MatMulInteger`` with an int8 weight, then :func:`requantize`, in one op (docs/ops.md
+    Sec. 1, fused ops).
+
+    ``x`` holds codes of type ``T`` ``[..., K]``, ``w`` int8 ``[K, N]`` (weight zero point 0):
+      1. ``acc = sum_k (x_k - x_zp) * w[k, n]`` (exact integer: ``K <= MAX_QLINEAR_K`` keeps it inside int32);
+      2. ``y = requantize(acc, multiplier, bias, y_scale, y_zp)``.
+    The float64 matmul is exact: every product and partial sum is an integer below 2^53.
+    """
+    if w.dtype != torch.int8 or w.dim() != 2:
+        raise ValueError(f"QLinear needs an int8 weight of shape [K, N], got {w.dtype} {list(w.shape)}")
+    if x.dim() == 0 or x.shape[-1] != w.shape[0]:
+        raise ValueError(f"QLinear: X [..., K] and W [K, N] disagree on K: {list(x.shape)} and {list(w.shape)}")
+    if w.shape[0] > MAX_QLINEAR_K:
+        raise ValueError(f"QLinear: K = {w.shape[0]} exceeds {MAX_QLINEAR_K} (the int32 accumulator could overflow)")
+    xi = x.to(torch.int64) - int(x_zero_point)
+    acc = torch.matmul(xi.to(torch.float64), w.to(torch.float64)).to(torch.int64)
+    return requantize(acc, multiplier, bias, y_scale, y_zero_point)
+
+
+def residual_add(a: torch.Tensor, a_scale: torch.Tensor, a_zero_point: int | torch.Tensor, b: torch.Tensor,
+                 b_scale: torch.Tensor, b_zero_point: int | torch.Tensor, y_scale: torch.Tensor,
+                 y_zero_point: int | torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+    """``com.fqvit::ResidualAdd``: the residual add of a block on codes, dequantize both, add, quantize, in one op
+    (docs/ops.md Sec. 1, fused ops).
+
+    ``a`` (the residual stream) and ``b`` (the branch) are codes of one type ``T`` and one shape ``[..., C]``; the
+    scales (and ``gamma``) are float32 ``[C]`` or one element along the last axis:
+      1. ``u = f32(a - a_zp) * a_scale``;  ``v = f32(b - b_zp) * b_scale``;  ``v = v * gamma`` (timm's LayerScale;
+         the exporter writes ``gamma = 1`` for a block without one: ``v * 1 == v`` exactly);
+      2. ``t = u + v``;
+      3. ``out = clamp(round_half_even(t / y_scale) + y_zp, qmin_T, qmax_T)`` (QuantizeLinear, per channel).
+    """
+    if a.shape != b.shape or a.dim() == 0:
+        raise ValueError(f"ResidualAdd needs A and B of one shape [..., C], got {list(a.shape)} and {list(b.shape)}")
+    c = a.shape[-1]
+    params = {k: torch.as_tensor(v, dtype=torch.float32)
+              for k, v in {"a_scale": a_scale, "b_scale": b_scale, "y_scale": y_scale, "gamma": gamma}.items()}
+    for name, v in params.items():
+        if v.dim() > 1 or v.numel() not in (c, 1):
+            raise ValueError(f"ResidualAdd: {name} must have shape [C] = [{c}] or one element, got {list(v.shape)}")
+    u = (a.to(torch.int32) - int(a_zero_point)).to(torch.float32) * params["a_scale"].reshape(-1)
+    v = (b.to(torch.int32) - int(b_zero_point)).to(torch.float32) * params["b_scale"].reshape(-1)
+    v = v * params["gamma"].reshape(-1)
+    return _quantize_code(u + v, params["y_scale"].reshape(-1), y_zero_point)

@@ -32,6 +32,7 @@ __all__ = [
     "MAX_LIS_MULTIPLIER",
     "MAX_RANK",
     "LOOKUP_TABLE_SIZE",
+    "MAX_QLINEAR_K",
     "CODE_TYPES",
     "CODE_OFFSET",
     "Port",
@@ -85,6 +86,9 @@ MAX_RANK = 8
 """Largest rank of LogIntSoftmax's X (the kernels' mask broadcasting handles up to this rank)."""
 LOOKUP_TABLE_SIZE = 256
 """Entries of the Lookup table: one per uint8 code."""
+MAX_QLINEAR_K = 65793
+"""Largest reduction length K of QLinear: ``|x - zp| <= 255`` and ``|w| <= 128``, so ``|acc| <= 32640 K < 2^31``
+(int32 accumulation is exact; docs/ops.md Sec. 1, fused ops)."""
 
 CODE_TYPES = ("uint8", "int8")
 """Element types of quantized activations (the ops' type ``T``): uint8 for the CPU target (MLAS's fast u8 x s8
@@ -185,6 +189,17 @@ OPS: dict[str, OpSpec] = {s.name: s for s in (
     OpSpec("Requantize", "1",
            (Port("A", "int32", "[..., N]"), Port("multiplier", "float", "[N] or one element"),
             Port("bias", "float", "[N] or one element"), _scalar("y_scale", "float"), _scalar("y_zero_point", "T")),
+           (Port("Y", "T", "shape of A"),)),
+    OpSpec("QLinear", "1",
+           (Port("X", "T", "[..., K]"), Port("W", "int8", "[K, N]"), _scalar("x_zero_point", "T"),
+            Port("multiplier", "float", "[N] or one element"), Port("bias", "float", "[N] or one element"),
+            _scalar("y_scale", "float"), _scalar("y_zero_point", "T")),
+           (Port("Y", "T", "[..., N]"),)),
+    OpSpec("ResidualAdd", "1",
+           (Port("A", "T", "[..., C]"), Port("a_scale", "float", "[C] or one element"), _scalar("a_zero_point", "T"),
+            Port("B", "T", "shape of A"), Port("b_scale", "float", "[C] or one element"),
+            _scalar("b_zero_point", "T"), Port("y_scale", "float", "[C] or one element"),
+            _scalar("y_zero_point", "T"), Port("gamma", "float", "[C] or one element")),
            (Port("Y", "T", "shape of A"),)),
 )}
 """Every op of the domain by name, in the order the C++ registration table lists them."""

@@ -27,7 +27,8 @@ Inputs = dict[str, np.ndarray]
 
 __all__ = ["Case", "CASES", "build", "params", "reference", "out_shape", "pts_reference", "lis_reference",
            "lis_matmul_reference", "lookup_reference", "requantize_reference", "pts_inputs", "lis_logits", "lis_mask",
-           "lis_codes", "lis_matmul_inputs", "lookup_table", "requantize_inputs", "as_code_type", "CODE_TYPES"]
+           "lis_codes", "lis_matmul_inputs", "lookup_table", "requantize_inputs", "qlinear_inputs",
+           "residual_add_inputs", "as_code_type", "CODE_TYPES"]
 
 CODE_TYPES = S.CODE_TYPES
 """The code types every harness runs: the uint8 cases as built, and their int8 form (:func:`as_code_type`)."""
@@ -406,8 +407,120 @@ REQUANTIZE: dict[str, Builder] = {
     "empty_N": _rq((3, 0)),
 }
 
+
+
+def qlinear_inputs(rng: np.random.Generator, shape: tuple[int, ...], n: int, *, x: str = "random",
+                   w: str = "random", **rq) -> Inputs:
+    """QLinear's inputs: codes X ``shape`` = ``[..., K]``, int8 W ``[K, n]``, and Requantize's parameters drawn by
+    :func:`requantize_inputs` (``rq``: m, b, y_scale, y_zp) with a multiplier sized to the accumulator.
+    x: random, extreme (codes 0 and 255 only, zero point at the other end: |x - zp| = 255 everywhere);
+    w: random ([-127, 127]), extreme (+-127 and -128 only, the largest |acc|)."""
+    k = shape[-1]
+    if x == "extreme":
+        codes = rng.choice(np.array([0, 255], np.uint8), shape)
+        zp = np.array(rng.choice([0, 255]), np.uint8)
+    else:
+        codes = _u8(rng, shape)
+        zp = np.array(rng.integers(0, 256), np.uint8)
+    if w == "extreme":
+        weights = rng.choice(np.array([-128, -127, 127], np.int8), (k, n))
+    else:
+        weights = rng.integers(-127, 128, (k, n)).astype(np.int8)
+    rq.setdefault("m", "channel")
+    params = requantize_inputs(rng, (1, n), **rq)
+    if rq["m"] == "channel":  # sized to the accumulator, so the codes spread over the range
+        params["multiplier"] = (params["multiplier"] * (2.0 ** 20 / max(1.0, 128.0 * 64.0 * np.sqrt(k)))
+                                ).astype(np.float32)
+    inputs = {"X": codes, "W": weights, "x_zero_point": zp, "multiplier": params["multiplier"],
+              "bias": params["bias"], "y_scale": params["y_scale"], "y_zero_point": params["y_zero_point"]}
+    return inputs
+
+
+def _ql(shape: tuple[int, ...], n: int, **kw) -> Builder:
+    return lambda g: Case(qlinear_inputs(g, shape, n, **kw))
+
+
+QLINEAR: dict[str, Builder] = {
+    "deit_s_qkv_197x384x1152": _ql((197, 384), 1152),
+    "deit_s_fc1_2x197x384x1536": _ql((2, 197, 384), 1536),
+    "deit_s_fc2_197x1536x384": _ql((197, 1536), 384),
+    "head_1x384x10": _ql((1, 384), 10),
+    "extreme_acc_K4096": _ql((3, 4096), 17, x="extreme", w="extreme", m=1e-8, y_scale=0.004),
+    "saturate_both_ends": _ql((5, 64), 33, m=1.0, y_scale=0.001),
+    "ties_m_half": _ql((7, 3), 45, m=0.5, b=0.0, y_scale=1.0, y_zp=128),
+    "M_block_tail_131x40x24": _ql((131, 40), 24),
+    "scalar_multiplier": _ql((5, 20), 97, m="scalar"),
+    "one_element_bias": _ql((5, 20), 97, b="one"),
+    "K1": _ql((37, 1), 19),
+    "N1": _ql((37, 8), 1),
+    "odd_K_N_3x5x7x13": _ql((3, 5, 7), 13),
+    "M1": _ql((1, 200), 300),
+    "rank1_x": _ql((64,), 48),
+    "many_rows_1000x24x8": _ql((1000, 24), 8),
+    "empty_rows": _ql((0, 5), 6),
+    "empty_N": _ql((3, 5), 0),
+}
+
+
+def residual_add_inputs(rng: np.random.Generator, shape: tuple[int, ...], *, a_scale: str = "pts",
+                        b_scale: str = "scalar", y_scale: str = "pts", gamma: str = "unit",
+                        extreme: bool = False) -> Inputs:
+    """ResidualAdd's inputs: codes A, B of ``shape`` = ``[..., C]``; scales "pts" ([C]: s * 2^alpha_c, alpha_c in
+    0..3), "channel" ([C] random), "scalar" (rank 0) or "one" ([1]); gamma "unit" (a single 1.0: no LayerScale), "channel" or "one";
+    extreme: codes 0 and 255 and scales that saturate both ends."""
+    c = shape[-1]
+
+    def scale(kind: str, base: float) -> np.ndarray:
+        if kind == "pts":
+            return (base * 2.0 ** rng.integers(0, S.MAX_ALPHA + 1, c)).astype(np.float32)
+        if kind == "channel":
+            return (base * rng.uniform(0.5, 2.0, c)).astype(np.float32)
+        v = np.array(base * rng.uniform(0.5, 2.0), np.float32)
+        return v if kind == "scalar" else v.reshape(1)
+
+    if extreme:
+        a, b = (rng.choice(np.array([0, 255], np.uint8), shape) for _ in range(2))
+    else:
+        a, b = _u8(rng, shape), _u8(rng, shape)
+    inputs = {"A": a, "a_scale": scale(a_scale, 0.02), "a_zero_point": np.array(rng.integers(0, 256), np.uint8),
+              "B": b, "b_scale": scale(b_scale, 0.01), "b_zero_point": np.array(rng.integers(0, 256), np.uint8),
+              "y_scale": scale(y_scale, 0.001 if extreme else 0.03),
+              "y_zero_point": np.array(rng.integers(0, 256), np.uint8)}
+    inputs["gamma"] = np.ones(1, np.float32) if gamma == "unit" else scale(gamma, 0.1)
+    return inputs
+
+
+def _ra(shape: tuple[int, ...], **kw) -> Builder:
+    return lambda g: Case(residual_add_inputs(g, shape, **kw))
+
+
+def _ra_ties(g: np.random.Generator) -> Case:
+    """Every sum lands on a .5 tie: scales 0.5 and 1, y_scale 1 (round half to even decides each output)."""
+    shape = (11, 45)
+    return Case({"A": _u8(g, shape), "a_scale": np.array(0.5, np.float32), "a_zero_point": np.array(128, np.uint8),
+                 "B": _u8(g, shape), "b_scale": np.array(1.0, np.float32), "b_zero_point": np.array(7, np.uint8),
+                 "y_scale": np.array(1.0, np.float32), "y_zero_point": np.array(100, np.uint8),
+                 "gamma": np.ones(1, np.float32)})
+
+
+RESIDUAL_ADD: dict[str, Builder] = {
+    "deit_s_pts_8x197x384": _ra((8, 197, 384)),
+    "deit_b_pts_197x768_gamma": _ra((197, 768), gamma="channel"),
+    "per_tensor_all_scalar": _ra((5, 97), a_scale="scalar", y_scale="scalar"),
+    "one_element_everything": _ra((5, 97), a_scale="one", b_scale="one", y_scale="one", gamma="one"),
+    "channel_b_scale": _ra((4, 3, 17), b_scale="channel"),
+    "saturate_both_ends": _ra((6, 100), extreme=True),
+    "ties_half_even": _ra_ties,
+    "C1": _ra((37, 1)),
+    "odd_C_33": _ra((5, 33)),
+    "rank1": _ra((1000,)),
+    "chunked_odd_1x100003": _ra((1, 100003), a_scale="scalar", y_scale="scalar"),
+    "empty_rows": _ra((0, 5)),
+}
+
 CASES: dict[str, dict[str, Builder]] = {"PTSLayerNorm": PTS, "LogIntSoftmax": LIS, "LISMatMul": LIS_MATMUL,
-                                        "Lookup": LOOKUP, "Requantize": REQUANTIZE}
+                                        "Lookup": LOOKUP, "Requantize": REQUANTIZE, "QLinear": QLINEAR,
+                                        "ResidualAdd": RESIDUAL_ADD}
 """Every op's case table, by op name (the keys of ``ops/spec.py``'s ``OPS``)."""
 assert list(CASES) == list(S.OPS)
 
@@ -438,6 +551,13 @@ def reference(op: str, case: Case) -> np.ndarray:
                             _t(i["y_zero_point"]), a["bits"]).numpy()
     if op == "Lookup":
         return R.lookup(_t(i["X"]), _t(i["table"])).numpy()
+    if op == "QLinear":
+        return R.qlinear(_t(i["X"]), _t(i["W"]), _t(i["x_zero_point"]), _t(i["multiplier"]), _t(i["bias"]),
+                         _t(i["y_scale"]), _t(i["y_zero_point"])).numpy()
+    if op == "ResidualAdd":
+        return R.residual_add(_t(i["A"]), _t(i["a_scale"]), _t(i["a_zero_point"]), _t(i["B"]), _t(i["b_scale"]),
+                              _t(i["b_zero_point"]), _t(i["y_scale"]), _t(i["y_zero_point"]),
+                              _t(i["gamma"])).numpy()
     return R.requantize(_t(i["A"]), _t(i["multiplier"]), _t(i["bias"]), _t(i["y_scale"]),
                         _t(i["y_zero_point"])).numpy()
 
@@ -490,4 +610,6 @@ def out_shape(op: str, case: Case) -> tuple[int, ...]:
     i = case.inputs
     if op == "LISMatMul":
         return i["A"].shape[:-1] + i["V"].shape[-1:]
-    return i["A" if op == "Requantize" else "X"].shape
+    if op == "QLinear":
+        return i["X"].shape[:-1] + i["W"].shape[-1:]
+    return i["A" if op in ("Requantize", "ResidualAdd") else "X"].shape
