@@ -42,11 +42,25 @@ def test_custom_nodes_per_block(vit_lis):
         assert per_block[(str(i), "LogIntSoftmax")] == 1
         assert per_block[(str(i), "LISMatMul")] == 1
         assert per_block[(str(i), "Lookup")] == 1  # the GELU table
+        assert per_block[(str(i), "QLinear")] == 4  # qkv, proj, fc1, fc2
+        assert per_block[(str(i), "ResidualAdd")] == 2
+        assert per_block[(str(i), "Requantize")] == 1  # q @ k^T (two activations: MatMulInteger + Requantize)
     assert Counter(n.op_type for n in custom)["PTSLayerNorm"] == 2 * depth + 1  # + the final norm
     for n in custom:  # every attribute written on the node (function defaults never reach a kernel)
         want = {"PTSLayerNorm": {"epsilon"}, "LogIntSoftmax": {"multiplier", "bits"}, "LISMatMul": {"bits"},
-                "Lookup": set(), "Requantize": set()}
+                "Lookup": set(), "Requantize": set(), "QLinear": set(), "ResidualAdd": set()}
         assert {a.name for a in n.attribute} == want[n.op_type]
+
+
+def test_nodes_per_block(vit_lis):
+    """A PTS+LIS block is 21 nodes (43 before QLinear and ResidualAdd): 4 QLinear, 2 ResidualAdd, 2 PTSLayerNorm,
+    q @ k^T as MatMulInteger + Requantize, LogIntSoftmax, LISMatMul, the GELU Lookup and 9 layout nodes."""
+    _, model = vit_lis
+    blocks = Counter(n.name.split("/")[0].split(".")[1] for n in model.graph.node if n.name.startswith("blocks."))
+    assert set(blocks.values()) == {21}, blocks
+    block0 = Counter(n.op_type for n in model.graph.node if n.name.startswith("blocks.0."))
+    assert block0 == {"QLinear": 4, "Transpose": 3, "Gather": 3, "PTSLayerNorm": 2, "Reshape": 2, "ResidualAdd": 2,
+                      "MatMulInteger": 1, "Requantize": 1, "LogIntSoftmax": 1, "LISMatMul": 1, "Lookup": 1}
 
 
 def test_integer_weights_only(vit_lis):
@@ -55,7 +69,7 @@ def test_integer_weights_only(vit_lis):
     ops = _ops(model)
     assert ops["MatMul"] == 0 and ops["Conv"] == 0 and ops["Softmax"] == 0 and ops["LayerNormalization"] == 0
     for n in model.graph.node:
-        if n.op_type == "MatMulInteger" and n.input[1] in inits:
+        if n.op_type in ("MatMulInteger", "QLinear") and n.input[1] in inits:
             assert inits[n.input[1]].data_type == onnx.TensorProto.INT8
     float_big = [t.name for t in model.graph.initializer
                  if t.data_type == onnx.TensorProto.FLOAT and len(t.dims) >= 2 and np.prod(t.dims) > 1024

@@ -132,9 +132,12 @@ def test_distilled_head_bit_exact(tmp_path: Path) -> None:
         assert np.corrcoef(ref.ravel(), model(x).numpy().ravel())[0, 1] > 0.9
 
 
-def _graph_ops(name: str, **kwargs) -> tuple[QuantModel, dict]:
-    """Calibrate on random images straight through :class:`QuantModel` and count the ONNX graph's node types."""
+def _graph_ops(name: str, **kwargs) -> tuple[QuantModel, dict, dict]:
+    """Calibrate on random images straight through :class:`QuantModel`; the ONNX graph's node types counted, and
+    its initializers (name -> array)."""
     from collections import Counter
+
+    from onnx import numpy_helper
 
     from fqvit_export.backends.onnx_backend import trace_graph
     torch.manual_seed(0)
@@ -142,16 +145,23 @@ def _graph_ops(name: str, **kwargs) -> tuple[QuantModel, dict]:
     qm = QuantModel(model, QuantConfig(**LIS))
     qm.calibrate([torch.randn(2, 3, kwargs["img_size"], kwargs["img_size"])], progress=False)
     b, _ = trace_graph(model, qm.adapter, qm.points, qm.config)
-    return qm, Counter((n.domain, n.op_type) for n in b.nodes)
+    inits = {k: numpy_helper.to_array(v) for k, v in b.inits.items()}
+    return qm, Counter((n.domain, n.op_type) for n in b.nodes), inits
 
 
 def test_parts_land_in_the_graph() -> None:
-    """qk_norm adds two PTS LayerNorms per block, LayerScale two float Muls, norm_pre and fc_norm one LayerNorm."""
-    _, base = _graph_ops("vit_tiny_patch16_224", **TINY, img_size=32)
-    _, qk = _graph_ops("vit_tiny_patch16_224", **TINY, img_size=32, qk_norm=True, init_values=0.1)
+    """qk_norm adds two PTS LayerNorms per block, LayerScale's gammas become the ResidualAdds' gamma inputs,
+    norm_pre and fc_norm one LayerNorm."""
+    _, base, base_inits = _graph_ops("vit_tiny_patch16_224", **TINY, img_size=32)
+    qm, qk, inits = _graph_ops("vit_tiny_patch16_224", **TINY, img_size=32, qk_norm=True, init_values=0.1)
     assert qk[(DOMAIN, "PTSLayerNorm")] == base[(DOMAIN, "PTSLayerNorm")] + 2
-    assert qk[("", "Mul")] >= base[("", "Mul")] + 2
-    qm, pre = _graph_ops("vit_tiny_patch16_224", **TINY, img_size=32, pre_norm=True, class_token=False,
+    assert qk[(DOMAIN, "ResidualAdd")] == base[(DOMAIN, "ResidualAdd")] == 2 * TINY["depth"]
+    blk = qm.model.blocks[0]
+    for i, ls in ((1, blk.ls1), (2, blk.ls2)):
+        assert np.array_equal(inits[f"blocks.0.add{i}.gamma"], ls.gamma.detach().numpy())
+    assert not any(k.endswith(".gamma") and k.startswith("blocks.0.add") for k in base_inits)
+    assert np.array_equal(base_inits["residual_add.no_layer_scale"], np.ones(1, np.float32))
+    qm, pre, _ = _graph_ops("vit_tiny_patch16_224", **TINY, img_size=32, pre_norm=True, class_token=False,
                          global_pool="avg")
     assert pre[(DOMAIN, "PTSLayerNorm")] == base[(DOMAIN, "PTSLayerNorm")] + 1  # norm_pre; fc_norm replaces norm
     assert {"norm_pre", "fc_norm", "pool"} <= set(qm.points) and "norm" not in qm.points

@@ -127,6 +127,12 @@ class Backend(Protocol):
                       ) -> Value:
         """Codes ``qa @ qb`` (exact integers), times ``s_a * s_b * multiplier``, quantized at ``out_name``."""
 
+    def residual_add(self, q: Value, name: str, branch: Value, branch_name: str, gamma: torch.Tensor | None,
+                     out_name: str) -> Value:
+        """A block's residual add on codes: the stream ``q`` (point ``name``) plus the branch codes (point
+        ``branch_name``) times LayerScale ``gamma`` (per channel; ``None`` without one), quantized at ``out_name``, a
+        LayerNorm input (one ``com.fqvit::ResidualAdd`` in the ONNX graph)."""
+
     def patch_embed(self, q: Value, in_name: str, conv: nn.Conv2d, name: str, grid: tuple[int, int]) -> Value:
         """Float patch embedding: :meth:`patches` then :meth:`qlinear` with the conv as a linear layer."""
 
@@ -194,3 +200,9 @@ class BackendBase:
 
     def qmatmul_quant(self, qa, a_name: str, qb, b_name: str, multiplier: float, out_name: str):
         return self.quant(self.qmatmul(qa, a_name, qb, b_name, multiplier), out_name)
+
+    def residual_add(self, q, name: str, branch, branch_name: str, gamma: torch.Tensor | None, out_name: str):
+        v = self.dequant(branch, branch_name)
+        if gamma is not None:
+            v = self.scale(v, gamma, f"{out_name}.layer_scale")
+        return self.quant(self.add(self.dequant(q, name), v), out_name, ln_input=True)

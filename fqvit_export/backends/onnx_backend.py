@@ -241,10 +241,37 @@ class OnnxBackend(BackendBase):
         return self._clip_codes(q, out_name)
 
     def qlinear_quant(self, q: str, in_name: str, mod: nn.Module, name: str, out_name: str):
+        """``com.fqvit::QLinear``: codes -> int8 weight matmul -> the Requantize epilogue -> codes, one node (the
+        int32 accumulator never leaves the kernel); a PTS output point takes the float path."""
         if not self.fuses_requantize(out_name):
             return super().qlinear_quant(q, in_name, mod, name, out_name)
-        acc, multiplier, bias = self._int_linear(q, in_name, mod, name)
-        return self._requantize(acc, multiplier, bias, name, out_name)
+        weight, sw, bias = self._int_weight(mod, name)
+        p = self.point(out_name)
+        inputs = [q, weight, self._zp(in_name),
+                  self.const(requant_scale(self.point(in_name).scale, sw), f"{name}.multiplier", np.float32),
+                  bias or self.const(np.array(0.0, np.float32), "zero_bias"),
+                  self.const(p.scale.float(), f"{out_name}.scale", np.float32),
+                  self._code_const(p.zero_point, f"{out_name}.zero_point")]
+        y = self.node("QLinear", inputs, out_name, domain=DOMAIN, out=None if p.bits < 8 else f"{out_name}.q")
+        return self._clip_codes(y, out_name)
+
+    def residual_add(self, q: str, name: str, branch: str, branch_name: str, gamma: torch.Tensor | None,
+                     out_name: str):
+        """``com.fqvit::ResidualAdd``: both codes dequantized, the branch times ``gamma``, added and quantized in
+        one pass (docs/ops.md), per channel for PTS points; ``gamma`` is one element 1.0 without LayerScale."""
+        if not self.quantized:
+            return super().residual_add(q, name, branch, branch_name, gamma, out_name)
+
+        def scale(point: str) -> str:
+            return self.const(self.point(point).channel_scale().float().reshape(-1), f"{point}.channel_scale",
+                              np.float32)
+        g = (self.const(gamma.float().reshape(-1), f"{out_name}.gamma", np.float32) if gamma is not None
+             else self.const(np.ones(1, np.float32), "residual_add.no_layer_scale"))
+        inputs = [q, scale(name), self._zp(name), branch, scale(branch_name), self._zp(branch_name),
+                  scale(out_name), self._zp(out_name), g]
+        narrow = self.point(out_name).bits < 8
+        y = self.node("ResidualAdd", inputs, out_name, domain=DOMAIN, out=None if narrow else f"{out_name}.q")
+        return self._clip_codes(y, out_name)
 
     def qmatmul_quant(self, qa: str, a_name: str, qb: str, b_name: str, multiplier: float, out_name: str):
         if not self.fuses_requantize(out_name):
@@ -254,13 +281,17 @@ class OnnxBackend(BackendBase):
         m = requant_scale(self.point(a_name).scale, self.point(b_name).scale, multiplier)
         return self._requantize(acc, m, None, self._unique(f"{scope}.qk"), out_name)
 
-    def _int_linear(self, q: str, in_name: str, mod: nn.Module, name: str) -> tuple[str, torch.Tensor, str | None]:
-        """MatMulInteger with the int8 weight; returns the int32 accumulator, the multiplier and the bias name."""
+    def _int_weight(self, mod: nn.Module, name: str) -> tuple[str, torch.Tensor, str | None]:
+        """The int8 weight ``[K, N]`` initializer, its per-channel scales and the bias name (``None`` without)."""
         w = mod.weight.detach().float().reshape(mod.weight.shape[0], -1)
         bias = self.const(mod.bias.float(), f"{name}.bias", np.float32) if mod.bias is not None else None
         wq, sw = quantize_weight(w, self.config.w_bits)
-        inputs = [q, self.const(wq.t(), f"{name}.weight_quantized", np.int8), self._zp(in_name),
-                  self.const(np.array(0, dtype=np.int8), "weight_zero_point")]
+        return self.const(wq.t(), f"{name}.weight_quantized", np.int8), sw, bias
+
+    def _int_linear(self, q: str, in_name: str, mod: nn.Module, name: str) -> tuple[str, torch.Tensor, str | None]:
+        """MatMulInteger with the int8 weight; returns the int32 accumulator, the multiplier and the bias name."""
+        weight, sw, bias = self._int_weight(mod, name)
+        inputs = [q, weight, self._zp(in_name), self.const(np.array(0, dtype=np.int8), "weight_zero_point")]
         return self.node("MatMulInteger", inputs, name), requant_scale(self.point(in_name).scale, sw), bias
 
     def qlinear(self, q: str, in_name: str, mod: nn.Module, name: str):

@@ -23,15 +23,15 @@ class UnsupportedModel(ValueError):
 # --- quantized blocks ---------------------------------------------------------------------------------------------
 
 def mlp_branch(b: Backend, mlp: nn.Module, q_h, h_name: str, p: str):
-    """fc1 -> quantizer -> activation as a 256-entry table -> quantizer -> fc2 -> quantizer; returns the float fc2
-    output.
+    """fc1 -> quantizer -> activation as a 256-entry table -> quantizer -> fc2 -> quantizer; returns the codes of
+    the fc2 output (point ``{p}.fc2``).
 
     FQ-ViT applies GELU in float to the unquantized fc1 output; quantizing fc1's output first makes any elementwise
     activation (the module ``mlp.act`` itself) a lookup that every runtime computes identically (docs/ops.md
     Sec. 1)."""
     q = b.qlinear_quant(q_h, h_name, mlp.fc1, f"{p}.fc1", f"{p}.fc1")
     q = b.act_table(q, mlp.act, f"{p}.fc1", f"{p}.act")
-    return b.dequant(b.qlinear_quant(q, f"{p}.act", mlp.fc2, f"{p}.fc2", f"{p}.fc2"), f"{p}.fc2")
+    return b.qlinear_quant(q, f"{p}.act", mlp.fc2, f"{p}.fc2", f"{p}.fc2")
 
 
 def _qk_norm(b: Backend, t, qkv_name: str, norm: nn.Module, name: str):
@@ -47,7 +47,7 @@ def attention_branch(b: Backend, attn: nn.Module, q_h, h_name: str, p: str, head
                      rel_bias: torch.Tensor | None = None, mask: torch.Tensor | None = None):
     """qkv -> quantizer (one scale for q, k, v) [-> q/k norm] -> scaled q k^T -> quantizer [-> + bias ->
     quantizer] -> softmax (LIS codes or uint8) -> attention @ V -> quantizer -> proj -> quantizer. ``q_h`` is
-    ``[B, N, C]``; returns the float proj output.
+    ``[B, N, C]``; returns the codes of the proj output (point ``{p}.proj``).
 
     ViT's global attention and Swin's window attention differ only in the relative position bias and the shift
     mask, so both families run this one sequence of quantization points."""
@@ -65,25 +65,23 @@ def attention_branch(b: Backend, attn: nn.Module, q_h, h_name: str, p: str, head
     probs = b.attn_probs(q_logits, logits_name, f"{p}.softmax", heads, mask)
     q_out = b.attn_apply(probs, v, f"{p}.qkv", f"{p}.softmax", f"{p}.attn_v")
     q_out = b.reshape(b.permute(q_out, (0, 2, 1, 3)), (0, 0, heads * head_dim))
-    return b.dequant(b.qlinear_quant(q_out, f"{p}.attn_v", attn.proj, f"{p}.proj", f"{p}.proj"), f"{p}.proj")
+    return b.qlinear_quant(q_out, f"{p}.attn_v", attn.proj, f"{p}.proj", f"{p}.proj")
 
 
-def layer_scale(b: Backend, x, ls: nn.Module | None, name: str):
-    """timm's LayerScale ``x * gamma`` (per channel, float32) on a branch output; identity without one."""
+def layer_scale(ls: nn.Module | None) -> torch.Tensor | None:
+    """timm's LayerScale ``gamma`` (per channel) of a branch; ``None`` without one."""
     if ls is None or isinstance(ls, nn.Identity):
-        return x
-    return b.scale(x, ls.gamma, name)
+        return None
+    return ls.gamma.detach()
 
 
 def mlp_residual(b: Backend, blk: nn.Module, q, name: str, p: str):
     """The second half of a pre-norm block, ``x + ls2(MLP(norm2(x)))``, on the quantized residual stream ``q``
     (named ``name``): returns the new stream and its name."""
-    x = b.dequant(q, name)
     h = b.layernorm(q, blk.norm2, name, f"{p}.norm2")
-    x = b.add(x, layer_scale(b, mlp_branch(b, blk.mlp, h, f"{p}.norm2", f"{p}.mlp"), getattr(blk, "ls2", None),
-                             f"{p}.ls2"))
-    name = f"{p}.add2"
-    return b.quant(x, name, ln_input=True), name
+    branch = mlp_branch(b, blk.mlp, h, f"{p}.norm2", f"{p}.mlp")
+    return b.residual_add(q, name, branch, f"{p}.mlp.fc2", layer_scale(getattr(blk, "ls2", None)), f"{p}.add2"), \
+        f"{p}.add2"
 
 
 def check_image_size(m: nn.Module, x) -> None:

@@ -80,7 +80,6 @@ def swin_forward(b: Backend, m: nn.Module, x):
             attn, ws, shift = blk.attn, tuple(blk.window_size), tuple(blk.shift_size)
             c, n = blk.dim, attn.window_area
             order, inverse = _window_order(hh, ww, ws, shift)
-            x = b.dequant(q, name)
             h = b.layernorm(q, blk.norm1, name, f"{p}.norm1")
             if len(order) > hh * ww:
                 h = b.append_zero_token(h, f"{p}.norm1", c)
@@ -89,9 +88,8 @@ def swin_forward(b: Backend, m: nn.Module, x):
             a = attention_branch(b, attn, hw, f"{p}.norm1", f"{p}.attn", attn.num_heads, c // attn.num_heads,
                                  rel_bias=_rel_bias(attn), mask=mask)
             a = b.gather(b.reshape(a, (-1, len(order), c)), inverse, 1)
-            x = b.add(x, a)
+            q = b.residual_add(q, name, a, f"{p}.attn.proj", None, f"{p}.add1")
             name = f"{p}.add1"
-            q = b.quant(x, name, ln_input=True)
             q, name = mlp_residual(b, blk, q, name, p)
     h = b.layernorm(q, m.norm, name, "norm")
     feat = b.quant(b.qmean(h, "norm", 1, hh * ww), "head_in")

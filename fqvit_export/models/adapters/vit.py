@@ -79,12 +79,10 @@ def vit_forward(b: Backend, m: nn.Module, x):
     for i, blk in enumerate(m.blocks):
         p = f"blocks.{i}"
         attn = blk.attn
-        x = b.dequant(q, name)
         h = b.layernorm(q, blk.norm1, name, f"{p}.norm1")
         a = attention_branch(b, attn, h, f"{p}.norm1", f"{p}.attn", attn.num_heads, attn.head_dim)
-        x = b.add(x, layer_scale(b, a, blk.ls1, f"{p}.ls1"))
+        q = b.residual_add(q, name, a, f"{p}.attn.proj", layer_scale(blk.ls1), f"{p}.add1")
         name = f"{p}.add1"
-        q = b.quant(x, name, ln_input=True)
         q, name = mlp_residual(b, blk, q, name, p)
     feats = _vit_pool(b, m, q, name)
     heads = [(m.head, "head", "logits")] + ([(m.head_dist, "head_dist", "logits_dist")] if len(feats) == 2 else [])
