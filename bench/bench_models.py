@@ -53,6 +53,7 @@ from fqvit_export.api import Calibrated, calibrate
 from fqvit_export.data import eval_transform, image_dataset
 from fqvit_export.export.onnx_export import export_onnx, float_onnx
 from fqvit_export.models.registry import ModelSpec
+from fqvit_export.ops.spec import OPS
 from fqvit_export.quant.point import QuantConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,7 +64,7 @@ _DATA = {"dir": FIXTURES}
 VARIANTS = ("fp32", "ort_int8", "fqvit_lib", "fqvit_fn")
 LABELS = {"fp32": "FP32", "ort_int8": "ORT int8 (QDQ)", "fqvit_lib": "fqvit + lib", "fqvit_fn": "fqvit, functions"}
 PROFILED = ("fqvit_lib", "fp32", "ort_int8")
-FQVIT_OPS = ("PTSLayerNorm", "LogIntSoftmax", "LISMatMul")
+FQVIT_OPS = tuple(OPS)  # every com.fqvit op
 CPU_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni", "avx512_bf16",
              "amx_tile", "amx_int8", "amx_bf16")
 QUANT_CONFIG = QuantConfig(pts=True, lis=True, attn_bits=4)
