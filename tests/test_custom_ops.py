@@ -3,7 +3,7 @@
 Each case of the shared tables (``fqvit_export.testing.op_cases``) builds a one-node model (opset 18 + ``com.fqvit`` 1,
 IR version 8, no function bodies, so only the library's kernel can run it), runs it on onnxruntime's CPU execution
 provider with the library registered and two intra-op threads, and compares every output element, the dtype and the
-shape with ``fqvit_export.ops.reference`` (docs/ops.md Sec. 2-4, Sec. 1 GELU table and integer matmuls). Every CPU path
+shape with ``fqvit_export.ops.reference`` (docs/ops.md Sec. 1-5). Every CPU path
 the machine offers (scalar, AVX2, AVX-512; chosen with ``FQVIT_CPU_ISA`` when the session is created) must give the same
 bits. Expected outputs come from the reference only. Every case also runs in its int8 form (``op_cases.as_code_type``,
 the CUDA target's code type) on the best CPU path (the int8 kernels run the uint8 bodies on flipped copies, so one path
@@ -14,7 +14,10 @@ Skipped as a whole when the library is not built (``tools/build_custom_ops.sh``)
 """
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Collection
 
 import numpy as np
@@ -678,6 +681,76 @@ def test_qlinear_adversarial(seed: int) -> None:
         for dtype in S.CODE_TYPES:
             c = O.as_code_type("QLinear", O.Case(inputs), dtype)
             assert_same(run_op("QLinear", c.inputs, {}, constant=constant), O.reference("QLinear", c))
+
+
+# The cases where oneDNN's int8 matmul saturates without VNNI (op_cases: codes at one end, zero point at the other,
+# weights +127 / -128 by column): on every CPU path, both code types.
+_INT16_PAIRS = [name for name in O.params("QLinear") if name.startswith("int16_pairs_")]
+# oneDNN ISAs (dnnl_cpu_isa_t) that lack VNNI, for ONEDNN_MAX_CPU_ISA: the kernel must not use oneDNN under them.
+_ONEDNN_NO_VNNI = {"AVX512_CORE": 0x27, "AVX2": 0x7}
+
+
+@pytest.mark.parametrize("case", _INT16_PAIRS)
+def test_qlinear_int16_pairs(case: str) -> None:
+    """Every adjacent pair of products along K lies beyond int16: exact on every path, uint8 and int8 codes."""
+    c = O.build("QLinear", case)
+    for dtype in S.CODE_TYPES:
+        c8 = O.as_code_type("QLinear", c, dtype)
+        want = O.reference("QLinear", c8)
+        for isa in ISAS:
+            assert_same(run_op("QLinear", c8.inputs, {}, constant=_CONSTANT["QLinear"], isa=isa), want)
+
+
+_CAPPED_CHILD = r"""
+import ctypes, json, os, sys
+import numpy as np
+import onnxruntime as ort
+from fqvit_export.deploy.library import custom_ops_library
+
+data = np.load(sys.argv[1])
+bad = {}
+for name in data["names"]:
+    for isa in ("", "scalar", "avx2"):
+        so = ort.SessionOptions()
+        so.register_custom_ops_library(str(custom_ops_library()))
+        so.intra_op_num_threads = 2
+        os.environ["FQVIT_CPU_ISA"] = isa
+        session = ort.InferenceSession(data[f"{name}/model"].tobytes(), so, providers=["CPUExecutionProvider"])
+        got = session.run(None, {"X": data[f"{name}/X"]})[0]
+        bad[f"{name} [{isa or 'auto'}]"] = int((got != data[f"{name}/want"]).sum())
+isa = ctypes.CDLL("libdnnl.so.3").dnnl_get_effective_cpu_isa()  # the instance the library loaded (same soname)
+print(json.dumps({"onednn_isa": isa, "mismatches": bad}))
+"""
+
+
+@pytest.mark.skipif(LIB is None or b"libdnnl.so" not in LIB.read_bytes(), reason="library built without oneDNN")
+@pytest.mark.parametrize("cap", list(_ONEDNN_NO_VNNI))
+def test_qlinear_exact_when_onednn_lacks_vnni(cap: str, tmp_path) -> None:
+    """With oneDNN held below VNNI (``ONEDNN_MAX_CPU_ISA``, read once per process: a child process) its int8 matmul
+    saturates int16 pairs, so the kernel must take its portable loop on every path; the int16-pair cases stay
+    bit-exact in both code types. The child also reports oneDNN's effective ISA, to show the cap took hold."""
+    arrays: dict[str, np.ndarray] = {}
+    names = []
+    for case in _INT16_PAIRS:
+        c = O.build("QLinear", case)
+        for dtype in S.CODE_TYPES:
+            c8 = O.as_code_type("QLinear", c, dtype)
+            name = f"{case}/{dtype}"
+            names.append(name)
+            model = _model("QLinear", c8.inputs, {}, constant=_CONSTANT["QLinear"])
+            arrays[f"{name}/model"] = np.frombuffer(model.SerializeToString(), np.uint8)
+            arrays[f"{name}/X"] = c8.inputs["X"]
+            arrays[f"{name}/want"] = O.reference("QLinear", c8)
+    np.savez(tmp_path / "cases.npz", names=np.array(names), **arrays)
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": cap, "FQVIT_CUSTOM_OPS_LIB": str(LIB)}
+    env.pop("FQVIT_CPU_ISA", None)
+    proc = subprocess.run([sys.executable, "-c", _CAPPED_CHILD, str(tmp_path / "cases.npz")], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["onednn_isa"] & ~_ONEDNN_NO_VNNI[cap] == 0, f"ONEDNN_MAX_CPU_ISA={cap} did not hold: {result}"
+    bad = {k: v for k, v in result["mismatches"].items() if v}
+    assert not bad, f"ONEDNN_MAX_CPU_ISA={cap}: elements differing from the reference per case and path: {bad}"
 
 
 def test_qlinear_runtime_weight_changes() -> None:

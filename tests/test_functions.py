@@ -3,7 +3,7 @@
 Each case builds a one-node model (opset 18 + ``com.fqvit`` 1, IR version 8, the functions in ``model.functions``),
 checks it with ``onnx.checker`` (full check: shape inference through the function bodies), runs it with onnxruntime's
 CPU execution provider and compares every output element, the dtype and the shape with ``fqvit_export.ops.reference``
-(docs/ops.md Sec. 2-4, Sec. 1 GELU table and integer matmuls): the shared tables of random and adversarial cases per op
+(docs/ops.md Sec. 1-5): the shared tables of random and adversarial cases per op
 (``fqvit_export.testing.op_cases``), randomized shapes and parameters. ``test_body_steps`` also runs each body as a
 plain graph and compares every intermediate (float32 bit patterns, int64 values) with the document's formulas written in
 numpy.

@@ -195,3 +195,14 @@ def test_function_signature_is_the_spec(func) -> None:
     assert list(func.input) == op.input_names and list(func.output) == op.output_names
     assert list(func.attribute) == op.attribute_names
     assert [(o.domain, o.version) for o in func.opset_import] == [("", S.OPSET)]
+
+
+@pytest.mark.parametrize("name", list(S.OPS))
+def test_section_is_the_docs_section(name: str) -> None:
+    """``OpSpec.section`` is a numbered section of docs/ops.md, and the section whose header names the op (``com.fqvit::
+    <op>``) when one does (Lookup and Requantize live inside Sec. 1 without a header of their own)."""
+    headers = dict(re.findall(r"^## (\d+)\. (.*)$", (ROOT / "docs" / "ops.md").read_text(), re.MULTILINE))
+    section = S.op(name).section
+    assert section in headers, f"{name}: docs/ops.md has no section '## {section}.'"
+    naming = [n for n, title in headers.items() if f"com.fqvit::{name}`" in title]
+    assert naming in ([], [section]), f"{name}: spec says Sec. {section}, docs/ops.md names it in Sec. {naming}"

@@ -20,6 +20,7 @@
 #include "fqvit_ops/arith.h"
 #include "fqvit_ops/c_api.h"
 #include "fqvit_ops/common.h"
+#include "fqvit_ops/qlinear.h"
 
 namespace {
 
@@ -128,7 +129,7 @@ std::vector<T> ref_requantize(const std::vector<int32_t>& a, const std::vector<f
   return y;
 }
 
-// docs/ops.md Sec. 1 (fused ops): per element residual_add_one; every channel input holds 1 or c entries (gamma may
+// docs/ops.md Sec. 5 (fused ops): per element residual_add_one; every channel input holds 1 or c entries (gamma may
 // be empty: left out, the same as 1).
 template <typename T = u8>
 std::vector<T> ref_residual_add(const std::vector<T>& a, const std::vector<T>& b, const std::vector<float>& as,
@@ -620,7 +621,7 @@ void int8_suite(bool quick) {
 
 // --- QLinear -----------------------------------------------------------------------------------------------------------
 
-// docs/ops.md Sec. 1 (fused ops): acc = sum_k (x - zp) * w in int64 (no overflow whatever K), then requantize_one.
+// docs/ops.md Sec. 5 (fused ops): acc = sum_k (x - zp) * w in int64 (no overflow whatever K), then requantize_one.
 template <typename T>
 std::vector<T> ref_qlinear(const std::vector<T>& x, const std::vector<int8_t>& w, int32_t xzp,
                            const std::vector<float>& m, const std::vector<float>& b, float ys, int32_t yzp, int64_t rows,
@@ -637,18 +638,10 @@ std::vector<T> ref_qlinear(const std::vector<T>& x, const std::vector<int8_t>& w
   return y;
 }
 
-// One QLinear case in both code types (int8: codes and zero points shifted by -128) on every CPU path. extreme: codes
-// 0/255 against a zero point at the other end and weights -128/127 (the largest |acc|).
-void ql_case(const std::string& name, int64_t rows, int64_t k, int64_t n, bool extreme, bool mv = true, bool bv = true) {
-  std::vector<u8> x(static_cast<size_t>(rows * k));
-  std::vector<int8_t> w(static_cast<size_t>(k * n));
-  const int32_t xzp = extreme ? 0 : static_cast<int32_t>(rand_int(0, 255));
-  for (auto& v : x) v = extreme ? 255 : static_cast<u8>(rand_int(0, 255));
-  for (auto& v : w) v = static_cast<int8_t>(extreme ? (rand_int(0, 1) ? 127 : -128) : rand_int(-127, 127));
-  const float scale = 1.0f / (64.0f * std::sqrt(static_cast<float>(std::max<int64_t>(k, 1))) * 128.0f);
-  const auto m = rand_fv(mv ? n : 1, 0.5f * scale, 2.0f * scale), b = rand_fv(bv ? n : 1, -1.0f, 1.0f);
-  const float ys = extreme ? 0.004f : rand_f(0.01f, 0.03f);
-  const int32_t yzp = static_cast<int32_t>(rand_int(0, 255));
+// One QLinear case in both code types (int8: codes and zero points shifted by -128) on every CPU path.
+void ql_run(const std::string& name, const std::vector<u8>& x, const std::vector<int8_t>& w, int32_t xzp,
+            const std::vector<float>& m, const std::vector<float>& b, float ys, int32_t yzp, int64_t rows, int64_t k,
+            int64_t n) {
   const std::vector<u8> want = ref_qlinear(x, w, xzp, m, b, ys, yzp, rows, k, n);
   const std::vector<i8> x8 = to_i8(x), want8 = ref_qlinear(x8, w, xzp - 128, m, b, ys, yzp - 128, rows, k, n);
   check("int8 oracle = uint8 - 128: QLinear " + name, want8, to_i8(want), 0);
@@ -665,6 +658,36 @@ void ql_case(const std::string& name, int64_t rows, int64_t k, int64_t n, bool e
   }
 }
 
+// A random QLinear case. extreme: codes 0/255 against a zero point at the other end and weights -128/127 (the
+// largest |acc|).
+void ql_case(const std::string& name, int64_t rows, int64_t k, int64_t n, bool extreme, bool mv = true, bool bv = true) {
+  std::vector<u8> x(static_cast<size_t>(rows * k));
+  std::vector<int8_t> w(static_cast<size_t>(k * n));
+  const int32_t xzp = extreme ? 0 : static_cast<int32_t>(rand_int(0, 255));
+  for (auto& v : x) v = extreme ? 255 : static_cast<u8>(rand_int(0, 255));
+  for (auto& v : w) v = static_cast<int8_t>(extreme ? (rand_int(0, 1) ? 127 : -128) : rand_int(-127, 127));
+  const float scale = 1.0f / (64.0f * std::sqrt(static_cast<float>(std::max<int64_t>(k, 1))) * 128.0f);
+  const auto m = rand_fv(mv ? n : 1, 0.5f * scale, 2.0f * scale), b = rand_fv(bv ? n : 1, -1.0f, 1.0f);
+  const float ys = extreme ? 0.004f : rand_f(0.01f, 0.03f);
+  const int32_t yzp = static_cast<int32_t>(rand_int(0, 255));
+  ql_run(name, x, w, xzp, m, b, ys, yzp, rows, k, n);
+}
+
+// Int16 pair saturation (what oneDNN's int8 matmul does without VNNI: vpmaddubsw adds the products of two adjacent
+// codes and weights into int16, saturating): every code 255 against zero point 0 (x_max) or 0 against 255, W +127 in
+// even columns and -128 in odd ones, so every adjacent pair sums to 2 * 255 * 127 = 64770 or -65280 in magnitude,
+// far outside int16. The multiplier maps the exact |acc| (up to 255 * 128 * K) to about 100 around y_zp = 128, so a
+// saturated sum (|acc| <= 32767 K / 2) lands some 50 codes away.
+void ql_pairs_case(int64_t rows, int64_t k, int64_t n, bool x_max) {
+  const std::vector<u8> x(static_cast<size_t>(rows * k), x_max ? 255 : 0);
+  std::vector<int8_t> w(static_cast<size_t>(k * n));
+  for (int64_t i = 0; i < k * n; ++i) w[i] = static_cast<int8_t>((i % n) % 2 ? -128 : 127);
+  const std::vector<float> m(1, 100.0f / (255.0f * 128.0f * static_cast<float>(k))), b(1, 0.0f);
+  ql_run(std::string("int16 pairs ") + (x_max ? "255-0 " : "0-255 ") + std::to_string(rows) + "x" +
+             std::to_string(k) + "x" + std::to_string(n),
+         x, w, x_max ? 0 : 255, m, b, 1.0f, 128, rows, k, n);
+}
+
 void qlinear_suite(bool quick) {
   ql_case("1x1x1", 1, 1, 1, false);
   ql_case("K1 37x1x19", 37, 1, 19, false);
@@ -677,6 +700,10 @@ void qlinear_suite(bool quick) {
   ql_case("extreme |acc| 3x4096x17", 3, 4096, 17, true);
   ql_case("deit qkv rows 197x384x64", 197, 384, 64, false);
   if (!quick) ql_case("deit fc2 rows 129x1536x40", 129, 1536, 40, false);
+  for (bool x_max : {true, false}) {
+    ql_pairs_case(130, 4093, 64, x_max);
+    ql_pairs_case(3, fqvit::kMaxQlinearK, 16, x_max);
+  }
   {  // rejected arguments, each with a message naming the problem
     const u8 x[4] = {};
     const int8_t w[4] = {};
@@ -708,6 +735,14 @@ int main(int argc, char** argv) {
   std::printf("CPU paths tested:");
   for (int isa : g_isas) std::printf(" %s", fqvit_cpu_isa_name(isa));
   std::printf("\n");
+  {
+    const std::vector<int8_t> w(64 * 64, 1);
+    const fqvit::QLinearCpu ql(w.data(), 64, 64, fqvit::CodeType::kUint8);
+    for (int isa : g_isas) {
+      std::printf("QLinear matmul [%s]: %s\n", fqvit_cpu_isa_name(isa),
+                  ql.gemm_name(static_cast<fqvit::Isa>(isa)).c_str());
+    }
+  }
 
   // PTSLayerNorm.
   for (int64_t c : {1, 2, 3, 7, 15, 16, 17, 31, 32, 33, 63, 64, 65, 192, 384, 385, 768, 1024, 4096}) {

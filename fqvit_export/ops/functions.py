@@ -343,7 +343,7 @@ def _requantize_steps(b: _Body, acc: str) -> str:
 
 
 def qlinear_function() -> onnx.FunctionProto:
-    """``QLinear(X, W, x_zero_point, multiplier, bias, y_scale, y_zero_point) -> Y``: docs/ops.md Sec. 1 (fused
+    """``QLinear(X, W, x_zero_point, multiplier, bias, y_scale, y_zero_point) -> Y``: docs/ops.md Sec. 5 (fused
     ops), ``MatMulInteger`` with the int8 weight (zero point 0) and Requantize's steps on its accumulator.
 
     ``X`` holds codes of type ``T`` (uint8 or int8) ``[..., K]``, ``W`` int8 ``[K, N]``; ``Y`` has ``y_zero_point``'s
@@ -356,12 +356,12 @@ def qlinear_function() -> onnx.FunctionProto:
     _requantize_steps(b, acc)
     return _function("QLinear", b,
                      "integer linear layer, codes of type T (uint8 or int8) x int8 weight -> codes of type T: "
-                     "Requantize(MatMulInteger(X, W, x_zero_point)) (docs/ops.md Sec. 1, fused ops).")
+                     "Requantize(MatMulInteger(X, W, x_zero_point)) (docs/ops.md Sec. 5, fused ops).")
 
 
 def residual_add_function() -> onnx.FunctionProto:
     """``ResidualAdd(A, a_scale, a_zero_point, B, b_scale, b_zero_point, y_scale, y_zero_point, gamma) -> Y``:
-    docs/ops.md Sec. 1 (fused ops), a block's residual add on codes: dequantize both, LayerScale, add, quantize.
+    docs/ops.md Sec. 5 (fused ops), a block's residual add on codes: dequantize both, LayerScale, add, quantize.
 
     ``A`` and ``B`` are codes of one type ``T`` and shape ``[..., C]``; the scales and ``gamma`` are float32 ``[C]``
     or one element (``gamma = 1`` without LayerScale); ``Y`` has ``y_zero_point``'s type and ``A``'s shape.
@@ -380,7 +380,7 @@ def residual_add_function() -> onnx.FunctionProto:
     b.quantize_linear(t, "y_scale", "y_zero_point", "Y")
     return _function("ResidualAdd", b,
                      "residual add on codes of type T (uint8 or int8): QuantizeLinear(DQ(A) + DQ(B) * gamma) with "
-                     "per-channel or one-element scales (docs/ops.md Sec. 1, fused ops).")
+                     "per-channel or one-element scales (docs/ops.md Sec. 5, fused ops).")
 
 
 def function_protos() -> list[onnx.FunctionProto]:

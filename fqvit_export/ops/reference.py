@@ -246,7 +246,7 @@ def requantize(acc: torch.Tensor, multiplier: torch.Tensor, bias: torch.Tensor, 
 def qlinear(x: torch.Tensor, w: torch.Tensor, x_zero_point: int | torch.Tensor, multiplier: torch.Tensor,
             bias: torch.Tensor, y_scale: torch.Tensor, y_zero_point: int | torch.Tensor) -> torch.Tensor:
     """``com.fqvit::QLinear``: ``MatMulInteger`` with an int8 weight, then :func:`requantize`, in one op (docs/ops.md
-    Sec. 1, fused ops).
+    Sec. 5, fused ops).
 
     ``x`` holds codes of type ``T`` ``[..., K]``, ``w`` int8 ``[K, N]`` (weight zero point 0):
       1. ``acc = sum_k (x_k - x_zp) * w[k, n]`` (exact integer: ``K <= MAX_QLINEAR_K`` keeps it inside int32);
@@ -268,7 +268,7 @@ def residual_add(a: torch.Tensor, a_scale: torch.Tensor, a_zero_point: int | tor
                  b_scale: torch.Tensor, b_zero_point: int | torch.Tensor, y_scale: torch.Tensor,
                  y_zero_point: int | torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
     """``com.fqvit::ResidualAdd``: the residual add of a block on codes, dequantize both, add, quantize, in one op
-    (docs/ops.md Sec. 1, fused ops).
+    (docs/ops.md Sec. 5, fused ops).
 
     ``a`` (the residual stream) and ``b`` (the branch) are codes of one type ``T`` and one shape ``[..., C]``; the
     scales (and ``gamma``) are float32 ``[C]`` or one element along the last axis:

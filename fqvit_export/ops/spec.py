@@ -88,7 +88,7 @@ LOOKUP_TABLE_SIZE = 256
 """Entries of the Lookup table: one per uint8 code."""
 MAX_QLINEAR_K = 65793
 """Largest reduction length K of QLinear: ``|x - zp| <= 255`` and ``|w| <= 128``, so ``|acc| <= 32640 K < 2^31``
-(int32 accumulation is exact; docs/ops.md Sec. 1, fused ops)."""
+(int32 accumulation is exact; docs/ops.md Sec. 5, fused ops)."""
 
 CODE_TYPES = ("uint8", "int8")
 """Element types of quantized activations (the ops' type ``T``): uint8 for the CPU target (MLAS's fast u8 x s8
@@ -190,12 +190,12 @@ OPS: dict[str, OpSpec] = {s.name: s for s in (
            (Port("A", "int32", "[..., N]"), Port("multiplier", "float", "[N] or one element"),
             Port("bias", "float", "[N] or one element"), _scalar("y_scale", "float"), _scalar("y_zero_point", "T")),
            (Port("Y", "T", "shape of A"),)),
-    OpSpec("QLinear", "1",
+    OpSpec("QLinear", "5",
            (Port("X", "T", "[..., K]"), Port("W", "int8", "[K, N]"), _scalar("x_zero_point", "T"),
             Port("multiplier", "float", "[N] or one element"), Port("bias", "float", "[N] or one element"),
             _scalar("y_scale", "float"), _scalar("y_zero_point", "T")),
            (Port("Y", "T", "[..., N]"),)),
-    OpSpec("ResidualAdd", "1",
+    OpSpec("ResidualAdd", "5",
            (Port("A", "T", "[..., C]"), Port("a_scale", "float", "[C] or one element"), _scalar("a_zero_point", "T"),
             Port("B", "T", "shape of A"), Port("b_scale", "float", "[C] or one element"),
             _scalar("b_zero_point", "T"), Port("y_scale", "float", "[C] or one element"),

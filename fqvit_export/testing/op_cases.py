@@ -1,4 +1,4 @@
-"""One case table per ``com.fqvit`` op (docs/ops.md Sec. 1-4), shared by every harness that checks an
+"""One case table per ``com.fqvit`` op (docs/ops.md Sec. 1-5), shared by every harness that checks an
 implementation against the PyTorch reference: the reference's own oracles (``tests/test_reference_ops.py``), the ONNX
 function bodies (``tests/test_functions.py``), the CPU kernels through onnxruntime (``tests/test_custom_ops.py``), the
 CUDA kernels through their C entry points (``tests/test_cuda_kernels.py``, ``tools/gpu_check.py``).
@@ -413,17 +413,25 @@ def qlinear_inputs(rng: np.random.Generator, shape: tuple[int, ...], n: int, *, 
                    w: str = "random", **rq) -> Inputs:
     """QLinear's inputs: codes X ``shape`` = ``[..., K]``, int8 W ``[K, n]``, and Requantize's parameters drawn by
     :func:`requantize_inputs` (``rq``: m, b, y_scale, y_zp) with a multiplier sized to the accumulator.
-    x: random, extreme (codes 0 and 255 only, zero point at the other end: |x - zp| = 255 everywhere);
-    w: random ([-127, 127]), extreme (+-127 and -128 only, the largest |acc|)."""
+    x: random, extreme (codes 0 and 255 drawn, zero point 0 or 255 drawn), all_max (every code 255, zero point 0:
+    ``x - zp = 255``), all_min (every code 0, zero point 255: ``x - zp = -255``);
+    w: random ([-127, 127]), extreme (+-127 and -128 only, the largest |acc|), columns (+127 in even columns, -128 in
+    odd ones: with all_max every pair of adjacent products along K sums to 64770 or -65280, beyond the int16 that x86's
+    ``vpmaddubsw`` saturates to, as oneDNN's int8 matmul does on CPUs without VNNI)."""
     k = shape[-1]
     if x == "extreme":
         codes = rng.choice(np.array([0, 255], np.uint8), shape)
         zp = np.array(rng.choice([0, 255]), np.uint8)
+    elif x in ("all_max", "all_min"):
+        codes = np.full(shape, 255 if x == "all_max" else 0, np.uint8)
+        zp = np.array(0 if x == "all_max" else 255, np.uint8)
     else:
         codes = _u8(rng, shape)
         zp = np.array(rng.integers(0, 256), np.uint8)
     if w == "extreme":
         weights = rng.choice(np.array([-128, -127, 127], np.int8), (k, n))
+    elif w == "columns":
+        weights = np.broadcast_to(np.where(np.arange(n) % 2, -128, 127).astype(np.int8), (k, n)).copy()
     else:
         weights = rng.integers(-127, 128, (k, n)).astype(np.int8)
     rq.setdefault("m", "channel")
@@ -455,6 +463,11 @@ QLINEAR: dict[str, Builder] = {
     "N1": _ql((37, 8), 1),
     "odd_K_N_3x5x7x13": _ql((3, 5, 7), 13),
     "M1": _ql((1, 200), 300),
+    # int16 pair saturation (oneDNN without VNNI: custom_ops/README.md, QLinear): the exact |acc| (up to 255 * 128 K)
+    # maps to about 100 codes from y_zp, a saturated one (at most 32767 K / 2) about 50 codes nearer.
+    **{f"int16_pairs_{x}_{rows}x{k}x{n}": _ql((rows, k), n, x=x, w="columns", m=100.0 / (255 * 128 * k), b=0.0,
+                                              y_scale=1.0, y_zp=128)
+       for x in ("all_max", "all_min") for rows, k, n in ((130, 4093, 64), (3, S.MAX_QLINEAR_K, 16))},
     "rank1_x": _ql((64,), 48),
     "many_rows_1000x24x8": _ql((1000, 24), 8),
     "empty_rows": _ql((0, 5), 6),

@@ -132,7 +132,7 @@ FQVIT_HD float dequantize(int32_t q, int32_t zero_point, float scale) {
   return f32_mul(f32_from_i32(q - zero_point), scale);
 }
 
-// Sec. 1 (fused ops), ResidualAdd per element: u = dequantize(a); v = dequantize(b); v = v * gamma; t = u + v;
+// Sec. 5 (fused ops), ResidualAdd per element: u = dequantize(a); v = dequantize(b); v = v * gamma; t = u + v;
 // QuantizeLinear(t) to T. Each step one float32 rounding, in this order (a block without LayerScale has gamma = 1,
 // and v * 1 == v exactly).
 template <typename T = uint8_t>

@@ -1,4 +1,4 @@
-// com.fqvit::QLinear kernels (docs/ops.md Sec. 1, integer matmuls and fused ops): MatMulInteger with an int8 weight
+// com.fqvit::QLinear kernels (docs/ops.md Sec. 5, fused ops): MatMulInteger with an int8 weight
 // followed by Requantize's epilogue, without an int32 tensor in memory:
 //   acc[m, n] = sum_k (X[m, k] - x_zero_point) * W[k, n]      (exact int32: K <= kMaxQlinearK)
 //   Y[m, n]   = requantize_one(acc[m, n], multiplier[n], bias[n], y_scale, y_zero_point)   (fqvit_ops/arith.h)
@@ -36,11 +36,14 @@ RequantizeParams qlinear_epilogue(const QLinearParams& p, int64_t rows);
 // the matmul and the epilogue.
 constexpr int64_t kQLinearBlockRows = 64;
 
-// The CPU kernel of one weight: W packed once (oneDNN's layout for its int8 matmul when the library is built with
-// oneDNN, FQVIT_WITH_ONEDNN; W as given for the portable loop otherwise), plus a pool of matmul primitives and
-// accumulator blocks, one per concurrent caller, so that no primitive runs on two threads at once. run() is
-// thread-safe; each call computes rows [row_begin, row_end) of Y on the calling thread (oneDNN's own OpenMP threads
-// held to one), block by block: matmul of kQLinearBlockRows rows into the block's accumulators, then the epilogue.
+// The CPU kernel of one weight: W transposed (the portable loop's, K x N bytes), packed once more into oneDNN's
+// layout when the library is built with oneDNN (FQVIT_WITH_ONEDNN) and oneDNN's int8 matmul is exact on this CPU
+// (VNNI or AMX, see qlinear_cpu.cc), plus a pool of accumulator blocks (with their oneDNN primitives), one per
+// concurrent caller, so that no primitive runs on two threads at once. run() is thread-safe; each call computes rows
+// [row_begin, row_end) of Y on the calling thread (oneDNN's own OpenMP threads held to one), block by block: matmul
+// of kQLinearBlockRows rows into the block's accumulators, then the epilogue. The matmul is oneDNN's only on the
+// Isa::kAvx512 path of a CPU where oneDNN's is exact; every other path runs the portable int32 loop, so every path
+// gives the same bits.
 class QLinearCpu {
  public:
   // Packs w (int8 [k, n], row-major) for X of code type `code`; w is not read after the constructor returns.
@@ -58,8 +61,9 @@ class QLinearCpu {
   void run(const int8_t* x, const float* multiplier, const float* bias, int8_t* y, const QLinearParams& p,
            int64_t row_begin, int64_t row_end, Isa isa) const;
 
-  // "oneDNN <impl>" (the matmul implementation oneDNN picked for a full block) or "portable loop".
-  std::string gemm_name() const;
+  // The matmul that run() uses on path `isa`: "oneDNN <impl>" (the implementation oneDNN picked for a full block,
+  // e.g. "oneDNN brg:avx512_core_amx") or "portable loop (<isa>, <why not oneDNN>)".
+  std::string gemm_name(Isa isa) const;
 
  private:
   struct Impl;

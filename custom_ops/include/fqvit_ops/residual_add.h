@@ -1,4 +1,4 @@
-// com.fqvit::ResidualAdd kernels (docs/ops.md Sec. 1, fused ops): the residual add of a transformer block on codes,
+// com.fqvit::ResidualAdd kernels (docs/ops.md Sec. 5, fused ops): the residual add of a transformer block on codes,
 //   Y = QuantizeLinear(dequantize(A) + dequantize(B) * gamma, y_scale)
 // per channel c of the last axis, A, B and Y codes of one type T = uint8 or int8 (arith.h residual_add_one). It
 // stands for the ten float nodes DequantizeLinear, Add, Div, Round, Add, Clip, Cast, Cast, Sub, Mul of a QDQ graph.

@@ -1,17 +1,33 @@
-// com.fqvit::QLinear on the CPU (docs/ops.md Sec. 1, integer matmuls and fused ops), one block of rows at a time:
+// com.fqvit::QLinear on the CPU (docs/ops.md Sec. 5, fused ops), one block of rows at a time:
 //   1. acc = (X_block - x_zero_point) @ W   into the block's int32 accumulators (kQLinearBlockRows x N, in L2):
 //      oneDNN's int8 matmul (u8 or s8 source, s8 weights packed once, s32 destination, the zero point a run-time
-//      attribute), which dispatches AMX / AVX-512 VNNI / AVX2 / SSE4.1 itself; without oneDNN a portable loop;
+//      attribute) where it is exact, else the portable loop (int32, exact everywhere; see "Which matmul" below);
 //   2. Y_block = Requantize(acc)   requantize_cpu of src/requantize (the same function as the Requantize op).
+//
+// Which matmul: oneDNN's u8 x s8 kernels for CPUs without VNNI (its sse41, avx2 and avx512_core paths, gemm:jit or
+// brgemm) add two adjacent products of codes and weights into int16 with saturation (vpmaddubsw), so acc is wrong
+// wherever such a pair leaves -32768..32767 (all codes 255 against weights of 127 is 64770): not the bit-exact
+// result docs/ops.md defines. With VNNI (vpdpbusd adds four products into int32) or AMX (int32 tiles) it is exact.
+// So oneDNN runs only when both
+//   (a) the call's path is Isa::kAvx512 (fqvit::cpu_best_isa requires AVX-512 VNNI for it; FQVIT_CPU_ISA=avx2 or
+//       scalar selects the portable loop), and
+//   (b) oneDNN's effective ISA (dnnl::get_effective_cpu_isa, after ONEDNN_MAX_CPU_ISA) is one of the VNNI/AMX ISAs of
+//       onednn_int8_exact (a list: an ISA unknown to these headers takes the portable loop), decided once when the
+//       kernel is created;
+// otherwise step 1 is the portable loop (int16 dot products of x - zp and W's columns, 4 x 4 outputs at a time,
+// vectorised by the compiler for the call's path).
 //
 // Threads: the caller (the op's glue) spreads row blocks over onnxruntime's intra-op pool. A oneDNN primitive
 // executed by two threads at once runs 2-4x slower than by one (measured, oneDNN 3.2 on AMX), so every concurrent
 // call takes its own primitive (with its accumulator block) from a pool and returns it after; and oneDNN's OpenMP
 // runtime is held to one thread on the calling thread (omp_set_num_threads is per thread), restored afterwards.
 #include <algorithm>
+#include <cstdio>
 #include <mutex>
+#include <string>
 #include <vector>
 
+#include "common/simd.h"
 #include "fqvit_ops/qlinear.h"
 
 #ifdef FQVIT_WITH_ONEDNN
@@ -52,12 +68,89 @@ namespace {
 struct Worker {
   int64_t rows = 0;
   std::vector<int32_t> acc;  // rows x N
+  std::vector<int16_t> x16;  // rows x kp: the portable loop's x - zp (made on its first use)
 #ifdef FQVIT_WITH_ONEDNN
+  bool has_matmul = false;  // the primitive is made on the worker's first oneDNN call
   dnnl::matmul matmul;
   dnnl::stream stream;
   dnnl::memory src, dst;  // descriptors of the block; the data handles are set per call
 #endif
 };
+
+// --- the portable matmul: acc = (x - zp) @ W, int32 ----------------------------------------------------------------
+// Exact: |x - zp| <= 255 and |w| <= 128, so each product fits int16 (32640) and a pair of them int32, and
+// K <= kMaxQlinearK keeps every partial sum inside int32 (docs/ops.md Sec. 5), in any order. Written as plain dot
+// products, acc[r, j] = sum_k x16[r, k] * wt[j, k], of int16 rows: x16 = x - zp for the block's rows, wt = W
+// transposed (int8, widened on the fly), both zero-padded to kp (a multiple of kPortableKAlign). The compiler turns
+// each into vpmaddwd (AVX-512 VNNI: vpdpwssd) with int32 lanes; a 4 x 4 tile of them shares each load of a row.
+constexpr int64_t kPortableKAlign = 32;
+
+template <int R, int C>
+inline __attribute__((always_inline)) void dot_tile(const int16_t* x16, const int8_t* wt, int32_t* acc, int64_t kp,
+                                                    int64_t n) {
+  int32_t s[R][C] = {};
+  for (int64_t i = 0; i < kp; ++i) {
+#pragma GCC unroll 4
+    for (int a = 0; a < R; ++a) {
+#pragma GCC unroll 4
+      for (int b = 0; b < C; ++b) s[a][b] += x16[a * kp + i] * static_cast<int16_t>(wt[b * kp + i]);
+    }
+  }
+  for (int a = 0; a < R; ++a) {
+    for (int b = 0; b < C; ++b) acc[a * n + b] = s[a][b];
+  }
+}
+
+template <typename X>
+inline __attribute__((always_inline)) void portable_matmul(const X* x, int32_t zp, int16_t* x16, const int8_t* wt,
+                                                           int32_t* acc, int64_t rows, int64_t k, int64_t kp,
+                                                           int64_t n) {
+  for (int64_t r = 0; r < rows; ++r) {  // x16's padding (k .. kp) stays zero from the allocation
+    for (int64_t i = 0; i < k; ++i) x16[r * kp + i] = static_cast<int16_t>(static_cast<int32_t>(x[r * k + i]) - zp);
+  }
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) dot_tile<4, 4>(x16 + r * kp, wt + j * kp, acc + r * n + j, kp, n);
+    for (; j < n; ++j) dot_tile<4, 1>(x16 + r * kp, wt + j * kp, acc + r * n + j, kp, n);
+  }
+  for (; r < rows; ++r) {
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) dot_tile<1, 4>(x16 + r * kp, wt + j * kp, acc + r * n + j, kp, n);
+    for (; j < n; ++j) dot_tile<1, 1>(x16 + r * kp, wt + j * kp, acc + r * n + j, kp, n);
+  }
+}
+
+// One copy per CPU path, compiled for that path's instructions (the scalar one for the baseline ISA, SSE2 on x86).
+template <typename X>
+void portable_scalar(const X* x, int32_t zp, int16_t* x16, const int8_t* wt, int32_t* acc, int64_t rows, int64_t k,
+                     int64_t kp, int64_t n) {
+  portable_matmul(x, zp, x16, wt, acc, rows, k, kp, n);
+}
+
+#if FQVIT_HAS_X86
+template <typename X>
+FQVIT_TARGET_AVX2 void portable_avx2(const X* x, int32_t zp, int16_t* x16, const int8_t* wt, int32_t* acc,
+                                     int64_t rows, int64_t k, int64_t kp, int64_t n) {
+  portable_matmul(x, zp, x16, wt, acc, rows, k, kp, n);
+}
+
+template <typename X>
+FQVIT_TARGET_AVX512 void portable_avx512(const X* x, int32_t zp, int16_t* x16, const int8_t* wt, int32_t* acc,
+                                         int64_t rows, int64_t k, int64_t kp, int64_t n) {
+  portable_matmul(x, zp, x16, wt, acc, rows, k, kp, n);
+}
+#endif
+
+template <typename X>
+void portable(const X* x, int32_t zp, int16_t* x16, const int8_t* wt, int32_t* acc, int64_t rows, int64_t k,
+              int64_t kp, int64_t n, Isa isa) {
+#if FQVIT_HAS_X86
+  if (isa == Isa::kAvx512) return portable_avx512(x, zp, x16, wt, acc, rows, k, kp, n);
+  if (isa == Isa::kAvx2) return portable_avx2(x, zp, x16, wt, acc, rows, k, kp, n);
+#endif
+  portable_scalar(x, zp, x16, wt, acc, rows, k, kp, n);
+}
 
 #ifdef FQVIT_WITH_ONEDNN
 // Holds oneDNN's OpenMP runtime to one thread on this thread while alive (the ICV is per thread), so that a primitive
@@ -74,48 +167,101 @@ class OneOmpThread {
  private:
   int saved_;
 };
+
+// Whether oneDNN's int8 matmul is exact at its effective ISA `isa`: the ISAs with VNNI (vpdpbusd) or AMX. A list of
+// the known good ones rather than a comparison, so that an ISA these headers do not know takes the portable loop.
+bool onednn_int8_exact(dnnl::cpu_isa isa) {
+  using ci = dnnl::cpu_isa;
+  switch (isa) {
+    case ci::avx2_vnni:
+    case ci::avx2_vnni_2:
+    case ci::avx512_core_vnni:
+    case ci::avx512_core_bf16:
+    case ci::avx512_core_fp16:
+    case ci::avx512_core_amx:
+    case ci::avx512_core_amx_fp16:
+      return true;
+    default:
+      return false;
+  }
+}
+
+std::string onednn_isa_name(dnnl::cpu_isa isa) {
+  using ci = dnnl::cpu_isa;
+  switch (isa) {
+    case ci::isa_default: return "default";
+    case ci::sse41: return "sse41";
+    case ci::avx: return "avx";
+    case ci::avx2: return "avx2";
+    case ci::avx2_vnni: return "avx2_vnni";
+    case ci::avx2_vnni_2: return "avx2_vnni_2";
+    case ci::avx512_core: return "avx512_core";
+    case ci::avx512_core_vnni: return "avx512_core_vnni";
+    case ci::avx512_core_bf16: return "avx512_core_bf16";
+    case ci::avx512_core_fp16: return "avx512_core_fp16";
+    case ci::avx512_core_amx: return "avx512_core_amx";
+    case ci::avx512_core_amx_fp16: return "avx512_core_amx_fp16";
+  }
+  return "0x" + [](unsigned v) {
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "%x", v);
+    return std::string(buf);
+  }(static_cast<unsigned>(isa));
+}
 #endif
 
 }  // namespace
 
 struct QLinearCpu::Impl {
   int64_t k = 0, n = 0;
+  int64_t kp = 0;  // k rounded up to kPortableKAlign
   CodeType code = CodeType::kUint8;
+  std::vector<int8_t> wt;  // W transposed, [n, kp], zero-padded: the portable loop's (K x N bytes, as W)
   std::mutex mutex;
   std::vector<std::unique_ptr<Worker>> idle;  // guarded by mutex
 #ifdef FQVIT_WITH_ONEDNN
+  bool onednn = false;     // (b): oneDNN's effective ISA has VNNI or AMX (then W is also packed for it)
+  std::string onednn_isa;  // that ISA's name, for gemm_name
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   dnnl::memory weights;  // W in the layout of the full-block primitive (format_tag::any, reordered once)
   std::string impl_name;
 
-  dnnl::matmul::primitive_desc describe(int64_t rows, const dnnl::memory::desc& w) const {
+  dnnl::matmul::primitive_desc describe(int64_t rows, const dnnl::memory::desc& weights_desc) const {
     using dt = dnnl::memory::data_type;
     using tag = dnnl::memory::format_tag;
     dnnl::primitive_attr attr;
     attr.set_zero_points_mask(DNNL_ARG_SRC, 0);  // one run-time zero point for all of X
     const dnnl::memory::desc src({rows, k}, code == CodeType::kInt8 ? dt::s8 : dt::u8, tag::ab);
     const dnnl::memory::desc dst({rows, n}, dt::s32, tag::ab);
-    return dnnl::matmul::primitive_desc(engine, src, w, dst, attr);
+    return dnnl::matmul::primitive_desc(engine, src, weights_desc, dst, attr);
   }
-#else
-  std::vector<int8_t> w;  // [k, n] as given
+
+  // The worker's primitive for its block of rows (caller holds OneOmpThread).
+  void make_matmul(Worker& worker) const {
+    // The tail block's primitive reads the weights in the full block's layout.
+    const auto pd = describe(worker.rows, weights.get_desc());
+    worker.matmul = dnnl::matmul(pd);
+    worker.stream = dnnl::stream(engine);
+    worker.src = dnnl::memory(pd.src_desc(), engine, DNNL_MEMORY_NONE);
+    worker.dst = dnnl::memory(pd.dst_desc(), engine, worker.acc.data());
+    worker.has_matmul = true;
+  }
 #endif
+
+  // (a) and (b) of "Which matmul" above.
+  bool use_onednn(Isa isa) const {
+#ifdef FQVIT_WITH_ONEDNN
+    return onednn && isa == Isa::kAvx512;
+#else
+    (void)isa;
+    return false;
+#endif
+  }
 
   std::unique_ptr<Worker> make(int64_t rows) {
     auto worker = std::make_unique<Worker>();
     worker->rows = rows;
     worker->acc.resize(static_cast<size_t>(rows * n));
-#ifdef FQVIT_WITH_ONEDNN
-    if (k > 0) {
-      const OneOmpThread one;
-      // The tail block's primitive reads the weights in the full block's layout.
-      const auto pd = describe(rows, weights.get_desc());
-      worker->matmul = dnnl::matmul(pd);
-      worker->stream = dnnl::stream(engine);
-      worker->src = dnnl::memory(pd.src_desc(), engine, DNNL_MEMORY_NONE);
-      worker->dst = dnnl::memory(pd.dst_desc(), engine, worker->acc.data());
-    }
-#endif
     return worker;
   }
 
@@ -139,35 +285,28 @@ struct QLinearCpu::Impl {
   }
 
   // acc = (x - zp) @ W for worker->rows rows of x (row-major, K columns).
-  void matmul(Worker& worker, const void* x, int32_t x_zero_point) const {
+  template <typename T>
+  void matmul(Worker& worker, const T* x, int32_t x_zero_point, Isa isa) const {
     if (k == 0) {
       std::fill(worker.acc.begin(), worker.acc.end(), 0);
       return;
     }
 #ifdef FQVIT_WITH_ONEDNN
-    int32_t zp = x_zero_point;
-    const dnnl::memory zp_mem({{1}, dnnl::memory::data_type::s32, dnnl::memory::format_tag::x}, engine, &zp);
-    worker.src.set_data_handle(const_cast<void*>(x));
-    worker.matmul.execute(worker.stream, {{DNNL_ARG_SRC, worker.src},
-                                          {DNNL_ARG_WEIGHTS, weights},
-                                          {DNNL_ARG_DST, worker.dst},
-                                          {DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC, zp_mem}});
-    worker.stream.wait();
-#else
-    // Portable: row by row, acc_row += (x_k - zp) * W[k, :] (int32, exact; the compiler vectorises the inner loop).
-    const bool s8 = code == CodeType::kInt8;
-    for (int64_t r = 0; r < worker.rows; ++r) {
-      int32_t* acc = worker.acc.data() + r * n;
-      std::fill(acc, acc + n, 0);
-      for (int64_t kk = 0; kk < k; ++kk) {
-        const int64_t at = r * k + kk;
-        const int32_t xv = (s8 ? static_cast<const int8_t*>(x)[at] : static_cast<const uint8_t*>(x)[at]) -
-                           x_zero_point;
-        const int8_t* wr = w.data() + kk * n;
-        for (int64_t j = 0; j < n; ++j) acc[j] += xv * static_cast<int32_t>(wr[j]);
-      }
+    if (use_onednn(isa)) {
+      if (!worker.has_matmul) make_matmul(worker);
+      int32_t zp = x_zero_point;
+      const dnnl::memory zp_mem({{1}, dnnl::memory::data_type::s32, dnnl::memory::format_tag::x}, engine, &zp);
+      worker.src.set_data_handle(const_cast<T*>(x));
+      worker.matmul.execute(worker.stream, {{DNNL_ARG_SRC, worker.src},
+                                            {DNNL_ARG_WEIGHTS, weights},
+                                            {DNNL_ARG_DST, worker.dst},
+                                            {DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC, zp_mem}});
+      worker.stream.wait();
+      return;
     }
 #endif
+    if (worker.x16.empty()) worker.x16.assign(static_cast<size_t>(worker.rows * kp), 0);
+    portable(x, x_zero_point, worker.x16.data(), wt.data(), worker.acc.data(), worker.rows, k, kp, n, isa);
   }
 
   template <typename T>
@@ -182,7 +321,7 @@ struct QLinearCpu::Impl {
     for (int64_t r0 = row_begin; r0 < row_end; r0 += kQLinearBlockRows) {
       const int64_t rows = std::min(kQLinearBlockRows, row_end - r0);
       std::unique_ptr<Worker> worker = acquire(rows);
-      matmul(*worker, x + r0 * k, p.x_zero_point);
+      matmul(*worker, x + r0 * k, p.x_zero_point, isa);
       requantize_cpu(worker->acc.data(), multiplier, bias, y + r0 * n, qlinear_epilogue(p, rows), 0, rows * n, isa);
       release(std::move(worker));
     }
@@ -193,8 +332,16 @@ QLinearCpu::QLinearCpu(const int8_t* w, int64_t k, int64_t n, CodeType code) : i
   impl_->k = k;
   impl_->n = n;
   impl_->code = code;
+  impl_->kp = (k + kPortableKAlign - 1) / kPortableKAlign * kPortableKAlign;
+  impl_->wt.assign(static_cast<size_t>(n * impl_->kp), 0);
+  for (int64_t kk = 0; kk < k; ++kk) {
+    for (int64_t j = 0; j < n; ++j) impl_->wt[j * impl_->kp + kk] = w[kk * n + j];
+  }
 #ifdef FQVIT_WITH_ONEDNN
-  if (k > 0 && n > 0) {
+  const dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
+  impl_->onednn_isa = onednn_isa_name(isa);
+  impl_->onednn = onednn_int8_exact(isa);
+  if (impl_->onednn && k > 0 && n > 0) {
     const OneOmpThread one;
     using tag = dnnl::memory::format_tag;
     const dnnl::memory::desc any({k, n}, dnnl::memory::data_type::s8, tag::any);
@@ -206,8 +353,6 @@ QLinearCpu::QLinearCpu(const int8_t* w, int64_t k, int64_t n, CodeType code) : i
     dnnl::reorder(plain, impl_->weights).execute(s, plain, impl_->weights);
     s.wait();
   }
-#else
-  impl_->w.assign(w, w + k * n);
 #endif
 }
 
@@ -227,11 +372,18 @@ void QLinearCpu::run(const int8_t* x, const float* multiplier, const float* bias
   impl_->run(x, multiplier, bias, y, p, row_begin, row_end, isa);
 }
 
-std::string QLinearCpu::gemm_name() const {
+std::string QLinearCpu::gemm_name(Isa isa) const {
+  const std::string loop = std::string("portable loop (") + isa_name(isa) + ", ";
 #ifdef FQVIT_WITH_ONEDNN
-  return "oneDNN " + impl_->impl_name;
+  if (impl_->use_onednn(isa)) {
+    return "oneDNN " + (impl_->impl_name.empty() ? std::string("(empty W)") : impl_->impl_name);
+  }
+  if (!impl_->onednn) {
+    return loop + "oneDNN's ISA " + impl_->onednn_isa + " has no VNNI: its int8 GEMM would saturate)";
+  }
+  return loop + "no VNNI at this path: oneDNN's int8 GEMM runs only on the avx512 path)";
 #else
-  return "portable loop";
+  return loop + "built without oneDNN)";
 #endif
 }
 

@@ -1,4 +1,4 @@
-// com.fqvit::QLinear on CUDA (docs/ops.md Sec. 1, integer matmuls and fused ops): one fused kernel,
+// com.fqvit::QLinear on CUDA (docs/ops.md Sec. 5, fused ops): one fused kernel,
 //   acc = sum_k (X[m, k] - x_zero_point) * W[k, n]   (int32, exact: K <= kMaxQlinearK)
 //   Y[m, n] = requantize_one(acc, multiplier[n], bias[n], y_scale, y_zero_point)   (fqvit_ops/arith.h)
 // so the accumulators never leave registers.

@@ -1,4 +1,4 @@
-// com.fqvit::ResidualAdd on the CPU (docs/ops.md Sec. 1, fused ops): per element of A and B, channel c,
+// com.fqvit::ResidualAdd on the CPU (docs/ops.md Sec. 5, fused ops): per element of A and B, channel c,
 //   u = f32(A - a_zp) * a_scale[c]        (dequantize of arith.h: exact difference, one rounding)
 //   v = f32(B - b_zp) * b_scale[c]
 //   v = v * gamma[c]                       (one rounding; no FMA: the library is built with -ffp-contract=off)

@@ -1,4 +1,4 @@
-// com.fqvit::ResidualAdd on CUDA (docs/ops.md Sec. 1, fused ops):
+// com.fqvit::ResidualAdd on CUDA (docs/ops.md Sec. 5, fused ops):
 //   Y = QuantizeLinear(f32(A - a_zp) * a_scale[c] + (f32(B - b_zp) * b_scale[c]) * gamma[c], y_scale[c], y_zp).
 //
 // A grid-stride loop, one element per thread and iteration (coalesced byte loads and stores). The channel index
