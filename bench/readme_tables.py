@@ -54,6 +54,14 @@ def parity() -> str:
     return "\n".join(lines)
 
 
+def _cpu(res: dict) -> str:
+    """The machine a table was measured on, with the ISA flags that decide the int8 paths."""
+    cpu = res.get("cpu") or {"model_name": res.get("processor", "?"), "flags": res.get("isa", [])}
+    flags = cpu.get("flags", [])
+    amx = "AMX" if any(f.startswith("amx") for f in flags) else "no AMX"
+    return f"CPU: {cpu.get('model_name', '?')}, {res.get('threads', '?')} threads; {' '.join(flags)} ({amx})."
+
+
 def speed() -> str:
     res = _load("models.json")
     if not res:
@@ -69,6 +77,26 @@ def speed() -> str:
         top = ", ".join(f"{t['op']} {100 * t['share']:.0f}%" for t in prof["top_ops"][:6])
         lines.append(f"\nProfile ({res['profile']['model']}, batch {res['profile']['batch']}, with the library): "
                      f"com.fqvit ops take {100 * prof['fqvit_share']:.1f}% of node time; top op types: {top}.")
+    lines.append(f"\n{_cpu(res)}")
+    return "\n".join(lines)
+
+
+def peers() -> str:
+    res = _load("peers.json")
+    if not res:
+        return ""
+    names = res["engines"]
+    lines = ["| model | batch | " + " | ".join(f"{names[e]} ms (x ORT FP32)" for e in names) + " | fqvit / NNCF INT8 |",
+             "|---|---|" + "---|" * (len(names) + 1)]
+    for row in res["results"]:
+        cells = []
+        for e in names:
+            r = row["engines"][e]
+            hint = f", {r['hint'].lower()}" if "hint" in r else ""
+            cells.append(f"{r['ms']:.1f}" if e == "ort_fp32" else f"{r['ms']:.1f} ({r['ratio_ort_fp32']:.2f}{hint})")
+        lines.append(f"| {row['model']} | {row['batch']} | " + " | ".join(cells) +
+                     f" | {row['engines']['fqvit_lib']['ratio_ov_int8']:.2f} |")
+    lines.append(f"\n{_cpu(res)} {res['reps']} interleaved repetitions, medians.")
     return "\n".join(lines)
 
 
@@ -76,14 +104,15 @@ def ops() -> str:
     res = _load("ops.json")
     if not res:
         return ""
-    lines = ["| op | shape | kernel ms | onnxruntime float ms | speed-up |", "|---|---|---|---|---|"]
+    lines = ["| op vs baseline | shape | com.fqvit ms | baseline ms | speed-up |", "|---|---|---|---|---|"]
     for r in res["results"]:
         lines.append(f"| {r['op']} | {'x'.join(map(str, r['shape']))} | {r['custom_ms']:.3f} | {r['float_ms']:.3f} | "
                      f"{r['ratio']:.2f}x |")
+    lines.append(f"\n{_cpu(res)} Batch {res.get('batch', '?')}.")
     return "\n".join(lines)
 
 
-TABLES = {"accuracy": accuracy, "parity": parity, "speed": speed, "ops": ops}
+TABLES = {"accuracy": accuracy, "parity": parity, "speed": speed, "ops": ops, "peers": peers}
 
 
 def write(readme: Path) -> None:
