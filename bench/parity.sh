@@ -22,4 +22,4 @@ py=.venv/bin/python
 $py calibrate.py "$model" "${opts[@]}" --calib-dir "$data/train" --calib-size 1000 -o "$tmp/calib.pt"
 $py export.py "$model" --calib "$tmp/calib.pt" -o "$tmp/model.onnx" --parity-images 0
 $py evaluate.py "$model" --calib "$tmp/calib.pt" --onnx "$tmp/model.onnx" --data-dir "$data/test" \
-    --custom-ops "$custom_ops" --json "bench/results/parity_${model}_${tag:-plain}$([[ $custom_ops == off ]] && echo _functions).json"
+    --parity --custom-ops "$custom_ops" --json "bench/results/parity_${model}_${tag:-plain}$([[ $custom_ops == off ]] && echo _functions).json"
