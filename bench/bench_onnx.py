@@ -22,8 +22,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_models import cpu_info, load_avg, make_session, time_variants, write_json  # noqa: E402
+from bench_models import cpu_info, load_avg, make_session, time_variants, write_json  # beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 
