@@ -4,6 +4,7 @@
 //
 // The CPU kernel packs W once: when W is a constant initializer (as the exporter writes it) onnxruntime hands it over
 // at kernel creation; a W fed at run time is packed on every run, since its contents may change under one address.
+#include <algorithm>
 #include <memory>
 
 #include "common/op_base.h"
@@ -65,10 +66,12 @@ struct Kernel : KernelBase<Kernel, op::QLinear> {
     if (provider_ == Provider::kCpu) {
       packed = packed_ && packed_->fits(p) ? packed_ : std::make_shared<const QLinearCpu>(wd, p.k, p.n, code_);
     }
-    const int64_t blocks = (p.m + kQLinearBlockRows - 1) / kQLinearBlockRows;
+    const int64_t rows = qlinear_block_rows(p.m);
+    const int64_t blocks = (p.m + rows - 1) / rows;
     dispatch(ctx, blocks, 1, [&](void* stream) { return qlinear_cuda(xd, wd, m, b, y, p, stream); },
              [&](int64_t begin, int64_t end) {
-               packed->run(xd, m, b, y, p, begin * kQLinearBlockRows, end * kQLinearBlockRows, isa_);
+               // run() splits its rows into blocks of at most kQLinearBlockRows: one block of `rows` per task here.
+               packed->run(xd, m, b, y, p, begin * rows, std::min(end * rows, p.m), isa_);
              });
   }
 
