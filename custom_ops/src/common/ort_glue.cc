@@ -61,6 +61,12 @@ const Input& scalar(const Input& in, ONNXTensorElementDataType type) {
 
 float scalar_f32(const Input& in) { return *scalar(in, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT).as<float>(); }
 
+void require_per_channel(const Input& in, int64_t n, const char* axis, const char* of, const std::string& context) {
+  require((in.shape.size() == 1 && in.numel == n) || (in.shape.size() <= 1 && in.numel == 1),
+          std::string(in.name) + " must have shape [" + axis + "] = " + shape_str({n}) + " (" + axis + " = " + of +
+              ") or be a scalar (one element), got " + shape_str(in.shape) + context);
+}
+
 int32_t scalar_code(const Input& in) {
   if (in.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8) return *scalar(in, in.type).as<int8_t>();
   return *scalar(in, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8).as<uint8_t>();

@@ -93,6 +93,9 @@ Input get_input(const Ort::KernelContext& ctx, size_t index, const char* name, O
 // scalar (rank 0, or rank 1 with one element); host memory (spec.h kHost on CUDA).
 float scalar_f32(const Input& in);
 int32_t scalar_code(const Input& in);
+// Checks that a per-channel input holds one value per channel (shape [n]) or one for all (rank 0, or [1]); the
+// message names the channel axis (`axis` "N", `of` "the last dimension of W") and ends with `context`.
+void require_per_channel(const Input& in, int64_t n, const char* axis, const char* of, const std::string& context);
 
 // The ONNX element type of a spec.h port type; kT is the node's code type `code`.
 constexpr ONNXTensorElementDataType onnx_type(op::Dtype dtype, CodeType code) {

@@ -43,9 +43,7 @@ struct Kernel : KernelBase<Kernel, op::QLinear> {
     p.m = 1;  // rows: the leading dimensions of X (also when K = 0)
     for (size_t i = 0; i + 1 < x.shape.size(); ++i) p.m *= x.shape[i];
     for (const Input* in : {&multiplier, &bias}) {  // one value per output channel, or one broadcast to all
-      require((in->shape.size() == 1 && in->numel == p.n) || (in->shape.size() <= 1 && in->numel == 1),
-              std::string(in->name) + " must have shape [N] = " + shape_str({p.n}) +
-                  " (N = the last dimension of W) or be a scalar (one element), got " + shape_str(in->shape));
+      require_per_channel(*in, p.n, "N", "the last dimension of W", "");
     }
     p.multiplier_size = multiplier.numel;
     p.bias_size = bias.numel;

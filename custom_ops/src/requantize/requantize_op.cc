@@ -21,10 +21,7 @@ struct Kernel : KernelBase<Kernel, op::Requantize> {
     p.numel = a.numel;
     p.n = a.shape.back();
     for (const Input* in : {&multiplier, &bias}) {  // one value per channel, or one broadcast to all
-      require((in->shape.size() == 1 && in->numel == p.n) || (in->shape.size() <= 1 && in->numel == 1),
-              std::string(in->name) + " must have shape [N] = " + shape_str({p.n}) +
-                  " (N = the last dimension of A) or be a scalar (one element), got " + shape_str(in->shape) +
-                  " (A " + shape_str(a.shape) + ")");
+      require_per_channel(*in, p.n, "N", "the last dimension of A", " (A " + shape_str(a.shape) + ")");
     }
     p.multiplier_size = multiplier.numel;
     p.bias_size = bias.numel;

@@ -24,10 +24,7 @@ struct Kernel : KernelBase<Kernel, op::ResidualAdd> {
     p.channels = a.shape.back();
     for (const Input* in : {&a_scale, &b_scale, &y_scale, &gamma}) {  // one value per channel, or one for all
       if (in->data == nullptr) continue;  // gamma left out
-      require((in->shape.size() == 1 && in->numel == p.channels) || (in->shape.size() <= 1 && in->numel == 1),
-              std::string(in->name) + " must have shape [C] = " + shape_str({p.channels}) +
-                  " (C = the last dimension of A) or be a scalar (one element), got " + shape_str(in->shape) +
-                  " (A " + shape_str(a.shape) + ")");
+      require_per_channel(*in, p.channels, "C", "the last dimension of A", " (A " + shape_str(a.shape) + ")");
     }
     p.a_scale_size = a_scale.numel;
     p.b_scale_size = b_scale.numel;
