@@ -94,11 +94,20 @@ class OnnxBackend(BackendBase):
     def _code_const(self, values: torch.Tensor, name: str) -> str:
         return self.const(self.codes(values), name)
 
+    def _scale(self, name: str) -> str:
+        """The scale initializer ``{name}.scale`` of a point: per channel (``s * 2^alpha``) for PTS, else one value."""
+        return self.const(self.point(name).channel_scale().float(), f"{name}.scale", np.float32)
+
     def _qparams(self, name: str) -> tuple[str, str]:
         """Scale and zero-point initializers of a point as QuantizeLinear takes them (per channel for PTS)."""
-        p = self.point(name)
-        return (self.const(p.channel_scale().float(), f"{name}.scale", np.float32),
-                self._code_const(p.channel_zero_point(), f"{name}.zero_point"))
+        return self._scale(name), self._code_const(self.point(name).channel_zero_point(), f"{name}.zero_point")
+
+    def _codes_node(self, op: str, inputs: list[str], out_name: str, **attrs) -> str:
+        """A ``com.fqvit`` node whose output is the codes of point ``out_name`` (``{out_name}.q``), clipped to the
+        point's width when it is narrower than 8 bits (:meth:`_clip_codes`)."""
+        narrow = self.point(out_name).bits < 8
+        y = self.node(op, inputs, out_name, domain=DOMAIN, out=None if narrow else f"{out_name}.q", **attrs)
+        return self._clip_codes(y, out_name)
 
     # -- layout ----------------------------------------------------------------------------------------------------
     def reshape(self, x: str, shape):
@@ -196,9 +205,8 @@ class OnnxBackend(BackendBase):
     # very slow in onnxruntime, and DQ + DQ -> Add -> per-axis Q is fused by onnxruntime 1.20 into a QLinearAdd that
     # then fails type inference. Same IEEE steps as QuantizeLinear / DequantizeLinear (docs/ops.md Sec. 1).
     def _pts_params(self, name: str) -> tuple[str, str]:
-        p = self.point(name)
-        return (self.const(p.channel_scale().float(), f"{name}.scale", np.float32),
-                self.const(self.codes(p.zero_point).astype(np.float32), f"{name}.zero_point_float", np.float32))
+        return (self._scale(name), self.const(self.codes(self.point(name).zero_point).astype(np.float32),
+                                              f"{name}.zero_point_float", np.float32))
 
     def _pts_quant(self, x: str, name: str) -> str:
         s, z = self._pts_params(name)
@@ -229,16 +237,18 @@ class OnnxBackend(BackendBase):
         f = self.node("Cast", [acc], scope, to=TensorProto.FLOAT)
         return self.node("Mul", [f, self.const(multiplier, f"{scope}.multiplier", np.float32)], scope)
 
+    def _epilogue(self, multiplier: torch.Tensor, bias: str | None, scope: str, out_name: str) -> list[str]:
+        """The inputs after the accumulator that Requantize and QLinear share: multiplier, bias (0 without one),
+        and the scale and zero point of the output point ``out_name``."""
+        p = self.point(out_name)
+        return [self.const(multiplier, f"{scope}.multiplier", np.float32),
+                bias or self.const(np.array(0.0, np.float32), "zero_bias"),
+                self.const(p.scale.float(), f"{out_name}.scale", np.float32),
+                self._code_const(p.zero_point, f"{out_name}.zero_point")]
+
     def _requantize(self, acc: str, multiplier: torch.Tensor, bias: str | None, scope: str, out_name: str) -> str:
         """``com.fqvit::Requantize``: int32 accumulator -> uint8 in one pass (Cast, Mul, Add, QuantizeLinear)."""
-        p = self.point(out_name)
-        inputs = [acc, self.const(multiplier, f"{scope}.multiplier", np.float32),
-                  bias or self.const(np.array(0.0, np.float32), "zero_bias"),
-                  self.const(p.scale.float(), f"{out_name}.scale", np.float32),
-                  self._code_const(p.zero_point, f"{out_name}.zero_point")]
-        narrow = p.bits < 8
-        q = self.node("Requantize", inputs, out_name, domain=DOMAIN, out=None if narrow else f"{out_name}.q")
-        return self._clip_codes(q, out_name)
+        return self._codes_node("Requantize", [acc, *self._epilogue(multiplier, bias, scope, out_name)], out_name)
 
     def qlinear_quant(self, q: str, in_name: str, mod: nn.Module, name: str, out_name: str):
         """``com.fqvit::QLinear``: codes -> int8 weight matmul -> the Requantize epilogue -> codes, one node (the
@@ -246,14 +256,9 @@ class OnnxBackend(BackendBase):
         if not self.fuses_requantize(out_name):
             return super().qlinear_quant(q, in_name, mod, name, out_name)
         weight, sw, bias = self._int_weight(mod, name)
-        p = self.point(out_name)
-        inputs = [q, weight, self._zp(in_name),
-                  self.const(requant_scale(self.point(in_name).scale, sw), f"{name}.multiplier", np.float32),
-                  bias or self.const(np.array(0.0, np.float32), "zero_bias"),
-                  self.const(p.scale.float(), f"{out_name}.scale", np.float32),
-                  self._code_const(p.zero_point, f"{out_name}.zero_point")]
-        y = self.node("QLinear", inputs, out_name, domain=DOMAIN, out=None if p.bits < 8 else f"{out_name}.q")
-        return self._clip_codes(y, out_name)
+        multiplier = requant_scale(self.point(in_name).scale, sw)
+        inputs = [q, weight, self._zp(in_name), *self._epilogue(multiplier, bias, name, out_name)]
+        return self._codes_node("QLinear", inputs, out_name)
 
     def residual_add(self, q: str, name: str, branch: str, branch_name: str, gamma: torch.Tensor | None,
                      out_name: str):
@@ -261,17 +266,11 @@ class OnnxBackend(BackendBase):
         one pass (docs/ops.md), per channel for PTS points; ``gamma`` is one element 1.0 without LayerScale."""
         if not self.quantized:
             return super().residual_add(q, name, branch, branch_name, gamma, out_name)
-
-        def scale(point: str) -> str:
-            return self.const(self.point(point).channel_scale().float().reshape(-1), f"{point}.channel_scale",
-                              np.float32)
         g = (self.const(gamma.float().reshape(-1), f"{out_name}.gamma", np.float32) if gamma is not None
              else self.const(np.ones(1, np.float32), "residual_add.no_layer_scale"))
-        inputs = [q, scale(name), self._zp(name), branch, scale(branch_name), self._zp(branch_name),
-                  scale(out_name), self._zp(out_name), g]
-        narrow = self.point(out_name).bits < 8
-        y = self.node("ResidualAdd", inputs, out_name, domain=DOMAIN, out=None if narrow else f"{out_name}.q")
-        return self._clip_codes(y, out_name)
+        inputs = [q, self._scale(name), self._zp(name), branch, self._scale(branch_name), self._zp(branch_name),
+                  self._scale(out_name), self._zp(out_name), g]
+        return self._codes_node("ResidualAdd", inputs, out_name)
 
     def qmatmul_quant(self, qa: str, a_name: str, qb: str, b_name: str, multiplier: float, out_name: str):
         if not self.fuses_requantize(out_name):
@@ -368,10 +367,7 @@ class OnnxBackend(BackendBase):
                   gamma, beta,
                   self.const(pout.scale.float(), f"{out_name}.scale", np.float32),
                   self._code_const(pout.zero_point, f"{out_name}.zero_point")]
-        narrow = pout.bits < 8
-        y = self.node("PTSLayerNorm", inputs, out_name, domain=DOMAIN, out=None if narrow else f"{out_name}.q",
-                      epsilon=float(ln.eps))
-        return self._clip_codes(y, out_name)
+        return self._codes_node("PTSLayerNorm", inputs, out_name, epsilon=float(ln.eps))
 
     def attn_probs(self, q_logits: str, logits_name: str, probs_name: str, heads: int,
                    mask: torch.Tensor | None = None):
@@ -399,9 +395,7 @@ class OnnxBackend(BackendBase):
                   self._code_const(pv.zero_point, f"{v_name}.zero_point"),
                   self.const(pout.scale.float(), f"{out_name}.scale", np.float32),
                   self._code_const(pout.zero_point, f"{out_name}.zero_point")]
-        y = self.node("LISMatMul", inputs, out_name, domain=DOMAIN, out=None if pout.bits < 8 else f"{out_name}.q",
-                      bits=self.config.attn_bits)
-        return self._clip_codes(y, out_name)
+        return self._codes_node("LISMatMul", inputs, out_name, bits=self.config.attn_bits)
 
 
 def _float_activation(b: OnnxBackend, x: str, act: nn.Module) -> str:
