@@ -50,21 +50,20 @@ def main(argv: list[str] | None = None) -> int:
     models = dict(args.model)
     if len(models) != len(args.model):
         ap.error("labels must differ")
+    graphs = {k: onnx.load(v, load_external_data=False).graph for k, v in models.items()}
     cpu = cpu_info()
     print(f"CPU {cpu['model_name']} ({cpu['cpus']} CPUs), flags: {' '.join(cpu['flags'])}")
     report = {"description": "median ms per batch over interleaved repetitions; ratio = ms / first model's ms",
               "command": "python bench/bench_onnx.py " + " ".join(f"--model {k}={v.name}" for k, v in models.items())
               + f" --custom-ops {args.custom_ops}",
               "threads": args.threads, "reps": args.reps, "cpu": cpu, "custom_ops": args.custom_ops,
-              "nodes": {k: len(onnx.load(v, load_external_data=False).graph.node) for k, v in models.items()},
-              "ops": {k: dict(Counter(n.op_type for n in onnx.load(v, load_external_data=False).graph.node))
-                      for k, v in models.items()},
+              "nodes": {k: len(g.node) for k, g in graphs.items()},
+              "ops": {k: dict(Counter(n.op_type for n in g.node)) for k, g in graphs.items()},
               "results": []}
     variant = "fqvit_lib" if args.custom_ops == "on" else "fqvit_fn"
     sessions = {k: make_session(v, variant, args.threads) for k, v in models.items()}
     first = next(iter(sessions))
-    shape = [d.dim_value for d in onnx.load(models[first], load_external_data=False).graph.input[0].type.tensor_type
-             .shape.dim[1:]]
+    shape = [d.dim_value for d in graphs[first].input[0].type.tensor_type.shape.dim[1:]]
     for batch in args.batches:
         x = np.random.default_rng(0).standard_normal((batch, *shape)).astype(np.float32)
         want = sessions[first].run(None, {"input": x})[0]
