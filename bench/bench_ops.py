@@ -13,10 +13,12 @@ Pairs, each on onnxruntime's CPU execution provider with ``--threads`` (2) intra
 * ``ResidualAdd`` vs the ten float nodes the exporter emitted for a residual add before it had the op: the stream's
   PTS dequantizer ``Cast -> Sub -> Mul``, the branch's ``DequantizeLinear``, ``Add``, and the PTS quantizer
   ``Div -> Round -> Add -> Clip -> Cast``; uint8 codes of the stream and of the branch in, the new stream's codes out,
-  per-channel (PTS) stream scales, on ``[batch, 197, C]``, C = 384, 768.
+  per-channel (PTS) stream scales, on ``[batch, 197, C]``, C = 384, 768;
+* ``LISAttention`` vs the eleven nodes it replaces (q, k, v split, ``MatMulInteger -> Requantize -> LogIntSoftmax ->
+  LISMatMul``, heads merged), on the qkv codes of 6 and 12 heads (deit_small, deit_base), N = 197, head dim 64.
 
 The first three pairs time the integer kernel against onnxruntime's float op on random data of the same shape; the
-last two time the same work twice, so their two sides get the same inputs and must give the same codes bit for bit
+last three time the same work twice, so their two sides get the same inputs and must give the same codes bit for bit
 (checked before timing; the bench stops otherwise). Repetitions are interleaved (custom, baseline, custom,
 baseline, ...) so both sides see the same machine state; each side's time is the median over ``--reps`` repetitions of
 ``--inner`` back-to-back runs. Both sessions run with ``session.intra_op.allow_spinning = 0``: otherwise the idle pool
@@ -44,7 +46,8 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from fqvit_export.deploy.library import custom_ops_library
-from fqvit_export.testing.op_cases import Case, as_code_type, qlinear_inputs, residual_add_inputs
+from fqvit_export.testing.op_cases import (Case, as_code_type, lis_attention_inputs, qlinear_inputs,
+                                           residual_add_inputs)
 
 DOMAIN = "com.fqvit"
 TOKENS = 197
@@ -169,6 +172,39 @@ def residual_add_pair(rng: np.random.Generator, batch: int, c: int) -> Pair:
     return (fused, feeds), (chain, feeds)
 
 
+def lis_attention_pair(rng: np.random.Generator, batch: int, heads: int) -> Pair:
+    """``LISAttention`` vs the eleven nodes the exporter wrote for a ViT attention before it had the op, on the qkv
+    codes ``[batch, 197, 3 * heads * 64]`` (uint8): ``Reshape -> Transpose -> Gather`` x3 (q, k, v), ``Transpose``
+    (k^T), ``MatMulInteger -> Requantize -> LogIntSoftmax -> LISMatMul``, ``Transpose -> Reshape``; the scalars are
+    initializers, as in an exported model."""
+    case = lis_attention_inputs(rng, batch, TOKENS, heads, HEAD_DIM)
+    i, a = case.inputs, case.attrs
+    feeds = {"QKV": i["QKV"]}
+    consts = {k: v for k, v in i.items() if k != "QKV"}
+    fused = _model([helper.make_node("LISAttention", list(i), ["Y"], domain=DOMAIN, **a)], feeds, consts,
+                   custom=True)
+    lis, bits = a["lis_multiplier"], a["bits"]
+    chain = _model(
+        [helper.make_node("Reshape", ["QKV", "split_shape"], ["qkv5"]),
+         helper.make_node("Transpose", ["qkv5"], ["parts"], perm=[2, 0, 3, 1, 4]),
+         *(helper.make_node("Gather", ["parts", f"i{j}"], [x], axis=0) for j, x in enumerate("qkv")),
+         helper.make_node("Transpose", ["k"], ["kT"], perm=[0, 1, 3, 2]),
+         helper.make_node("MatMulInteger", ["q", "kT", "qkv_zero_point", "qkv_zero_point"], ["acc"]),
+         helper.make_node("Requantize", ["acc", "qk_multiplier", "zero_bias", "logits_scale", "logits_zero_point"],
+                          ["logits"], domain=DOMAIN),
+         helper.make_node("LogIntSoftmax", ["logits", "no_mask"], ["codes"], domain=DOMAIN, multiplier=lis,
+                          bits=bits),
+         helper.make_node("LISMatMul", ["codes", "v", "qkv_scale", "qkv_zero_point", "y_scale", "y_zero_point"],
+                          ["out"], domain=DOMAIN, bits=bits),
+         helper.make_node("Transpose", ["out"], ["tokens"], perm=[0, 2, 1, 3]),
+         helper.make_node("Reshape", ["tokens", "merge_shape"], ["Y"])],
+        feeds, {**consts, "split_shape": np.array([0, 0, 3, heads, HEAD_DIM], np.int64),
+                "merge_shape": np.array([0, 0, heads * HEAD_DIM], np.int64),
+                **{f"i{j}": np.array(j, np.int64) for j in range(3)},
+                "zero_bias": np.array(0.0, np.float32), "no_mask": np.zeros((1, 1, 1, 1), bool)}, custom=True)
+    return (fused, feeds), (chain, feeds)
+
+
 def _uses_domain(model: bytes) -> bool:
     return any(o.domain == DOMAIN for o in onnx.load_from_string(model).opset_import)
 
@@ -248,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
         k, n = LINEARS[model][layer]
         run(f"QLinear vs MatMulInteger+Requantize ({code})", f"QLinear {code} {model}.{layer} [{b * TOKENS},{k}]x{n}",
             [b, TOKENS, k, n], qlinear_pair(rng, b, k, n, code), "unfused", layer=f"{model}.{layer}")
+    for heads in (6, 12):
+        run("LISAttention vs its eleven unfused nodes", f"LISAttention [{b},{TOKENS},3x{heads}x{HEAD_DIM}]",
+            [b, TOKENS, 3 * heads * HEAD_DIM], lis_attention_pair(rng, b, heads), "unfused", heads=heads)
     for c in (384, 768):
         run("ResidualAdd vs DQ+Add+Q float chain", f"ResidualAdd [{b},{TOKENS},{c}]", [b, TOKENS, c],
             residual_add_pair(rng, b, c), "unfused")

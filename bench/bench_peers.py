@@ -147,11 +147,21 @@ def _nncf_quantize(fp32: Path, out: Path, images: np.ndarray) -> dict:
             "warnings": sorted({f"{w.category.__name__}: {w.message}" for w in caught} | set(logged.messages))}
 
 
+def _sources_digest() -> str:
+    """sha256 of the fqvit_export package's Python sources (names and contents), 12 hex digits."""
+    h = hashlib.sha256()
+    package = ROOT / "fqvit_export"
+    for path in sorted(package.rglob("*.py")):
+        h.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:12]
+
+
 def build_models(name: str, args: argparse.Namespace) -> dict:
     """The four model files of ``name`` (FP32 ONNX, ORT int8, NNCF IR, fqvit), cached; returns the build record."""
     data_digest = folder_digest(image_dataset(args.data_dir, None))
+    # The exporter's sources are part of the key: a cached fqvit model from an older exporter would time old work.
     key = {"model": name, "calib_size": args.calib_size, "data": data_digest, "quant": bm.QUANT_CONFIG.label(),
-           "versions": versions()}
+           "versions": versions(), "fqvit_sources": _sources_digest()}
     folder = CACHE / f"{name}-{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]}"
     record_path = folder / "build.json"
     if record_path.is_file() and not args.rebuild:

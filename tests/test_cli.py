@@ -48,7 +48,7 @@ def test_default_offline_export(tmp_path, capsys):
     assert main(["cifar10_vit", "--pts", "--lis", "-o", str(out), *CALIB]) == 0
     model = onnx.load(out)
     assert {f.name for f in model.functions} == {"PTSLayerNorm", "LogIntSoftmax", "LISMatMul", "Lookup", "Requantize",
-                                                     "QLinear", "ResidualAdd"}
+                                                     "QLinear", "ResidualAdd", "LISAttention"}
     assert "wrote" in capsys.readouterr().out
 
 

@@ -123,7 +123,9 @@ _CONSTANT = {"PTSLayerNorm": ("alpha", "gamma", "beta"), "LogIntSoftmax": (), "L
              "Lookup": ("table",), "Requantize": ("multiplier", "bias", "y_scale", "y_zero_point"),
              "QLinear": ("W", "x_zero_point", "multiplier", "bias", "y_scale", "y_zero_point"),
              "ResidualAdd": ("a_scale", "a_zero_point", "b_scale", "b_zero_point", "y_scale", "y_zero_point",
-                             "gamma")}
+                             "gamma"),
+             "LISAttention": ("qkv_scale", "qkv_zero_point", "qk_multiplier", "logits_scale", "logits_zero_point",
+                              "y_scale", "y_zero_point")}
 
 
 @pytest.mark.parametrize("op_type, case", [(op, name) for op in O.CASES for name in O.params(op)])
@@ -147,7 +149,8 @@ def test_both_code_types_in_one_graph() -> None:
     """One session holds a uint8 and an int8 node of every op (same name, kernels told apart by input types)."""
     nodes, feeds, graph_inputs, outputs, wants = [], {}, [], [], []
     for op_type, case in [("PTSLayerNorm", "C7"), ("LogIntSoftmax", "N17"), ("LISMatMul", "D17"),
-                          ("Lookup", "odd_3x5x7"), ("Requantize", "N17"), ("ResidualAdd", "odd_C_33")]:
+                          ("Lookup", "odd_3x5x7"), ("Requantize", "N17"), ("ResidualAdd", "odd_C_33"),
+                          ("LISAttention", "odd_3x17_h5_d13")]:
         for dtype in S.CODE_TYPES:
             c = O.as_code_type(op_type, O.build(op_type, case), dtype)
             spec = S.op(op_type)

@@ -39,28 +39,29 @@ def test_custom_nodes_per_block(vit_lis):
     per_block = Counter((n.name.split(".")[1], n.op_type) for n in custom if n.name.startswith("blocks."))
     for i in range(depth):
         assert per_block[(str(i), "PTSLayerNorm")] == 2
-        assert per_block[(str(i), "LogIntSoftmax")] == 1
-        assert per_block[(str(i), "LISMatMul")] == 1
+        assert per_block[(str(i), "LISAttention")] == 1  # q k^T, Requantize, LogIntSoftmax and LISMatMul
         assert per_block[(str(i), "Lookup")] == 1  # the GELU table
         assert per_block[(str(i), "QLinear")] == 4  # qkv, proj, fc1, fc2
         assert per_block[(str(i), "ResidualAdd")] == 2
-        assert per_block[(str(i), "Requantize")] == 1  # q @ k^T (two activations: MatMulInteger + Requantize)
+        for unfused in ("LogIntSoftmax", "LISMatMul", "Requantize"):
+            assert per_block[(str(i), unfused)] == 0
     assert Counter(n.op_type for n in custom)["PTSLayerNorm"] == 2 * depth + 1  # + the final norm
     for n in custom:  # every attribute written on the node (function defaults never reach a kernel)
         want = {"PTSLayerNorm": {"epsilon"}, "LogIntSoftmax": {"multiplier", "bits"}, "LISMatMul": {"bits"},
-                "Lookup": set(), "Requantize": set(), "QLinear": set(), "ResidualAdd": set()}
+                "Lookup": set(), "Requantize": set(), "QLinear": set(), "ResidualAdd": set(),
+                "LISAttention": {"heads", "lis_multiplier", "bits"}}
         assert {a.name for a in n.attribute} == want[n.op_type]
 
 
 def test_nodes_per_block(vit_lis):
-    """A PTS+LIS block is 21 nodes (43 before QLinear and ResidualAdd): 4 QLinear, 2 ResidualAdd, 2 PTSLayerNorm,
-    q @ k^T as MatMulInteger + Requantize, LogIntSoftmax, LISMatMul, the GELU Lookup and 9 layout nodes."""
+    """A PTS+LIS block is 10 nodes (43 before the fused ops, 21 before LISAttention): 4 QLinear, 2 ResidualAdd,
+    2 PTSLayerNorm, 1 LISAttention (q k^T, LogIntSoftmax, attention@V and the layout nodes around them) and the GELU
+    Lookup."""
     _, model = vit_lis
     blocks = Counter(n.name.split("/")[0].split(".")[1] for n in model.graph.node if n.name.startswith("blocks."))
-    assert set(blocks.values()) == {21}, blocks
+    assert set(blocks.values()) == {10}, blocks
     block0 = Counter(n.op_type for n in model.graph.node if n.name.startswith("blocks.0."))
-    assert block0 == {"QLinear": 4, "Transpose": 3, "Gather": 3, "PTSLayerNorm": 2, "Reshape": 2, "ResidualAdd": 2,
-                      "MatMulInteger": 1, "Requantize": 1, "LogIntSoftmax": 1, "LISMatMul": 1, "Lookup": 1}
+    assert block0 == {"QLinear": 4, "PTSLayerNorm": 2, "ResidualAdd": 2, "LISAttention": 1, "Lookup": 1}
 
 
 def test_integer_weights_only(vit_lis):
@@ -93,7 +94,8 @@ def test_model_format_and_metadata(vit_lis):
     opsets = {o.domain: o.version for o in model.opset_import}
     assert opsets == {"": 18, DOMAIN: 1}
     assert sorted(f.name for f in model.functions) == sorted(
-        ["LISMatMul", "LogIntSoftmax", "Lookup", "PTSLayerNorm", "QLinear", "Requantize", "ResidualAdd"])
+        ["LISAttention", "LISMatMul", "LogIntSoftmax", "Lookup", "PTSLayerNorm", "QLinear", "Requantize",
+         "ResidualAdd"])
     onnx.checker.check_model(model, full_check=True)
     meta = {p.key: p.value for p in model.metadata_props}
     pre = json.loads(meta["preprocessing"])
@@ -129,7 +131,7 @@ def test_plain_config_runs_close(calibrated, tmp_path):
 def test_simplify_keeps_functions(vit_lis):
     cal, _ = vit_lis
     model, simplified = build_onnx(cal, simplify=True)
-    assert simplified and len(model.functions) == 7
+    assert simplified and len(model.functions) == 8
 
 
 def test_no_overwrite_and_atomic(vit_lis, tmp_path, monkeypatch):

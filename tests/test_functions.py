@@ -89,7 +89,9 @@ def assert_bit_exact(got: np.ndarray, want: np.ndarray) -> None:
 _CONSTANT_VARIANTS = {"PTSLayerNorm": [()], "LogIntSoftmax": [()], "LISMatMul": [()],
                       "Lookup": [(), ("table",)], "Requantize": [(), ("multiplier", "bias", "y_scale", "y_zero_point")],
                       "QLinear": [("W",), ("W", "multiplier", "bias", "y_scale", "y_zero_point")],
-                      "ResidualAdd": [(), ("a_scale", "b_scale", "y_scale", "gamma")]}
+                      "ResidualAdd": [(), ("a_scale", "b_scale", "y_scale", "gamma")],
+                      "LISAttention": [(), ("qkv_scale", "qkv_zero_point", "qk_multiplier", "logits_scale",
+                                            "logits_zero_point", "y_scale", "y_zero_point")]}
 
 
 @pytest.mark.parametrize("code_type", O.CODE_TYPES)
@@ -363,17 +365,20 @@ def test_pts_epsilon_term() -> None:
 # --- the FunctionProtos themselves ------------------------------------------------------------------------------------
 
 def test_function_signatures() -> None:
-    """Names, input/output order and attributes as docs/ops.md states them; standard ops only, opset 18."""
+    """Names, input/output order and attributes as docs/ops.md states them; standard ops only, opset 18, except
+    LISAttention's body, which calls three other com.fqvit ops (and imports their opset)."""
     funcs = F.function_protos()
     assert [f.name for f in funcs] == ["PTSLayerNorm", "LogIntSoftmax", "LISMatMul", "Lookup", "Requantize",
-                                          "QLinear", "ResidualAdd"]
+                                          "QLinear", "ResidualAdd", "LISAttention"]
     for f in funcs:
         inputs, outputs, attributes = S.op(f.name).input_names, S.op(f.name).output_names, \
             S.op(f.name).attribute_names
         assert f.domain == F.DOMAIN == "com.fqvit"
         assert (list(f.input), list(f.output), list(f.attribute)) == (inputs, outputs, attributes)
-        assert [(o.domain, o.version) for o in f.opset_import] == [("", F.OPSET)]
-        assert all(n.domain == "" for n in f.node), "no nested custom ops"
+        nested = {n.op_type for n in f.node if n.domain == F.DOMAIN}
+        assert nested == ({"Requantize", "LogIntSoftmax", "LISMatMul"} if f.name == "LISAttention" else set())
+        assert [(o.domain, o.version) for o in f.opset_import] == \
+            [("", F.OPSET)] + ([(F.DOMAIN, F.OP_VERSION)] if nested else [])
         assert {a.ref_attr_name for n in f.node for a in n.attribute if a.ref_attr_name} == set(attributes)
 
 

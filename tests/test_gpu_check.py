@@ -66,7 +66,7 @@ def test_static_check_passes_cuda_graph_and_flags_cpu_graph(calibrated) -> None:
     cuda = static_cuda_check(build_onnx(cal, simplify=False, device="cuda")[0], kernels)
     cpu = static_cuda_check(build_onnx(cal, simplify=False, device="cpu")[0], kernels)
     assert cuda["problem_count"] == 0, cuda["problems"]
-    assert cuda["nodes"]["MatMulInteger"] > 0 and cuda["nodes"]["LogIntSoftmax"] > 0
+    assert cuda["nodes"]["MatMulInteger"] > 0 and cuda["nodes"]["LISAttention"] > 0
     assert cpu["problem_count"] >= cpu["nodes"]["MatMulInteger"] > 0
 
 
@@ -82,12 +82,13 @@ def test_profile_nodes_per_provider(calibrated, tmp_path) -> None:
     sess.run(None, {"input": np.zeros((2, 3, 32, 32), np.float32)})
     got = read_profile(sess.end_profiling())
     assert set(got["nodes"]) == {CPU_EP} and got["nodes"][CPU_EP] > 100
-    assert got["op_types"][CPU_EP]["LISMatMul"] > 0 and got["memcpy_nodes"] == 0
+    assert got["op_types"][CPU_EP]["LISAttention"] > 0 and got["memcpy_nodes"] == 0
 
 
 @needs_lib
 @pytest.mark.parametrize("op_type, case", [("PTSLayerNorm", "C7"), ("LogIntSoftmax", "bits3"), ("LISMatMul", "D17"),
-                                           ("Lookup", "every_code_random_table"), ("Requantize", "N33")])
+                                           ("Lookup", "every_code_random_table"), ("Requantize", "N33"),
+                                           ("LISAttention", "odd_3x17_h5_d13")])
 def test_ops_dispatch_int8_codes_to_the_i8_entries(op_type: str, case: str) -> None:
     """``call`` picks the ``_i8`` entry from the inputs' code type and returns the reference's dtype and bits."""
     ops = Ops(KernelLibrary(LIB))

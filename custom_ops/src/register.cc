@@ -26,6 +26,7 @@ constexpr OpFactory kOps[] = {
     &fqvit::glue::requantize_op,
     &fqvit::glue::qlinear_op,
     &fqvit::glue::residual_add_op,
+    &fqvit::glue::lis_attention_op,
 };
 
 constexpr Provider kProviders[] = {

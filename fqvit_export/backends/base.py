@@ -157,6 +157,12 @@ class Backend(Protocol):
     def attn_apply(self, probs: Value, q_v: Value, v_name: str, probs_name: str, out_name: str) -> Value:
         """Attention @ V quantized at ``out_name``: LISMatMul on LIS codes, else an integer matmul."""
 
+    def attention(self, q_qkv: Value, p: str, heads: int, head_dim: int, scale: float) -> Value:
+        """A plain attention (no q/k norm, bias or mask) from the qkv codes ``[B, N, 3 * heads * head_dim]`` (point
+        ``{p}.qkv``) to the attention@V codes ``[B, N, heads * head_dim]`` (point ``{p}.attn_v``): scaled ``q k^T``
+        at ``{p}.logits``, softmax at ``{p}.softmax``, attention @ V (one ``com.fqvit::LISAttention`` in the ONNX
+        graph with ``--lis``)."""
+
 
 class BackendBase:
     """What every backend shares: the points, the composite steps, and :meth:`patches` in the layout vocabulary."""
@@ -200,6 +206,22 @@ class BackendBase:
 
     def qmatmul_quant(self, qa, a_name: str, qb, b_name: str, multiplier: float, out_name: str):
         return self.quant(self.qmatmul(qa, a_name, qb, b_name, multiplier), out_name)
+
+    def attention(self, q_qkv, p: str, heads: int, head_dim: int, scale: float):
+        q, k, v = self.split_qkv(q_qkv, heads, head_dim)
+        q_logits = self.qmatmul_quant(q, f"{p}.qkv", self.permute(k, (0, 1, 3, 2)), f"{p}.qkv", scale, f"{p}.logits")
+        probs = self.attn_probs(q_logits, f"{p}.logits", f"{p}.softmax", heads)
+        return self.merge_heads(self.attn_apply(probs, v, f"{p}.qkv", f"{p}.softmax", f"{p}.attn_v"), heads,
+                                head_dim)
+
+    def split_qkv(self, q_qkv, heads: int, head_dim: int):
+        """q, k, v ``[B, heads, N, head_dim]`` of the qkv codes ``[B, N, 3 * heads * head_dim]`` (timm's layout)."""
+        q_qkv = self.permute(self.reshape(q_qkv, (0, 0, 3, heads, head_dim)), (2, 0, 3, 1, 4))
+        return tuple(self.select(q_qkv, 0, i) for i in range(3))
+
+    def merge_heads(self, x, heads: int, head_dim: int):
+        """``[B, heads, N, head_dim]`` -> ``[B, N, heads * head_dim]``."""
+        return self.reshape(self.permute(x, (0, 2, 1, 3)), (0, 0, heads * head_dim))
 
     def residual_add(self, q, name: str, branch, branch_name: str, gamma: torch.Tensor | None, out_name: str):
         v = self.dequant(branch, branch_name)

@@ -386,6 +386,25 @@ class OnnxBackend(BackendBase):
         codes = self.node("LogIntSoftmax", [x, bmask], scope, domain=DOMAIN, out=f"{scope}.codes", **attrs)
         return self.reshape(codes, (-1, *window_logits_shape(mask, heads)[2:]))
 
+    def attention(self, q_qkv: str, p: str, heads: int, head_dim: int, scale: float):
+        """``com.fqvit::LISAttention`` where it computes what the unfused nodes compute: with ``--lis``, and the logits
+        point per tensor and 8 bits wide (the op has no clip of narrower logits codes); else the unfused nodes."""
+        qkv, logits, out = f"{p}.qkv", f"{p}.logits", f"{p}.attn_v"
+        if not (self.config.lis and self.fuses_requantize(logits) and self.point(logits).bits == 8):
+            return super().attention(q_qkv, p, heads, head_dim, scale)
+        pq, pl, po = self.point(qkv), self.point(logits), self.point(out)
+        qk_multiplier = requant_scale(pq.scale, pq.scale, scale).reshape(())
+        inputs = [q_qkv,
+                  self.const(pq.scale.float(), f"{qkv}.scale", np.float32),
+                  self._zp(qkv),
+                  self.const(qk_multiplier, f"{p}.qk_multiplier", np.float32),
+                  self.const(pl.scale.float(), f"{logits}.scale", np.float32),
+                  self._code_const(pl.zero_point, f"{logits}.zero_point"),
+                  self.const(po.scale.float(), f"{out}.scale", np.float32),
+                  self._code_const(po.zero_point, f"{out}.zero_point")]
+        return self._codes_node("LISAttention", inputs, out, heads=heads,
+                                lis_multiplier=R.lis_multiplier(pl.scale), bits=self.config.attn_bits)
+
     def attn_apply(self, probs: str, q_v: str, v_name: str, probs_name: str, out_name: str):
         if not self.quantized or not self.config.lis:
             return self.quant(self.qmatmul(probs, probs_name, q_v, v_name), out_name)

@@ -51,6 +51,8 @@ ENTRIES: dict[str, tuple[str, list]] = {
     "Requantize": ("requantize", [_V, _V, _V, _V, _I64, _I64, _I64, _I64, _F32, _I32]),
     "QLinear": ("qlinear", [_V, _V, _I32, _V, _V, _F32, _I32, _V, _I64, _I64, _I64, _I64, _I64]),
     "ResidualAdd": ("residual_add", [_V, _V, _I32, _V, _V, _I32, _V, _I32, _V, _V, _I64, _I64, _I64, _I64, _I64, _I64]),
+    "LISAttention": ("lis_attention", [_V, _V, _I64, _I64, _I64, _I64, _F32, _I32, _F32, _F32, _I32, _F32, _I32, _I64,
+                                       _INT]),
 }
 """Op type -> (the C entry's base name, its argument types before the trailing ``isa`` or ``stream``), in the
 header's order."""
@@ -227,3 +229,13 @@ class KernelLibrary:
                    [address(a), address(a_scale), a_zero_point, address(b), address(b_scale), b_zero_point,
                     address(y_scale), y_zero_point, address(gamma), address(y), numel, channels, a_scale_size,
                     b_scale_size, y_scale_size, gamma_size], isa, stream)
+
+    def lis_attention(self, device: str, qkv: Any, y: Any, batch: int, tokens: int, heads: int, head_dim: int,
+                      qkv_scale: float, qkv_zero_point: int, qk_multiplier: float, logits_scale: float,
+                      logits_zero_point: int, y_scale: float, y_zero_point: int, lis_multiplier: int, bits: int, *,
+                      int8: bool = False, isa: int = -1, stream: int | None = 0) -> None:
+        """LISAttention: codes ``qkv`` [batch, tokens, 3 * heads * head_dim] into codes ``y`` [batch, tokens,
+        heads * head_dim] (q k^T, Requantize, LogIntSoftmax and LISMatMul in one kernel; docs/ops.md Sec. 5)."""
+        self._call("LISAttention", device, int8,
+                   [address(qkv), address(y), batch, tokens, heads, head_dim, qkv_scale, qkv_zero_point, qk_multiplier,
+                    logits_scale, logits_zero_point, y_scale, y_zero_point, lis_multiplier, bits], isa, stream)

@@ -67,6 +67,7 @@ __all__ = [
     "lis_matmul_function",
     "lookup_function",
     "requantize_function",
+    "lis_attention_function",
 ]
 
 # DOMAIN, OP_VERSION, OPSET and LIS_MAX_BITS are ops/spec.py's, re-exported for the exporter.
@@ -102,6 +103,18 @@ class _Body:
         dims = [len(value)] if isinstance(value, Sequence) else []
         vals = list(value) if isinstance(value, Sequence) else [value]
         return self.op("Constant", [], out, value=helper.make_tensor(out, dtype, dims, vals))
+
+    def const_tensor(self, out: str, value: onnx.TensorProto) -> str:
+        """A ``Constant`` holding the tensor ``value``."""
+        return self.op("Constant", [], out, value=value)
+
+    def fqvit(self, op_type: str, inputs: Sequence[str], out: str, **attr_refs: str) -> str:
+        """A ``com.fqvit`` node whose attributes pass on the function's own (``bits="bits"``: by reference)."""
+        node = make_node(op_type, inputs, [out], out)
+        for name, ref in attr_refs.items():
+            node.attribute.append(helper.make_attribute_ref(name, AttributeProto.INT, ref_attr_name=ref))
+        self.nodes.append(node)
+        return out
 
     def attr_const(self, out: str, field: str, attr_type: int, attr_name: str) -> str:
         """A scalar ``Constant`` whose ``field`` (``value_int``/``value_float``) is the attribute ``attr_name``."""
@@ -153,11 +166,13 @@ def quantize_nodes(op: Callable[..., str], v: str, scale: str, zero_point: str, 
     return op("Cast", [q], out=out, to=to)
 
 
-def _function(name: str, body: _Body, doc: str) -> onnx.FunctionProto:
-    """The function of op ``name``: its inputs, outputs and attributes as ops/spec.py states them."""
+def _function(name: str, body: _Body, doc: str, nested: bool = False) -> onnx.FunctionProto:
+    """The function of op ``name``: its inputs, outputs and attributes as ops/spec.py states them. A ``nested`` body
+    calls other ``com.fqvit`` ops and imports their opset too."""
     spec = OPS[name]
-    return helper.make_function(DOMAIN, name, spec.input_names, spec.output_names, body.nodes,
-                                [helper.make_opsetid("", OPSET)], attributes=spec.attribute_names, doc_string=doc)
+    opsets = [helper.make_opsetid("", OPSET)] + ([helper.make_opsetid(DOMAIN, OP_VERSION)] if nested else [])
+    return helper.make_function(DOMAIN, name, spec.input_names, spec.output_names, body.nodes, opsets,
+                                attributes=spec.attribute_names, doc_string=doc)
 
 
 def pts_layernorm_function() -> onnx.FunctionProto:
@@ -383,8 +398,52 @@ def residual_add_function() -> onnx.FunctionProto:
                      "per-channel or one-element scales (docs/ops.md Sec. 5, fused ops).")
 
 
+def lis_attention_function() -> onnx.FunctionProto:
+    """``LISAttention(QKV, qkv_scale, qkv_zero_point, qk_multiplier, logits_scale, logits_zero_point, y_scale,
+    y_zero_point) -> Y`` with attributes ``heads``, ``lis_multiplier`` and ``bits``: docs/ops.md Sec. 5 (fused ops).
+
+    The nodes the exporter writes for a ViT's attention without the op, in one body: q, k, v taken apart from ``QKV``
+    ``[B, N, 3 * heads * D]``, ``MatMulInteger(q, k^T)``, then the ``com.fqvit`` ops ``Requantize`` (bias 0),
+    ``LogIntSoftmax`` (no mask) and ``LISMatMul``, which are themselves functions of the model (this body imports
+    the ``com.fqvit`` opset beside the standard one), and the heads put back side by side: ``Y`` ``[B, N, heads * D]``.
+    """
+    b = _Body()
+    # Step 0: QKV [B, N, 3, heads, D] -> [3, B, heads, N, D]; q, k, v its three parts.
+    heads = b.attr_const("heads_i64", "value_int", AttributeProto.INT, "heads")
+    heads = b.op("Unsqueeze", [heads, b.const("axes_0", TensorProto.INT64, [0])], "heads_1d")
+    # D = QKV's last dimension / (3 * heads), stated rather than -1, which Reshape refuses for an empty batch.
+    width = b.op("Slice", [b.op("Shape", ["QKV"], "qkv_dims"), b.const("dim2", TensorProto.INT64, [2]),
+                           b.const("dim3", TensorProto.INT64, [3])], "qkv_width")
+    three_heads = b.op("Mul", [heads, b.const("three", TensorProto.INT64, [3])], "three_heads")
+    head_dim = b.op("Div", [width, three_heads], "head_dim")
+    shape = b.op("Concat", [b.const("shape_head", TensorProto.INT64, [0, 0, 3]), heads, head_dim], "qkv_shape",
+                 axis=0)
+    parts = b.op("Transpose", [b.op("Reshape", ["QKV", shape], "qkv_5d")], "qkv_parts", perm=[2, 0, 3, 1, 4])
+    q, k, v = (b.op("Gather", [parts, b.const(f"part{i}", TensorProto.INT64, i)], name, axis=0)
+               for i, name in enumerate(("q", "k", "v")))
+    # Step 1: acc = (q - zp) @ (k - zp)^T, exact int32 (D <= MAX_ATTENTION_HEAD_DIM).
+    k_t = b.op("Transpose", [k], "k_t", perm=[0, 1, 3, 2])
+    acc = b.op("MatMulInteger", [q, k_t, "qkv_zero_point", "qkv_zero_point"], "acc")
+    # Steps 2-4: the com.fqvit ops, attributes passed on by reference.
+    zero = b.const("zero_bias", TensorProto.FLOAT, 0.0)
+    logits = b.fqvit("Requantize", [acc, "qk_multiplier", zero, "logits_scale", "logits_zero_point"], "logits")
+    no_mask = b.const_tensor("no_mask", helper.make_tensor("no_mask", TensorProto.BOOL, [1, 1, 1, 1], [False]))
+    codes = b.fqvit("LogIntSoftmax", [logits, no_mask], "codes", multiplier="lis_multiplier", bits="bits")
+    out = b.fqvit("LISMatMul", [codes, v, "qkv_scale", "qkv_zero_point", "y_scale", "y_zero_point"], "attn_v",
+                  bits="bits")
+    # Step 5: [B, heads, N, D] -> [B, N, heads * D].
+    out = b.op("Transpose", [out], "attn_v_tokens", perm=[0, 2, 1, 3])
+    out_shape = b.op("Concat", [b.const("shape_bn", TensorProto.INT64, [0, 0]),
+                                b.op("Mul", [heads, head_dim], "heads_d")], "y_shape", axis=0)
+    b.op("Reshape", [out, out_shape], "Y")
+    return _function("LISAttention", b,
+                     "ViT attention on codes of type T (uint8 or int8): q k^T, Requantize, Log-Int-Softmax and "
+                     "attention@V per head, from the qkv codes to the attention@V codes (docs/ops.md Sec. 5, fused "
+                     "ops).", nested=True)
+
+
 def function_protos() -> list[onnx.FunctionProto]:
     """The ``com.fqvit`` functions for ``ModelProto.functions``: PTSLayerNorm, LogIntSoftmax, LISMatMul, Lookup,
-    Requantize, QLinear, ResidualAdd."""
+    Requantize, QLinear, ResidualAdd, LISAttention (whose body calls Requantize, LogIntSoftmax and LISMatMul)."""
     return [pts_layernorm_function(), log_int_softmax_function(), lis_matmul_function(), lookup_function(),
-            requantize_function(), qlinear_function(), residual_add_function()]
+            requantize_function(), qlinear_function(), residual_add_function(), lis_attention_function()]

@@ -24,6 +24,9 @@ from .spec import (
     LIS_VALUE_SHIFT,
     LOOKUP_TABLE_SIZE,
     MAX_ALPHA,
+    MAX_ATTENTION_HEAD_DIM,
+    MAX_ATTENTION_HEADS,
+    MAX_ATTENTION_TOKENS,
     MAX_LIS_MULTIPLIER,
     MAX_LN_CHANNELS,
     MAX_QLINEAR_K,
@@ -50,6 +53,7 @@ __all__ = [
     "requantize",
     "qlinear",
     "residual_add",
+    "lis_attention",
 ]
 
 # The constants of docs/ops.md live in ops/spec.py (one statement for Python and, checked, for C++); re-exported here.
@@ -289,3 +293,41 @@ def residual_add(a: torch.Tensor, a_scale: torch.Tensor, a_zero_point: int | tor
     v = (b.to(torch.int32) - int(b_zero_point)).to(torch.float32) * params["b_scale"].reshape(-1)
     v = v * params["gamma"].reshape(-1)
     return _quantize_code(u + v, params["y_scale"].reshape(-1), y_zero_point)
+
+
+def lis_attention(qkv: torch.Tensor, qkv_scale: torch.Tensor, qkv_zero_point: int | torch.Tensor,
+                  qk_multiplier: torch.Tensor, logits_scale: torch.Tensor, logits_zero_point: int | torch.Tensor,
+                  y_scale: torch.Tensor, y_zero_point: int | torch.Tensor, heads: int, lis_multiplier: int,
+                  bits: int = 4) -> torch.Tensor:
+    """``com.fqvit::LISAttention``: a ViT's attention from the qkv codes to the attention@V codes, one op (docs/ops.md
+    Sec. 5, fused ops).
+
+    ``qkv`` holds codes of type ``T`` ``[B, N, 3 * heads * D]`` (q, k, v of one point, timm's layout); with
+    ``q, k, v`` its ``[B, heads, N, D]`` parts:
+      1. ``acc = (q - zp) @ (k - zp)^T``        (exact integer: ``D <= MAX_ATTENTION_HEAD_DIM`` keeps it in int32);
+      2. ``logits = requantize(acc, qk_multiplier, 0.0, logits_scale, logits_zp)``;
+      3. ``codes = log_int_softmax(logits, lis_multiplier, bits)``  (no mask);
+      4. ``out = lis_matmul(codes, v, qkv_scale, zp, y_scale, y_zp, bits)``;
+      5. ``y = out`` as ``[B, N, heads * D]`` (heads outer, D inner: timm's ``transpose(1, 2).reshape``).
+    """
+    if qkv.dim() != 3:
+        raise ValueError(f"LISAttention needs QKV of shape [B, N, 3 * heads * D], got {list(qkv.shape)}")
+    if not 1 <= int(heads) <= MAX_ATTENTION_HEADS or qkv.shape[-1] % (3 * int(heads)):
+        raise ValueError(f"LISAttention: QKV's last dimension {qkv.shape[-1]} is not 3 * heads * D for heads = "
+                         f"{heads}")
+    b, n, c3 = qkv.shape
+    d = c3 // (3 * int(heads))
+    if d > MAX_ATTENTION_HEAD_DIM:
+        raise ValueError(f"LISAttention: D = {d} exceeds {MAX_ATTENTION_HEAD_DIM} (the int32 accumulator could "
+                         "overflow)")
+    if n > MAX_ATTENTION_TOKENS:
+        raise ValueError(f"LISAttention: N = {n} tokens exceeds {MAX_ATTENTION_TOKENS}")
+    q, k, v = qkv.reshape(b, n, 3, int(heads), d).permute(2, 0, 3, 1, 4)
+    zp = int(qkv_zero_point)
+    qi, ki = (t.to(torch.float64) - zp for t in (q, k))
+    acc = torch.matmul(qi, ki.transpose(-1, -2)).to(torch.int64)  # exact: integers below 2^53
+    logits = requantize(acc, torch.as_tensor(qk_multiplier, dtype=torch.float32).reshape(1),
+                        torch.zeros(1, dtype=torch.float32), logits_scale, logits_zero_point)
+    codes = log_int_softmax(logits, lis_multiplier, bits)
+    out = lis_matmul(codes, v, qkv_scale, qkv_zero_point, y_scale, y_zero_point, bits)
+    return out.transpose(1, 2).reshape(b, n, int(heads) * d)

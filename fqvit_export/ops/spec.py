@@ -33,6 +33,9 @@ __all__ = [
     "MAX_RANK",
     "LOOKUP_TABLE_SIZE",
     "MAX_QLINEAR_K",
+    "MAX_ATTENTION_HEADS",
+    "MAX_ATTENTION_HEAD_DIM",
+    "MAX_ATTENTION_TOKENS",
     "CODE_TYPES",
     "CODE_OFFSET",
     "Port",
@@ -89,6 +92,14 @@ LOOKUP_TABLE_SIZE = 256
 MAX_QLINEAR_K = 65793
 """Largest reduction length K of QLinear: ``|x - zp| <= 255`` and ``|w| <= 128``, so ``|acc| <= 32640 K < 2^31``
 (int32 accumulation is exact; docs/ops.md Sec. 5, fused ops)."""
+MAX_ATTENTION_HEADS = 4096
+"""Largest ``heads`` of LISAttention (a sanity bound on the attribute; ViTs have 1-64)."""
+MAX_ATTENTION_HEAD_DIM = 33025
+"""Largest head size D of LISAttention: ``|q - zp|, |k - zp| <= 255``, so ``|q k^T| <= 65025 D < 2^31`` (int32
+accumulation of q k^T is exact; docs/ops.md Sec. 5)."""
+MAX_ATTENTION_TOKENS = 16384
+"""Largest N (tokens) of LISAttention: the CUDA kernel holds a row of logits and of LIS codes in shared memory
+(2 N bytes per query row). ViTs have 197 (224 px) to a few thousand tokens."""
 
 CODE_TYPES = ("uint8", "int8")
 """Element types of quantized activations (the ops' type ``T``): uint8 for the CPU target (MLAS's fast u8 x s8
@@ -201,6 +212,13 @@ OPS: dict[str, OpSpec] = {s.name: s for s in (
             _scalar("b_zero_point", "T"), Port("y_scale", "float", "[C] or one element"),
             _scalar("y_zero_point", "T"), Port("gamma", "float", "[C] or one element")),
            (Port("Y", "T", "shape of A"),)),
+    OpSpec("LISAttention", "5",
+           (Port("QKV", "T", "[B, N, 3 * heads * D]"), _scalar("qkv_scale", "float"),
+            _scalar("qkv_zero_point", "T"), _scalar("qk_multiplier", "float"), _scalar("logits_scale", "float"),
+            _scalar("logits_zero_point", "T"), _scalar("y_scale", "float"), _scalar("y_zero_point", "T")),
+           (Port("Y", "T", "[B, N, heads * D]"),),
+           (Attribute("heads", "int", None, 1, MAX_ATTENTION_HEADS),
+            Attribute("lis_multiplier", "int", None, 0, MAX_LIS_MULTIPLIER), _BITS)),
 )}
 """Every op of the domain by name, in the order the C++ registration table lists them."""
 

@@ -96,6 +96,19 @@ class Ops:
                               int8=a.dtype == torch.int8, stream=_stream(device))
         return y
 
+    def lis_attention(self, device: str, qkv: torch.Tensor, qkv_scale: float, qkv_zp: int, qk_multiplier: float,
+                      logits_scale: float, logits_zp: int, ys: float, yzp: int, heads: int, lis_multiplier: int,
+                      bits: int) -> torch.Tensor:
+        """LISAttention through its C entry; ``qkv`` [B, N, 3 * heads * D] codes, the output [B, N, heads * D] of
+        the same code type."""
+        b, n, c3 = qkv.shape
+        d = c3 // (3 * heads)
+        y = torch.empty((b, n, heads * d), dtype=qkv.dtype, device=qkv.device)
+        self.lib.lis_attention(device, qkv, y, b, n, heads, d, qkv_scale, qkv_zp, qk_multiplier, logits_scale,
+                               logits_zp, ys, yzp, lis_multiplier, bits, int8=qkv.dtype == torch.int8,
+                               stream=_stream(device))
+        return y
+
 
 def prepare(inputs: dict[str, np.ndarray], device: str | torch.device) -> dict[str, torch.Tensor]:
     """The numpy inputs of one case as contiguous torch tensors on ``device`` (``np.array`` keeps rank 0)."""
@@ -129,6 +142,11 @@ def call(ops: Ops, device: str, op: str, t: dict[str, torch.Tensor], inputs: dic
     if op == "ResidualAdd":
         return ops.residual_add(device, t["A"], t["a_scale"], int(inputs["a_zero_point"]), t["B"], t["b_scale"],
                                 int(inputs["b_zero_point"]), t["y_scale"], int(inputs["y_zero_point"]), t.get("gamma"))
+    if op == "LISAttention":
+        return ops.lis_attention(device, t["QKV"], float(inputs["qkv_scale"]), int(inputs["qkv_zero_point"]),
+                                 float(inputs["qk_multiplier"]), float(inputs["logits_scale"]),
+                                 int(inputs["logits_zero_point"]), float(inputs["y_scale"]),
+                                 int(inputs["y_zero_point"]), attrs["heads"], attrs["lis_multiplier"], attrs["bits"])
     code = torch.int8 if np.asarray(inputs["y_zero_point"]).dtype == np.int8 else torch.uint8
     return ops.requantize(device, t["A"], t["multiplier"], t["bias"], float(inputs["y_scale"]),
                           int(inputs["y_zero_point"]), code)

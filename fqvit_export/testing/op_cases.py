@@ -28,7 +28,7 @@ Inputs = dict[str, np.ndarray]
 __all__ = ["Case", "CASES", "build", "params", "reference", "out_shape", "pts_reference", "lis_reference",
            "lis_matmul_reference", "lookup_reference", "requantize_reference", "pts_inputs", "lis_logits", "lis_mask",
            "lis_codes", "lis_matmul_inputs", "lookup_table", "requantize_inputs", "qlinear_inputs",
-           "residual_add_inputs", "as_code_type", "CODE_TYPES"]
+           "residual_add_inputs", "lis_attention_inputs", "as_code_type", "CODE_TYPES"]
 
 CODE_TYPES = S.CODE_TYPES
 """The code types every harness runs: the uint8 cases as built, and their int8 form (:func:`as_code_type`)."""
@@ -531,9 +531,66 @@ RESIDUAL_ADD: dict[str, Builder] = {
     "empty_rows": _ra((0, 5)),
 }
 
+def lis_attention_inputs(rng: np.random.Generator, b: int, n: int, heads: int, d: int, *, x: str = "random",
+                         spread: float = 1.0, bits: int = 4) -> Case:
+    """LISAttention's inputs and attributes: QKV codes ``[b, n, 3 * heads * d]`` and the scalars of a calibrated
+    attention, the logits scale fitted to this QKV's ``q k^T`` (times ``spread``: below 1 the logits saturate, above
+    1 they crowd a few codes).
+    x: random; extreme (codes 0 and 255 drawn, zero point 0 or 255: the largest |q k^T|, beyond 2^24 for d > 258, so
+    step 2's f32(acc) rounds); all_max (every code 255, zero point 0: |q k^T| = 65025 d, 2^31 - 1 at the largest d);
+    equal (one code everywhere: every logit the same, uniform attention)."""
+    shape = (b, n, 3 * heads * d)
+    if x == "extreme":
+        codes = rng.choice(np.array([0, 255], np.uint8), shape)
+        zp = int(rng.choice([0, 255]))
+    elif x == "all_max":
+        codes, zp = np.full(shape, 255, np.uint8), 0
+    elif x == "equal":
+        codes, zp = np.full(shape, int(rng.integers(0, 256)), np.uint8), int(rng.integers(0, 256))
+    else:
+        codes, zp = _u8(rng, shape), int(rng.integers(0, 256))
+    qkv_scale = np.float32(rng.uniform(0.01, 0.1))
+    qk_multiplier = np.float32(qkv_scale * qkv_scale * np.float32(d ** -0.5))
+    parts = codes.reshape(b, n, 3, heads, d).astype(np.float64) - zp
+    acc = np.einsum("bihd,bjhd->bhij", parts[:, :, 0], parts[:, :, 1]) if b * n else np.zeros(1)
+    t_max = max(float(np.abs(acc).max()) * float(qk_multiplier), 1e-3)
+    logits_scale = np.float32(spread * t_max / 127.0)
+    inputs = {"QKV": codes, "qkv_scale": np.array(qkv_scale, np.float32), "qkv_zero_point": np.array(zp, np.uint8),
+              "qk_multiplier": np.array(qk_multiplier, np.float32),
+              "logits_scale": np.array(logits_scale, np.float32),
+              "logits_zero_point": np.array(rng.integers(100, 156), np.uint8),
+              "y_scale": np.array(qkv_scale * rng.uniform(1.0, 2.5), np.float32),
+              "y_zero_point": np.array(rng.integers(64, 192), np.uint8)}
+    return Case(inputs, {"heads": heads, "lis_multiplier": R.lis_multiplier(torch.tensor(logits_scale)), "bits": bits})
+
+
+def _la(b: int, n: int, heads: int, d: int, **kw) -> Builder:
+    return lambda g: lis_attention_inputs(g, b, n, heads, d, **kw)
+
+
+LIS_ATTENTION: dict[str, Builder] = {
+    "deit_s_1x197_h6_d64": _la(1, 197, 6, 64),
+    "deit_s_2x197_h6_d64": _la(2, 197, 6, 64),
+    "deit_t_1x197_h3_d64": _la(1, 197, 3, 64),
+    "odd_3x17_h5_d13": _la(3, 17, 5, 13),
+    "narrow_logits_spread_0.25": _la(2, 33, 2, 16, spread=0.25),
+    "wide_logits_spread_8": _la(2, 33, 2, 16, spread=8.0),
+    "bits3": _la(1, 40, 2, 24, bits=3),
+    "bits1": _la(1, 40, 2, 24, bits=1),
+    "extreme_d512": _la(1, 9, 1, 512, x="extreme"),
+    "all_max_largest_d": _la(1, 2, 1, S.MAX_ATTENTION_HEAD_DIM, x="all_max"),
+    "extreme_largest_d": _la(1, 5, 1, S.MAX_ATTENTION_HEAD_DIM, x="extreme"),
+    "equal_codes_uniform": _la(2, 50, 2, 8, x="equal"),
+    "N1": _la(4, 1, 3, 16),
+    "D1": _la(2, 29, 4, 1),
+    "heads1_N300": _la(1, 300, 1, 32),
+    "empty_batch": _la(0, 7, 2, 8),
+}
+
+
 CASES: dict[str, dict[str, Builder]] = {"PTSLayerNorm": PTS, "LogIntSoftmax": LIS, "LISMatMul": LIS_MATMUL,
                                         "Lookup": LOOKUP, "Requantize": REQUANTIZE, "QLinear": QLINEAR,
-                                        "ResidualAdd": RESIDUAL_ADD}
+                                        "ResidualAdd": RESIDUAL_ADD, "LISAttention": LIS_ATTENTION}
 """Every op's case table, by op name (the keys of ``ops/spec.py``'s ``OPS``)."""
 assert list(CASES) == list(S.OPS)
 
@@ -571,6 +628,10 @@ def reference(op: str, case: Case) -> np.ndarray:
         return R.residual_add(_t(i["A"]), _t(i["a_scale"]), _t(i["a_zero_point"]), _t(i["B"]), _t(i["b_scale"]),
                               _t(i["b_zero_point"]), _t(i["y_scale"]), _t(i["y_zero_point"]),
                               _t(i["gamma"])).numpy()
+    if op == "LISAttention":
+        return R.lis_attention(_t(i["QKV"]), _t(i["qkv_scale"]), _t(i["qkv_zero_point"]), _t(i["qk_multiplier"]),
+                               _t(i["logits_scale"]), _t(i["logits_zero_point"]), _t(i["y_scale"]),
+                               _t(i["y_zero_point"]), a["heads"], a["lis_multiplier"], a["bits"]).numpy()
     return R.requantize(_t(i["A"]), _t(i["multiplier"]), _t(i["bias"]), _t(i["y_scale"]),
                         _t(i["y_zero_point"])).numpy()
 
@@ -625,4 +686,6 @@ def out_shape(op: str, case: Case) -> tuple[int, ...]:
         return i["A"].shape[:-1] + i["V"].shape[-1:]
     if op == "QLinear":
         return i["X"].shape[:-1] + i["W"].shape[-1:]
+    if op == "LISAttention":
+        return i["QKV"].shape[:-1] + (i["QKV"].shape[-1] // 3,)
     return i["A" if op in ("Requantize", "ResidualAdd") else "X"].shape

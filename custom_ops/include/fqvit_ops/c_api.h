@@ -14,6 +14,7 @@
 //   Requantize     y, y_zero_point                       (a stays int32)
 //   QLinear        x, y, x_zero_point, y_zero_point      (w stays int8)
 //   ResidualAdd    a, b, y and the three zero points
+//   LISAttention   qkv, y and the three zero points
 // An int8 result is the uint8 one minus 128 for inputs shifted by -128, bit for bit.
 #pragma once
 
@@ -69,6 +70,14 @@ FQVIT_C_API int fqvit_residual_add_cpu(const uint8_t* a, const float* a_scale, i
 FQVIT_C_API int fqvit_qlinear_cpu(const uint8_t* x, const int8_t* w, int32_t x_zero_point, const float* multiplier,
                                   const float* bias, float y_scale, int32_t y_zero_point, uint8_t* y, int64_t m,
                                   int64_t k, int64_t n, int64_t multiplier_size, int64_t bias_size, int isa);
+// LISAttention: QKV [batch, tokens, 3 * heads * head_dim] codes -> Y [batch, tokens, heads * head_dim]
+// (docs/ops.md Sec. 5, fused ops); the scalars as the op's inputs, then its attributes lis_multiplier and bits.
+// Single-threaded.
+FQVIT_C_API int fqvit_lis_attention_cpu(const uint8_t* qkv, uint8_t* y, int64_t batch, int64_t tokens, int64_t heads,
+                                        int64_t head_dim, float qkv_scale, int32_t qkv_zero_point,
+                                        float qk_multiplier, float logits_scale, int32_t logits_zero_point,
+                                        float y_scale, int32_t y_zero_point, int64_t lis_multiplier, int bits,
+                                        int isa);
 
 // int8 variants of the CPU entries (see the top of this file).
 FQVIT_C_API int fqvit_pts_layernorm_cpu_i8(const int8_t* x, const uint8_t* alpha, const float* gamma,
@@ -94,6 +103,11 @@ FQVIT_C_API int fqvit_residual_add_cpu_i8(const int8_t* a, const float* a_scale,
 FQVIT_C_API int fqvit_qlinear_cpu_i8(const int8_t* x, const int8_t* w, int32_t x_zero_point, const float* multiplier,
                                      const float* bias, float y_scale, int32_t y_zero_point, int8_t* y, int64_t m,
                                      int64_t k, int64_t n, int64_t multiplier_size, int64_t bias_size, int isa);
+FQVIT_C_API int fqvit_lis_attention_cpu_i8(const int8_t* qkv, int8_t* y, int64_t batch, int64_t tokens,
+                                           int64_t heads, int64_t head_dim, float qkv_scale, int32_t qkv_zero_point,
+                                           float qk_multiplier, float logits_scale, int32_t logits_zero_point,
+                                           float y_scale, int32_t y_zero_point, int64_t lis_multiplier, int bits,
+                                           int isa);
 
 // The kernels RegisterCustomOps registers (both libraries), one line each:
 //   "<op> <provider> <input types> -> <output types>\n"
@@ -127,6 +141,11 @@ FQVIT_C_API int fqvit_residual_add_cuda(const uint8_t* a, const float* a_scale, 
 FQVIT_C_API int fqvit_qlinear_cuda(const uint8_t* x, const int8_t* w, int32_t x_zero_point, const float* multiplier,
                                    const float* bias, float y_scale, int32_t y_zero_point, uint8_t* y, int64_t m,
                                    int64_t k, int64_t n, int64_t multiplier_size, int64_t bias_size, void* stream);
+FQVIT_C_API int fqvit_lis_attention_cuda(const uint8_t* qkv, uint8_t* y, int64_t batch, int64_t tokens,
+                                         int64_t heads, int64_t head_dim, float qkv_scale, int32_t qkv_zero_point,
+                                         float qk_multiplier, float logits_scale, int32_t logits_zero_point,
+                                         float y_scale, int32_t y_zero_point, int64_t lis_multiplier, int bits,
+                                         void* stream);
 // int8 variants of the CUDA entries (see the top of this file); device pointers, as above.
 FQVIT_C_API int fqvit_pts_layernorm_cuda_i8(const int8_t* x, const uint8_t* alpha, const float* gamma,
                                             const float* beta, int8_t* y, int64_t rows, int64_t channels,
@@ -152,6 +171,11 @@ FQVIT_C_API int fqvit_residual_add_cuda_i8(const int8_t* a, const float* a_scale
 FQVIT_C_API int fqvit_qlinear_cuda_i8(const int8_t* x, const int8_t* w, int32_t x_zero_point, const float* multiplier,
                                       const float* bias, float y_scale, int32_t y_zero_point, int8_t* y, int64_t m,
                                       int64_t k, int64_t n, int64_t multiplier_size, int64_t bias_size, void* stream);
+FQVIT_C_API int fqvit_lis_attention_cuda_i8(const int8_t* qkv, int8_t* y, int64_t batch, int64_t tokens,
+                                            int64_t heads, int64_t head_dim, float qkv_scale, int32_t qkv_zero_point,
+                                            float qk_multiplier, float logits_scale, int32_t logits_zero_point,
+                                            float y_scale, int32_t y_zero_point, int64_t lis_multiplier, int bits,
+                                            void* stream);
 // The architectures libfqvit_ops_cuda.so was compiled for (CMAKE_CUDA_ARCHITECTURES, e.g.
 // "75-real,80-real,86-real,89-real,90-real,90-virtual"); no CUDA API call.
 FQVIT_C_API const char* fqvit_cuda_architectures(void);

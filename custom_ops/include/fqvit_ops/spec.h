@@ -30,6 +30,9 @@ constexpr int64_t kMaxLisMultiplier = 2147483647;  // keeps t_j = d_j * M far in
 constexpr int kMaxRank = 8;                        // LogIntSoftmax mask broadcasting handles up to this rank
 constexpr int64_t kLookupTableSize = 256;          // one Lookup table entry per uint8 code
 constexpr int64_t kMaxQlinearK = 65793;            // QLinear: |x - zp| <= 255, |w| <= 128: |acc| <= 32640 K < 2^31
+constexpr int64_t kMaxAttentionHeads = 4096;       // LISAttention: a sanity bound on the attribute heads
+constexpr int64_t kMaxAttentionHeadDim = 33025;    // LISAttention: |q - zp|, |k - zp| <= 255: |q k^T| <= 65025 D < 2^31
+constexpr int64_t kMaxAttentionTokens = 16384;     // LISAttention: N (CUDA: 2 N bytes of shared memory per row)
 
 // --- code types: the element type T of quantized activations (spec.py CODE_TYPES, in that order) --------------------
 // uint8 for the CPU target, int8 for the CUDA target (onnxruntime's CUDA MatMulInteger is int8 x int8). The int8
@@ -125,6 +128,23 @@ struct ResidualAdd {
       {kB, "B", kT}, {kBScale, "b_scale", kFloat}, {kBZeroPoint, "b_zero_point", kT, kHost},
       {kYScale, "y_scale", kFloat}, {kYZeroPoint, "y_zero_point", kT, kHost}, {kGamma, "gamma", kFloat}};
   static constexpr Dtype kOutput = kT;
+};
+
+struct LISAttention {
+  static constexpr const char* kName = "LISAttention";
+  enum Input : size_t {
+    kQKV, kQkvScale, kQkvZeroPoint, kQkMultiplier, kLogitsScale, kLogitsZeroPoint, kYScale, kYZeroPoint, kNumInputs
+  };
+  // QKV: [B, N, 3 * heads * D] codes (q, k, v of one point); every other input a host scalar.
+  static constexpr Port kInputs[] = {
+      {kQKV, "QKV", kT}, {kQkvScale, "qkv_scale", kFloat, kHost}, {kQkvZeroPoint, "qkv_zero_point", kT, kHost},
+      {kQkMultiplier, "qk_multiplier", kFloat, kHost}, {kLogitsScale, "logits_scale", kFloat, kHost},
+      {kLogitsZeroPoint, "logits_zero_point", kT, kHost}, {kYScale, "y_scale", kFloat, kHost},
+      {kYZeroPoint, "y_zero_point", kT, kHost}};
+  static constexpr Dtype kOutput = kT;
+  static constexpr const char* kAttrHeads = "heads";
+  static constexpr const char* kAttrLisMultiplier = "lis_multiplier";
+  static constexpr const char* kAttrBits = "bits";
 };
 
 }  // namespace op

@@ -4,6 +4,7 @@
 
 #include "c_api/c_api_internal.h"
 #include "fqvit_ops/c_api.h"
+#include "fqvit_ops/lis_attention.h"
 #include "fqvit_ops/lis_matmul.h"
 #include "fqvit_ops/log_int_softmax.h"
 #include "fqvit_ops/lookup.h"
@@ -117,6 +118,20 @@ int ql_cpu(const T* x, const int8_t* w, int32_t x_zero_point, const float* multi
   });
 }
 
+template <typename T>
+int la_cpu(const T* qkv, T* y, int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim, float qkv_scale,
+           int32_t qkv_zero_point, float qk_multiplier, float logits_scale, int32_t logits_zero_point, float y_scale,
+           int32_t y_zero_point, int64_t lis_multiplier, int bits, int isa) {
+  return guarded("LISAttention", [&] {
+    const fqvit::LisAttentionParams p{batch, tokens, heads, head_dim, qkv_scale, qkv_zero_point, qk_multiplier,
+                                      logits_scale, logits_zero_point, y_scale, y_zero_point, lis_multiplier, bits,
+                                      code_of<T>()};
+    require(fqvit::lis_attention_check(p));
+    fqvit::lis_attention_cpu(qkv, y, p, 0, fqvit::lis_attention_cpu_items(p), fqvit::resolve_isa(isa));
+    return 0;
+  });
+}
+
 }  // namespace
 
 extern "C" {
@@ -209,6 +224,22 @@ int fqvit_qlinear_cpu_i8(const int8_t* x, const int8_t* w, int32_t x_zero_point,
                          int64_t n, int64_t multiplier_size, int64_t bias_size, int isa) {
   return ql_cpu(x, w, x_zero_point, multiplier, bias, y_scale, y_zero_point, y, m, k, n, multiplier_size, bias_size,
                 isa);
+}
+
+int fqvit_lis_attention_cpu(const uint8_t* qkv, uint8_t* y, int64_t batch, int64_t tokens, int64_t heads,
+                            int64_t head_dim, float qkv_scale, int32_t qkv_zero_point, float qk_multiplier,
+                            float logits_scale, int32_t logits_zero_point, float y_scale, int32_t y_zero_point,
+                            int64_t lis_multiplier, int bits, int isa) {
+  return la_cpu(qkv, y, batch, tokens, heads, head_dim, qkv_scale, qkv_zero_point, qk_multiplier, logits_scale,
+                logits_zero_point, y_scale, y_zero_point, lis_multiplier, bits, isa);
+}
+
+int fqvit_lis_attention_cpu_i8(const int8_t* qkv, int8_t* y, int64_t batch, int64_t tokens, int64_t heads,
+                               int64_t head_dim, float qkv_scale, int32_t qkv_zero_point, float qk_multiplier,
+                               float logits_scale, int32_t logits_zero_point, float y_scale, int32_t y_zero_point,
+                               int64_t lis_multiplier, int bits, int isa) {
+  return la_cpu(qkv, y, batch, tokens, heads, head_dim, qkv_scale, qkv_zero_point, qk_multiplier, logits_scale,
+                logits_zero_point, y_scale, y_zero_point, lis_multiplier, bits, isa);
 }
 
 }  // extern "C"

@@ -5,6 +5,7 @@
 
 #include "c_api/c_api_internal.h"
 #include "fqvit_ops/c_api.h"
+#include "fqvit_ops/lis_attention.h"
 #include "fqvit_ops/lis_matmul.h"
 #include "fqvit_ops/log_int_softmax.h"
 #include "fqvit_ops/lookup.h"
@@ -107,6 +108,19 @@ int ql_cuda(const T* x, const int8_t* w, int32_t x_zero_point, const float* mult
   });
 }
 
+template <typename T>
+int la_cuda(const T* qkv, T* y, int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim, float qkv_scale,
+            int32_t qkv_zero_point, float qk_multiplier, float logits_scale, int32_t logits_zero_point, float y_scale,
+            int32_t y_zero_point, int64_t lis_multiplier, int bits, void* stream) {
+  return guarded("LISAttention", [&] {
+    const fqvit::LisAttentionParams p{batch, tokens, heads, head_dim, qkv_scale, qkv_zero_point, qk_multiplier,
+                                      logits_scale, logits_zero_point, y_scale, y_zero_point, lis_multiplier, bits,
+                                      code_of<T>()};
+    require(fqvit::lis_attention_check(p));
+    return launched(fqvit::lis_attention_cuda(qkv, y, p, stream), "LISAttention");
+  });
+}
+
 }  // namespace
 
 extern "C" {
@@ -201,6 +215,22 @@ int fqvit_qlinear_cuda_i8(const int8_t* x, const int8_t* w, int32_t x_zero_point
                           int64_t n, int64_t multiplier_size, int64_t bias_size, void* stream) {
   return ql_cuda(x, w, x_zero_point, multiplier, bias, y_scale, y_zero_point, y, m, k, n, multiplier_size, bias_size,
                  stream);
+}
+
+int fqvit_lis_attention_cuda(const uint8_t* qkv, uint8_t* y, int64_t batch, int64_t tokens, int64_t heads,
+                             int64_t head_dim, float qkv_scale, int32_t qkv_zero_point, float qk_multiplier,
+                             float logits_scale, int32_t logits_zero_point, float y_scale, int32_t y_zero_point,
+                             int64_t lis_multiplier, int bits, void* stream) {
+  return la_cuda(qkv, y, batch, tokens, heads, head_dim, qkv_scale, qkv_zero_point, qk_multiplier, logits_scale,
+                 logits_zero_point, y_scale, y_zero_point, lis_multiplier, bits, stream);
+}
+
+int fqvit_lis_attention_cuda_i8(const int8_t* qkv, int8_t* y, int64_t batch, int64_t tokens, int64_t heads,
+                                int64_t head_dim, float qkv_scale, int32_t qkv_zero_point, float qk_multiplier,
+                                float logits_scale, int32_t logits_zero_point, float y_scale, int32_t y_zero_point,
+                                int64_t lis_multiplier, int bits, void* stream) {
+  return la_cuda(qkv, y, batch, tokens, heads, head_dim, qkv_scale, qkv_zero_point, qk_multiplier, logits_scale,
+                 logits_zero_point, y_scale, y_zero_point, lis_multiplier, bits, stream);
 }
 
 }  // extern "C"

@@ -15,6 +15,7 @@ const OrtCustomOp* lookup_op(Provider provider, CodeType code);
 const OrtCustomOp* requantize_op(Provider provider, CodeType code);
 const OrtCustomOp* qlinear_op(Provider provider, CodeType code);
 const OrtCustomOp* residual_add_op(Provider provider, CodeType code);
+const OrtCustomOp* lis_attention_op(Provider provider, CodeType code);
 
 }  // namespace glue
 }  // namespace fqvit

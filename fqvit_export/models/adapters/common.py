@@ -50,12 +50,16 @@ def attention_branch(b: Backend, attn: nn.Module, q_h, h_name: str, p: str, head
     ``[B, N, C]``; returns the codes of the proj output (point ``{p}.proj``).
 
     ViT's global attention and Swin's window attention differ only in the relative position bias and the shift
-    mask, so both families run this one sequence of quantization points."""
+    mask, so both families run this one sequence of quantization points; without bias, mask and q/k norm the
+    backend's :meth:`~fqvit_export.backends.base.Backend.attention` computes it (one fused op in the ONNX graph)."""
     q_qkv = b.qlinear_quant(q_h, h_name, attn.qkv, f"{p}.qkv", f"{p}.qkv")
-    q_qkv = b.permute(b.reshape(q_qkv, (0, 0, 3, heads, head_dim)), (2, 0, 3, 1, 4))
-    q, k, v = (b.select(q_qkv, 0, i) for i in range(3))
-    q, q_name = _qk_norm(b, q, f"{p}.qkv", getattr(attn, "q_norm", nn.Identity()), f"{p}.q_norm")
-    k, k_name = _qk_norm(b, k, f"{p}.qkv", getattr(attn, "k_norm", nn.Identity()), f"{p}.k_norm")
+    q_norm, k_norm = (getattr(attn, n, nn.Identity()) for n in ("q_norm", "k_norm"))
+    if rel_bias is None and mask is None and isinstance(q_norm, nn.Identity) and isinstance(k_norm, nn.Identity):
+        q_out = b.attention(q_qkv, p, heads, head_dim, attn.scale)
+        return b.qlinear_quant(q_out, f"{p}.attn_v", attn.proj, f"{p}.proj", f"{p}.proj")
+    q, k, v = b.split_qkv(q_qkv, heads, head_dim)
+    q, q_name = _qk_norm(b, q, f"{p}.qkv", q_norm, f"{p}.q_norm")
+    k, k_name = _qk_norm(b, k, f"{p}.qkv", k_norm, f"{p}.k_norm")
     logits_name = f"{p}.logits"
     q_logits = b.qmatmul_quant(q, q_name, b.permute(k, (0, 1, 3, 2)), k_name, attn.scale, logits_name)
     if rel_bias is not None:
@@ -63,8 +67,7 @@ def attention_branch(b: Backend, attn: nn.Module, q_h, h_name: str, p: str, head
         logits_name = f"{p}.bias_add"
         q_logits = b.quant(biased, logits_name)
     probs = b.attn_probs(q_logits, logits_name, f"{p}.softmax", heads, mask)
-    q_out = b.attn_apply(probs, v, f"{p}.qkv", f"{p}.softmax", f"{p}.attn_v")
-    q_out = b.reshape(b.permute(q_out, (0, 2, 1, 3)), (0, 0, heads * head_dim))
+    q_out = b.merge_heads(b.attn_apply(probs, v, f"{p}.qkv", f"{p}.softmax", f"{p}.attn_v"), heads, head_dim)
     return b.qlinear_quant(q_out, f"{p}.attn_v", attn.proj, f"{p}.proj", f"{p}.proj")
 
 
