@@ -207,20 +207,19 @@ void pack_keys(const T* qkv, const LisAttentionParams& p, int64_t b, int64_t h, 
     const int64_t np = padded_keys(p);
     int8_t* kp = Scratch::sized(s.kp, dp / 4 * np * 4);
     int32_t* col = Scratch::sized(s.col, np);
-    std::memset(kp, 0, static_cast<size_t>(dp / 4 * np * 4));
     const uint32_t dz2 = static_cast<uint32_t>(d) * static_cast<uint32_t>(z * z);
     for (int64_t j = 0; j < np; ++j) {
-      if (j >= n) {
-        col[j] = 0;
-        continue;
+      // Key j's 4-byte words k'[j, 4g .. 4g + 3] go to word g * np + j (keys past N: zero, correction 0).
+      if (j < n) gather(qkv, p, b, h, 1, j, 1, krow, dp);
+      uint32_t sum = 0;
+      for (int64_t e = 0; e < dp; ++e) sum += j < n ? krow[e] : 0;
+      for (int64_t g = 0; g < dp / 4; ++g) {
+        uint32_t word = 0x80808080u;  // k = 0 codes of padding keys: k' = 0 after the flip
+        if (j < n) std::memcpy(&word, krow + g * 4, 4);
+        word ^= 0x80808080u;  // k - 128 in each byte
+        std::memcpy(kp + (g * np + j) * 4, &word, 4);
       }
-      gather(qkv, p, b, h, 1, j, 1, krow, dp);
-      int32_t sum = 0;
-      for (int64_t e = 0; e < d; ++e) {
-        kp[((e / 4) * np + j) * 4 + e % 4] = static_cast<int8_t>(krow[e] ^ 0x80u);  // k - 128
-        sum += krow[e];
-      }
-      col[j] = static_cast<int32_t>(dz2 - static_cast<uint32_t>(z) * static_cast<uint32_t>(sum));
+      col[j] = j < n ? static_cast<int32_t>(dz2 - static_cast<uint32_t>(z) * sum) : 0;
     }
     return;
   }
