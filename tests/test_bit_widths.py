@@ -72,3 +72,6 @@ def test_narrow_widths_are_bit_exact(weights, tmp_path, key, w, a, attn, pts):
     # the integer epilogue stays one Requantize (it used to fall back to float QDQ below 8 bits), then a Clip
     ops = Counter((n.domain, n.op_type) for n in onnx.load(path).graph.node)
     assert ops[("com.fqvit", "Requantize")] > 0 and ops[("", "Clip")] >= ops[("com.fqvit", "Requantize")]
+    # narrower logit codes need a Clip that LISAttention does not have: the attention stays unfused (q k^T is
+    # MatMulInteger -> Requantize -> Clip), as in Swin, whose window attention has a bias and a mask
+    assert ops[("com.fqvit", "LISAttention")] == 0 and ops[("com.fqvit", "LogIntSoftmax")] > 0
