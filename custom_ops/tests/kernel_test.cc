@@ -8,18 +8,26 @@
 // instantiated for int8 (arith.h's CodeRange<int8_t> clamp, LogIntSoftmax's masked positions at -256) and against
 // the uint8 result minus 128 (ResidualAdd in its own suite, both code types per case).
 //
+// LISAttention (its own suite, both code types per case) is checked against a composition of the oracles below
+// (Requantize, LogIntSoftmax, LISMatMul) around an exact int64 q k^T, through the C entries and through the kernel
+// function lis_attention_cpu on its work items split in pieces (on threads, and one item at a time).
+//
 //   build/custom_ops_san/kernel_test [--quick]      exit status 0 when every case matches
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <string>
+#include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "fqvit_ops/arith.h"
 #include "fqvit_ops/c_api.h"
 #include "fqvit_ops/common.h"
+#include "fqvit_ops/lis_attention.h"
 #include "fqvit_ops/qlinear.h"
 
 namespace {
@@ -727,6 +735,433 @@ void qlinear_suite(bool quick) {
   }
 }
 
+// --- LISAttention ------------------------------------------------------------------------------------------------------
+
+namespace {
+
+using fqvit::LisAttentionParams;
+
+// q - zp and k - zp (int64) and v (codes) of head h of batch entry b, [N, D] each, from QKV [B, N, 3, heads, D].
+template <typename T>
+void la_parts(const std::vector<T>& qkv, const LisAttentionParams& p, int64_t b, int64_t h, std::vector<int64_t>& q,
+              std::vector<int64_t>& k, std::vector<T>& v) {
+  const int64_t n = p.tokens, d = p.head_dim, hd = p.heads * d;
+  q.resize(static_cast<size_t>(n * d));
+  k.resize(q.size());
+  v.resize(q.size());
+  for (int64_t t = 0; t < n; ++t) {
+    const T* row = qkv.data() + (b * n + t) * 3 * hd + h * d;
+    for (int64_t e = 0; e < d; ++e) {
+      q[t * d + e] = static_cast<int64_t>(row[e]) - p.qkv_zero_point;
+      k[t * d + e] = static_cast<int64_t>(row[hd + e]) - p.qkv_zero_point;
+      v[t * d + e] = row[2 * hd + e];
+    }
+  }
+}
+
+// acc[i, j] = sum_d (q[i, d] - zp)(k[j, d] - zp) of one (b, h), [N, N], exact in int64.
+std::vector<int64_t> la_qk(const std::vector<int64_t>& q, const std::vector<int64_t>& k, int64_t n, int64_t d) {
+  std::vector<int64_t> acc(static_cast<size_t>(n * n));
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      int64_t s = 0;
+      for (int64_t e = 0; e < d; ++e) s += q[i * d + e] * k[j * d + e];
+      acc[i * n + j] = s;
+    }
+  }
+  return acc;
+}
+
+// docs/ops.md Sec. 5 (fused ops, LISAttention), composed from this driver's transcriptions: per batch entry b and
+// head h, with q, k, v the [N, D] parts of QKV [B, N, 3, heads, D] and zp = qkv_zero_point,
+//   acc    = (q - zp)(k - zp)^T                                                  exact int64 (la_qk)
+//   logits = ref_requantize(acc, qk_multiplier, bias 0.0f, logits_scale, logits_zero_point)      (Sec. 1)
+//   codes  = ref_lis(logits rows, no mask, lis_multiplier, bits)                                 (Sec. 3)
+//   out    = ref_lismm(codes, v, qkv_scale, zp, y_scale, y_zero_point, bits)                     (Sec. 4)
+//   Y[b, i, h * D + d] = out[i, d]
+// acc must lie in int32 (Requantize's input type; the D limit guarantees it): one outside is reported as a failure.
+template <typename T>
+std::vector<T> ref_lis_attention(const std::vector<T>& qkv, const LisAttentionParams& p) {
+  const int64_t n = p.tokens, d = p.head_dim, heads = p.heads;
+  std::vector<T> y(static_cast<size_t>(p.batch * n * heads * d));
+  if (n == 0 || d == 0) return y;
+  std::vector<int64_t> q, k;
+  std::vector<T> v;
+  std::vector<int32_t> acc(static_cast<size_t>(n * n));
+  for (int64_t b = 0; b < p.batch; ++b) {
+    for (int64_t h = 0; h < heads; ++h) {
+      la_parts(qkv, p, b, h, q, k, v);
+      const std::vector<int64_t> acc64 = la_qk(q, k, n, d);
+      for (size_t i = 0; i < acc.size(); ++i) {
+        acc[i] = static_cast<int32_t>(acc64[i]);
+        if (acc[i] != acc64[i]) {
+          ++g_failures;
+          std::printf("FAIL LISAttention oracle: q k^T = %lld outside int32 (D = %lld)\n",
+                      static_cast<long long>(acc64[i]), static_cast<long long>(d));
+          return y;
+        }
+      }
+      const std::vector<T> logits =
+          ref_requantize<T>(acc, {p.qk_multiplier}, {0.0f}, n, p.logits_scale, p.logits_zero_point);
+      const std::vector<u8> codes = ref_lis(logits, {}, n, p.lis_multiplier, p.bits);
+      const std::vector<T> out =
+          ref_lismm(codes, v, 1, n, n, d, p.qkv_scale, p.qkv_zero_point, p.y_scale, p.y_zero_point, p.bits);
+      for (int64_t i = 0; i < n; ++i) {
+        std::copy(out.begin() + i * d, out.begin() + (i + 1) * d, y.begin() + ((b * n + i) * heads + h) * d);
+      }
+    }
+  }
+  return y;
+}
+
+// The int8 form of uint8 parameters: zero points z - 128 (the codes become u - 128).
+LisAttentionParams la_int8(const LisAttentionParams& p) {
+  LisAttentionParams p8 = p;
+  p8.qkv_zero_point -= 128;
+  p8.logits_zero_point -= 128;
+  p8.y_zero_point -= 128;
+  p8.code = fqvit::CodeType::kInt8;
+  return p8;
+}
+
+template <typename T>
+int la_capi(const std::vector<T>& qkv, std::vector<T>& y, const LisAttentionParams& p, int isa) {
+  if constexpr (std::is_same<T, u8>::value) {
+    return fqvit_lis_attention_cpu(qkv.data(), y.data(), p.batch, p.tokens, p.heads, p.head_dim, p.qkv_scale,
+                                   p.qkv_zero_point, p.qk_multiplier, p.logits_scale, p.logits_zero_point, p.y_scale,
+                                   p.y_zero_point, p.lis_multiplier, p.bits, isa);
+  } else {
+    return fqvit_lis_attention_cpu_i8(qkv.data(), y.data(), p.batch, p.tokens, p.heads, p.head_dim, p.qkv_scale,
+                                      p.qkv_zero_point, p.qk_multiplier, p.logits_scale, p.logits_zero_point,
+                                      p.y_scale, p.y_zero_point, p.lis_multiplier, p.bits, isa);
+  }
+}
+
+// One code type on path `isa`, Y prefilled with 0xA5 each time (an item left out shows as a mismatch): the C entry
+// (one call over all items); the kernel function lis_attention_cpu on [0, items) cut at 3 random points (pieces may
+// be empty), the pieces on threads of their own at once, as the ORT glue's intra-op pool runs them; and on every item
+// alone, in a shuffled order, on this thread (its scratch reused from item to item and head to head).
+template <typename T>
+void la_paths(const std::string& where, const std::vector<T>& qkv, const std::vector<T>& want,
+              const LisAttentionParams& p, int isa) {
+  const T fill = static_cast<T>(0xA5);
+  std::vector<T> y(want.size(), fill);
+  check(where, y, want, la_capi(qkv, y, p, isa));
+  const fqvit::Isa path = static_cast<fqvit::Isa>(isa);
+  const int64_t items = fqvit::lis_attention_cpu_items(p);
+  std::vector<int64_t> cuts = {0, items, rand_int(0, items), rand_int(0, items), rand_int(0, items)};
+  std::sort(cuts.begin(), cuts.end());
+  std::fill(y.begin(), y.end(), fill);
+  {
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i + 1 < cuts.size(); ++i) {
+      threads.emplace_back([&, i] { fqvit::lis_attention_cpu(qkv.data(), y.data(), p, cuts[i], cuts[i + 1], path); });
+    }
+    for (auto& t : threads) t.join();
+  }
+  check(where + " items cut at " + std::to_string(cuts[1]) + "," + std::to_string(cuts[2]) + "," +
+            std::to_string(cuts[3]) + " of " + std::to_string(items) + ", pieces on threads",
+        y, want, 0);
+  std::vector<int64_t> order(static_cast<size_t>(items));
+  for (int64_t i = 0; i < items; ++i) order[i] = i;
+  std::shuffle(order.begin(), order.end(), rng);
+  std::fill(y.begin(), y.end(), fill);
+  for (int64_t i : order) fqvit::lis_attention_cpu(qkv.data(), y.data(), p, i, i + 1, path);
+  check(where + " item by item, shuffled", y, want, 0);
+}
+
+// One LISAttention case, p in its uint8 form: the oracle in both code types (int8: codes and zero points - 128, the
+// int8 oracle checked against the uint8 one minus 128), the item count (batch x heads x the fewest blocks of at most
+// kLisAttentionBlockRows query rows), then every CPU path in both code types.
+void la_run(const std::string& name, const std::vector<u8>& qkv, const LisAttentionParams& p) {
+  const std::string label = name + " (" + std::to_string(p.batch) + "x" + std::to_string(p.tokens) + " h" +
+                            std::to_string(p.heads) + " d" + std::to_string(p.head_dim) + " bits" +
+                            std::to_string(p.bits) + ")";
+  const std::vector<u8> want = ref_lis_attention(qkv, p);
+  const LisAttentionParams p8 = la_int8(p);
+  const std::vector<i8> qkv8 = to_i8(qkv), want8 = ref_lis_attention(qkv8, p8);
+  check("int8 oracle = uint8 - 128: LISAttention " + label, want8, to_i8(want), 0);
+  const int64_t blocks = (p.tokens + fqvit::kLisAttentionBlockRows - 1) / fqvit::kLisAttentionBlockRows;
+  const int64_t items = fqvit::lis_attention_cpu_items(p);
+  const int64_t expect = p.batch > 0 && p.tokens > 0 && p.head_dim > 0 ? p.batch * p.heads * blocks : 0;
+  ++g_cases;
+  if (items != expect || fqvit::lis_attention_cpu_items(p8) != items) {
+    ++g_failures;
+    std::printf("FAIL LISAttention %s: %lld work items, want %lld\n", label.c_str(), static_cast<long long>(items),
+                static_cast<long long>(expect));
+  }
+  for (int isa : g_isas) {
+    const std::string tag = " [" + std::string(fqvit_cpu_isa_name(isa)) + "]";
+    la_paths("LISAttention " + label + tag, qkv, want, p, isa);
+    la_paths("int8 LISAttention " + label + tag, qkv8, want8, p8, isa);
+  }
+}
+
+// LISAttention's lis_multiplier attribute for a logits scale s: round(s * 2^14 / ln 2) in float64, as the exporter
+// (fqvit_export/ops/reference.py lis_multiplier) computes it.
+int64_t la_lis_multiplier(float logits_scale) {
+  const double m = std::nearbyint(static_cast<double>(logits_scale) * 16384.0 / std::log(2.0));
+  return static_cast<int64_t>(std::min(m, static_cast<double>(fqvit::kMaxLisMultiplier)));
+}
+
+// What QKV holds (fqvit_export/testing/op_cases.py lis_attention_inputs' x): random codes; extreme (0 and 255 drawn,
+// zero point 0 or 255: the largest |q k^T|, beyond 2^24 for D > 258, so step 2's f32(acc) rounds); all 255 with zero
+// point 0 and all 0 with zero point 255 (q k^T = 65025 D everywhere); equal (one code everywhere: uniform attention).
+enum class LaCodes { kRandom, kExtreme, kAll255, kAll0, kEqual };
+
+// A case built as lis_attention_inputs builds it: QKV [b, n, 3 * heads * d], qkv_scale in [0.01, 0.1],
+// qk_multiplier = f32(f32(s * s) * f32(1 / sqrt(D))), logits_scale fitted to this QKV's q k^T (max |acc| *
+// qk_multiplier / 127, times `spread`: below 1 the logits saturate, above 1 they crowd a few codes, so the codes spread
+// at 1), lis_multiplier from it, logits_zero_point in 100..155, y_scale = qkv_scale * [1, 2.5], y_zero_point in
+// 64..191. `zp` forces the qkv zero point (random and extreme codes); `tweak` then changes any parameter.
+void la_case(const std::string& name, int64_t b, int64_t n, int64_t heads, int64_t d, LaCodes x = LaCodes::kRandom,
+             double spread = 1.0, int bits = 4, int32_t zp = -1,
+             const std::function<void(LisAttentionParams&)>& tweak = nullptr) {
+  LisAttentionParams p;
+  p.batch = b;
+  p.tokens = n;
+  p.heads = heads;
+  p.head_dim = d;
+  p.bits = bits;
+  p.code = fqvit::CodeType::kUint8;
+  std::vector<u8> qkv(static_cast<size_t>(b * n * 3 * heads * d));
+  switch (x) {
+    case LaCodes::kExtreme:
+      for (auto& c : qkv) c = rand_int(0, 1) ? 255 : 0;
+      p.qkv_zero_point = zp >= 0 ? zp : (rand_int(0, 1) ? 255 : 0);
+      break;
+    case LaCodes::kAll255:
+    case LaCodes::kAll0:
+      std::fill(qkv.begin(), qkv.end(), x == LaCodes::kAll255 ? 255 : 0);
+      p.qkv_zero_point = x == LaCodes::kAll255 ? 0 : 255;
+      break;
+    case LaCodes::kEqual:
+      std::fill(qkv.begin(), qkv.end(), static_cast<u8>(rand_int(0, 255)));
+      p.qkv_zero_point = static_cast<int32_t>(rand_int(0, 255));
+      break;
+    default:
+      qkv = rand_u8(qkv.size());
+      p.qkv_zero_point = zp >= 0 ? zp : static_cast<int32_t>(rand_int(0, 255));
+  }
+  p.qkv_scale = rand_f(0.01f, 0.1f);
+  const float inv_sqrt_d = static_cast<float>(1.0 / std::sqrt(static_cast<double>(std::max<int64_t>(d, 1))));
+  p.qk_multiplier = (p.qkv_scale * p.qkv_scale) * inv_sqrt_d;
+  double max_acc = 0.0;
+  std::vector<int64_t> q, k;
+  std::vector<u8> v;
+  for (int64_t bb = 0; bb < b; ++bb) {
+    for (int64_t h = 0; h < heads; ++h) {
+      la_parts(qkv, p, bb, h, q, k, v);
+      for (int64_t a : la_qk(q, k, n, d)) max_acc = std::max(max_acc, std::fabs(static_cast<double>(a)));
+    }
+  }
+  const double t_max = std::max(max_acc * static_cast<double>(p.qk_multiplier), 1e-3);
+  p.logits_scale = static_cast<float>(spread * t_max / 127.0);
+  p.logits_zero_point = static_cast<int32_t>(rand_int(100, 155));
+  const double y_factor = std::uniform_real_distribution<double>(1.0, 2.5)(rng);
+  p.y_scale = static_cast<float>(static_cast<double>(p.qkv_scale) * y_factor);
+  p.y_zero_point = static_cast<int32_t>(rand_int(64, 191));
+  p.lis_multiplier = la_lis_multiplier(p.logits_scale);
+  if (tweak) tweak(p);
+  la_run(name, qkv, p);
+}
+
+// f32(acc) rounding, made visible: qk_multiplier 1 and logits_scale 2^s, so t / logits_scale = f32(acc) / 2^s
+// exactly, and acc placed next to the midpoints (m + 1/2) 2^s between two logit codes, closer than half of f32's
+// spacing there: f32(acc) lands on the midpoint and rounds half to even, where the exact acc / 2^s rounds away from it
+// (an implementation that skips f32, say through int64 -> double, gives the other code). Every query row is 255 - zp
+// (zp 0) or -255 (zp 255) times ones, with one last component +-1, so acc[i, j] = 255 S_j + r_j for any target in
+// reach; the keys spell the targets. The logits span about 15 codes and lis_multiplier is 2^14 (one logit step, one
+// LIS code), so each logit code shows in the LIS codes and the output. The case checks that it is adversarial: some
+// logit of the oracle differs from exact rounding of acc / 2^s.
+void la_f32_case(const std::string& name, int64_t n, int64_t d, int shift, int32_t zp,
+                 const std::vector<int64_t>& offsets) {
+  LisAttentionParams p;
+  p.batch = 1;
+  p.tokens = n;
+  p.heads = 1;
+  p.head_dim = d;
+  p.qkv_zero_point = zp;
+  p.qkv_scale = 0.05f;
+  p.qk_multiplier = 1.0f;
+  p.logits_scale = std::ldexp(1.0f, shift);
+  p.logits_zero_point = 20;
+  p.y_scale = 0.07f;
+  p.y_zero_point = 128;
+  p.lis_multiplier = 16384;
+  p.bits = 4;
+  const int32_t s = zp == 0 ? 1 : -1;  // the sign of every difference from zp
+  std::vector<u8> qkv(static_cast<size_t>(n * 3 * d));
+  int64_t adversarial = 0, unreachable = 0;  // keys whose f32(acc) changes the logit; targets out of reach
+  for (int64_t t = 0; t < n; ++t) {
+    u8* row = qkv.data() + t * 3 * d;
+    for (int64_t e = 0; e < d; ++e) row[e] = static_cast<u8>(zp + s * (e + 1 < d ? 255 : 1));  // q
+    // Key t: acc = (m + 1/2) 2^shift + offset, m in 100..114 (logit codes 120..135).
+    const int64_t m = rand_int(100, 114);
+    const int64_t target = (2 * m + 1) * (int64_t{1} << (shift - 1)) + offsets[rand_int(0, offsets.size() - 1)];
+    int64_t sum = target / 255, r = target % 255;
+    for (int64_t e = 0; e + 1 < d; ++e) {  // sum spread over the first d - 1 components, 255 at most each
+      const int64_t c = std::min<int64_t>(sum, (sum + (d - 2 - e)) / (d - 1 - e));
+      row[d + e] = static_cast<u8>(zp + s * c);
+      sum -= c;
+    }
+    row[d + d - 1] = static_cast<u8>(zp + s * r);
+    for (int64_t e = 0; e < d; ++e) row[2 * d + e] = static_cast<u8>(rand_int(0, 255));  // v
+    const double exact = std::nearbyint(static_cast<double>(target) / std::ldexp(1.0, shift)) + p.logits_zero_point;
+    const int32_t got = fqvit::requantize_one<u8>(static_cast<int32_t>(target), 1.0f, 0.0f, p.logits_scale,
+                                                  p.logits_zero_point);
+    unreachable += sum != 0;
+    adversarial += exact != got;
+  }
+  ++g_cases;
+  if (unreachable != 0 || adversarial == 0) {
+    ++g_failures;
+    std::printf("FAIL LISAttention %s: %lld targets out of reach, %lld of %lld logits changed by f32(acc)\n",
+                name.c_str(), static_cast<long long>(unreachable), static_cast<long long>(adversarial),
+                static_cast<long long>(n));
+  }
+  la_run(name, qkv, p);
+}
+
+void lis_attention_suite(bool quick) {
+  for (int isa : g_isas) {
+    std::printf("LISAttention q k^T [%s]: %s\n", fqvit_cpu_isa_name(isa),
+                fqvit::lis_attention_gemm_name(static_cast<fqvit::Isa>(isa)).c_str());
+  }
+  const int64_t kD = fqvit::kMaxAttentionHeadDim;
+  la_case("deit-s", quick ? 1 : 2, 197, 6, 64);
+  la_case("odd", 3, 17, 5, 13);
+  la_case("D=1", 2, 29, 4, 1);
+  la_case("D=3 (padded to 4)", 1, 70, 2, 3);
+  la_case("N=1", 4, 1, 3, 16);
+  la_case("N=1 D=1", 1, 1, 1, 1);
+  for (int64_t n : {2, 63, 64, 65, 128, 129}) {  // 1, 1, 1, 2, 2, 3 blocks of query rows
+    la_case("N=" + std::to_string(n), 1, n, 2, 24);
+  }
+  la_case("N=300 (5 blocks of 60)", 1, 300, 1, 32);
+  la_case("12 heads", 2, 20, 12, 8);
+  for (int bits : {1, 2, 3, 4}) la_case("bits=" + std::to_string(bits), 1, 40, 2, 24, LaCodes::kRandom, 1.0, bits);
+  for (double spread : {0.02, 0.25, 8.0, 64.0}) {
+    la_case("logits spread " + std::to_string(spread).substr(0, 4), 2, 33, 2, 16, LaCodes::kRandom, spread);
+  }
+  la_case("bits=1 spread 0.25", 1, 40, 2, 24, LaCodes::kRandom, 0.25, 1);
+  la_case("equal codes, uniform attention", 2, 50, 2, 8, LaCodes::kEqual);
+  for (int32_t zp : {0, 255}) {
+    const std::string z = " zp " + std::to_string(zp);
+    la_case("random codes" + z, 1, 45, 2, 40, LaCodes::kRandom, 1.0, 4, zp);
+    la_case("extreme D=512" + z, 1, 9, 1, 512, LaCodes::kExtreme, 1.0, 4, zp);
+    la_case("extreme D=515 N=37 (VNNI tiles of 8, 4, 1 rows; keys padded)" + z, 1, 37, 2, 515, LaCodes::kExtreme,
+            1.0, 4, zp);
+    la_case("extreme D=kMaxAttentionHeadDim" + z, 1, 5, 1, kD, LaCodes::kExtreme, 1.0, 4, zp);
+    la_case("extreme D=kMaxAttentionHeadDim spread 8, bits 3" + z, 1, 3, 1, kD, LaCodes::kExtreme, 8.0, 3, zp);
+  }
+  la_case("all 255, zp 0, D=kMaxAttentionHeadDim (q k^T = 65025 D)", 1, 2, 1, kD, LaCodes::kAll255);
+  la_case("all 0, zp 255, D=kMaxAttentionHeadDim", 1, 3, 1, kD, LaCodes::kAll0);
+  // f32(acc) rounding: spacing 2 in [2^24, 2^25) (D = 512, midpoints odd * 2^17), 128 in [2^30, 2^31) (D = 33025,
+  // midpoints odd * 2^23; +-64 are ties of f32 itself).
+  la_f32_case("f32(acc) ties D=512 zp 0", 40, 512, 18, 0, {-1, 0, 1});
+  la_f32_case("f32(acc) ties D=512 zp 255", 40, 512, 18, 255, {-1, 0, 1});
+  la_f32_case("f32(acc) ties D=kMaxAttentionHeadDim zp 0", quick ? 8 : 12, kD, 24, 0, {-64, -63, -1, 0, 1, 63, 64});
+  la_f32_case("f32(acc) ties D=kMaxAttentionHeadDim zp 255", quick ? 8 : 12, kD, 24, 255, {-64, -1, 1, 64});
+  // Parameters at their ends.
+  la_case("logits zero point 0", 1, 40, 2, 24, LaCodes::kRandom, 1.0, 4, -1,
+          [](LisAttentionParams& p) { p.logits_zero_point = 0; });
+  la_case("logits zero point 255", 1, 40, 2, 24, LaCodes::kRandom, 1.0, 4, -1,
+          [](LisAttentionParams& p) { p.logits_zero_point = 255; });
+  for (int32_t yzp : {0, 255}) {
+    la_case("output saturating, y zero point " + std::to_string(yzp), 1, 40, 2, 24, LaCodes::kRandom, 1.0, 4, -1,
+            [yzp](LisAttentionParams& p) {
+              p.y_scale = p.qkv_scale * 0.02f;
+              p.y_zero_point = yzp;
+            });
+  }
+  for (int64_t m : {int64_t{0}, int64_t{1}, fqvit::kMaxLisMultiplier}) {
+    la_case("lis_multiplier " + std::to_string(m), 1, 40, 2, 24, LaCodes::kRandom, 1.0, 4, -1,
+            [m](LisAttentionParams& p) { p.lis_multiplier = m; });
+  }
+  la_case("empty batch", 0, 7, 2, 8);
+  la_case("N=0", 2, 0, 2, 8);
+  la_case("D=0", 2, 5, 3, 0);
+
+  // lis_attention_check, directly and through both C entries: rejected parameters with a message naming the problem,
+  // and the limits themselves accepted.
+  LisAttentionParams base;
+  base.batch = 1;
+  base.tokens = 4;
+  base.heads = 2;
+  base.head_dim = 8;
+  base.qkv_zero_point = base.logits_zero_point = base.y_zero_point = 128;
+  base.lis_multiplier = 1000;
+  base.bits = 4;
+  struct Bad {
+    std::function<void(LisAttentionParams&)> set;
+    const char* fragment;
+  };
+  const std::vector<Bad> bads = {
+      {[](LisAttentionParams& p) { p.heads = 0; }, "heads = 0 must lie in 1..4096"},
+      {[](LisAttentionParams& p) { p.heads = -3; }, "heads = -3 must lie in 1..4096"},
+      {[](LisAttentionParams& p) { p.heads = fqvit::kMaxAttentionHeads + 1; }, "heads = 4097 must lie in 1..4096"},
+      {[](LisAttentionParams& p) { p.head_dim = fqvit::kMaxAttentionHeadDim + 1; }, "D = 33026 exceeds 33025"},
+      {[](LisAttentionParams& p) { p.tokens = fqvit::kMaxAttentionTokens + 1; }, "N = 16385 tokens exceeds 16384"},
+      {[](LisAttentionParams& p) { p.batch = -1; }, "negative shape"},
+      {[](LisAttentionParams& p) { p.tokens = -1; }, "negative shape"},
+      {[](LisAttentionParams& p) { p.head_dim = -1; }, "negative shape"},
+      {[](LisAttentionParams& p) { p.qkv_zero_point = 256; }, "zero points must be uint8 values"},
+      {[](LisAttentionParams& p) { p.qkv_zero_point = -1; }, "zero points must be uint8 values"},
+      {[](LisAttentionParams& p) { p.logits_zero_point = 256; }, "zero points must be uint8 values"},
+      {[](LisAttentionParams& p) { p.y_zero_point = -1; }, "zero points must be uint8 values"},
+      {[](LisAttentionParams& p) { p.bits = 0; }, "attribute bits must be in 1..4, got 0"},
+      {[](LisAttentionParams& p) { p.bits = 5; }, "attribute bits must be in 1..4, got 5"},
+      {[](LisAttentionParams& p) { p.lis_multiplier = -1; }, "lis_multiplier must be in 0..2147483647"},
+      {[](LisAttentionParams& p) { p.lis_multiplier = fqvit::kMaxLisMultiplier + 1; },
+       "lis_multiplier must be in 0..2147483647"},
+      // int8 codes: the zero points are int8 values (the base's 128 is not one)
+      {[](LisAttentionParams& p) { p = la_int8(p), p.qkv_zero_point = 128; }, "zero points must be int8 values"},
+      {[](LisAttentionParams& p) { p = la_int8(p), p.logits_zero_point = -129; }, "zero points must be int8 values"},
+      {[](LisAttentionParams& p) { p = la_int8(p), p.y_zero_point = 128; }, "zero points must be int8 values"},
+      {[](LisAttentionParams& p) { p = la_int8(p), p.heads = 0; }, "heads = 0 must lie in 1..4096"},
+      {[](LisAttentionParams& p) { p = la_int8(p), p.bits = 5; }, "attribute bits must be in 1..4, got 5"},
+  };
+  std::vector<u8> xu(64), yu(64);
+  std::vector<i8> x8(64), y8(64);
+  for (const Bad& bad : bads) {
+    LisAttentionParams p = base;
+    bad.set(p);
+    const std::string err = fqvit::lis_attention_check(p);
+    const int rc = p.code == fqvit::CodeType::kInt8 ? la_capi(x8, y8, p, -1) : la_capi(xu, yu, p, -1);
+    ++g_cases;
+    if (err.find(bad.fragment) == std::string::npos || rc == 0 ||
+        std::strstr(fqvit_last_error(), bad.fragment) == nullptr) {
+      ++g_failures;
+      std::printf("FAIL LISAttention bad arguments accepted (check '%s', C entry %d '%s', want '%s')\n", err.c_str(),
+                  rc, fqvit_last_error(), bad.fragment);
+    }
+  }
+  const std::vector<std::function<void(LisAttentionParams&)>> goods = {
+      [](LisAttentionParams& p) { p.heads = fqvit::kMaxAttentionHeads; },
+      [](LisAttentionParams& p) { p.head_dim = fqvit::kMaxAttentionHeadDim; },
+      [](LisAttentionParams& p) { p.tokens = fqvit::kMaxAttentionTokens; },
+      [](LisAttentionParams& p) { p.batch = p.tokens = p.head_dim = 0; },
+      [](LisAttentionParams& p) { p.bits = 1; },
+      [](LisAttentionParams& p) { p.lis_multiplier = 0; },
+      [](LisAttentionParams& p) { p.lis_multiplier = fqvit::kMaxLisMultiplier; },
+      [](LisAttentionParams& p) { p.qkv_zero_point = 0, p.logits_zero_point = 255, p.y_zero_point = 0; },
+      [](LisAttentionParams& p) { p = la_int8(p), p.qkv_zero_point = -128, p.y_zero_point = 127; },
+  };
+  for (const auto& set : goods) {
+    LisAttentionParams p = base;
+    set(p);
+    const std::string err = fqvit::lis_attention_check(p);
+    ++g_cases;
+    if (!err.empty()) {
+      ++g_failures;
+      std::printf("FAIL LISAttention parameters at their limits rejected: %s\n", err.c_str());
+    }
+  }
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
   for (int isa = 0; isa <= 2; ++isa) {
@@ -934,6 +1369,7 @@ int main(int argc, char** argv) {
   int8_suite(quick);
   residual_add_suite(quick);
   qlinear_suite(quick);
+  lis_attention_suite(quick);
 
   std::printf("%d cases, %d failures\n", g_cases, g_failures);
   return g_failures == 0 ? 0 : 1;
