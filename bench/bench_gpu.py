@@ -98,6 +98,19 @@ def _float_op(op: str, t: dict[str, torch.Tensor], inputs: dict, attrs: dict) ->
     if op == "Lookup":
         xf = t["X"].float()
         return lambda: torch.nn.functional.gelu(xf)
+    if op == "QLinear":
+        xf, wf = t["X"].float(), t["W"].float()
+        return lambda: torch.matmul(xf, wf)
+    if op == "ResidualAdd":
+        af, bf = t["A"].float(), t["B"].float()
+        return lambda: af * t["a_scale"] + bf * t["b_scale"]
+    if op == "LISAttention":
+        b, n, c3 = t["QKV"].shape
+        heads = attrs["heads"]
+        q, k, v = t["QKV"].float().reshape(b, n, 3, heads, c3 // (3 * heads)).permute(2, 0, 3, 1, 4)
+        return lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    if op != "Requantize":
+        raise ValueError(f"bench_gpu: no float counterpart for {op}")
     af, ys = t["A"].float(), float(inputs["y_scale"])
     return lambda: torch.clamp(torch.round((af * t["multiplier"] + t["bias"]) / ys), 0, 255).to(torch.uint8)
 
