@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "common/code_flip.h"
+#include "common/int16_dot.h"
 #include "common/simd.h"
 #include "fqvit_ops/lis_attention.h"
 #include "fqvit_ops/lis_matmul.h"
@@ -108,8 +109,9 @@ Item item_at(const LisAttentionParams& p, int64_t item) {
 // Whether step 2 runs the VNNI kernel on path `isa` (else the portable loop).
 bool use_vnni(Isa isa) { return FQVIT_HAS_X86 && isa == Isa::kAvx512; }
 
-// q and k rows padded to a multiple of 4 codes (vpdpbusd takes 4 at a time; the padding is zero).
-int64_t padded_dim(const LisAttentionParams& p) { return std::max<int64_t>((p.head_dim + 3) / 4 * 4, 4); }
+// q and k rows padded to a multiple of 16 codes (vpdpbusd takes 4 at a time, the int16 loop's vectors 16; the padding
+// is zero).
+int64_t padded_dim(const LisAttentionParams& p) { return std::max<int64_t>((p.head_dim + 15) / 16 * 16, 16); }
 
 // Keys padded to a multiple of 32 (the VNNI tile's width; padded keys are zero and their results dropped).
 int64_t padded_keys(const LisAttentionParams& p) { return (p.tokens + 31) / 32 * 32; }
@@ -130,28 +132,16 @@ void gather(const T* qkv, const LisAttentionParams& p, int64_t b, int64_t h, int
   }
 }
 
-// --- q k^T, portable: acc[r, j] = sum_d q16[r, d] * k16[j, d] -------------------------------------------------------
-inline __attribute__((always_inline)) void qk_portable_body(const int16_t* q16, const int16_t* k16, int32_t* acc,
-                                                            int64_t rows, int64_t n, int64_t dp) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const int16_t* qr = q16 + r * dp;
-    for (int64_t j = 0; j < n; ++j) {
-      const int16_t* kj = k16 + j * dp;
-      int32_t s = 0;
-      for (int64_t d = 0; d < dp; ++d) s += static_cast<int32_t>(qr[d]) * kj[d];
-      acc[r * n + j] = s;
-    }
-  }
-}
-
+// --- q k^T, portable: acc[r, j] = sum_d q16[r, d] * k16[j, d], common/int16_dot.h's tiles ---------------------------
+// Exact: |q - z|, |k - z| <= 255, products below 65025, D <= kMaxAttentionHeadDim keeps every sum inside int32.
 void qk_portable_scalar(const int16_t* q16, const int16_t* k16, int32_t* acc, int64_t rows, int64_t n, int64_t dp) {
-  qk_portable_body(q16, k16, acc, rows, n, dp);
+  int16_dot_rows(q16, k16, acc, rows, n, dp, n);
 }
 
 #if FQVIT_HAS_X86
 FQVIT_TARGET_AVX2 void qk_portable_avx2(const int16_t* q16, const int16_t* k16, int32_t* acc, int64_t rows,
                                         int64_t n, int64_t dp) {
-  qk_portable_body(q16, k16, acc, rows, n, dp);
+  int16_dot_rows(q16, k16, acc, rows, n, dp, n);
 }
 
 // --- q k^T, AVX-512 VNNI: acc[r, j] = sum_d q[r, d] k'[j, d] + row[r] + col[j], R rows x 32 keys per tile -------

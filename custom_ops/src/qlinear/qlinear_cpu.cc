@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "common/int16_dot.h"
 #include "common/simd.h"
 #include "fqvit_ops/qlinear.h"
 
@@ -79,27 +80,10 @@ struct Worker {
 
 // --- the portable matmul: acc = (x - zp) @ W, int32 ----------------------------------------------------------------
 // Exact: |x - zp| <= 255 and |w| <= 128, so each product fits int16 (32640) and a pair of them int32, and
-// K <= kMaxQlinearK keeps every partial sum inside int32 (docs/ops.md Sec. 5), in any order. Written as plain dot
-// products, acc[r, j] = sum_k x16[r, k] * wt[j, k], of int16 rows: x16 = x - zp for the block's rows, wt = W
-// transposed (int8, widened on the fly), both zero-padded to kp (a multiple of kPortableKAlign). The compiler turns
-// each into vpmaddwd (AVX-512 VNNI: vpdpwssd) with int32 lanes; a 4 x 4 tile of them shares each load of a row.
+// K <= kMaxQlinearK keeps every partial sum inside int32 (docs/ops.md Sec. 5), in any order. common/int16_dot.h's
+// tiled dot products, acc[r, j] = sum_k x16[r, k] * wt[j, k]: x16 = x - zp for the block's rows, wt = W transposed
+// (int8, widened on the fly), both zero-padded to kp (a multiple of kPortableKAlign).
 constexpr int64_t kPortableKAlign = 32;
-
-template <int R, int C>
-inline __attribute__((always_inline)) void dot_tile(const int16_t* x16, const int8_t* wt, int32_t* acc, int64_t kp,
-                                                    int64_t n) {
-  int32_t s[R][C] = {};
-  for (int64_t i = 0; i < kp; ++i) {
-#pragma GCC unroll 4
-    for (int a = 0; a < R; ++a) {
-#pragma GCC unroll 4
-      for (int b = 0; b < C; ++b) s[a][b] += x16[a * kp + i] * static_cast<int16_t>(wt[b * kp + i]);
-    }
-  }
-  for (int a = 0; a < R; ++a) {
-    for (int b = 0; b < C; ++b) acc[a * n + b] = s[a][b];
-  }
-}
 
 template <typename X>
 inline __attribute__((always_inline)) void portable_matmul(const X* x, int32_t zp, int16_t* x16, const int8_t* wt,
@@ -108,17 +92,7 @@ inline __attribute__((always_inline)) void portable_matmul(const X* x, int32_t z
   for (int64_t r = 0; r < rows; ++r) {  // x16's padding (k .. kp) stays zero from the allocation
     for (int64_t i = 0; i < k; ++i) x16[r * kp + i] = static_cast<int16_t>(static_cast<int32_t>(x[r * k + i]) - zp);
   }
-  int64_t r = 0;
-  for (; r + 4 <= rows; r += 4) {
-    int64_t j = 0;
-    for (; j + 4 <= n; j += 4) dot_tile<4, 4>(x16 + r * kp, wt + j * kp, acc + r * n + j, kp, n);
-    for (; j < n; ++j) dot_tile<4, 1>(x16 + r * kp, wt + j * kp, acc + r * n + j, kp, n);
-  }
-  for (; r < rows; ++r) {
-    int64_t j = 0;
-    for (; j + 4 <= n; j += 4) dot_tile<1, 4>(x16 + r * kp, wt + j * kp, acc + r * n + j, kp, n);
-    for (; j < n; ++j) dot_tile<1, 1>(x16 + r * kp, wt + j * kp, acc + r * n + j, kp, n);
-  }
+  int16_dot_rows(x16, wt, acc, rows, n, kp, n);
 }
 
 // One copy per CPU path, compiled for that path's instructions (the scalar one for the baseline ISA, SSE2 on x86).
