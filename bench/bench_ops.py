@@ -14,7 +14,7 @@ Pairs, each on onnxruntime's CPU execution provider with ``--threads`` (2) intra
   PTS dequantizer ``Cast -> Sub -> Mul``, the branch's ``DequantizeLinear``, ``Add``, and the PTS quantizer
   ``Div -> Round -> Add -> Clip -> Cast``; uint8 codes of the stream and of the branch in, the new stream's codes out,
   per-channel (PTS) stream scales, on ``[batch, 197, C]``, C = 384, 768;
-* ``LISAttention`` vs the eleven nodes it replaces (q, k, v split, ``MatMulInteger -> Requantize -> LogIntSoftmax ->
+* ``LISAttention`` vs the twelve nodes it replaces (q, k, v split, ``MatMulInteger -> Requantize -> LogIntSoftmax ->
   LISMatMul``, heads merged), on the qkv codes of 6 and 12 heads (deit_small, deit_base), N = 197, head dim 64.
 
 The first three pairs time the integer kernel against onnxruntime's float op on random data of the same shape; the
@@ -173,7 +173,7 @@ def residual_add_pair(rng: np.random.Generator, batch: int, c: int) -> Pair:
 
 
 def lis_attention_pair(rng: np.random.Generator, batch: int, heads: int) -> Pair:
-    """``LISAttention`` vs the eleven nodes the exporter wrote for a ViT attention before it had the op, on the qkv
+    """``LISAttention`` vs the twelve nodes the exporter wrote for a ViT attention before it had the op, on the qkv
     codes ``[batch, 197, 3 * heads * 64]`` (uint8): ``Reshape -> Transpose -> Gather`` x3 (q, k, v), ``Transpose``
     (k^T), ``MatMulInteger -> Requantize -> LogIntSoftmax -> LISMatMul``, ``Transpose -> Reshape``; the scalars are
     initializers, as in an exported model."""
@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         run(f"QLinear vs MatMulInteger+Requantize ({code})", f"QLinear {code} {model}.{layer} [{b * TOKENS},{k}]x{n}",
             [b, TOKENS, k, n], qlinear_pair(rng, b, k, n, code), "unfused", layer=f"{model}.{layer}")
     for heads in (6, 12):
-        run("LISAttention vs its eleven unfused nodes", f"LISAttention [{b},{TOKENS},3x{heads}x{HEAD_DIM}]",
+        run("LISAttention vs its twelve unfused nodes", f"LISAttention [{b},{TOKENS},3x{heads}x{HEAD_DIM}]",
             [b, TOKENS, 3 * heads * HEAD_DIM], lis_attention_pair(rng, b, heads), "unfused", heads=heads)
     for c in (384, 768):
         run("ResidualAdd vs DQ+Add+Q float chain", f"ResidualAdd [{b},{TOKENS},{c}]", [b, TOKENS, c],

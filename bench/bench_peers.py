@@ -182,8 +182,11 @@ def build_models(name: str, args: argparse.Namespace) -> dict:
         peers = [f for k, f in record["files"].items() if k != "fqvit"]
         if all((folder / f).is_file() for f in peers):
             if not (folder / fqvit_file).is_file():
+                for old in folder.glob("fqvit*.onnx"):  # the models of older exporters
+                    old.unlink()
                 _, exported, seconds = _fqvit_model(name, folder / fqvit_file, args)
                 record["fqvit"]["nodes"], record["build_s"]["fqvit_s"] = exported.ops, seconds
+                record["size_mb"]["fqvit"] = round((folder / fqvit_file).stat().st_size / 2**20, 1)
             record["files"]["fqvit"] = fqvit_file
             bm.write_json(record_path, record)
             print(f"{name}: cached models in {folder.relative_to(ROOT)} ({fqvit_file})", flush=True)

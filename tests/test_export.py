@@ -176,3 +176,44 @@ def test_library_matches_function_bodies(vit_lis, tmp_path):
     assert with_lib.custom_ops and not without.custom_ops
     x = next(iter(eval_loader(CIFAR_TEST, cal.data_cfg, batch_size=64)))[0]
     assert np.array_equal(with_lib(x), without(x))
+
+
+def test_lis_attention_only_where_it_computes_the_same(calibrated, tmp_path):
+    """LISAttention replaces the attention where it gives the unfused nodes' bits: with a narrower attention@V point
+    (8-bit logits) the op is still written, followed by the point's Clip, and the logits stay those of PyTorch (with
+    the library and with the function bodies); an unknown token count or one beyond the op's limit keeps the
+    unfused nodes."""
+    import copy
+    from fqvit_export.backends.onnx_backend import trace_graph
+    from fqvit_export.deploy.library import custom_ops_library
+    from fqvit_export.ops.spec import MAX_ATTENTION_TOKENS
+    cal = copy.deepcopy(calibrated("cifar10_vit", **LIS))
+    narrow = [n for n in cal.qmodel.points if n.endswith(".attn.attn_v")]
+    for n in narrow:
+        cal.qmodel.points[n].bits = 6
+    cal.qmodel._backend = None  # rebuilt over the edited points
+    path = export_onnx(cal, tmp_path / "narrow.onnx", simplify=False).path
+    model = onnx.load(path)
+    producers = {o: n for n in model.graph.node for o in n.output}
+    attention = [n for n in model.graph.node if n.op_type == "LISAttention"]
+    assert len(attention) == len(narrow) == len(cal.float_model.blocks)
+    consumers = Counter(n.op_type for n in model.graph.node for i in n.input if producers.get(i) in attention)
+    assert consumers == {"Clip": len(narrow)}
+    x = next(iter(eval_loader(CIFAR_TEST, cal.data_cfg, batch_size=8, limit=8)))[0]
+    ref = cal.qmodel(x).numpy()
+    assert np.array_equal(Session(path, library="off")(x), ref)
+    if custom_ops_library() is not None:
+        assert np.array_equal(Session(path, library="on")(x), ref)
+
+    class Probe:  # an adapter that calls the attention with a token count the op cannot take, or none
+        def __init__(self, tokens):
+            self.tokens = tokens
+
+        def __call__(self, b, m, x):
+            blk = m.blocks[0]
+            return b.attention("qkv_codes", "blocks.0.attn", blk.attn.num_heads, blk.attn.head_dim, blk.attn.scale,
+                               self.tokens)
+    for tokens in (0, MAX_ATTENTION_TOKENS + 1):
+        b, _ = trace_graph(cal.float_model, Probe(tokens), cal.qmodel.points, cal.config)
+        assert {n.op_type for n in b.nodes} >= {"MatMulInteger", "LogIntSoftmax", "LISMatMul"}
+        assert "LISAttention" not in {n.op_type for n in b.nodes}

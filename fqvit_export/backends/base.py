@@ -157,11 +157,14 @@ class Backend(Protocol):
     def attn_apply(self, probs: Value, q_v: Value, v_name: str, probs_name: str, out_name: str) -> Value:
         """Attention @ V quantized at ``out_name``: LISMatMul on LIS codes, else an integer matmul."""
 
-    def attention(self, q_qkv: Value, p: str, heads: int, head_dim: int, scale: float) -> Value:
-        """A plain attention (no q/k norm, bias or mask) from the qkv codes ``[B, N, 3 * heads * head_dim]`` (point
-        ``{p}.qkv``) to the attention@V codes ``[B, N, heads * head_dim]`` (point ``{p}.attn_v``): scaled ``q k^T``
-        at ``{p}.logits``, softmax at ``{p}.softmax``, attention @ V (one ``com.fqvit::LISAttention`` in the ONNX
-        graph with ``--lis``)."""
+    def attention(self, q_qkv: Value, p: str, heads: int, head_dim: int, scale: float, tokens: int = 0,
+                  q_norm: nn.Module | None = None, k_norm: nn.Module | None = None,
+                  rel_bias: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> Value:
+        """Attention from the qkv codes ``[B, N, 3 * heads * head_dim]`` (point ``{p}.qkv``) to the attention@V
+        codes ``[B, N, heads * head_dim]`` (point ``{p}.attn_v``): [q/k norm ->] scaled ``q k^T`` at ``{p}.logits``
+        [-> + Swin's relative-position bias at ``{p}.bias_add``] -> softmax at ``{p}.softmax`` (Swin's shift ``mask``)
+        -> attention @ V. ``tokens`` is N where the caller knows it (0: unknown). One
+        ``com.fqvit::LISAttention`` in the ONNX graph where it computes the same (``--lis``, no norm, bias or mask)."""
 
 
 class BackendBase:
@@ -207,12 +210,30 @@ class BackendBase:
     def qmatmul_quant(self, qa, a_name: str, qb, b_name: str, multiplier: float, out_name: str):
         return self.quant(self.qmatmul(qa, a_name, qb, b_name, multiplier), out_name)
 
-    def attention(self, q_qkv, p: str, heads: int, head_dim: int, scale: float):
+    def attention(self, q_qkv, p: str, heads: int, head_dim: int, scale: float, tokens: int = 0,
+                  q_norm: nn.Module | None = None, k_norm: nn.Module | None = None,
+                  rel_bias: torch.Tensor | None = None, mask: torch.Tensor | None = None):
         q, k, v = self.split_qkv(q_qkv, heads, head_dim)
-        q_logits = self.qmatmul_quant(q, f"{p}.qkv", self.permute(k, (0, 1, 3, 2)), f"{p}.qkv", scale, f"{p}.logits")
-        probs = self.attn_probs(q_logits, f"{p}.logits", f"{p}.softmax", heads)
+        q, q_name = self.qk_norm(q, f"{p}.qkv", q_norm, f"{p}.q_norm")
+        k, k_name = self.qk_norm(k, f"{p}.qkv", k_norm, f"{p}.k_norm")
+        logits_name = f"{p}.logits"
+        q_logits = self.qmatmul_quant(q, q_name, self.permute(k, (0, 1, 3, 2)), k_name, scale, logits_name)
+        if rel_bias is not None:
+            biased = self.add(self.dequant(q_logits, logits_name), self.qconst(rel_bias, f"{p}.rel_bias"))
+            logits_name = f"{p}.bias_add"
+            q_logits = self.quant(biased, logits_name)
+        probs = self.attn_probs(q_logits, logits_name, f"{p}.softmax", heads, mask)
         return self.merge_heads(self.attn_apply(probs, v, f"{p}.qkv", f"{p}.softmax", f"{p}.attn_v"), heads,
                                 head_dim)
+
+    def qk_norm(self, t, qkv_name: str, norm: nn.Module | None, name: str):
+        """timm's ``q_norm``/``k_norm`` (a LayerNorm over ``head_dim``) on one of q, k: requantized with a PTS
+        quantizer (channels = ``head_dim``), then PTS LayerNorm. Returns the codes and their point name (unchanged
+        without a norm)."""
+        if norm is None or isinstance(norm, nn.Identity):
+            return t, qkv_name
+        q_in = self.quant(self.dequant(t, qkv_name), f"{name}_in", ln_input=True)
+        return self.layernorm(q_in, norm, f"{name}_in", name), name
 
     def split_qkv(self, q_qkv, heads: int, head_dim: int):
         """q, k, v ``[B, heads, N, head_dim]`` of the qkv codes ``[B, N, 3 * heads * head_dim]`` (timm's layout)."""

@@ -26,7 +26,7 @@ from torch import nn
 from .base import BackendBase, ln_affine, ln_alpha, mean_multiplier, window_logits_shape, window_mask
 from ..ops import reference as R
 from ..ops.functions import DOMAIN, make_node, quantize_nodes
-from ..ops.spec import CODE_OFFSET
+from ..ops.spec import CODE_OFFSET, MAX_ATTENTION_HEAD_DIM, MAX_ATTENTION_HEADS, MAX_ATTENTION_TOKENS
 from ..quant.point import QuantConfig, QuantPoint
 from ..quant.primitives import quantize_weight, requant_scale
 
@@ -386,12 +386,20 @@ class OnnxBackend(BackendBase):
         codes = self.node("LogIntSoftmax", [x, bmask], scope, domain=DOMAIN, out=f"{scope}.codes", **attrs)
         return self.reshape(codes, (-1, *window_logits_shape(mask, heads)[2:]))
 
-    def attention(self, q_qkv: str, p: str, heads: int, head_dim: int, scale: float):
-        """``com.fqvit::LISAttention`` where it computes what the unfused nodes compute: with ``--lis``, and the logits
-        point per tensor and 8 bits wide (the op has no clip of narrower logits codes); else the unfused nodes."""
+    def attention(self, q_qkv: str, p: str, heads: int, head_dim: int, scale: float, tokens: int = 0,
+                  q_norm: nn.Module | None = None, k_norm: nn.Module | None = None,
+                  rel_bias: torch.Tensor | None = None, mask: torch.Tensor | None = None):
+        """``com.fqvit::LISAttention`` where it computes what the unfused nodes compute: with ``--lis``, no q/k norm,
+        bias or mask, the logits point per tensor and 8 bits wide (the op has no clip of narrower logit codes), and a
+        known N, D and heads inside the op's limits; else the unfused nodes."""
         qkv, logits, out = f"{p}.qkv", f"{p}.logits", f"{p}.attn_v"
-        if not (self.config.lis and self.fuses_requantize(logits) and self.point(logits).bits == 8):
-            return super().attention(q_qkv, p, heads, head_dim, scale)
+        plain = all(x is None or isinstance(x, nn.Identity) for x in (q_norm, k_norm)) and rel_bias is None \
+            and mask is None
+        within = 0 < tokens <= MAX_ATTENTION_TOKENS and head_dim <= MAX_ATTENTION_HEAD_DIM \
+            and heads <= MAX_ATTENTION_HEADS
+        if not (plain and within and self.config.lis and self.fuses_requantize(logits)
+                and self.point(logits).bits == 8):
+            return super().attention(q_qkv, p, heads, head_dim, scale, tokens, q_norm, k_norm, rel_bias, mask)
         pq, pl, po = self.point(qkv), self.point(logits), self.point(out)
         qk_multiplier = requant_scale(pq.scale, pq.scale, scale).reshape(())
         inputs = [q_qkv,

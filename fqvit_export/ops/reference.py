@@ -312,7 +312,9 @@ def lis_attention(qkv: torch.Tensor, qkv_scale: torch.Tensor, qkv_zero_point: in
     """
     if qkv.dim() != 3:
         raise ValueError(f"LISAttention needs QKV of shape [B, N, 3 * heads * D], got {list(qkv.shape)}")
-    if not 1 <= int(heads) <= MAX_ATTENTION_HEADS or qkv.shape[-1] % (3 * int(heads)):
+    if not 1 <= int(heads) <= MAX_ATTENTION_HEADS:
+        raise ValueError(f"LISAttention: heads = {heads} must lie in 1..{MAX_ATTENTION_HEADS}")
+    if qkv.shape[-1] % (3 * int(heads)):
         raise ValueError(f"LISAttention: QKV's last dimension {qkv.shape[-1]} is not 3 * heads * D for heads = "
                          f"{heads}")
     b, n, c3 = qkv.shape

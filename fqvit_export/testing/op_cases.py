@@ -537,7 +537,7 @@ def lis_attention_inputs(rng: np.random.Generator, b: int, n: int, heads: int, d
     attention, the logits scale fitted to this QKV's ``q k^T`` (times ``spread``: below 1 the logits saturate, above
     1 they crowd a few codes).
     x: random; extreme (codes 0 and 255 drawn, zero point 0 or 255: the largest |q k^T|, beyond 2^24 for d > 258, so
-    step 2's f32(acc) rounds); all_max (every code 255, zero point 0: |q k^T| = 65025 d, 2^31 - 1 at the largest d);
+    step 2's f32(acc) rounds); all_max (every code 255, zero point 0: |q k^T| = 65025 d, just under 2^31 at the largest d);
     equal (one code everywhere: every logit the same, uniform attention)."""
     shape = (b, n, 3 * heads * d)
     if x == "extreme":

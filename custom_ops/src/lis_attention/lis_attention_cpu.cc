@@ -86,7 +86,7 @@ struct Item {
 };
 
 // A head's query rows as the fewest blocks of at most kLisAttentionBlockRows rows, made equal (197 rows: 50, 50, 50,
-// 47 rather than 64, 64, 64, 5), so that no item is a sliver.
+// 47 rather than 64, 64, 64, 5), so that no item is a sliver. None is empty: N > 64 (blocks - 1) >= rows (blocks - 1).
 int64_t blocks_per_head(const LisAttentionParams& p) {
   return (p.tokens + kLisAttentionBlockRows - 1) / kLisAttentionBlockRows;
 }
@@ -204,7 +204,7 @@ void pack_keys(const T* qkv, const LisAttentionParams& p, int64_t b, int64_t h, 
       uint32_t sum = 0;
       for (int64_t e = 0; e < dp; ++e) sum += j < n ? krow[e] : 0;
       for (int64_t g = 0; g < dp / 4; ++g) {
-        uint32_t word = 0x80808080u;  // k = 0 codes of padding keys: k' = 0 after the flip
+        uint32_t word = 0x80808080u;  // padding keys: bytes 0x80 (k = 128), so k' = 0 after the flip
         if (j < n) std::memcpy(&word, krow + g * 4, 4);
         word ^= 0x80808080u;  // k - 128 in each byte
         std::memcpy(kp + (g * np + j) * 4, &word, 4);
@@ -260,7 +260,6 @@ void run_items(const T* qkv, T* y, const LisAttentionParams& p, int64_t item_beg
   int64_t packed = -1;  // the head (b * heads + h) whose keys and values s holds in this call
   for (int64_t item = item_begin; item < item_end; ++item) {
     const Item it = item_at(p, item);
-    if (it.rows <= 0) continue;  // equal blocks can leave the last ones empty for very long sequences
     uint8_t* v = Scratch::sized(s.v, n * d);
     if (it.b * p.heads + it.h != packed) {
       pack_keys(qkv, p, it.b, it.h, z, s, isa);

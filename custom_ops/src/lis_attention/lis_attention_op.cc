@@ -44,10 +44,11 @@ struct Kernel : KernelBase<Kernel, op::LISAttention> {
 
     T* y = output<T>(ctx, {p.batch, p.tokens, p.heads * p.head_dim});
     const T* x = qkv.as<T>();
-    // A task per head where there are heads enough to share the threads evenly (a head's items then pack its keys
-    // and values once), else a task per item (a block of query rows).
-    const int64_t items = lis_attention_cpu_items(p), heads = p.batch * p.heads;
-    const int64_t grain = heads >= 12 && items > 0 ? items / heads : 1;
+    // A task per head (b, h) where there are 12 or more of them (a head's items then pack its keys and values once;
+    // 12 tasks share 2-4 threads evenly), else a task per item (a block of query rows). The intra-op pool's size is
+    // not consulted: with many threads and few heads per task, some threads idle.
+    const int64_t items = lis_attention_cpu_items(p), batch_heads = p.batch * p.heads;
+    const int64_t grain = batch_heads >= 12 && items > 0 ? items / batch_heads : 1;
     dispatch(ctx, items, grain,
              [&](void* stream) { return lis_attention_cuda(x, y, p, stream); },
              [&](int64_t begin, int64_t end) { lis_attention_cpu(x, y, p, begin, end, isa_); });

@@ -34,40 +34,18 @@ def mlp_branch(b: Backend, mlp: nn.Module, q_h, h_name: str, p: str):
     return b.qlinear_quant(q, f"{p}.act", mlp.fc2, f"{p}.fc2", f"{p}.fc2")
 
 
-def _qk_norm(b: Backend, t, qkv_name: str, norm: nn.Module, name: str):
-    """timm's ``q_norm``/``k_norm`` (a LayerNorm over ``head_dim``) on one of q, k: requantized with a PTS quantizer
-    (channels = ``head_dim``), then PTS LayerNorm. Returns the codes and their point name."""
-    if isinstance(norm, nn.Identity):
-        return t, qkv_name
-    q_in = b.quant(b.dequant(t, qkv_name), f"{name}_in", ln_input=True)
-    return b.layernorm(q_in, norm, f"{name}_in", name), name
-
-
 def attention_branch(b: Backend, attn: nn.Module, q_h, h_name: str, p: str, heads: int, head_dim: int,
-                     rel_bias: torch.Tensor | None = None, mask: torch.Tensor | None = None):
+                     rel_bias: torch.Tensor | None = None, mask: torch.Tensor | None = None, tokens: int = 0):
     """qkv -> quantizer (one scale for q, k, v) [-> q/k norm] -> scaled q k^T -> quantizer [-> + bias ->
     quantizer] -> softmax (LIS codes or uint8) -> attention @ V -> quantizer -> proj -> quantizer. ``q_h`` is
-    ``[B, N, C]``; returns the codes of the proj output (point ``{p}.proj``).
+    ``[B, N, C]`` (``tokens`` = N where known); returns the codes of the proj output (point ``{p}.proj``).
 
     ViT's global attention and Swin's window attention differ only in the relative position bias and the shift
-    mask, so both families run this one sequence of quantization points; without bias, mask and q/k norm the
-    backend's :meth:`~fqvit_export.backends.base.Backend.attention` computes it (one fused op in the ONNX graph)."""
+    mask, so both families run this one sequence of quantization points, the backend's
+    :meth:`~fqvit_export.backends.base.Backend.attention` (one fused op in the ONNX graph where it applies)."""
     q_qkv = b.qlinear_quant(q_h, h_name, attn.qkv, f"{p}.qkv", f"{p}.qkv")
-    q_norm, k_norm = (getattr(attn, n, nn.Identity()) for n in ("q_norm", "k_norm"))
-    if rel_bias is None and mask is None and isinstance(q_norm, nn.Identity) and isinstance(k_norm, nn.Identity):
-        q_out = b.attention(q_qkv, p, heads, head_dim, attn.scale)
-        return b.qlinear_quant(q_out, f"{p}.attn_v", attn.proj, f"{p}.proj", f"{p}.proj")
-    q, k, v = b.split_qkv(q_qkv, heads, head_dim)
-    q, q_name = _qk_norm(b, q, f"{p}.qkv", q_norm, f"{p}.q_norm")
-    k, k_name = _qk_norm(b, k, f"{p}.qkv", k_norm, f"{p}.k_norm")
-    logits_name = f"{p}.logits"
-    q_logits = b.qmatmul_quant(q, q_name, b.permute(k, (0, 1, 3, 2)), k_name, attn.scale, logits_name)
-    if rel_bias is not None:
-        biased = b.add(b.dequant(q_logits, logits_name), b.qconst(rel_bias, f"{p}.rel_bias"))
-        logits_name = f"{p}.bias_add"
-        q_logits = b.quant(biased, logits_name)
-    probs = b.attn_probs(q_logits, logits_name, f"{p}.softmax", heads, mask)
-    q_out = b.merge_heads(b.attn_apply(probs, v, f"{p}.qkv", f"{p}.softmax", f"{p}.attn_v"), heads, head_dim)
+    q_out = b.attention(q_qkv, p, heads, head_dim, attn.scale, tokens, getattr(attn, "q_norm", None),
+                        getattr(attn, "k_norm", None), rel_bias, mask)
     return b.qlinear_quant(q_out, f"{p}.attn_v", attn.proj, f"{p}.proj", f"{p}.proj")
 
 

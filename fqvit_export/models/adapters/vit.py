@@ -76,11 +76,12 @@ def vit_forward(b: Backend, m: nn.Module, x):
         h = b.layernorm(q, m.norm_pre, name, "norm_pre")
         name = "norm_pre.out"
         q = b.quant(b.dequant(h, "norm_pre"), name, ln_input=True)
+    tokens = m.patch_embed.num_patches + m.num_prefix_tokens
     for i, blk in enumerate(m.blocks):
         p = f"blocks.{i}"
         attn = blk.attn
         h = b.layernorm(q, blk.norm1, name, f"{p}.norm1")
-        a = attention_branch(b, attn, h, f"{p}.norm1", f"{p}.attn", attn.num_heads, attn.head_dim)
+        a = attention_branch(b, attn, h, f"{p}.norm1", f"{p}.attn", attn.num_heads, attn.head_dim, tokens=tokens)
         q = b.residual_add(q, name, a, f"{p}.attn.proj", layer_scale(blk.ls1), f"{p}.add1")
         name = f"{p}.add1"
         q, name = mlp_residual(b, blk, q, name, p)
