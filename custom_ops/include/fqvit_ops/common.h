@@ -30,6 +30,16 @@ inline std::string lis_bits_check(int64_t bits) {
          std::to_string(bits);
 }
 
+// --- CPU work items -------------------------------------------------------------------------------------------------
+// Rows per block for m rows cut into the fewest blocks of at most max_rows rows, made equal (197 rows, max 64: 50, 50,
+// 50, 47 rather than 64, 64, 64, 5), so that the blocks share the threads evenly. No block is empty:
+// m > max_rows (blocks - 1) >= rows (blocks - 1). max_rows for m <= 0.
+inline int64_t equal_block_rows(int64_t m, int64_t max_rows) {
+  if (m <= 0) return max_rows;
+  const int64_t blocks = (m + max_rows - 1) / max_rows;
+  return (m + blocks - 1) / blocks;
+}
+
 // --- CUDA (libfqvit_ops_cuda.so only; defined in src/common/cuda_device.cu) ---------------------------------------
 // "" when the current device can run `kernel` (the address of a __global__ function, e.g. from
 // cuda_kernel(op::PTSLayerNorm{}, code)), else a message naming the device's architecture and the ones this library was built

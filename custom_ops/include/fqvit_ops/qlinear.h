@@ -36,13 +36,8 @@ RequantizeParams qlinear_epilogue(const QLinearParams& p, int64_t rows);
 // the matmul and the epilogue.
 constexpr int64_t kQLinearBlockRows = 64;
 
-// Rows per task for an X of m rows: the fewest blocks of at most kQLinearBlockRows rows, made equal (197 rows: 4 of
-// 50, 50, 50, 47 rather than 64, 64, 64, 5), so that the tasks, one block each, share the threads evenly.
-inline int64_t qlinear_block_rows(int64_t m) {
-  if (m <= 0) return kQLinearBlockRows;
-  const int64_t blocks = (m + kQLinearBlockRows - 1) / kQLinearBlockRows;
-  return (m + blocks - 1) / blocks;
-}
+// Rows per task for an X of m rows: equal blocks of at most kQLinearBlockRows rows (common.h), one per task.
+inline int64_t qlinear_block_rows(int64_t m) { return equal_block_rows(m, kQLinearBlockRows); }
 
 // The CPU kernel of one weight: W transposed (the portable loop's, K x N bytes), packed once more into oneDNN's
 // layout when the library is built with oneDNN (FQVIT_WITH_ONEDNN) and oneDNN's int8 matmul is exact on this CPU

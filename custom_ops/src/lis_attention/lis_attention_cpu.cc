@@ -85,19 +85,13 @@ struct Item {
   int64_t b, h, r0, rows;
 };
 
-// A head's query rows as the fewest blocks of at most kLisAttentionBlockRows rows, made equal (197 rows: 50, 50, 50,
-// 47 rather than 64, 64, 64, 5), so that no item is a sliver. None is empty: N > 64 (blocks - 1) >= rows (blocks - 1).
+// A head's query rows as equal blocks of at most kLisAttentionBlockRows rows (common.h), so that no item is a sliver.
 int64_t blocks_per_head(const LisAttentionParams& p) {
   return (p.tokens + kLisAttentionBlockRows - 1) / kLisAttentionBlockRows;
 }
 
-int64_t block_rows(const LisAttentionParams& p) {
-  const int64_t blocks = blocks_per_head(p);
-  return (p.tokens + blocks - 1) / blocks;
-}
-
 Item item_at(const LisAttentionParams& p, int64_t item) {
-  const int64_t blocks = blocks_per_head(p), rows = block_rows(p);
+  const int64_t blocks = blocks_per_head(p), rows = equal_block_rows(p.tokens, kLisAttentionBlockRows);
   Item it;
   it.r0 = (item % blocks) * rows;
   it.rows = std::min(rows, p.tokens - it.r0);
