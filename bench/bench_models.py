@@ -13,8 +13,9 @@ threads:
 
 The weights are random (timm's init; no pretrained weights are used): the numbers measure speed only. fqvit models
 are calibrated on the same 4 fixture images. Sessions mirror ``fqvit_export.deploy.session.Session`` (the fqvit models keep
-``session.disable_quant_qdq = 1``, as ``Session`` does) and all run with ``session.intra_op.allow_spinning = 0`` so an
-idle session's pool does not spin on the cores the next one needs. Repetitions are interleaved (the variants take
+``session.disable_quant_qdq = 1``, as ``Session`` does) and all run with ``SPINNING``: onnxruntime's default spinning
+pool, told to stop spinning when a run returns (``session.force_spinning_stop``, as ``Session`` does), so an idle
+session's pool does not spin on the cores the next one needs. Repetitions are interleaved (the variants take
 turns, the order rotating each repetition); each time is the median over ``--reps`` repetitions of ``inner``
 back-to-back runs (``inner`` chosen so one repetition of FP32 lasts about ``--min-rep-s``). ``ratio`` = variant time /
 FP32 time (< 1: faster than FP32). For ``--profile`` (default deit_small:8) the fqvit_lib, fp32 and ort_int8 models
@@ -155,12 +156,19 @@ def build_variants(name: str, workdir: Path) -> tuple[dict[str, Path], np.ndarra
 
 
 # --------------------------------------------------------------------------------------------------- sessions ----
+# Every onnxruntime session of the benches: the intra-op pool spins while a run lasts (onnxruntime's default, which
+# saves the wake-up of a sleeping thread at each parallel section) and stops spinning when the run returns, so that
+# sessions taking turns on the same cores do not steal each other's time.
+SPINNING = {"session.intra_op.allow_spinning": "1", "session.force_spinning_stop": "1"}
+
+
 def make_session(path: Path, variant: str, threads: int, profile_prefix: Path | None = None) -> ort.InferenceSession:
-    """``fqvit_export.deploy.session.Session``'s options plus ``allow_spinning = 0`` (and one inter-op thread)."""
+    """``fqvit_export.deploy.session.Session``'s options (``SPINNING`` among them) and one inter-op thread."""
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    for key, value in SPINNING.items():
+        so.add_session_config_entry(key, value)
     if variant.startswith("fqvit"):
         so.add_session_config_entry("session.disable_quant_qdq", "1")  # as Session does, for bit-exact residual adds
     if variant == "fqvit_lib":
@@ -314,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         "description": "median ms per batch over interleaved repetitions; ratio = variant ms / fp32 ms (< 1: faster)",
         "weights": "random init (no pretrained weights): speed only, accuracy not measured",
         "command": "python bench/bench_models.py " + shlex.join(sys.argv[1:] if argv is None else argv),
-        "threads": args.threads, "reps": args.reps, "allow_spinning": 0, "onnxruntime": ort.__version__,
+        "threads": args.threads, "reps": args.reps, "session_config": SPINNING, "onnxruntime": ort.__version__,
         "machine": platform.machine(), "cpu": cpu, "library": custom_ops_library().name,
         "variants": {v: LABELS[v] for v in VARIANTS}, "models": {}, "results": []}
     with tempfile.TemporaryDirectory(prefix="bench_models_") as tmp:

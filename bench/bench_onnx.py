@@ -1,7 +1,7 @@
 """Side-by-side CPU speed of exported fqvit models, e.g. one network exported before and after an exporter change.
 
 Each ``--model LABEL=PATH`` runs with the ``com.fqvit`` kernel library (``--custom-ops off``: on the models' ONNX
-function bodies) in ``bench_models.py``'s session (``--threads`` intra-op threads, no spinning, ``disable_quant_qdq``),
+function bodies) in ``bench_models.py``'s session (``--threads`` intra-op threads, ``SPINNING``, ``disable_quant_qdq``),
 on the same input: random N(0, 1) pixels of the model's input
 shape, batch ``--batches`` (default 1 and 8). The files must compute the same logits: the script checks that every
 file gives the first one's logits bit for bit before timing (a timing of different work would mean nothing).

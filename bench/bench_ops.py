@@ -21,8 +21,8 @@ The first three pairs time the integer kernel against onnxruntime's float op on 
 last three time the same work twice, so their two sides get the same inputs and must give the same codes bit for bit
 (checked before timing; the bench stops otherwise). Repetitions are interleaved (custom, baseline, custom,
 baseline, ...) so both sides see the same machine state; each side's time is the median over ``--reps`` repetitions of
-``--inner`` back-to-back runs. Both sessions run with ``session.intra_op.allow_spinning = 0``: otherwise the idle pool
-of one session spins on the cores the other needs. ``ratio`` = baseline time / custom time (> 1: the ``com.fqvit``
+``--inner`` back-to-back runs. Both sessions run with ``bench_models.SPINNING``: their pools spin during a run and stop
+when it returns, so that the idle session's pool does not spin on the cores the other needs. ``ratio`` = baseline time / custom time (> 1: the ``com.fqvit``
 kernel is faster); the baseline's time is ``float_ms`` in every row, ``baseline`` says whether it is onnxruntime's
 float op (``float``) or the unfused chain (``unfused``). The CPU's ISA flags (AVX2, AVX-512 VNNI, AMX, ...) go in the
 results: they pick the integer kernels on both sides. Results go to ``bench/results/ops.json``.
@@ -45,6 +45,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
+from bench_models import SPINNING
 from fqvit_export.deploy.library import custom_ops_library
 from fqvit_export.testing.op_cases import (Case, as_code_type, lis_attention_inputs, qlinear_inputs,
                                            residual_add_inputs)
@@ -213,8 +214,9 @@ def _session(model: bytes, threads: int, lib: Path | None) -> ort.InferenceSessi
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
-    # Two sessions alternate on the same cores: a pool that keeps spinning after its run would steal the other's time.
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # Two sessions alternate on the same cores: a pool that kept spinning after its run would steal the other's time.
+    for key, value in SPINNING.items():
+        so.add_session_config_entry(key, value)
     if lib is not None:
         so.register_custom_ops_library(str(lib))
     return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])

@@ -22,7 +22,7 @@ OpenVINO gets its best case: each batch size is compiled for a static input shap
 ``--threads`` and each performance hint. ``LATENCY`` runs one synchronous request on the whole batch; ``THROUGHPUT``
 splits the batch evenly over the plugin's optimal number of requests (its streams) and runs them concurrently, as
 that hint is meant to be used (a batch of 1 stays one request). Both hints are timed; an engine's figure is the
-faster hint's, and the JSON names it. onnxruntime sessions run with ``session.intra_op.allow_spinning = 0`` as in
+faster hint's, and the JSON names it. onnxruntime sessions run with ``bench_models.SPINNING`` as in
 ``bench_models.py``; OpenVINO keeps its defaults (thread pinning included).
 
 Timing is ``bench_models.time_variants``: the engines (both hints of each OpenVINO engine counted apart) take turns in
@@ -367,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
                              "of concurrent requests), the faster reported as 'hint'",
         "command": "python bench/bench_peers.py " + shlex.join(sys.argv[1:] if argv is None else argv),
         "threads": args.threads, "reps": args.reps, "calib_size": args.calib_size, "data_dir": args.data_dir.name,
-        "onnxruntime_allow_spinning": 0, "machine": platform.machine(), "cpu": cpu, "versions": versions(),
+        "onnxruntime_session_config": bm.SPINNING, "machine": platform.machine(), "cpu": cpu, "versions": versions(),
         "library": custom_ops_library().name, "engines": {e: LABELS[e] for e in ENGINES}, "models": {},
         "results": []}
     for name in args.models:

@@ -646,7 +646,33 @@ std::vector<T> ref_qlinear(const std::vector<T>& x, const std::vector<int8_t>& w
   return y;
 }
 
-// One QLinear case in both code types (int8: codes and zero points shifted by -128) on every CPU path.
+// The kernel's own cuts of one case on path `isa`: W in 1, 2, 3 and 7 column blocks (fewer where N is narrow), the
+// work items split between two threads running at once (one of them backwards from the last item), which share the
+// kernel's pool of accumulator blocks.
+template <typename T>
+void ql_cuts(const std::string& name, const std::vector<T>& x, const std::vector<int8_t>& w, int32_t xzp,
+             const std::vector<float>& m, const std::vector<float>& b, float ys, int32_t yzp, int64_t rows, int64_t k,
+             int64_t n, const std::vector<T>& want, int isa) {
+  const fqvit::QLinearParams p{rows, k, n, static_cast<int64_t>(m.size()), static_cast<int64_t>(b.size()), xzp, ys,
+                               yzp, std::is_same<T, i8>::value ? fqvit::CodeType::kInt8 : fqvit::CodeType::kUint8};
+  for (int64_t blocks : {1, 2, 3, 7}) {
+    const fqvit::QLinearCpu ql(w.data(), k, n, p.code, blocks);
+    const int64_t items = ql.items(p), half = items / 2;
+    std::vector<T> y(want.size());
+    std::thread second([&] {
+      for (int64_t i = items - 1; i >= half; --i) ql.run_items(x.data(), m.data(), b.data(), y.data(), p, i, i + 1,
+                                                               static_cast<fqvit::Isa>(isa));
+    });
+    ql.run_items(x.data(), m.data(), b.data(), y.data(), p, 0, half, static_cast<fqvit::Isa>(isa));
+    second.join();
+    check("QLinear " + name + " in " + std::to_string(ql.column_blocks()) + " column blocks, " +
+              std::to_string(items) + " items [" + fqvit_cpu_isa_name(isa) + "]",
+          y, want, 0);
+  }
+}
+
+// One QLinear case in both code types (int8: codes and zero points shifted by -128) on every CPU path, through the C
+// entry and in the kernel's own cuts (ql_cuts).
 void ql_run(const std::string& name, const std::vector<u8>& x, const std::vector<int8_t>& w, int32_t xzp,
             const std::vector<float>& m, const std::vector<float>& b, float ys, int32_t yzp, int64_t rows, int64_t k,
             int64_t n) {
@@ -663,6 +689,10 @@ void ql_run(const std::string& name, const std::vector<u8>& x, const std::vector
     check("int8 QLinear " + name + tag, y8, want8,
           fqvit_qlinear_cpu_i8(x8.data(), w.data(), xzp - 128, m.data(), b.data(), ys, yzp - 128, y8.data(), rows, k,
                                n, static_cast<int64_t>(m.size()), static_cast<int64_t>(b.size()), isa));
+    if (rows * n > 0) {
+      ql_cuts(name, x, w, xzp, m, b, ys, yzp, rows, k, n, want, isa);
+      ql_cuts(name, x8, w, xzp - 128, m, b, ys, yzp - 128, rows, k, n, want8, isa);
+    }
   }
 }
 
@@ -707,6 +737,8 @@ void qlinear_suite(bool quick) {
   ql_case("broadcast both 70x9x31", 70, 9, 31, false, false, false);
   ql_case("extreme |acc| 3x4096x17", 3, 4096, 17, true);
   ql_case("deit qkv rows 197x384x64", 197, 384, 64, false);
+  ql_case("column blocks 133x72x200", 133, 72, 200, false);
+  ql_case("column blocks, broadcast m 70x24x97", 70, 24, 97, false, false, true);
   if (!quick) ql_case("deit fc2 rows 129x1536x40", 129, 1536, 40, false);
   for (bool x_max : {true, false}) {
     ql_pairs_case(130, 4093, 64, x_max);

@@ -30,6 +30,10 @@ inline std::string lis_bits_check(int64_t bits) {
          std::to_string(bits);
 }
 
+// The CPUs this process may run on (its affinity mask, at least 1): about the size of onnxruntime's default intra-op
+// pool, which kernels use to cut work into one item per thread where that saves memory traffic.
+int64_t cpu_threads();
+
 // --- CPU work items -------------------------------------------------------------------------------------------------
 // Rows per block for m rows cut into the fewest blocks of at most max_rows rows, made equal (197 rows, max 64: 50, 50,
 // 50, 47 rather than 64, 64, 64, 5), so that the blocks share the threads evenly. No block is empty:

@@ -32,25 +32,34 @@ std::string qlinear_check(const QLinearParams& p);
 // each block of accumulators.
 RequantizeParams qlinear_epilogue(const QLinearParams& p, int64_t rows);
 
-// Rows of X per CPU task: the task's int32 accumulators (kQLinearBlockRows x N) stay in the core's L2 cache between
-// the matmul and the epilogue.
+// Rows of X per matmul call: a block's int32 accumulators (at most kQLinearBlockRows x its columns) stay in the core's
+// L2 cache between the matmul and the epilogue.
 constexpr int64_t kQLinearBlockRows = 64;
 
-// Rows per task for an X of m rows: equal blocks of at most kQLinearBlockRows rows (common.h), one per task.
+// Rows per block for an X of m rows: equal blocks of at most kQLinearBlockRows rows (common.h).
 inline int64_t qlinear_block_rows(int64_t m) { return equal_block_rows(m, kQLinearBlockRows); }
 
-// The CPU kernel of one weight: W transposed (the portable loop's, K x N bytes), packed once more into oneDNN's
-// layout when the library is built with oneDNN (FQVIT_WITH_ONEDNN) and oneDNN's int8 matmul is exact on this CPU
-// (VNNI or AMX, see qlinear_cpu.cc), plus a pool of accumulator blocks (with their oneDNN primitives), one per
-// concurrent caller, so that no primitive runs on two threads at once. run() is thread-safe; each call computes rows
-// [row_begin, row_end) of Y on the calling thread (oneDNN's own OpenMP threads held to one), block by block: matmul
-// of kQLinearBlockRows rows into the block's accumulators, then the epilogue. The matmul is oneDNN's only on the
-// Isa::kAvx512 path of a CPU where oneDNN's is exact; every other path runs the portable int32 loop, so every path
-// gives the same bits.
+// Output channels per column block are at least this many (the width below which a oneDNN call stops paying).
+constexpr int64_t kQLinearMinBlockCols = 64;
+
+// The CPU kernel of one weight: W cut into column blocks (equal, multiples of 16 channels) and each block packed once,
+// transposed for the portable loop and, when the library is built with oneDNN (FQVIT_WITH_ONEDNN) and oneDNN's int8
+// matmul is exact on this CPU (VNNI or AMX, see qlinear_cpu.cc), into oneDNN's layout; plus a pool of accumulator
+// blocks (with their oneDNN primitives), one per concurrent caller, so that no primitive runs on two threads at once.
+//
+// Work items: one per (column block, group of row blocks), column block first. By default there are as many column
+// blocks as CPU threads (cpu_threads(), fewer when N is narrow), so with one item per thread each core reads only its
+// share of W, which then stays in its L2 cache from one row block to the next; the rows are split as well only when
+// there are fewer column blocks than threads. run_items() is thread-safe; each call computes its items on the calling
+// thread (oneDNN's own OpenMP threads held to one), block by block: the matmul of at most kQLinearBlockRows rows into
+// the block's accumulators, then the epilogue into Y. The matmul is oneDNN's only on the Isa::kAvx512 path of a CPU
+// where oneDNN's is exact; every other path runs the portable int32 loop, so every path and every cut gives the same
+// bits.
 class QLinearCpu {
  public:
-  // Packs w (int8 [k, n], row-major) for X of code type `code`; w is not read after the constructor returns.
-  QLinearCpu(const int8_t* w, int64_t k, int64_t n, CodeType code);
+  // Packs w (int8 [k, n], row-major) for X of code type `code`, in `column_blocks` column blocks (0: the default
+  // above; the count is lowered where N has fewer channels); w is not read after the constructor returns.
+  QLinearCpu(const int8_t* w, int64_t k, int64_t n, CodeType code, int64_t column_blocks = 0);
   ~QLinearCpu();
   QLinearCpu(const QLinearCpu&) = delete;
   QLinearCpu& operator=(const QLinearCpu&) = delete;
@@ -58,14 +67,19 @@ class QLinearCpu {
   // Whether this packs a weight of shape [k, n] for code type `code` (p's other fields are per call).
   bool fits(const QLinearParams& p) const;
 
-  // X [p.m, p.k] -> Y [p.m, p.n], rows [row_begin, row_end); T must be p.code's type and fits(p) hold.
-  void run(const uint8_t* x, const float* multiplier, const float* bias, uint8_t* y, const QLinearParams& p,
-           int64_t row_begin, int64_t row_end, Isa isa) const;
-  void run(const int8_t* x, const float* multiplier, const float* bias, int8_t* y, const QLinearParams& p,
-           int64_t row_begin, int64_t row_end, Isa isa) const;
+  // The work items of X [p.m, p.k] -> Y [p.m, p.n] (0 when Y is empty); then items [item_begin, item_end). T must be
+  // p.code's type and fits(p) hold.
+  int64_t items(const QLinearParams& p) const;
+  void run_items(const uint8_t* x, const float* multiplier, const float* bias, uint8_t* y, const QLinearParams& p,
+                 int64_t item_begin, int64_t item_end, Isa isa) const;
+  void run_items(const int8_t* x, const float* multiplier, const float* bias, int8_t* y, const QLinearParams& p,
+                 int64_t item_begin, int64_t item_end, Isa isa) const;
 
-  // The matmul that run() uses on path `isa`: "oneDNN <impl>" (the implementation oneDNN picked for a full block,
-  // e.g. "oneDNN brg:avx512_core_amx") or "portable loop (<isa>, <why not oneDNN>)".
+  // The number of column blocks W is packed in.
+  int64_t column_blocks() const;
+
+  // The matmul that run_items() uses on path `isa`: "oneDNN <impl>" (the implementation oneDNN picked for a full
+  // block, e.g. "oneDNN brg:avx512_core_amx") or "portable loop (<isa>, <why not oneDNN>)".
   std::string gemm_name(Isa isa) const;
 
  private:

@@ -28,6 +28,14 @@ void requantize_cpu(const int32_t* a, const float* multiplier, const float* bias
 void requantize_cpu(const int32_t* a, const float* multiplier, const float* bias, int8_t* y,
                     const RequantizeParams& p, int64_t begin, int64_t end, Isa isa);
 
+// A block of `rows` x `cols` elements whose rows lie a_stride (A) and y_stride (Y) elements apart, column i being
+// channel c0 + i of the multiplier and bias (p: their sizes, y_scale, y_zero_point; numel and n are not read). The
+// same per-element arithmetic as requantize_cpu; QLinear's epilogue on a block of rows and output channels.
+void requantize_cpu_block(const int32_t* a, int64_t a_stride, const float* multiplier, const float* bias, uint8_t* y,
+                          int64_t y_stride, int64_t rows, int64_t cols, int64_t c0, const RequantizeParams& p, Isa isa);
+void requantize_cpu_block(const int32_t* a, int64_t a_stride, const float* multiplier, const float* bias, int8_t* y,
+                          int64_t y_stride, int64_t rows, int64_t cols, int64_t c0, const RequantizeParams& p, Isa isa);
+
 // CUDA: everything, device pointers (multiplier and bias included). Returns a cudaError_t value.
 int requantize_cuda(const int32_t* a, const float* multiplier, const float* bias, uint8_t* y,
                     const RequantizeParams& p, void* stream);

@@ -113,7 +113,7 @@ int ql_cpu(const T* x, const int8_t* w, int32_t x_zero_point, const float* multi
                                  y_scale, y_zero_point, code_of<T>()};
     require(fqvit::qlinear_check(p));
     const fqvit::QLinearCpu packed(w, k, n, p.code);
-    packed.run(x, multiplier, bias, y, p, 0, m, fqvit::resolve_isa(isa));
+    packed.run_items(x, multiplier, bias, y, p, 0, packed.items(p), fqvit::resolve_isa(isa));
     return 0;
   });
 }

@@ -1,6 +1,11 @@
 // CPU instruction-set selection shared by the kernels (see fqvit_ops/common.h).
 #include <cstdlib>
 #include <cstring>
+#include <thread>
+
+#if defined(__linux__)
+#include <sched.h>
+#endif
 
 #include "fqvit_ops/common.h"
 
@@ -43,6 +48,19 @@ const char* isa_name(Isa isa) {
     case Isa::kAvx2: return "avx2";
     default: return "scalar";
   }
+}
+
+int64_t cpu_threads() {
+  static const int64_t count = [] {
+#if defined(__linux__)
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return static_cast<int64_t>(CPU_COUNT(&set));
+#endif
+    const unsigned n = std::thread::hardware_concurrency();
+    return static_cast<int64_t>(n > 0 ? n : 1);
+  }();
+  return count;
 }
 
 }  // namespace fqvit

@@ -1,8 +1,14 @@
-// com.fqvit::QLinear on the CPU (docs/ops.md Sec. 5, fused ops), one block of rows at a time:
-//   1. acc = (X_block - x_zero_point) @ W   into the block's int32 accumulators (kQLinearBlockRows x N, in L2):
-//      oneDNN's int8 matmul (u8 or s8 source, s8 weights packed once, s32 destination, the zero point a run-time
-//      attribute) where it is exact, else the portable loop (int32, exact everywhere; see "Which matmul" below);
-//   2. Y_block = Requantize(acc)   requantize_cpu of src/requantize (the same function as the Requantize op).
+// com.fqvit::QLinear on the CPU (docs/ops.md Sec. 5, fused ops), one block of rows and output channels at a time:
+//   1. acc = (X_block - x_zero_point) @ W_columns   into the block's int32 accumulators (at most kQLinearBlockRows x
+//      the column block's width, in L2): oneDNN's int8 matmul (u8 or s8 source, s8 weights packed once per column
+//      block, s32 destination, the zero point a run-time attribute) where it is exact, else the portable loop (int32,
+//      exact everywhere; see "Which matmul" below);
+//   2. Y_block = Requantize(acc)   requantize_cpu_block of src/requantize (the Requantize op's per-element spans).
+//
+// Work items (qlinear.h): item = (column block j, group g of row blocks), j = item / groups. With one item per thread
+// each core multiplies every row by its own columns only: at deit_small's shapes on 2 cores of an AMX Xeon, oneDNN's
+// matmuls took 2.9 ms per batch-1 pass over the 48 layers cut this way against 3.8 ms with the rows cut between the
+// cores (both cores reading all of W), and 21.5 against 25.8 ms at batch 8.
 //
 // Which matmul: oneDNN's u8 x s8 kernels for CPUs without VNNI (its sse41, avx2 and avx512_core paths, gemm:jit or
 // brgemm) add two adjacent products of codes and weights into int16 with saturation (vpmaddubsw), so acc is wrong
@@ -17,12 +23,13 @@
 // otherwise step 1 is the portable loop (int16 dot products of x - zp and W's columns, 4 x 4 outputs at a time,
 // vectorised by the compiler for the call's path).
 //
-// Threads: the caller (the op's glue) spreads row blocks over onnxruntime's intra-op pool. A oneDNN primitive
+// Threads: the caller (the op's glue) spreads the work items over onnxruntime's intra-op pool. A oneDNN primitive
 // executed by two threads at once runs 2-4x slower than by one (measured, oneDNN 3.2 on AMX), so every concurrent
 // call takes its own primitive (with its accumulator block) from a pool and returns it after; and oneDNN's OpenMP
 // runtime is held to one thread on the calling thread (omp_set_num_threads is per thread), restored afterwards.
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -65,10 +72,11 @@ RequantizeParams qlinear_epilogue(const QLinearParams& p, int64_t rows) {
 
 namespace {
 
-// One caller's matmul for blocks of `rows` rows and its accumulators.
+// One caller's matmul for blocks of `rows` rows of column block `block` of a layout (below), and its accumulators.
 struct Worker {
-  int64_t rows = 0;
-  std::vector<int32_t> acc;  // rows x N
+  int layout = 0;  // LayoutId
+  int64_t block = 0, rows = 0;
+  std::vector<int32_t> acc;  // rows x the block's columns
   std::vector<int16_t> x16;  // rows x kp: the portable loop's x - zp (made on its first use)
 #ifdef FQVIT_WITH_ONEDNN
   bool has_matmul = false;  // the primitive is made on the worker's first oneDNN call
@@ -186,34 +194,78 @@ std::string onednn_isa_name(dnnl::cpu_isa isa) {
 
 }  // namespace
 
+// A cut of W's columns into equal blocks (multiples of 16 channels except the last): block j holds channels
+// [j * block_cols, min(n, (j + 1) * block_cols)), packed for oneDNN per block when it is used.
+struct Layout {
+  int64_t block_cols = 0, blocks = 0;
+#ifdef FQVIT_WITH_ONEDNN
+  std::vector<dnnl::memory> weights;  // per block, in the layout of its full-block primitive (reordered once)
+  std::string impl_name;
+#endif
+  int64_t col0(int64_t block) const { return block * block_cols; }
+  int64_t cols(int64_t block, int64_t n) const { return std::min(n, col0(block) + block_cols) - col0(block); }
+};
+
+// Which of Impl's two layouts an item uses.
+enum LayoutId : int { kWhole = 0, kSplit = 1 };
+
 struct QLinearCpu::Impl {
   int64_t k = 0, n = 0;
   int64_t kp = 0;  // k rounded up to kPortableKAlign
   CodeType code = CodeType::kUint8;
-  std::vector<int8_t> wt;  // W transposed, [n, kp], zero-padded: the portable loop's (K x N bytes, as W)
+  std::vector<int8_t> wt;  // W transposed, [n, kp], zero-padded: the portable loop's (a column block: rows of it)
+  // kWhole: one block of all N columns (items by rows); kSplit: the column blocks of items by columns (as many blocks
+  // as kWhole when N is too narrow to split, and then never used). oneDNN's packing of kSplit is made by the
+  // constructor, that of kWhole by the first call that cuts by rows (whole_once), so a model run only at one kind
+  // of batch holds one packed copy of W.
+  Layout layouts[2];
+  std::once_flag whole_once;
   std::mutex mutex;
   std::vector<std::unique_ptr<Worker>> idle;  // guarded by mutex
 #ifdef FQVIT_WITH_ONEDNN
   bool onednn = false;     // (b): oneDNN's effective ISA has VNNI or AMX (then W is also packed for it)
   std::string onednn_isa;  // that ISA's name, for gemm_name
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
-  dnnl::memory weights;  // W in the layout of the full-block primitive (format_tag::any, reordered once)
-  std::string impl_name;
 
-  dnnl::matmul::primitive_desc describe(int64_t rows, const dnnl::memory::desc& weights_desc) const {
+  dnnl::matmul::primitive_desc describe(int64_t rows, int64_t cols, const dnnl::memory::desc& weights_desc) const {
     using dt = dnnl::memory::data_type;
     using tag = dnnl::memory::format_tag;
     dnnl::primitive_attr attr;
     attr.set_zero_points_mask(DNNL_ARG_SRC, 0);  // one run-time zero point for all of X
     const dnnl::memory::desc src({rows, k}, code == CodeType::kInt8 ? dt::s8 : dt::u8, tag::ab);
-    const dnnl::memory::desc dst({rows, n}, dt::s32, tag::ab);
+    const dnnl::memory::desc dst({rows, cols}, dt::s32, tag::ab);
     return dnnl::matmul::primitive_desc(engine, src, weights_desc, dst, attr);
+  }
+
+  // Packs every block of layout `id` for oneDNN, from wt (caller holds OneOmpThread).
+  void pack(LayoutId id) {
+    Layout& l = layouts[id];
+    using dt = dnnl::memory::data_type;
+    dnnl::stream s(engine);
+    std::vector<int8_t> dense;
+    for (int64_t b = 0; b < l.blocks; ++b) {
+      const int64_t c0 = l.col0(b), nc = l.cols(b, n);
+      const dnnl::memory::desc any({k, nc}, dt::s8, dnnl::memory::format_tag::any);
+      const auto pd = describe(kQLinearBlockRows, nc, any);
+      if (b == 0) l.impl_name = pd.impl_info_str();
+      // The block's columns of W, dense [k, nc] (oneDNN's reorders that add its zero-point compensation read only a
+      // dense source).
+      dense.resize(static_cast<size_t>(k * nc));
+      for (int64_t kk = 0; kk < k; ++kk) {
+        for (int64_t j = 0; j < nc; ++j) dense[kk * nc + j] = wt[(c0 + j) * kp + kk];
+      }
+      dnnl::memory plain({{k, nc}, dt::s8, dnnl::memory::format_tag::ab}, engine, dense.data());
+      l.weights.emplace_back(pd.weights_desc(), engine);
+      dnnl::reorder(plain, l.weights.back()).execute(s, plain, l.weights.back());
+      s.wait();
+    }
   }
 
   // The worker's primitive for its block of rows (caller holds OneOmpThread).
   void make_matmul(Worker& worker) const {
-    // The tail block's primitive reads the weights in the full block's layout.
-    const auto pd = describe(worker.rows, weights.get_desc());
+    const Layout& l = layouts[worker.layout];
+    // A tail block's primitive reads the weights in the full block's layout.
+    const auto pd = describe(worker.rows, l.cols(worker.block, n), l.weights[worker.block].get_desc());
     worker.matmul = dnnl::matmul(pd);
     worker.stream = dnnl::stream(engine);
     worker.src = dnnl::memory(pd.src_desc(), engine, DNNL_MEMORY_NONE);
@@ -221,6 +273,19 @@ struct QLinearCpu::Impl {
     worker.has_matmul = true;
   }
 #endif
+
+  // How items cut the work for m rows (qlinear.h). By columns when X has fewer rows than W has columns (W is then the
+  // larger operand, and a thread that keeps to its column blocks reads only its share of it): an item is a column
+  // block of kSplit against a group of row blocks, one group per column block unless there are fewer column blocks
+  // than threads. Otherwise by rows (X is the larger one; the threads share its row blocks): an item is a row block
+  // against all of W (kWhole).
+  bool by_columns(int64_t m) const { return layouts[kSplit].blocks > 1 && m < n; }
+  int64_t row_blocks(int64_t m) const { return (m + qlinear_block_rows(m) - 1) / qlinear_block_rows(m); }
+  int64_t groups(int64_t m) const {
+    const int64_t want = (cpu_threads() + layouts[kSplit].blocks - 1) / layouts[kSplit].blocks;
+    return std::max<int64_t>(1, std::min(row_blocks(m), want));
+  }
+  int64_t item_count(int64_t m) const { return by_columns(m) ? layouts[kSplit].blocks * groups(m) : row_blocks(m); }
 
   // (a) and (b) of "Which matmul" above.
   bool use_onednn(Isa isa) const {
@@ -232,25 +297,23 @@ struct QLinearCpu::Impl {
 #endif
   }
 
-  std::unique_ptr<Worker> make(int64_t rows) {
-    auto worker = std::make_unique<Worker>();
-    worker->rows = rows;
-    worker->acc.resize(static_cast<size_t>(rows * n));
-    return worker;
-  }
-
-  std::unique_ptr<Worker> acquire(int64_t rows) {
+  std::unique_ptr<Worker> acquire(LayoutId layout, int64_t block, int64_t rows) {
     {
       const std::lock_guard<std::mutex> lock(mutex);
       for (auto it = idle.begin(); it != idle.end(); ++it) {
-        if ((*it)->rows == rows) {
+        if ((*it)->layout == layout && (*it)->block == block && (*it)->rows == rows) {
           std::unique_ptr<Worker> w = std::move(*it);
           idle.erase(it);
           return w;
         }
       }
     }
-    return make(rows);
+    auto worker = std::make_unique<Worker>();
+    worker->layout = layout;
+    worker->block = block;
+    worker->rows = rows;
+    worker->acc.resize(static_cast<size_t>(rows * layouts[layout].cols(block, n)));
+    return worker;
   }
 
   void release(std::unique_ptr<Worker> worker) {
@@ -258,13 +321,14 @@ struct QLinearCpu::Impl {
     idle.push_back(std::move(worker));
   }
 
-  // acc = (x - zp) @ W for worker->rows rows of x (row-major, K columns).
+  // acc = (x - zp) @ W[:, the worker's column block] for worker.rows rows of x (row-major, K columns).
   template <typename T>
   void matmul(Worker& worker, const T* x, int32_t x_zero_point, Isa isa) const {
     if (k == 0) {
       std::fill(worker.acc.begin(), worker.acc.end(), 0);
       return;
     }
+    const Layout& l = layouts[worker.layout];
 #ifdef FQVIT_WITH_ONEDNN
     if (use_onednn(isa)) {
       if (!worker.has_matmul) make_matmul(worker);
@@ -272,7 +336,7 @@ struct QLinearCpu::Impl {
       const dnnl::memory zp_mem({{1}, dnnl::memory::data_type::s32, dnnl::memory::format_tag::x}, engine, &zp);
       worker.src.set_data_handle(const_cast<T*>(x));
       worker.matmul.execute(worker.stream, {{DNNL_ARG_SRC, worker.src},
-                                            {DNNL_ARG_WEIGHTS, weights},
+                                            {DNNL_ARG_WEIGHTS, l.weights[worker.block]},
                                             {DNNL_ARG_DST, worker.dst},
                                             {DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC, zp_mem}});
       worker.stream.wait();
@@ -280,52 +344,74 @@ struct QLinearCpu::Impl {
     }
 #endif
     if (worker.x16.empty()) worker.x16.assign(static_cast<size_t>(worker.rows * kp), 0);
-    portable(x, x_zero_point, worker.x16.data(), wt.data(), worker.acc.data(), worker.rows, k, kp, n, isa);
+    portable(x, x_zero_point, worker.x16.data(), wt.data() + l.col0(worker.block) * kp, worker.acc.data(),
+             worker.rows, k, kp, l.cols(worker.block, n), isa);
   }
 
   template <typename T>
-  void run(const T* x, const float* multiplier, const float* bias, T* y, const QLinearParams& p, int64_t row_begin,
-           int64_t row_end, Isa isa) {
-    row_begin = std::max<int64_t>(row_begin, 0);
-    row_end = std::min(row_end, p.m);
-    if (row_begin >= row_end || n == 0) return;
+  void run(const T* x, const float* multiplier, const float* bias, T* y, const QLinearParams& p, int64_t item_begin,
+           int64_t item_end, Isa isa) {
+    if (p.m <= 0 || n == 0) return;
+    const int64_t rows = qlinear_block_rows(p.m), rb_count = row_blocks(p.m), g = groups(p.m);
+    const bool columns = by_columns(p.m);
+    item_begin = std::max<int64_t>(item_begin, 0);
+    item_end = std::min(item_end, item_count(p.m));
+    if (item_begin >= item_end) return;
 #ifdef FQVIT_WITH_ONEDNN
     const OneOmpThread one;
+    if (!columns && use_onednn(isa)) std::call_once(whole_once, [this] { pack(kWhole); });
 #endif
-    for (int64_t r0 = row_begin; r0 < row_end; r0 += kQLinearBlockRows) {
-      const int64_t rows = std::min(kQLinearBlockRows, row_end - r0);
-      std::unique_ptr<Worker> worker = acquire(rows);
+    const LayoutId id = columns ? kSplit : kWhole;
+    const Layout& l = layouts[id];
+    const RequantizeParams epilogue = qlinear_epilogue(p, rows);
+    // Row block rb against column block cb of layout id.
+    auto block = [&](int64_t rb, int64_t cb) {
+      const int64_t r0 = rb * rows, r = std::min(rows, p.m - r0), c0 = l.col0(cb), nc = l.cols(cb, n);
+      std::unique_ptr<Worker> worker = acquire(id, cb, r);
       matmul(*worker, x + r0 * k, p.x_zero_point, isa);
-      requantize_cpu(worker->acc.data(), multiplier, bias, y + r0 * n, qlinear_epilogue(p, rows), 0, rows * n, isa);
+      requantize_cpu_block(worker->acc.data(), nc, multiplier, bias, y + r0 * n + c0, n, r, nc, c0, epilogue, isa);
       release(std::move(worker));
+    };
+    for (int64_t item = item_begin; item < item_end; ++item) {
+      if (columns) {
+        const int64_t cb = item / g, group = item % g;
+        for (int64_t rb = rb_count * group / g; rb < rb_count * (group + 1) / g; ++rb) block(rb, cb);
+      } else {
+        block(item, 0);
+      }
     }
   }
 };
 
-QLinearCpu::QLinearCpu(const int8_t* w, int64_t k, int64_t n, CodeType code) : impl_(std::make_unique<Impl>()) {
-  impl_->k = k;
-  impl_->n = n;
-  impl_->code = code;
-  impl_->kp = (k + kPortableKAlign - 1) / kPortableKAlign * kPortableKAlign;
-  impl_->wt.assign(static_cast<size_t>(n * impl_->kp), 0);
+QLinearCpu::QLinearCpu(const int8_t* w, int64_t k, int64_t n, CodeType code, int64_t column_blocks)
+    : impl_(std::make_unique<Impl>()) {
+  Impl& im = *impl_;
+  im.k = k;
+  im.n = n;
+  im.code = code;
+  im.kp = (k + kPortableKAlign - 1) / kPortableKAlign * kPortableKAlign;
+  im.wt.assign(static_cast<size_t>(n * im.kp), 0);
   for (int64_t kk = 0; kk < k; ++kk) {
-    for (int64_t j = 0; j < n; ++j) impl_->wt[j * impl_->kp + kk] = w[kk * n + j];
+    for (int64_t j = 0; j < n; ++j) im.wt[j * im.kp + kk] = w[kk * n + j];
   }
+  im.layouts[kWhole].block_cols = std::max<int64_t>(n, 1);
+  im.layouts[kWhole].blocks = 1;
+  // Equal column blocks in whole groups of 16 channels (an AMX/AVX-512 tile's width), none narrower than
+  // kQLinearMinBlockCols unless N is.
+  int64_t want = column_blocks > 0 ? column_blocks
+                                   : std::max<int64_t>(1, std::min(cpu_threads(), n / kQLinearMinBlockCols));
+  want = std::max<int64_t>(1, std::min(want, (n + 15) / 16));
+  Layout& split = im.layouts[kSplit];
+  split.block_cols = std::max<int64_t>(1, ((n + want - 1) / want + 15) / 16 * 16);
+  split.blocks = n > 0 ? (n + split.block_cols - 1) / split.block_cols : 1;
 #ifdef FQVIT_WITH_ONEDNN
   const dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
-  impl_->onednn_isa = onednn_isa_name(isa);
-  impl_->onednn = onednn_int8_exact(isa);
-  if (impl_->onednn && k > 0 && n > 0) {
+  im.onednn_isa = onednn_isa_name(isa);
+  im.onednn = onednn_int8_exact(isa);
+  if (im.onednn && k > 0 && n > 0) {
     const OneOmpThread one;
-    using tag = dnnl::memory::format_tag;
-    const dnnl::memory::desc any({k, n}, dnnl::memory::data_type::s8, tag::any);
-    const auto pd = impl_->describe(kQLinearBlockRows, any);
-    impl_->impl_name = pd.impl_info_str();
-    dnnl::memory plain({{k, n}, dnnl::memory::data_type::s8, tag::ab}, impl_->engine, const_cast<int8_t*>(w));
-    impl_->weights = dnnl::memory(pd.weights_desc(), impl_->engine);
-    dnnl::stream s(impl_->engine);
-    dnnl::reorder(plain, impl_->weights).execute(s, plain, impl_->weights);
-    s.wait();
+    im.pack(split.blocks > 1 ? kSplit : kWhole);
+    if (split.blocks == 1) std::call_once(im.whole_once, [] {});  // kWhole is packed; kSplit is never used
   }
 #endif
 }
@@ -336,21 +422,29 @@ bool QLinearCpu::fits(const QLinearParams& p) const {
   return p.k == impl_->k && p.n == impl_->n && p.code == impl_->code;
 }
 
-void QLinearCpu::run(const uint8_t* x, const float* multiplier, const float* bias, uint8_t* y,
-                     const QLinearParams& p, int64_t row_begin, int64_t row_end, Isa isa) const {
-  impl_->run(x, multiplier, bias, y, p, row_begin, row_end, isa);
+int64_t QLinearCpu::items(const QLinearParams& p) const {
+  if (p.m <= 0 || p.n <= 0) return 0;
+  return impl_->item_count(p.m);
 }
 
-void QLinearCpu::run(const int8_t* x, const float* multiplier, const float* bias, int8_t* y, const QLinearParams& p,
-                     int64_t row_begin, int64_t row_end, Isa isa) const {
-  impl_->run(x, multiplier, bias, y, p, row_begin, row_end, isa);
+int64_t QLinearCpu::column_blocks() const { return impl_->layouts[kSplit].blocks; }
+
+void QLinearCpu::run_items(const uint8_t* x, const float* multiplier, const float* bias, uint8_t* y,
+                           const QLinearParams& p, int64_t item_begin, int64_t item_end, Isa isa) const {
+  impl_->run(x, multiplier, bias, y, p, item_begin, item_end, isa);
+}
+
+void QLinearCpu::run_items(const int8_t* x, const float* multiplier, const float* bias, int8_t* y,
+                           const QLinearParams& p, int64_t item_begin, int64_t item_end, Isa isa) const {
+  impl_->run(x, multiplier, bias, y, p, item_begin, item_end, isa);
 }
 
 std::string QLinearCpu::gemm_name(Isa isa) const {
   const std::string loop = std::string("portable loop (") + isa_name(isa) + ", ";
 #ifdef FQVIT_WITH_ONEDNN
   if (impl_->use_onednn(isa)) {
-    return "oneDNN " + (impl_->impl_name.empty() ? std::string("(empty W)") : impl_->impl_name);
+    const Layout& packed = impl_->layouts[impl_->layouts[kSplit].blocks > 1 ? kSplit : kWhole];  // the constructor's
+    return "oneDNN " + (packed.impl_name.empty() ? std::string("(empty W)") : packed.impl_name);
   }
   if (!impl_->onednn) {
     return loop + "oneDNN's ISA " + impl_->onednn_isa + " has no VNNI: its int8 GEMM would saturate)";

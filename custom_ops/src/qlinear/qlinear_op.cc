@@ -1,6 +1,6 @@
-// onnxruntime glue of com.fqvit::QLinear: checks the inputs, allocates the output, dispatches to the CPU kernel (row
-// blocks of kQLinearBlockRows on the intra-op pool, each a matmul into L2-resident accumulators plus the Requantize
-// epilogue) or the CUDA kernel (on the EP's stream).
+// onnxruntime glue of com.fqvit::QLinear: checks the inputs, allocates the output, dispatches to the CPU kernel (its
+// work items on the intra-op pool, each matmuls of row blocks against a column block of W into L2-resident
+// accumulators plus the Requantize epilogue) or the CUDA kernel (on the EP's stream).
 //
 // The CPU kernel packs W once: when W is a constant initializer (as the exporter writes it) onnxruntime hands it over
 // at kernel creation; a W fed at run time is packed on every run, since its contents may change under one address.
@@ -64,13 +64,10 @@ struct Kernel : KernelBase<Kernel, op::QLinear> {
     if (provider_ == Provider::kCpu) {
       packed = packed_ && packed_->fits(p) ? packed_ : std::make_shared<const QLinearCpu>(wd, p.k, p.n, code_);
     }
-    const int64_t rows = qlinear_block_rows(p.m);
-    const int64_t blocks = (p.m + rows - 1) / rows;
-    dispatch(ctx, blocks, 1, [&](void* stream) { return qlinear_cuda(xd, wd, m, b, y, p, stream); },
-             [&](int64_t begin, int64_t end) {
-               // run() splits its rows into blocks of at most kQLinearBlockRows: one block of `rows` per task here.
-               packed->run(xd, m, b, y, p, begin * rows, std::min(end * rows, p.m), isa_);
-             });
+    // CPU: one task per work item (a column block of W against a group of row blocks, qlinear.h).
+    const int64_t items = packed ? packed->items(p) : 1;
+    dispatch(ctx, items, 1, [&](void* stream) { return qlinear_cuda(xd, wd, m, b, y, p, stream); },
+             [&](int64_t begin, int64_t end) { packed->run_items(xd, m, b, y, p, begin, end, isa_); });
   }
 
  private:

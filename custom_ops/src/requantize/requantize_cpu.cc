@@ -165,4 +165,29 @@ void requantize_cpu(const int32_t* a, const float* multiplier, const float* bias
   }
 }
 
+void requantize_cpu_block(const int32_t* a, int64_t a_stride, const float* multiplier, const float* bias, uint8_t* y,
+                          int64_t y_stride, int64_t rows, int64_t cols, int64_t c0, const RequantizeParams& p,
+                          Isa isa) {
+  if (rows <= 0 || cols <= 0) return;
+  const bool mv = p.multiplier_size != 1, bv = p.bias_size != 1;
+  const SpanFn span = pick_span(isa, mv, bv);
+  const float* m = multiplier + (mv ? c0 : 0);
+  const float* b = bias + (bv ? c0 : 0);
+  for (int64_t r = 0; r < rows; ++r) span(a + r * a_stride, m, b, y + r * y_stride, cols, p.y_scale, p.y_zero_point);
+}
+
+void requantize_cpu_block(const int32_t* a, int64_t a_stride, const float* multiplier, const float* bias, int8_t* y,
+                          int64_t y_stride, int64_t rows, int64_t cols, int64_t c0, const RequantizeParams& p,
+                          Isa isa) {
+  RequantizeParams pu = p;
+  pu.y_zero_point += kCodeOffset;
+  pu.code = CodeType::kUint8;
+  uint8_t* yu = reinterpret_cast<uint8_t*>(y);
+  for (int64_t r = 0; r < rows; ++r) {  // row by row, so that the flip acts on bytes still in cache
+    requantize_cpu_block(a + r * a_stride, a_stride, multiplier, bias, yu + r * y_stride, y_stride, 1, cols, c0, pu,
+                         isa);
+    flip_codes(yu + r * y_stride, yu + r * y_stride, cols);
+  }
+}
+
 }  // namespace fqvit
