@@ -1270,6 +1270,15 @@ int main(int argc, char** argv) {
   lismm_case("ViT head", 2, 197, 197, 64, lis_codes(2 * 197, 197, 4), rand_u8(2 * 197 * 64), 4);
   lismm_case("bits 2", 3, 7, 49, 32, lis_codes(21, 49, 2), rand_u8(3 * 49 * 32), 2);
   lismm_case("random codes", 2, 11, 37, 40, rand_u8(2 * 11 * 37), rand_u8(2 * 37 * 40), 4);
+  // AVX-512 runs the hi part (codes 0..6 at 4 bits) per row over the groups of 4 keys that hold one, or as dense tiles
+  // when a quarter of the groups hold one: LIS codes take the first way, codes 0..15 drawn uniformly the second.
+  lismm_case("codes 0..15 (dense hi part)", 2, 70, 197, 64, rand_u8(2 * 70 * 197, 0, 15), rand_u8(2 * 197 * 64), 4);
+  lismm_case("codes 0..15, D=17", 1, 9, 61, 17, rand_u8(9 * 61, 0, 15), rand_u8(61 * 17), 4);
+  for (int bits : {1, 3}) {
+    lismm_case("bits " + std::to_string(bits), 2, 9, 45, 24, lis_codes(18, 45, bits), rand_u8(2 * 45 * 24), bits);
+    lismm_case("bits " + std::to_string(bits) + ", random codes", 1, 7, 33, 16, rand_u8(7 * 33, 0, 15),
+               rand_u8(33 * 16), bits);
+  }
   lismm_case("N=1", 2, 5, 1, 16, rand_u8(10, 0, 15), rand_u8(32), 4);
   lismm_case("N=0", 2, 5, 0, 16, {}, {}, 4);
   {

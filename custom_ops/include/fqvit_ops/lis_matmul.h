@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "fqvit_ops/common.h"
@@ -29,6 +30,21 @@ std::string lis_matmul_check(const LisMatMulParams& p);
 int64_t lis_matmul_cpu_items(const LisMatMulParams& p);
 void lis_matmul_cpu(const uint8_t* a, const uint8_t* v, uint8_t* y, const LisMatMulParams& p, int64_t item_begin,
                     int64_t item_end, Isa isa);
+// The kernel's buffers for a caller that runs it many times on one thread (LISAttention: once per block of query
+// rows), and the V its last call packed. A call with a v_key >= 0 equal to the key of the call that packed V (and the
+// same shapes, zero point and path) reuses the packing of the batch entry it packed last: the caller promises the same
+// V. Any other key packs V anew. Not thread-safe: one per thread.
+class LisMatMulScratch {
+ public:
+  LisMatMulScratch();
+  ~LisMatMulScratch();
+  LisMatMulScratch(const LisMatMulScratch&) = delete;
+  LisMatMulScratch& operator=(const LisMatMulScratch&) = delete;
+  struct Impl;
+  std::unique_ptr<Impl> impl;
+};
+void lis_matmul_cpu(const uint8_t* a, const uint8_t* v, uint8_t* y, const LisMatMulParams& p, int64_t item_begin,
+                    int64_t item_end, Isa isa, LisMatMulScratch& scratch, int64_t v_key);
 // int8 V and Y: the uint8 path on V ^ 0x80 (a copy per batch entry) with zero points + 128, Y ^ 0x80.
 void lis_matmul_cpu(const uint8_t* a, const int8_t* v, int8_t* y, const LisMatMulParams& p, int64_t item_begin,
                     int64_t item_end, Isa isa);

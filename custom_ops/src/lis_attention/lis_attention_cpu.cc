@@ -4,7 +4,7 @@
 //   2. acc = (q - zp) @ (k - zp)^T for the block's rows, exact int32 (below: "q k^T");
 //   3. logits = requantize_cpu(acc)      (src/requantize: the Requantize op's function, bias 0);
 //   4. codes  = log_int_softmax_cpu(...) (src/log_int_softmax, no mask);
-//   5. out    = lis_matmul_cpu(...)      (src/lis_matmul, one batch entry of the block's rows);
+//   5. out    = lis_matmul_cpu(...)      (src/lis_matmul, one batch entry of the block's rows; v packed once per head);
 //   6. out's rows written to Y[b, i, h * D ...] (flipped back for int8).
 // Steps 3-5 are the unfused ops' own functions on buffers of rows x N that stay in the core's cache, so the op gives
 // the bits of the unfused nodes by construction; what the fusion saves is the [B, heads, N, N] tensors in memory and
@@ -250,6 +250,9 @@ void run_items(const T* qkv, T* y, const LisAttentionParams& p, int64_t item_beg
   const int32_t z = p.qkv_zero_point + off;
   const int64_t n = p.tokens, d = p.head_dim;
   thread_local Scratch s;
+  // LISMatMul's buffers, and v as it packed it: v_key counts the heads this thread gathered, so a key names one v.
+  thread_local LisMatMulScratch mm_scratch;
+  thread_local int64_t v_key = 0;
   const float zero_bias = 0.0f;
   int64_t packed = -1;  // the head (b * heads + h) whose keys and values s holds in this call
   for (int64_t item = item_begin; item < item_end; ++item) {
@@ -259,6 +262,7 @@ void run_items(const T* qkv, T* y, const LisAttentionParams& p, int64_t item_beg
       pack_keys(qkv, p, it.b, it.h, z, s, isa);
       gather(qkv, p, it.b, it.h, 2, 0, n, v, d);
       packed = it.b * p.heads + it.h;
+      ++v_key;
     }
     int32_t* acc = Scratch::sized(s.acc, it.rows * n);
     qk(qkv, p, it, z, s, acc, isa);
@@ -294,7 +298,7 @@ void run_items(const T* qkv, T* y, const LisAttentionParams& p, int64_t item_beg
     mp.bits = p.bits;
     mp.code = CodeType::kUint8;
     uint8_t* out = Scratch::sized(s.out, it.rows * d);
-    lis_matmul_cpu(codes, v, out, mp, 0, lis_matmul_cpu_items(mp), isa);
+    lis_matmul_cpu(codes, v, out, mp, 0, lis_matmul_cpu_items(mp), isa, mm_scratch, v_key);
     // Step 6: the rows into Y [B, N, heads * D].
     for (int64_t r = 0; r < it.rows; ++r) {
       uint8_t* dst = reinterpret_cast<uint8_t*>(y + ((it.b * n + it.r0 + r) * p.heads + it.h) * d);
