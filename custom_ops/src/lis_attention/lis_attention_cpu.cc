@@ -180,6 +180,25 @@ FQVIT_TARGET_AVX512 void qk_vnni(const uint8_t* q, int64_t rows, int64_t dp, con
 }
 #endif
 
+#if FQVIT_HAS_X86
+// VNNI key packing of one key (uint8 codes krow, zero-padded to dp): its 4-byte words k'[4g .. 4g + 3] = k - 128 to
+// word g * np + j of kp; returns sum_d k.
+FQVIT_TARGET_AVX512 uint32_t pack_key_vnni(const uint8_t* krow, int64_t dp, int64_t np, int64_t j, int8_t* kp) {
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  __m512i sum = _mm512_setzero_si512();
+  alignas(64) uint32_t words[16];
+  for (int64_t e = 0; e < dp; e += 64) {
+    const int64_t left = dp - e;
+    const __mmask64 k = left >= 64 ? ~__mmask64(0) : (__mmask64(1) << left) - 1;
+    const __m512i x = _mm512_maskz_loadu_epi8(k, krow + e);
+    sum = _mm512_add_epi64(sum, _mm512_sad_epu8(x, _mm512_setzero_si512()));
+    _mm512_store_si512(words, _mm512_xor_si512(x, flip));
+    for (int64_t g = 0; g < std::min<int64_t>(16, left / 4); ++g) std::memcpy(kp + ((e / 4 + g) * np + j) * 4, &words[g], 4);
+  }
+  return static_cast<uint32_t>(_mm512_reduce_add_epi64(sum));
+}
+#endif
+
 // The head's keys for step 2, packed once per head (b, h) and reused by the items of that head in one call:
 // VNNI: k' = k - 128 as [dp / 4][np][4] and sum_d k per key; portable: k - z as int16 rows of dp.
 template <typename T>
@@ -187,26 +206,23 @@ void pack_keys(const T* qkv, const LisAttentionParams& p, int64_t b, int64_t h, 
   const int64_t n = p.tokens, d = p.head_dim, dp = padded_dim(p);
   uint8_t* krow = Scratch::sized(s.krow, dp);
   std::memset(krow, 0, static_cast<size_t>(dp));
+#if FQVIT_HAS_X86
   if (use_vnni(isa)) {
     const int64_t np = padded_keys(p);
     int8_t* kp = Scratch::sized(s.kp, dp / 4 * np * 4);
     int32_t* col = Scratch::sized(s.col, np);
     const uint32_t dz2 = static_cast<uint32_t>(d) * static_cast<uint32_t>(z * z);
-    for (int64_t j = 0; j < np; ++j) {
-      // Key j's 4-byte words k'[j, 4g .. 4g + 3] go to word g * np + j (keys past N: zero, correction 0).
-      if (j < n) gather(qkv, p, b, h, 1, j, 1, krow, dp);
-      uint32_t sum = 0;
-      for (int64_t e = 0; e < dp; ++e) sum += j < n ? krow[e] : 0;
-      for (int64_t g = 0; g < dp / 4; ++g) {
-        uint32_t word = 0x80808080u;  // padding keys: bytes 0x80 (k = 128), so k' = 0 after the flip
-        if (j < n) std::memcpy(&word, krow + g * 4, 4);
-        word ^= 0x80808080u;  // k - 128 in each byte
-        std::memcpy(kp + (g * np + j) * 4, &word, 4);
-      }
-      col[j] = j < n ? static_cast<int32_t>(dz2 - static_cast<uint32_t>(z) * sum) : 0;
+    for (int64_t j = 0; j < n; ++j) {
+      gather(qkv, p, b, h, 1, j, 1, krow, dp);  // bytes d .. dp stay zero
+      const uint32_t sum = pack_key_vnni(krow, dp, np, j, kp);
+      col[j] = static_cast<int32_t>(dz2 - static_cast<uint32_t>(z) * sum);
     }
+    // Keys past N (up to np): k' = 0 and no correction, so their results are 0 (and dropped).
+    for (int64_t g = 0; g < dp / 4; ++g) std::memset(kp + (g * np + n) * 4, 0, static_cast<size_t>((np - n) * 4));
+    for (int64_t j = n; j < np; ++j) col[j] = 0;
     return;
   }
+#endif
   int16_t* k16 = Scratch::sized(s.k16, n * dp);
   for (int64_t j = 0; j < n; ++j) {
     gather(qkv, p, b, h, 1, j, 1, krow, dp);

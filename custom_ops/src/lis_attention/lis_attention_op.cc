@@ -44,11 +44,13 @@ struct Kernel : KernelBase<Kernel, op::LISAttention> {
 
     T* y = output<T>(ctx, {p.batch, p.tokens, p.heads * p.head_dim});
     const T* x = qkv.as<T>();
-    // A task per head (b, h) where there are 12 or more of them (a head's items then pack its keys and values once;
-    // 12 tasks share 2-4 threads evenly), else a task per item (a block of query rows). The intra-op pool's size is
-    // not consulted: with many threads and few heads per task, some threads idle.
-    const int64_t items = lis_attention_cpu_items(p), batch_heads = p.batch * p.heads;
-    const int64_t grain = batch_heads >= 12 && items > 0 ? items / batch_heads : 1;
+    // A task per head (b, h) where the heads share the CPU threads (cpu_threads(), about the pool's size) evenly or
+    // are at least three per thread (a head's items then pack its keys and values once), else a task per item (a
+    // block of query rows), so that few heads still spread over many threads. deit_small at batch 1 (6 heads, 2
+    // threads): a task per head.
+    const int64_t items = lis_attention_cpu_items(p), batch_heads = p.batch * p.heads, threads = cpu_threads();
+    const bool per_head = batch_heads % threads == 0 || batch_heads >= 3 * threads;
+    const int64_t grain = per_head && items > 0 ? items / batch_heads : 1;
     dispatch(ctx, items, grain,
              [&](void* stream) { return lis_attention_cuda(x, y, p, stream); },
              [&](int64_t begin, int64_t end) { lis_attention_cpu(x, y, p, begin, end, isa_); });
