@@ -246,7 +246,7 @@ struct QLinearCpu::Impl {
     for (int64_t b = 0; b < l.blocks; ++b) {
       const int64_t c0 = l.col0(b), nc = l.cols(b, n);
       const dnnl::memory::desc any({k, nc}, dt::s8, dnnl::memory::format_tag::any);
-      const auto pd = describe(kQLinearBlockRows, nc, any);
+      const auto pd = describe(id == kSplit ? kQLinearColumnBlockRows : kQLinearBlockRows, nc, any);
       if (b == 0) l.impl_name = pd.impl_info_str();
       // The block's columns of W, dense [k, nc] (oneDNN's reorders that add its zero-point compensation read only a
       // dense source).
@@ -280,7 +280,11 @@ struct QLinearCpu::Impl {
   // than threads. Otherwise by rows (X is the larger one; the threads share its row blocks): an item is a row block
   // against all of W (kWhole).
   bool by_columns(int64_t m) const { return layouts[kSplit].blocks > 1 && m < n; }
-  int64_t row_blocks(int64_t m) const { return (m + qlinear_block_rows(m) - 1) / qlinear_block_rows(m); }
+  // Rows per block: kQLinearColumnBlockRows when cut by columns, else kQLinearBlockRows (qlinear.h).
+  int64_t block_rows(int64_t m) const {
+    return equal_block_rows(m, by_columns(m) ? kQLinearColumnBlockRows : kQLinearBlockRows);
+  }
+  int64_t row_blocks(int64_t m) const { return (m + block_rows(m) - 1) / block_rows(m); }
   int64_t groups(int64_t m) const {
     const int64_t want = (cpu_threads() + layouts[kSplit].blocks - 1) / layouts[kSplit].blocks;
     return std::max<int64_t>(1, std::min(row_blocks(m), want));
@@ -352,7 +356,7 @@ struct QLinearCpu::Impl {
   void run(const T* x, const float* multiplier, const float* bias, T* y, const QLinearParams& p, int64_t item_begin,
            int64_t item_end, Isa isa) {
     if (p.m <= 0 || n == 0) return;
-    const int64_t rows = qlinear_block_rows(p.m), rb_count = row_blocks(p.m), g = groups(p.m);
+    const int64_t rows = block_rows(p.m), rb_count = row_blocks(p.m), g = groups(p.m);
     const bool columns = by_columns(p.m);
     item_begin = std::max<int64_t>(item_begin, 0);
     item_end = std::min(item_end, item_count(p.m));
