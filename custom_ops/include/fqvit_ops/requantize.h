@@ -30,11 +30,15 @@ void requantize_cpu(const int32_t* a, const float* multiplier, const float* bias
 
 // A block of `rows` x `cols` elements whose rows lie a_stride (A) and y_stride (Y) elements apart, column i being
 // channel c0 + i of the multiplier and bias (p: their sizes, y_scale, y_zero_point; numel and n are not read). The
-// same per-element arithmetic as requantize_cpu; QLinear's epilogue on a block of rows and output channels.
-void requantize_cpu_block(const int32_t* a, int64_t a_stride, const float* multiplier, const float* bias, uint8_t* y,
-                          int64_t y_stride, int64_t rows, int64_t cols, int64_t c0, const RequantizeParams& p, Isa isa);
-void requantize_cpu_block(const int32_t* a, int64_t a_stride, const float* multiplier, const float* bias, int8_t* y,
-                          int64_t y_stride, int64_t rows, int64_t cols, int64_t c0, const RequantizeParams& p, Isa isa);
+// same per-element arithmetic as requantize_cpu, on A[r, i] - col_offset[i] when col_offset is given (wrapping int32:
+// the caller's offset must leave the exact accumulator, which lies in int32). QLinear's epilogue on a block of rows and
+// output channels; its offset is the zero-point term x_zero_point * sum_k W[k, n].
+void requantize_cpu_block(const int32_t* a, int64_t a_stride, const int32_t* col_offset, const float* multiplier,
+                          const float* bias, uint8_t* y, int64_t y_stride, int64_t rows, int64_t cols, int64_t c0,
+                          const RequantizeParams& p, Isa isa);
+void requantize_cpu_block(const int32_t* a, int64_t a_stride, const int32_t* col_offset, const float* multiplier,
+                          const float* bias, int8_t* y, int64_t y_stride, int64_t rows, int64_t cols, int64_t c0,
+                          const RequantizeParams& p, Isa isa);
 
 // CUDA: everything, device pointers (multiplier and bias included). Returns a cudaError_t value.
 int requantize_cuda(const int32_t* a, const float* multiplier, const float* bias, uint8_t* y,

@@ -1,9 +1,11 @@
 // com.fqvit::QLinear on the CPU (docs/ops.md Sec. 5, fused ops), one block of rows and output channels at a time:
 //   1. acc = (X_block - x_zero_point) @ W_columns   into the block's int32 accumulators (at most kQLinearBlockRows x
 //      the column block's width, in L2): oneDNN's int8 matmul (u8 or s8 source, s8 weights packed once per column
-//      block, s32 destination, the zero point a run-time attribute) where it is exact, else the portable loop (int32,
+//      block, s32 destination) on the codes, X_block @ W_columns, where it is exact, else the portable loop (int32,
 //      exact everywhere; see "Which matmul" below);
-//   2. Y_block = Requantize(acc)   requantize_cpu_block of src/requantize (the Requantize op's per-element spans).
+//   2. Y_block = Requantize(acc)   requantize_cpu_block of src/requantize (the Requantize op's per-element spans),
+//      which after oneDNN first subtracts x_zero_point * sum_k W[k, n] (wrapping int32, exact as the result lies in
+//      int32). Without oneDNN's run-time zero point the whole model ran 3-5% faster (deit_small, AMX Xeon).
 //
 // Work items (qlinear.h): item = (column block j, group g of row blocks), j = item / groups. With one item per thread
 // each core multiplies every row by its own columns only: at deit_small's shapes on 2 cores of an AMX Xeon, oneDNN's
@@ -30,6 +32,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -214,6 +217,9 @@ struct QLinearCpu::Impl {
   int64_t kp = 0;  // k rounded up to kPortableKAlign
   CodeType code = CodeType::kUint8;
   std::vector<int8_t> wt;  // W transposed, [n, kp], zero-padded: the portable loop's (a column block: rows of it)
+  std::vector<int32_t> colsum;  // sum_k W[k, n] per output channel (oneDNN path's zero-point term)
+  std::shared_ptr<const std::vector<int32_t>> zp_term;  // zero_point_term's last result (guarded by mutex)
+  int32_t zp_term_zp = 0;
   // kWhole: one block of all N columns (items by rows); kSplit: the column blocks of items by columns (as many blocks
   // as kWhole when N is too narrow to split, and then never used). oneDNN's packing of kSplit is made by the
   // constructor, that of kWhole by the first call that cuts by rows (whole_once), so a model run only at one kind
@@ -230,11 +236,10 @@ struct QLinearCpu::Impl {
   dnnl::matmul::primitive_desc describe(int64_t rows, int64_t cols, const dnnl::memory::desc& weights_desc) const {
     using dt = dnnl::memory::data_type;
     using tag = dnnl::memory::format_tag;
-    dnnl::primitive_attr attr;
-    attr.set_zero_points_mask(DNNL_ARG_SRC, 0);  // one run-time zero point for all of X
+    // No zero point: oneDNN computes X @ W on the codes, the epilogue subtracts x_zero_point * colsum (see run).
     const dnnl::memory::desc src({rows, k}, code == CodeType::kInt8 ? dt::s8 : dt::u8, tag::ab);
     const dnnl::memory::desc dst({rows, cols}, dt::s32, tag::ab);
-    return dnnl::matmul::primitive_desc(engine, src, weights_desc, dst, attr);
+    return dnnl::matmul::primitive_desc(engine, src, weights_desc, dst);
   }
 
   // Packs every block of layout `id` for oneDNN, from wt (caller holds OneOmpThread).
@@ -301,6 +306,20 @@ struct QLinearCpu::Impl {
 #endif
   }
 
+  // zp * colsum per output channel (wrapping int32), made once per zero point (an exported model's is a constant).
+  std::shared_ptr<const std::vector<int32_t>> zero_point_term(int32_t zp) {
+    const std::lock_guard<std::mutex> lock(mutex);
+    if (!zp_term || zp_term_zp != zp) {
+      auto term = std::make_shared<std::vector<int32_t>>(static_cast<size_t>(n));
+      for (int64_t c = 0; c < n; ++c) {
+        (*term)[c] = static_cast<int32_t>(static_cast<uint32_t>(zp) * static_cast<uint32_t>(colsum[c]));
+      }
+      zp_term = std::move(term);
+      zp_term_zp = zp;
+    }
+    return zp_term;
+  }
+
   std::unique_ptr<Worker> acquire(LayoutId layout, int64_t block, int64_t rows) {
     {
       const std::lock_guard<std::mutex> lock(mutex);
@@ -325,7 +344,8 @@ struct QLinearCpu::Impl {
     idle.push_back(std::move(worker));
   }
 
-  // acc = (x - zp) @ W[:, the worker's column block] for worker.rows rows of x (row-major, K columns).
+  // acc = (x - zp) @ W[:, the worker's column block] for worker.rows rows of x (row-major, K columns); with oneDNN
+  // acc = x @ W instead, and the epilogue subtracts zp * colsum.
   template <typename T>
   void matmul(Worker& worker, const T* x, int32_t x_zero_point, Isa isa) const {
     if (k == 0) {
@@ -336,13 +356,10 @@ struct QLinearCpu::Impl {
 #ifdef FQVIT_WITH_ONEDNN
     if (use_onednn(isa)) {
       if (!worker.has_matmul) make_matmul(worker);
-      int32_t zp = x_zero_point;
-      const dnnl::memory zp_mem({{1}, dnnl::memory::data_type::s32, dnnl::memory::format_tag::x}, engine, &zp);
       worker.src.set_data_handle(const_cast<T*>(x));
       worker.matmul.execute(worker.stream, {{DNNL_ARG_SRC, worker.src},
                                             {DNNL_ARG_WEIGHTS, l.weights[worker.block]},
-                                            {DNNL_ARG_DST, worker.dst},
-                                            {DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC, zp_mem}});
+                                            {DNNL_ARG_DST, worker.dst}});
       worker.stream.wait();
       return;
     }
@@ -368,12 +385,17 @@ struct QLinearCpu::Impl {
     const LayoutId id = columns ? kSplit : kWhole;
     const Layout& l = layouts[id];
     const RequantizeParams epilogue = qlinear_epilogue(p, rows);
+    // oneDNN multiplies the codes themselves: sum_k (x - zp) w = sum_k x w - zp colsum, the second term subtracted by
+    // the epilogue in wrapping int32 (exact: the result lies in int32, |.| <= 32640 K).
+    std::shared_ptr<const std::vector<int32_t>> zp_term;
+    if (use_onednn(isa) && k > 0) zp_term = zero_point_term(p.x_zero_point);
     // Row block rb against column block cb of layout id.
     auto block = [&](int64_t rb, int64_t cb) {
       const int64_t r0 = rb * rows, r = std::min(rows, p.m - r0), c0 = l.col0(cb), nc = l.cols(cb, n);
       std::unique_ptr<Worker> worker = acquire(id, cb, r);
       matmul(*worker, x + r0 * k, p.x_zero_point, isa);
-      requantize_cpu_block(worker->acc.data(), nc, multiplier, bias, y + r0 * n + c0, n, r, nc, c0, epilogue, isa);
+      requantize_cpu_block(worker->acc.data(), nc, zp_term ? zp_term->data() + c0 : nullptr, multiplier, bias,
+                           y + r0 * n + c0, n, r, nc, c0, epilogue, isa);
       release(std::move(worker));
     };
     for (int64_t item = item_begin; item < item_end; ++item) {
@@ -395,8 +417,12 @@ QLinearCpu::QLinearCpu(const int8_t* w, int64_t k, int64_t n, CodeType code, int
   im.code = code;
   im.kp = (k + kPortableKAlign - 1) / kPortableKAlign * kPortableKAlign;
   im.wt.assign(static_cast<size_t>(n * im.kp), 0);
+  im.colsum.assign(static_cast<size_t>(n), 0);
   for (int64_t kk = 0; kk < k; ++kk) {
-    for (int64_t j = 0; j < n; ++j) im.wt[j * im.kp + kk] = w[kk * n + j];
+    for (int64_t j = 0; j < n; ++j) {
+      im.wt[j * im.kp + kk] = w[kk * n + j];
+      im.colsum[j] += w[kk * n + j];  // |.| <= 128 K: int32
+    }
   }
   im.layouts[kWhole].block_cols = std::max<int64_t>(n, 1);
   im.layouts[kWhole].blocks = 1;

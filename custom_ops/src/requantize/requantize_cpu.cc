@@ -39,71 +39,85 @@ std::string requantize_check(const RequantizeParams& p) {
 
 namespace {
 
-// One span of consecutive channels: a[i], m[MV ? i : 0], b[BV ? i : 0] -> y[i] for i < len.
-using SpanFn = void (*)(const int32_t*, const float*, const float*, uint8_t*, int64_t, float, int32_t);
+// One span of consecutive channels: a[i] (minus off[i] when OFF), m[MV ? i : 0], b[BV ? i : 0] -> y[i] for i < len.
+// The offset is subtracted in wrapping int32 arithmetic (QLinear's zero-point term: the difference is the exact
+// accumulator, which lies in int32, so the wrap gives it exactly).
+using SpanFn = void (*)(const int32_t*, const int32_t*, const float*, const float*, uint8_t*, int64_t, float, int32_t);
 
-template <bool MV, bool BV>
-void span_scalar(const int32_t* a, const float* m, const float* b, uint8_t* y, int64_t len, float ys, int32_t zp) {
+template <bool OFF>
+inline int32_t minus(const int32_t* a, const int32_t* off, int64_t i) {
+  return OFF ? static_cast<int32_t>(static_cast<uint32_t>(a[i]) - static_cast<uint32_t>(off[i])) : a[i];
+}
+
+template <bool MV, bool BV, bool OFF>
+void span_scalar(const int32_t* a, const int32_t* off, const float* m, const float* b, uint8_t* y, int64_t len,
+                 float ys, int32_t zp) {
   for (int64_t i = 0; i < len; ++i) {
-    y[i] = requantize_one(a[i], m[MV ? i : 0], b[BV ? i : 0], ys, zp);
+    y[i] = requantize_one(minus<OFF>(a, off, i), m[MV ? i : 0], b[BV ? i : 0], ys, zp);
   }
 }
 
 #if FQVIT_HAS_X86
 // --- AVX2 ------------------------------------------------------------------------------------------------------------
 
-template <bool MV, bool BV>
-FQVIT_TARGET_AVX2 inline __m256i requant8_avx2(const int32_t* a, const float* m, const float* b, __m256 ms, __m256 bs,
-                                               __m256 ysv, __m256i zpv) {
-  __m256 t = _mm256_cvtepi32_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a)));
+template <bool MV, bool BV, bool OFF>
+FQVIT_TARGET_AVX2 inline __m256i requant8_avx2(const int32_t* a, const int32_t* off, const float* m, const float* b,
+                                               __m256 ms, __m256 bs, __m256 ysv, __m256i zpv) {
+  __m256i acc = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a));
+  if (OFF) acc = _mm256_sub_epi32(acc, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(off)));
+  __m256 t = _mm256_cvtepi32_ps(acc);
   t = _mm256_mul_ps(t, MV ? _mm256_loadu_ps(m) : ms);
   t = _mm256_add_ps(t, BV ? _mm256_loadu_ps(b) : bs);
   return quantize_u8_x8(t, ysv, zpv);
 }
 
-template <bool MV, bool BV>
-FQVIT_TARGET_AVX2 void span_avx2(const int32_t* a, const float* m, const float* b, uint8_t* y, int64_t len, float ys,
-                                 int32_t zp) {
+template <bool MV, bool BV, bool OFF>
+FQVIT_TARGET_AVX2 void span_avx2(const int32_t* a, const int32_t* off, const float* m, const float* b, uint8_t* y,
+                                 int64_t len, float ys, int32_t zp) {
   const __m256 ysv = _mm256_set1_ps(ys), ms = _mm256_set1_ps(m[0]), bs = _mm256_set1_ps(b[0]);
   const __m256i zpv = _mm256_set1_epi32(zp);
   const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
   int64_t i = 0;
   // 32 lanes per iteration: four vectors of int32 in 0..255 packed to bytes (saturating packs are exact here).
   for (; i + 32 <= len; i += 32) {
-    const __m256i q0 = requant8_avx2<MV, BV>(a + i, m + (MV ? i : 0), b + (BV ? i : 0), ms, bs, ysv, zpv);
-    const __m256i q1 = requant8_avx2<MV, BV>(a + i + 8, m + (MV ? i + 8 : 0), b + (BV ? i + 8 : 0), ms, bs, ysv, zpv);
-    const __m256i q2 =
-        requant8_avx2<MV, BV>(a + i + 16, m + (MV ? i + 16 : 0), b + (BV ? i + 16 : 0), ms, bs, ysv, zpv);
-    const __m256i q3 =
-        requant8_avx2<MV, BV>(a + i + 24, m + (MV ? i + 24 : 0), b + (BV ? i + 24 : 0), ms, bs, ysv, zpv);
+    __m256i q[4];
+    for (int v = 0; v < 4; ++v) {
+      const int64_t e = i + 8 * v;
+      q[v] = requant8_avx2<MV, BV, OFF>(a + e, off + (OFF ? e : 0), m + (MV ? e : 0), b + (BV ? e : 0), ms, bs, ysv,
+                                        zpv);
+    }
     // packs work within 128-bit lanes: w01 = [q0lo q1lo | q0hi q1hi], bytes = [q0lo q1lo q2lo q3lo | q0hi ...]
     // in dwords of 4 bytes; the dword permutation restores element order.
-    const __m256i w01 = _mm256_packs_epi32(q0, q1), w23 = _mm256_packs_epi32(q2, q3);
+    const __m256i w01 = _mm256_packs_epi32(q[0], q[1]), w23 = _mm256_packs_epi32(q[2], q[3]);
     const __m256i bytes = _mm256_packus_epi16(w01, w23);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), _mm256_permutevar8x32_epi32(bytes, order));
   }
   for (; i < len; ++i) {
-    y[i] = requantize_one(a[i], m[MV ? i : 0], b[BV ? i : 0], ys, zp);
+    y[i] = requantize_one(minus<OFF>(a, off, i), m[MV ? i : 0], b[BV ? i : 0], ys, zp);
   }
 }
 
 // --- AVX-512 (F, BW, VL, DQ) --------------------------------------------------------------------------------------
 
-template <bool MV, bool BV>
-FQVIT_TARGET_AVX512 void span_avx512(const int32_t* a, const float* m, const float* b, uint8_t* y, int64_t len,
-                                     float ys, int32_t zp) {
+template <bool MV, bool BV, bool OFF>
+FQVIT_TARGET_AVX512 void span_avx512(const int32_t* a, const int32_t* off, const float* m, const float* b, uint8_t* y,
+                                     int64_t len, float ys, int32_t zp) {
   const __m512 ysv = _mm512_set1_ps(ys), ms = _mm512_set1_ps(m[0]), bs = _mm512_set1_ps(b[0]);
   const __m512i zpv = _mm512_set1_epi32(zp);
   int64_t i = 0;
   for (; i + 16 <= len; i += 16) {
-    __m512 t = _mm512_cvtepi32_ps(_mm512_loadu_si512(a + i));
+    __m512i acc = _mm512_loadu_si512(a + i);
+    if (OFF) acc = _mm512_sub_epi32(acc, _mm512_loadu_si512(off + i));
+    __m512 t = _mm512_cvtepi32_ps(acc);
     t = _mm512_mul_ps(t, MV ? _mm512_loadu_ps(m + i) : ms);
     t = _mm512_add_ps(t, BV ? _mm512_loadu_ps(b + i) : bs);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i), _mm512_cvtepi32_epi8(quantize_u8_x16(t, ysv, zpv)));
   }
   if (i < len) {  // masked tail: lanes past len load zeros and are not stored
     const __mmask16 k = static_cast<__mmask16>((1u << (len - i)) - 1u);
-    __m512 t = _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(k, a + i));
+    __m512i acc = _mm512_maskz_loadu_epi32(k, a + i);
+    if (OFF) acc = _mm512_sub_epi32(acc, _mm512_maskz_loadu_epi32(k, off + i));
+    __m512 t = _mm512_cvtepi32_ps(acc);
     t = _mm512_mul_ps(t, MV ? _mm512_maskz_loadu_ps(k, m + i) : ms);
     t = _mm512_add_ps(t, BV ? _mm512_maskz_loadu_ps(k, b + i) : bs);
     _mm512_mask_cvtepi32_storeu_epi8(y + i, k, quantize_u8_x16(t, ysv, zpv));
@@ -111,19 +125,19 @@ FQVIT_TARGET_AVX512 void span_avx512(const int32_t* a, const float* m, const flo
 }
 #endif  // FQVIT_HAS_X86
 
-SpanFn pick_span(Isa isa, bool mv, bool bv) {
+template <bool MV, bool BV, bool OFF>
+SpanFn span_for(Isa isa) {
 #if FQVIT_HAS_X86
-  if (isa == Isa::kAvx512) {
-    return mv ? (bv ? &span_avx512<true, true> : &span_avx512<true, false>)
-              : (bv ? &span_avx512<false, true> : &span_avx512<false, false>);
-  }
-  if (isa == Isa::kAvx2) {
-    return mv ? (bv ? &span_avx2<true, true> : &span_avx2<true, false>)
-              : (bv ? &span_avx2<false, true> : &span_avx2<false, false>);
-  }
+  if (isa == Isa::kAvx512) return &span_avx512<MV, BV, OFF>;
+  if (isa == Isa::kAvx2) return &span_avx2<MV, BV, OFF>;
 #endif
-  return mv ? (bv ? &span_scalar<true, true> : &span_scalar<true, false>)
-            : (bv ? &span_scalar<false, true> : &span_scalar<false, false>);
+  return &span_scalar<MV, BV, OFF>;
+}
+
+template <bool OFF>
+SpanFn pick_span(Isa isa, bool mv, bool bv) {
+  return mv ? (bv ? span_for<true, true, OFF>(isa) : span_for<true, false, OFF>(isa))
+            : (bv ? span_for<false, true, OFF>(isa) : span_for<false, false, OFF>(isa));
 }
 
 }  // namespace
@@ -135,15 +149,15 @@ void requantize_cpu(const int32_t* a, const float* multiplier, const float* bias
   if (begin >= end || p.n <= 0) return;
   // A one-element multiplier/bias is broadcast (also when N = 1, where both readings agree).
   const bool mv = p.multiplier_size != 1, bv = p.bias_size != 1;
-  const SpanFn span = pick_span(isa, mv, bv);
+  const SpanFn span = pick_span<false>(isa, mv, bv);
   if (!mv && !bv) {
-    span(a + begin, multiplier, bias, y + begin, end - begin, p.y_scale, p.y_zero_point);
+    span(a + begin, nullptr, multiplier, bias, y + begin, end - begin, p.y_scale, p.y_zero_point);
     return;
   }
   for (int64_t i = begin; i < end;) {
     const int64_t col = i % p.n;
     const int64_t len = std::min<int64_t>(p.n - col, end - i);
-    span(a + i, multiplier + (mv ? col : 0), bias + (bv ? col : 0), y + i, len, p.y_scale, p.y_zero_point);
+    span(a + i, nullptr, multiplier + (mv ? col : 0), bias + (bv ? col : 0), y + i, len, p.y_scale, p.y_zero_point);
     i += len;
   }
 }
@@ -165,27 +179,29 @@ void requantize_cpu(const int32_t* a, const float* multiplier, const float* bias
   }
 }
 
-void requantize_cpu_block(const int32_t* a, int64_t a_stride, const float* multiplier, const float* bias, uint8_t* y,
-                          int64_t y_stride, int64_t rows, int64_t cols, int64_t c0, const RequantizeParams& p,
-                          Isa isa) {
+void requantize_cpu_block(const int32_t* a, int64_t a_stride, const int32_t* col_offset, const float* multiplier,
+                          const float* bias, uint8_t* y, int64_t y_stride, int64_t rows, int64_t cols, int64_t c0,
+                          const RequantizeParams& p, Isa isa) {
   if (rows <= 0 || cols <= 0) return;
   const bool mv = p.multiplier_size != 1, bv = p.bias_size != 1;
-  const SpanFn span = pick_span(isa, mv, bv);
+  const SpanFn span = col_offset != nullptr ? pick_span<true>(isa, mv, bv) : pick_span<false>(isa, mv, bv);
   const float* m = multiplier + (mv ? c0 : 0);
   const float* b = bias + (bv ? c0 : 0);
-  for (int64_t r = 0; r < rows; ++r) span(a + r * a_stride, m, b, y + r * y_stride, cols, p.y_scale, p.y_zero_point);
+  for (int64_t r = 0; r < rows; ++r) {
+    span(a + r * a_stride, col_offset, m, b, y + r * y_stride, cols, p.y_scale, p.y_zero_point);
+  }
 }
 
-void requantize_cpu_block(const int32_t* a, int64_t a_stride, const float* multiplier, const float* bias, int8_t* y,
-                          int64_t y_stride, int64_t rows, int64_t cols, int64_t c0, const RequantizeParams& p,
-                          Isa isa) {
+void requantize_cpu_block(const int32_t* a, int64_t a_stride, const int32_t* col_offset, const float* multiplier,
+                          const float* bias, int8_t* y, int64_t y_stride, int64_t rows, int64_t cols, int64_t c0,
+                          const RequantizeParams& p, Isa isa) {
   RequantizeParams pu = p;
   pu.y_zero_point += kCodeOffset;
   pu.code = CodeType::kUint8;
   uint8_t* yu = reinterpret_cast<uint8_t*>(y);
   for (int64_t r = 0; r < rows; ++r) {  // row by row, so that the flip acts on bytes still in cache
-    requantize_cpu_block(a + r * a_stride, a_stride, multiplier, bias, yu + r * y_stride, y_stride, 1, cols, c0, pu,
-                         isa);
+    requantize_cpu_block(a + r * a_stride, a_stride, col_offset, multiplier, bias, yu + r * y_stride, y_stride, 1,
+                         cols, c0, pu, isa);
     flip_codes(yu + r * y_stride, yu + r * y_stride, cols);
   }
 }
