@@ -162,8 +162,10 @@ def build_variants(name: str, workdir: Path) -> tuple[dict[str, Path], np.ndarra
 SPINNING = {"session.intra_op.allow_spinning": "1", "session.force_spinning_stop": "1"}
 
 
-def make_session(path: Path, variant: str, threads: int, profile_prefix: Path | None = None) -> ort.InferenceSession:
-    """``fqvit_export.deploy.session.Session``'s options (``SPINNING`` among them) and one inter-op thread."""
+def make_session(path: Path, variant: str, threads: int, profile_prefix: Path | None = None,
+                 library: Path | None = None) -> ort.InferenceSession:
+    """``fqvit_export.deploy.session.Session``'s options (``SPINNING`` among them) and one inter-op thread;
+    ``library``: the kernel library of ``fqvit_lib`` (default: the installed one)."""
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
@@ -172,7 +174,7 @@ def make_session(path: Path, variant: str, threads: int, profile_prefix: Path | 
     if variant.startswith("fqvit"):
         so.add_session_config_entry("session.disable_quant_qdq", "1")  # as Session does, for bit-exact residual adds
     if variant == "fqvit_lib":
-        so.register_custom_ops_library(str(custom_ops_library()))
+        so.register_custom_ops_library(str(library or custom_ops_library()))
     if profile_prefix is not None:
         so.enable_profiling = True
         so.profile_file_prefix = str(profile_prefix)
