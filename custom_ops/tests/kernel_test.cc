@@ -665,8 +665,9 @@ void ql_cuts(const std::string& name, const std::vector<T>& x, const std::vector
     });
     ql.run_items(x.data(), m.data(), b.data(), y.data(), p, 0, half, static_cast<fqvit::Isa>(isa));
     second.join();
-    check("QLinear " + name + " in " + std::to_string(ql.column_blocks()) + " column blocks, " +
-              std::to_string(items) + " items [" + fqvit_cpu_isa_name(isa) + "]",
+    check("QLinear " + name + ", W in " + std::to_string(ql.column_blocks()) + " column blocks, " +
+              std::to_string(items) + (rows < n ? " items by columns [" : " items by rows [") +
+              fqvit_cpu_isa_name(isa) + "]",
           y, want, 0);
   }
 }

@@ -28,8 +28,8 @@ struct QLinearParams {
 
 std::string qlinear_check(const QLinearParams& p);
 
-// The epilogue of `rows` rows of the output: Requantize's parameters, so that the CPU kernel runs requantize_cpu on
-// each block of accumulators.
+// The epilogue of `rows` rows of the output: Requantize's parameters, so that the CPU kernel runs requantize_cpu_block
+// on each block of accumulators.
 RequantizeParams qlinear_epilogue(const QLinearParams& p, int64_t rows);
 
 // Rows of X per matmul call: a block's int32 accumulators (at most kQLinearBlockRows x its columns) stay in the core's
@@ -44,19 +44,23 @@ constexpr int64_t kQLinearColumnBlockRows = 32;
 // Output channels per column block are at least this many (the width below which a oneDNN call stops paying).
 constexpr int64_t kQLinearMinBlockCols = 64;
 
-// The CPU kernel of one weight: W cut into column blocks (equal, multiples of 16 channels) and each block packed once,
-// transposed for the portable loop and, when the library is built with oneDNN (FQVIT_WITH_ONEDNN) and oneDNN's int8
-// matmul is exact on this CPU (VNNI or AMX, see qlinear_cpu.cc), into oneDNN's layout; plus a pool of accumulator
-// blocks (with their oneDNN primitives), one per concurrent caller, so that no primitive runs on two threads at once.
+// The CPU kernel of one weight: W transposed for the portable loop and, when the library is built with oneDNN
+// (FQVIT_WITH_ONEDNN) and oneDNN's int8 matmul is exact on this CPU (VNNI or AMX, see qlinear_cpu.cc), packed into
+// oneDNN's layout; plus a pool of accumulator blocks (with their oneDNN primitives), one per concurrent caller, so that
+// no primitive runs on two threads at once.
 //
-// Work items: one per (column block, group of row blocks), column block first. By default there are as many column
-// blocks as CPU threads (cpu_threads(), fewer when N is narrow), so with one item per thread each core reads only its
-// share of W, which then stays in its L2 cache from one row block to the next; the rows are split as well only when
-// there are fewer column blocks than threads. run_items() is thread-safe; each call computes its items on the calling
-// thread (oneDNN's own OpenMP threads held to one), block by block: the matmul of at most kQLinearBlockRows rows into
-// the block's accumulators, then the epilogue into Y. The matmul is oneDNN's only on the Isa::kAvx512 path of a CPU
-// where oneDNN's is exact; every other path runs the portable int32 loop, so every path and every cut gives the same
-// bits.
+// Work items cut the work one of two ways, by the shape of the call:
+//  * by columns, when X has fewer rows than W has columns (batch 1 in a ViT: W is the larger operand): W is cut into
+//    column blocks (equal, multiples of 16 channels, at least kQLinearMinBlockCols wide), by default as many as CPU
+//    threads (cpu_threads()), and an item is a column block against a group of row blocks of kQLinearColumnBlockRows
+//    rows (one group per column block unless there are fewer blocks than threads). With one item per thread each
+//    core reads only its share of W, which stays in its L2 cache from one row block to the next;
+//  * by rows otherwise: an item is one row block of kQLinearBlockRows rows against all of W.
+// oneDNN's packing of the column blocks is made by the constructor, that of the whole W by the first call cut by rows.
+// run_items() is thread-safe; each call computes its items on the calling thread (oneDNN's own OpenMP threads held to
+// one), block by block: the matmul into the block's accumulators, then the epilogue into Y. The matmul is oneDNN's
+// only on the Isa::kAvx512 path of a CPU where oneDNN's is exact; every other path runs the portable int32 loop, so
+// every path and every cut gives the same bits.
 class QLinearCpu {
  public:
   // Packs w (int8 [k, n], row-major) for X of code type `code`, in `column_blocks` column blocks (0: the default

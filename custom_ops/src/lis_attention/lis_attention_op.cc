@@ -48,12 +48,13 @@ struct Kernel : KernelBase<Kernel, op::LISAttention> {
     // are at least three per thread (a head's items then pack its keys and values once), else a task per item (a
     // block of query rows), so that few heads still spread over many threads. deit_small at batch 1 (6 heads, 2
     // threads): a task per head.
+    // Per head, the units handed out are heads (so that no chunk splits one), each covering its items.
     const int64_t items = lis_attention_cpu_items(p), batch_heads = p.batch * p.heads, threads = cpu_threads();
-    const bool per_head = batch_heads % threads == 0 || batch_heads >= 3 * threads;
-    const int64_t grain = per_head && items > 0 ? items / batch_heads : 1;
-    dispatch(ctx, items, grain,
+    const bool per_head = items > 0 && (batch_heads % threads == 0 || batch_heads >= 3 * threads);
+    const int64_t unit = per_head ? items / batch_heads : 1;  // items per unit
+    dispatch(ctx, items / unit, 1,
              [&](void* stream) { return lis_attention_cuda(x, y, p, stream); },
-             [&](int64_t begin, int64_t end) { lis_attention_cpu(x, y, p, begin, end, isa_); });
+             [&](int64_t begin, int64_t end) { lis_attention_cpu(x, y, p, begin * unit, end * unit, isa_); });
   }
 };
 

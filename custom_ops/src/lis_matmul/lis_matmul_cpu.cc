@@ -30,7 +30,7 @@ std::string lis_matmul_check(const LisMatMulParams& p) {
 
 namespace {
 
-constexpr int64_t kRowsPerItem = 64;  // rows of A per work item (V is repacked once per item)
+constexpr int64_t kRowsPerItem = 64;  // rows of A per work item (V is packed once per batch entry and call)
 constexpr int64_t kColAlign = 16;     // the repacked V is padded to a multiple of 16 columns
 constexpr int kTileRows = 6;          // rows per GEMM tile
 
@@ -38,7 +38,7 @@ struct Scratch {
   std::vector<int16_t> vp;    // V - zp as int16 pairs along N: vp[(p * dp + d) * 2 + i] = V[2p + i, d] - zp
   std::vector<int8_t> vq;     // AVX-512: V - 128 as s8 quads along N: vq[(g * dp + d) * 4 + i] = V[4g + i, d] - 128
   std::vector<uint8_t> lo, hi;        // AVX-512: per row of the item, byte weights (bytes_per_row each)
-  std::vector<int32_t> active;        // AVX-512: per row, the groups of 4 keys with a hi weight (n4 each)
+  std::vector<int32_t> active;        // AVX-512: per row, the groups of 4 keys with a hi weight (bytes_per_row / 4)
   std::vector<int64_t> n_active, lo_sum, hi_sum;  // AVX-512: per row
   std::vector<uint32_t> wp;   // per row: w(A[2p]) | w(A[2p + 1]) << 16
   std::vector<int32_t> acc;   // int32 accumulators of a tile of rows, dp columns each
@@ -548,8 +548,9 @@ void lis_matmul_cpu(const uint8_t* a, const uint8_t* v, uint8_t* y, const LisMat
   held.v_zero_point = p.v_zero_point;
   held.isa = isa;
   if (!same_v) held.batch = -1;
-  if (isa != Isa::kAvx512) s.vp.resize(static_cast<size_t>(std::max<int64_t>(g.n2 * g.dp * 2, 1)));
-  if (isa != Isa::kAvx512) s.wp.resize(static_cast<size_t>(std::max<int64_t>(kRowsPerItem * g.wstride, 1)));
+  const bool bytes = FQVIT_HAS_X86 && isa == Isa::kAvx512;  // the AVX-512 VNNI body (byte weights) runs the items
+  if (!bytes) s.vp.resize(static_cast<size_t>(std::max<int64_t>(g.n2 * g.dp * 2, 1)));
+  if (!bytes) s.wp.resize(static_cast<size_t>(std::max<int64_t>(kRowsPerItem * g.wstride, 1)));
   s.acc.resize(static_cast<size_t>(kTileRows * g.dp));
   s.safe.reserve(kRowsPerItem);
   int64_t& repacked_batch = held.batch;

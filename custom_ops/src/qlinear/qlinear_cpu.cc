@@ -242,17 +242,20 @@ struct QLinearCpu::Impl {
     return dnnl::matmul::primitive_desc(engine, src, weights_desc, dst);
   }
 
-  // Packs every block of layout `id` for oneDNN, from wt (caller holds OneOmpThread).
+  // Packs every block of layout `id` for oneDNN, from wt (caller holds OneOmpThread). The layout's weights are set
+  // only once all blocks are packed, so a packing that throws leaves none (and call_once lets a later run retry).
   void pack(LayoutId id) {
     Layout& l = layouts[id];
     using dt = dnnl::memory::data_type;
     dnnl::stream s(engine);
     std::vector<int8_t> dense;
+    std::vector<dnnl::memory> packed;
+    std::string impl_name;
     for (int64_t b = 0; b < l.blocks; ++b) {
       const int64_t c0 = l.col0(b), nc = l.cols(b, n);
       const dnnl::memory::desc any({k, nc}, dt::s8, dnnl::memory::format_tag::any);
       const auto pd = describe(id == kSplit ? kQLinearColumnBlockRows : kQLinearBlockRows, nc, any);
-      if (b == 0) l.impl_name = pd.impl_info_str();
+      if (b == 0) impl_name = pd.impl_info_str();
       // The block's columns of W, dense [k, nc] (oneDNN's reorders that add its zero-point compensation read only a
       // dense source).
       dense.resize(static_cast<size_t>(k * nc));
@@ -260,10 +263,12 @@ struct QLinearCpu::Impl {
         for (int64_t j = 0; j < nc; ++j) dense[kk * nc + j] = wt[(c0 + j) * kp + kk];
       }
       dnnl::memory plain({{k, nc}, dt::s8, dnnl::memory::format_tag::ab}, engine, dense.data());
-      l.weights.emplace_back(pd.weights_desc(), engine);
-      dnnl::reorder(plain, l.weights.back()).execute(s, plain, l.weights.back());
+      packed.emplace_back(pd.weights_desc(), engine);
+      dnnl::reorder(plain, packed.back()).execute(s, plain, packed.back());
       s.wait();
     }
+    l.weights = std::move(packed);
+    l.impl_name = std::move(impl_name);
   }
 
   // The worker's primitive for its block of rows (caller holds OneOmpThread).

@@ -62,7 +62,8 @@ struct Kernel : KernelBase<Kernel, op::QLinear> {
     if (p.m == 0 || p.n == 0) return;
     std::shared_ptr<const QLinearCpu> packed;
     if (provider_ == Provider::kCpu) {
-      packed = packed_ && packed_->fits(p) ? packed_ : std::make_shared<const QLinearCpu>(wd, p.k, p.n, code_);
+      // A W fed at run time is packed for this run only: one column block, so that it is packed once.
+      packed = packed_ && packed_->fits(p) ? packed_ : std::make_shared<const QLinearCpu>(wd, p.k, p.n, code_, 1);
     }
     // CPU: one task per work item (a column block of W against a group of row blocks, qlinear.h).
     const int64_t items = packed ? packed->items(p) : 1;
