@@ -1271,9 +1271,21 @@ int main(int argc, char** argv) {
   lismm_case("ViT head", 2, 197, 197, 64, lis_codes(2 * 197, 197, 4), rand_u8(2 * 197 * 64), 4);
   lismm_case("bits 2", 3, 7, 49, 32, lis_codes(21, 49, 2), rand_u8(3 * 49 * 32), 2);
   lismm_case("random codes", 2, 11, 37, 40, rand_u8(2 * 11 * 37), rand_u8(2 * 37 * 40), 4);
-  // AVX-512 runs the hi part (codes 0..6 at 4 bits) per row over the groups of 4 keys that hold one, or as dense tiles
-  // when a quarter of the groups hold one: LIS codes take the first way, codes 0..15 drawn uniformly the second.
-  lismm_case("codes 0..15 (dense hi part)", 2, 70, 197, 64, rand_u8(2 * 70 * 197, 0, 15), rand_u8(2 * 197 * 64), 4);
+  // AVX-512 runs an item on byte weights when at most 1 in 32 of its codes is below 7 (at 4 bits), those few per row
+  // over the groups of 4 keys that hold one; other items on int16 weights. Codes 7..15 with a couple below 7 per row
+  // take the first way, codes 0..15 drawn uniformly the second.
+  for (int64_t d : {64, 17, 130}) {
+    for (int64_t n : {197, 61}) {
+      const int64_t m = 70;
+      std::vector<u8> a = rand_u8(2 * m * n, 7, 15);
+      for (int64_t r = 0; r < 2 * m; ++r) {
+        for (int i = 0; i < 2 - static_cast<int>(r % 3); ++i) a[r * n + rand_int(0, n - 1)] = static_cast<u8>(rand_int(0, 6));
+      }
+      lismm_case("codes 7..15, a few below 7 (byte weights) N=" + std::to_string(n) + " D=" + std::to_string(d), 2, m,
+                 n, d, a, rand_u8(2 * n * d), 4);
+    }
+  }
+  lismm_case("codes 0..15 (int16 weights)", 2, 70, 197, 64, rand_u8(2 * 70 * 197, 0, 15), rand_u8(2 * 197 * 64), 4);
   lismm_case("codes 0..15, D=17", 1, 9, 61, 17, rand_u8(9 * 61, 0, 15), rand_u8(61 * 17), 4);
   for (int bits : {1, 3}) {
     lismm_case("bits " + std::to_string(bits), 2, 9, 45, 24, lis_codes(18, 45, bits), rand_u8(2 * 45 * 24), bits);

@@ -1,9 +1,9 @@
 // com.fqvit::LISMatMul on the CPU (docs/ops.md Sec. 4). Step numbers in the comments are those of Sec. 4.
 //
-// Step 2 is an integer GEMM. Scalar and AVX2: codes become int16 weights w(k) = 2^(14 - k) (0 for the zero code),
-// V - zp becomes int16, and pairs along N are multiplied and summed into int32 lanes (vpmaddwd). AVX-512 VNNI: byte
-// weights and vpdpbusd (four u8 x s8 products into an int32 lane, twice the work per instruction of the int16 pairs),
-// see "AVX-512 VNNI" below. int32 accumulation is exact for a row whose weight sum W satisfies W * max|V - zp| <=
+// Step 2 is an integer GEMM. Codes become int16 weights w(k) = 2^(14 - k) (0 for the zero code), V - zp becomes
+// int16, and pairs along N are multiplied and summed into int32 lanes (vpmaddwd; AVX-512 VNNI: vpdpwssd). On AVX-512
+// VNNI an item whose codes are almost all 7 or more (at 4 bits; item_uses_bytes) runs on byte weights and vpdpbusd
+// instead (four u8 x s8 products into an int32 lane, twice the work per instruction), see "byte weights" below. int32 accumulation is exact for a row whose weight sum W satisfies W * max|V - zp| <=
 // 2^31 - 1 (always true for codes produced by LogIntSoftmax, see Sec. 4); any other row is accumulated in int64. The
 // result of step 2 is the same integer on every path, and step 3 is the same float32 sequence, so all paths agree
 // bit for bit.
@@ -42,7 +42,6 @@ struct Scratch {
   std::vector<int64_t> n_active, lo_sum, hi_sum;  // AVX-512: per row
   std::vector<uint32_t> wp;   // per row: w(A[2p]) | w(A[2p + 1]) << 16
   std::vector<int32_t> acc;   // int32 accumulators of a tile of rows, dp columns each
-  std::vector<int32_t> acc_hi;  // AVX-512: the same for the hi part when it runs as dense tiles
   std::vector<int64_t> acc64; // int64 accumulators of one row
   std::vector<int64_t> safe;  // rows of the item whose int32 accumulation is exact
 };
@@ -248,6 +247,106 @@ FQVIT_TARGET_AVX2 void output_row_avx2(const int32_t* acc, const LisMatMulParams
   output_row_scalar(acc, p, y, d);
 }
 
+// --- AVX-512 VNNI: int16 weights and vpdpwssd, 6 rows x 64 columns per tile ----------------------------------------
+// The body for items with many hi codes (see item_uses_bytes), where the byte weights would need two dense passes.
+
+template <int R, int J>
+FQVIT_TARGET_AVX512 void tile_avx512(const uint32_t* const* wp, const Geometry& g, const int16_t* vp, int64_t col0,
+                                     int32_t* const* acc) {
+  // Accumulators stay in registers only when every loop over r and j is unrolled (GCC keeps the array otherwise).
+  __m512i s[R][J];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+    for (int j = 0; j < J; ++j) s[r][j] = _mm512_setzero_si512();
+  }
+  const uint32_t* w[R];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) w[r] = wp[r];
+  const int16_t* v = vp + col0 * 2;
+  const int64_t step = g.dp * 2;
+  for (int64_t pr = 0; pr < g.n2; ++pr, v += step) {
+    __m512i vv[J];
+#pragma GCC unroll 4
+    for (int j = 0; j < J; ++j) vv[j] = _mm512_loadu_si512(v + 32 * j);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const __m512i b = _mm512_set1_epi32(static_cast<int32_t>(w[r][pr]));
+#pragma GCC unroll 4
+      for (int j = 0; j < J; ++j) s[r][j] = _mm512_dpwssd_epi32(s[r][j], b, vv[j]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+    for (int j = 0; j < J; ++j) _mm512_storeu_si512(acc[r] + col0 + 16 * j, s[r][j]);
+  }
+}
+
+template <int R>
+FQVIT_TARGET_AVX512 void gemm_rows_avx512(const uint32_t* const* wp, const Geometry& g, const int16_t* vp,
+                                          int32_t* const* acc) {
+  int64_t c = 0;
+  for (; c + 64 <= g.dp; c += 64) tile_avx512<R, 4>(wp, g, vp, c, acc);
+  switch ((g.dp - c) / 16) {
+    case 3: tile_avx512<R, 3>(wp, g, vp, c, acc); break;
+    case 2: tile_avx512<R, 2>(wp, g, vp, c, acc); break;
+    case 1: tile_avx512<R, 1>(wp, g, vp, c, acc); break;
+    default: break;
+  }
+}
+
+// Repack of V (see repack_v), 16 columns per iteration: each int32 lane holds the pair
+// (V[2p, d] - zp, V[2p+1, d] - zp).
+FQVIT_TARGET_AVX512 void repack_v_avx512(const uint8_t* v, const LisMatMulParams& p, const Geometry& g, int16_t* vp) {
+  const __m512i zp_pair = _mm512_set1_epi32(p.v_zero_point * 0x10001);
+  const __m512i zp_low = _mm512_set1_epi32(p.v_zero_point);
+  for (int64_t pr = 0; pr < g.n2; ++pr) {
+    int16_t* dst = vp + pr * g.dp * 2;
+    const uint8_t* r0 = v + (2 * pr) * p.d;
+    const bool has_r1 = 2 * pr + 1 < p.n;
+    for (int64_t d = 0; d < g.dp; d += 16) {
+      const int64_t left = p.d - d;
+      const __mmask16 k = left >= 16 ? static_cast<__mmask16>(0xFFFF)
+                                     : (left <= 0 ? 0 : static_cast<__mmask16>((1u << left) - 1u));
+      __m512i x = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(k, r0 + d));
+      if (has_r1) {
+        x = _mm512_or_si512(x, _mm512_slli_epi32(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(k, r0 + p.d + d)), 16));
+        x = _mm512_maskz_sub_epi16(static_cast<__mmask32>(_pdep_u32(k, 0x55555555u) * 3u), x, zp_pair);
+      } else {
+        x = _mm512_maskz_sub_epi32(k, x, zp_low);
+        x = _mm512_and_si512(x, _mm512_set1_epi32(0xFFFF));
+      }
+      _mm512_storeu_si512(dst + 2 * d, x);
+    }
+  }
+}
+
+// Step 1 for one row, 32 codes per iteration: int16 weights 2^(14 - k) (0 for k >= Z and beyond N) are already the
+// packed pairs. Returns the weight sum.
+FQVIT_TARGET_AVX512 int64_t pack_weights_avx512(const uint8_t* a, int64_t n, int zero_code, uint32_t* wp) {
+  const __m512i one = _mm512_set1_epi16(1), fourteen = _mm512_set1_epi16(kLisValueShift);
+  const __m512i zc = _mm512_set1_epi16(static_cast<int16_t>(zero_code));
+  __m512i sum = _mm512_setzero_si512();
+  int64_t total = 0;
+  int64_t iter = 0;
+  for (int64_t j = 0; j < n; j += 32) {
+    const int64_t left = n - j;
+    const __mmask32 k = left >= 32 ? ~__mmask32(0) : static_cast<__mmask32>((1u << left) - 1u);
+    const __m512i c = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(k, a + j));
+    const __mmask32 live = k & _mm512_cmplt_epu16_mask(c, zc);
+    const __m512i w = _mm512_maskz_sllv_epi16(live, one, _mm512_sub_epi16(fourteen, c));
+    _mm512_storeu_si512(wp + j / 2, w);  // wp has room for whole 32-code blocks
+    sum = _mm512_add_epi32(sum, _mm512_madd_epi16(w, one));
+    if (++iter == 4096) {  // lanes stay below 2^27: flush long before they could overflow
+      total += _mm512_reduce_add_epi32(sum);
+      sum = _mm512_setzero_si512();
+      iter = 0;
+    }
+  }
+  return total + _mm512_reduce_add_epi32(sum);
+}
+
 FQVIT_TARGET_AVX512 void output_row_avx512(const int32_t* acc, const LisMatMulParams& p, uint8_t* y) {
   const __m512 vs = _mm512_set1_ps(p.v_scale), two_m14 = _mm512_set1_ps(0x1p-14f), ys = _mm512_set1_ps(p.y_scale);
   const __m512i yzp = _mm512_set1_epi32(p.y_zero_point);
@@ -270,7 +369,7 @@ FQVIT_TARGET_AVX512 void output_row_avx512(const int32_t* acc, const LisMatMulPa
 // both 0 for k >= Z. Both fit unsigned bytes, and V' = V - 128 fits a signed byte, so vpdpbusd multiplies them four
 // keys at a time, and sum_n lo_n (V_n - zp) = sum_n lo_n V'_n + (128 - zp) sum_n lo_n (the same for hi). The lo part
 // runs over every group of 4 keys; hi is non-zero only where p >= 2^-(e0 - 6.5) (at 4 bits 1.1 %, a few keys of a
-// row), so the hi part runs over the groups of 4 keys that hold one. Everything is wrapping int32 arithmetic (sums,
+// row in the items that come here), so the hi part runs over the groups of 4 keys that hold one. Everything is wrapping int32 arithmetic (sums,
 // products, shifts left), and for the rows that get here |acc| <= W max|V - zp| <= 2^31 - 1, so acc is exact.
 
 // V' quads: vq[(g * dp + d) * 4 + i] = V[4g + i, d] ^ 0x80 (as s8: V - 128), 0 past N and past D. 16 columns of 4
@@ -332,7 +431,7 @@ FQVIT_TARGET_AVX512 int64_t byte_weights_avx512(const uint8_t* a, int64_t n, con
   return count;
 }
 
-// Step 2 on byte weights (the lo part, or a dense hi part), R rows x 16 J columns from column col0:
+// Step 2 on byte weights (the lo part), R rows x 16 J columns from column col0:
 // acc[r][col0 ..] = sum over every group of w . V'.
 template <int R, int J>
 FQVIT_TARGET_AVX512 void tile_bytes_avx512(const uint8_t* const* lo, const Geometry& g, const int8_t* vq, int64_t col0,
@@ -389,26 +488,64 @@ void gemm_bytes(int rows, const uint8_t* const* lo, const Geometry& g, const int
   }
 }
 
-// The rest of step 2 for one row: the hi part (hi_acc, already summed by the dense tiles, or else summed here over
-// the row's active groups), both zero-point terms, and the scale 2^(14 - e0):
+// The rest of step 2 for one row, J vectors of 16 columns from col0: the hi part over the row's active groups (J
+// independent accumulators, so that the vpdpbusd chains overlap), both zero-point terms, and the scale 2^(14 - e0):
 // acc = ((lo . V' + c_lo) + ((hi . V' + c_hi) << 7)) << shift, all wrapping int32.
-FQVIT_TARGET_AVX512 void finish_row_avx512(int32_t* acc, const int32_t* hi_acc, const uint8_t* hi, const int32_t* active,
-                                           int64_t n_active, const Geometry& g, const int8_t* vq, int32_t c_lo,
-                                           int32_t c_hi, int shift) {
-  const __m512i clo = _mm512_set1_epi32(c_lo), chi = _mm512_set1_epi32(c_hi);
-  for (int64_t col0 = 0; col0 < g.dp; col0 += 16) {
-    __m512i h = chi;
-    if (hi_acc != nullptr) h = _mm512_add_epi32(h, _mm512_loadu_si512(hi_acc + col0));
-    for (int64_t i = 0; hi_acc == nullptr && i < n_active; ++i) {
-      const int64_t q = active[i];
-      int32_t word;
-      std::memcpy(&word, hi + 4 * q, 4);
-      h = _mm512_dpbusd_epi32(h, _mm512_set1_epi32(word), _mm512_loadu_si512(vq + (q * g.dp + col0) * 4));
-    }
-    __m512i x = _mm512_add_epi32(_mm512_loadu_si512(acc + col0), clo);
-    x = _mm512_add_epi32(x, _mm512_slli_epi32(h, 7));
-    _mm512_storeu_si512(acc + col0, _mm512_sll_epi32(x, _mm_cvtsi32_si128(shift)));
+template <int J>
+FQVIT_TARGET_AVX512 void finish_cols_avx512(int32_t* acc, const uint8_t* hi, const int32_t* active, int64_t n_active,
+                                            const Geometry& g, const int8_t* vq, int64_t col0, __m512i clo,
+                                            __m512i chi, int shift) {
+  __m512i h[J];
+#pragma GCC unroll 4
+  for (int j = 0; j < J; ++j) h[j] = chi;
+  for (int64_t i = 0; i < n_active; ++i) {
+    const int64_t q = active[i];
+    int32_t word;
+    std::memcpy(&word, hi + 4 * q, 4);
+    const __m512i b = _mm512_set1_epi32(word);
+    const int8_t* v = vq + (q * g.dp + col0) * 4;
+#pragma GCC unroll 4
+    for (int j = 0; j < J; ++j) h[j] = _mm512_dpbusd_epi32(h[j], b, _mm512_loadu_si512(v + 64 * j));
   }
+#pragma GCC unroll 4
+  for (int j = 0; j < J; ++j) {
+    __m512i x = _mm512_add_epi32(_mm512_loadu_si512(acc + col0 + 16 * j), clo);
+    x = _mm512_add_epi32(x, _mm512_slli_epi32(h[j], 7));
+    _mm512_storeu_si512(acc + col0 + 16 * j, _mm512_sll_epi32(x, _mm_cvtsi32_si128(shift)));
+  }
+}
+
+FQVIT_TARGET_AVX512 void finish_row_avx512(int32_t* acc, const uint8_t* hi, const int32_t* active, int64_t n_active,
+                                           const Geometry& g, const int8_t* vq, int32_t c_lo, int32_t c_hi, int shift) {
+  const __m512i clo = _mm512_set1_epi32(c_lo), chi = _mm512_set1_epi32(c_hi);
+  int64_t c = 0;
+  for (; c + 64 <= g.dp; c += 64) finish_cols_avx512<4>(acc, hi, active, n_active, g, vq, c, clo, chi, shift);
+  switch ((g.dp - c) / 16) {
+    case 3: finish_cols_avx512<3>(acc, hi, active, n_active, g, vq, c, clo, chi, shift); break;
+    case 2: finish_cols_avx512<2>(acc, hi, active, n_active, g, vq, c, clo, chi, shift); break;
+    case 1: finish_cols_avx512<1>(acc, hi, active, n_active, g, vq, c, clo, chi, shift); break;
+    default: break;
+  }
+}
+
+// Whether an item runs on byte weights: when at most 1 in kHiCodesPerByteItem of its codes is a hi code (k < e0 - 7,
+// a probability of at least 2^-6.5 at 4 bits), so that the hi part stays sparse. Otherwise the int16 weights and
+// vpdpwssd cost less. 64 rows of a ViT head (N = 197, D = 64), one thread of the AMX Xeon, ad-hoc harness: bytes
+// 6.3 us against int16 7.8 us with no hi code, 7.1 against 7.4 with 4 per row (2 %), 8.4 against 7.4 with 15 per row;
+// the two meet near 6 per row (3 %). Below 4 bits there are no hi codes.
+constexpr int64_t kHiCodesPerByteItem = 32;
+
+FQVIT_TARGET_AVX512 bool item_uses_bytes(const uint8_t* codes, int64_t count, const Geometry& g) {
+  const int e0 = g.zero_code - 1;
+  if (e0 - 7 <= 0) return true;
+  const __m512i first_lo = _mm512_set1_epi8(static_cast<char>(e0 - 7));  // codes below this are hi codes
+  int64_t hi = 0;
+  for (int64_t j = 0; j < count; j += 64) {
+    const int64_t left = count - j;
+    const __mmask64 k = left >= 64 ? ~__mmask64(0) : (__mmask64(1) << left) - 1;
+    hi += __builtin_popcountll(_mm512_mask_cmplt_epu8_mask(k, _mm512_maskz_loadu_epi8(k, codes + j), first_lo));
+  }
+  return hi * kHiCodesPerByteItem <= count;
 }
 
 // One work item (rows m0 .. m1 of a batch entry) on the AVX-512 VNNI path, V' already in s.vq.
@@ -449,42 +586,42 @@ FQVIT_TARGET_AVX512 void item_avx512(const uint8_t* ab, const uint8_t* vb, uint8
       output_row_scalar(s.acc64.data(), p, yb + m * p.d);  // step 3
     }
   }
-  // The hi part runs sparsely (per row, over its active groups) unless the rows hold more than a quarter of their
-  // groups active on average (no real attention does; uniform random codes do): then as dense tiles, as lo does.
-  int64_t total_active = 0;
-  for (const int64_t m : s.safe) total_active += s.n_active[m - m0];
-  const bool dense_hi = 4 * total_active > static_cast<int64_t>(s.safe.size()) * g.n4;
-  if (dense_hi) s.acc_hi.resize(static_cast<size_t>(kTileRows * g.dp));
+  // The hi part runs per row over its active groups (item_uses_bytes keeps them few).
   for (size_t i = 0; i < s.safe.size(); i += kTileRows) {
     const int n_rows = static_cast<int>(std::min<size_t>(kTileRows, s.safe.size() - i));
     const uint8_t* lrows[kTileRows];
-    const uint8_t* hrows[kTileRows];
     int32_t* arows[kTileRows];
-    int32_t* harows[kTileRows];
     for (int t = 0; t < n_rows; ++t) {
       lrows[t] = s.lo.data() + (s.safe[i + t] - m0) * g.bytes_per_row;
-      hrows[t] = s.hi.data() + (s.safe[i + t] - m0) * g.bytes_per_row;
       arows[t] = s.acc.data() + t * g.dp;
-      harows[t] = dense_hi ? s.acc_hi.data() + t * g.dp : nullptr;
     }
     gemm_bytes(n_rows, lrows, g, s.vq.data(), arows);
-    if (dense_hi) gemm_bytes(n_rows, hrows, g, s.vq.data(), harows);
     for (int t = 0; t < n_rows; ++t) {
       const int64_t r = s.safe[i + t] - m0;
       const int32_t c_lo = static_cast<int32_t>(static_cast<uint32_t>(zp_term) * static_cast<uint32_t>(s.lo_sum[r]));
       const int32_t c_hi = static_cast<int32_t>(static_cast<uint32_t>(zp_term) * static_cast<uint32_t>(s.hi_sum[r]));
-      finish_row_avx512(arows[t], harows[t], hrows[t], s.active.data() + r * (g.bytes_per_row / 4), s.n_active[r], g,
-                        s.vq.data(), c_lo, c_hi, shift);
+      finish_row_avx512(arows[t], s.hi.data() + r * g.bytes_per_row, s.active.data() + r * (g.bytes_per_row / 4),
+                        s.n_active[r], g, s.vq.data(), c_lo, c_hi, shift);
       output_row_avx512(arows[t], p, yb + s.safe[i + t] * p.d);
     }
   }
 }
 #endif  // FQVIT_HAS_X86
 
-// Step 2 for up to 6 rows whose int32 accumulation is exact (scalar and AVX2 paths).
+// Step 2 on int16 weights for up to 6 rows whose int32 accumulation is exact.
 void gemm_rows(int rows, const uint32_t* const* wp, const Geometry& g, const int16_t* vp, int32_t* const* acc,
                Isa isa) {
 #if FQVIT_HAS_X86
+  if (isa == Isa::kAvx512) {
+    switch (rows) {
+      case 6: gemm_rows_avx512<6>(wp, g, vp, acc); return;
+      case 5: gemm_rows_avx512<5>(wp, g, vp, acc); return;
+      case 4: gemm_rows_avx512<4>(wp, g, vp, acc); return;
+      case 3: gemm_rows_avx512<3>(wp, g, vp, acc); return;
+      case 2: gemm_rows_avx512<2>(wp, g, vp, acc); return;
+      default: gemm_rows_avx512<1>(wp, g, vp, acc); return;
+    }
+  }
   if (isa == Isa::kAvx2) {
     for (int r0 = 0; r0 < rows; r0 += 4) {
       switch (std::min(4, rows - r0)) {
@@ -519,6 +656,7 @@ struct LisMatMulScratch::Impl {
   Scratch s;
   // What s.vq / s.vp hold: V of batch entry `batch` of the call with key `key`, for these shapes and path.
   int64_t key = -1, batch = -1, n = -1, d = -1;
+  int64_t vp_batch = -1;  // the batch entry s.vp holds (AVX-512: s.vq is `batch`'s)
   int32_t v_zero_point = 0;
   Isa isa = Isa::kScalar;
 };
@@ -547,13 +685,9 @@ void lis_matmul_cpu(const uint8_t* a, const uint8_t* v, uint8_t* y, const LisMat
   held.d = p.d;
   held.v_zero_point = p.v_zero_point;
   held.isa = isa;
-  if (!same_v) held.batch = -1;
-  const bool bytes = FQVIT_HAS_X86 && isa == Isa::kAvx512;  // the AVX-512 VNNI body (byte weights) runs the items
-  if (!bytes) s.vp.resize(static_cast<size_t>(std::max<int64_t>(g.n2 * g.dp * 2, 1)));
-  if (!bytes) s.wp.resize(static_cast<size_t>(std::max<int64_t>(kRowsPerItem * g.wstride, 1)));
+  if (!same_v) held.batch = held.vp_batch = -1;
   s.acc.resize(static_cast<size_t>(kTileRows * g.dp));
   s.safe.reserve(kRowsPerItem);
-  int64_t& repacked_batch = held.batch;
   for (int64_t item = item_begin; item < item_end; ++item) {
     const int64_t b = item / blocks;
     const int64_t m0 = (item % blocks) * kRowsPerItem, m1 = std::min(p.m, m0 + kRowsPerItem);
@@ -561,19 +695,22 @@ void lis_matmul_cpu(const uint8_t* a, const uint8_t* v, uint8_t* y, const LisMat
     const uint8_t* vb = v + b * p.n * p.d;
     uint8_t* yb = y + b * p.m * p.d;
 #if FQVIT_HAS_X86
-    if (isa == Isa::kAvx512) {
-      if (b != repacked_batch) {
+    if (isa == Isa::kAvx512 && item_uses_bytes(ab + m0 * p.n, (m1 - m0) * p.n, g)) {
+      if (b != held.batch) {
         s.vq.resize(static_cast<size_t>(std::max<int64_t>(g.n4 * g.dp * 4, 1)));
         repack_v_quads_avx512(vb, p, g, s.vq.data());
-        repacked_batch = b;
+        held.batch = b;
       }
       item_avx512(ab, vb, yb, p, g, m0, m1, s);
       continue;
     }
 #endif
-    if (b != repacked_batch) {
+    if (b != held.vp_batch) {
+      s.vp.resize(static_cast<size_t>(std::max<int64_t>(g.n2 * g.dp * 2, 1)));
 #if FQVIT_HAS_X86
-      if (isa == Isa::kAvx2) {
+      if (isa == Isa::kAvx512) {
+        repack_v_avx512(vb, p, g, s.vp.data());
+      } else if (isa == Isa::kAvx2) {
         repack_v_avx2(vb, p, g, s.vp.data());
       } else {
         repack_v(vb, p, g, s.vp.data());
@@ -581,15 +718,17 @@ void lis_matmul_cpu(const uint8_t* a, const uint8_t* v, uint8_t* y, const LisMat
 #else
       repack_v(vb, p, g, s.vp.data());
 #endif
-      repacked_batch = b;
+      held.vp_batch = b;
     }
+    s.wp.resize(static_cast<size_t>(std::max<int64_t>(kRowsPerItem * g.wstride, 1)));
     // Step 1 (weights) and the exactness bound of step 2 per row.
     s.safe.clear();
     for (int64_t m = m0; m < m1; ++m) {
       uint32_t* wrow = s.wp.data() + (m - m0) * g.wstride;
 #if FQVIT_HAS_X86
-      const int64_t wsum = isa == Isa::kAvx2 ? pack_weights_avx2(ab + m * p.n, p.n, g, wrow)
-                                             : pack_weights(ab + m * p.n, p.n, g, wrow);
+      const int64_t wsum = isa == Isa::kAvx512 ? pack_weights_avx512(ab + m * p.n, p.n, g.zero_code, wrow)
+                           : isa == Isa::kAvx2 ? pack_weights_avx2(ab + m * p.n, p.n, g, wrow)
+                                               : pack_weights(ab + m * p.n, p.n, g, wrow);
 #else
       const int64_t wsum = pack_weights(ab + m * p.n, p.n, g, wrow);
 #endif
