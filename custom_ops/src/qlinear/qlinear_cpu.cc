@@ -222,8 +222,8 @@ struct QLinearCpu::Impl {
   int32_t zp_term_zp = 0;
   // kWhole: one block of all N columns (items by rows); kSplit: the column blocks of items by columns (as many blocks
   // as kWhole when N is too narrow to split, and then never used). oneDNN's packing of kSplit is made by the
-  // constructor, that of kWhole by the first call that cuts by rows (whole_once), so a model run only at one kind
-  // of batch holds one packed copy of W.
+  // constructor, that of kWhole by the first call that cuts by rows (whole_once): a model run only at small batches
+  // holds one packed copy of W, one run at large batches two.
   Layout layouts[2];
   std::once_flag whole_once;
   std::mutex mutex;
