@@ -56,7 +56,7 @@ constexpr int64_t kQLinearMinBlockCols = 64;
 //    rows (one group per column block unless there are fewer blocks than threads). With one item per thread each
 //    core reads only its share of W, which stays in its L2 cache from one row block to the next;
 //  * by rows otherwise: an item is one row block of kQLinearBlockRows rows against all of W.
-// oneDNN's packing of the column blocks is made by the constructor, that of the whole W by the first call cut by rows.
+// oneDNN's packing of the column blocks, and that of the whole W, is made by the first call that cuts that way.
 // run_items() is thread-safe; each call computes its items on the calling thread (oneDNN's own OpenMP threads held to
 // one), block by block: the matmul into the block's accumulators, then the epilogue into Y. The matmul is oneDNN's
 // only on the Isa::kAvx512 path of a CPU where oneDNN's is exact; every other path runs the portable int32 loop, so

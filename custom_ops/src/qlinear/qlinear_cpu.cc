@@ -203,7 +203,6 @@ struct Layout {
   int64_t block_cols = 0, blocks = 0;
 #ifdef FQVIT_WITH_ONEDNN
   std::vector<dnnl::memory> weights;  // per block, in the layout of its full-block primitive (reordered once)
-  std::string impl_name;
 #endif
   int64_t col0(int64_t block) const { return block * block_cols; }
   int64_t cols(int64_t block, int64_t n) const { return std::min(n, col0(block) + block_cols) - col0(block); }
@@ -221,17 +220,17 @@ struct QLinearCpu::Impl {
   std::shared_ptr<const std::vector<int32_t>> zp_term;  // zero_point_term's last result (guarded by mutex)
   int32_t zp_term_zp = 0;
   // kWhole: one block of all N columns (items by rows); kSplit: the column blocks of items by columns (as many blocks
-  // as kWhole when N is too narrow to split, and then never used). oneDNN's packing of kSplit is made by the
-  // constructor, that of kWhole by the first call that cuts by rows (whole_once): a model run only at small batches
-  // holds one packed copy of W, one run at large batches two.
+  // as kWhole when N is too narrow to split, and then never used). oneDNN's packing of each is made by the first
+  // call that cuts that way (packed_once), so that a model run at one kind of batch holds one packed copy of W.
   Layout layouts[2];
-  std::once_flag whole_once;
+  std::once_flag packed_once[2];
   std::mutex mutex;
   std::vector<std::unique_ptr<Worker>> idle;  // guarded by mutex
 #ifdef FQVIT_WITH_ONEDNN
   bool onednn = false;     // (b): oneDNN's effective ISA has VNNI or AMX (then W is also packed for it)
   std::string onednn_isa;  // that ISA's name, for gemm_name
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  std::string impl_name;  // the implementation oneDNN picks for a full block, for gemm_name
 
   dnnl::matmul::primitive_desc describe(int64_t rows, int64_t cols, const dnnl::memory::desc& weights_desc) const {
     using dt = dnnl::memory::data_type;
@@ -250,12 +249,10 @@ struct QLinearCpu::Impl {
     dnnl::stream s(engine);
     std::vector<int8_t> dense;
     std::vector<dnnl::memory> packed;
-    std::string impl_name;
     for (int64_t b = 0; b < l.blocks; ++b) {
       const int64_t c0 = l.col0(b), nc = l.cols(b, n);
       const dnnl::memory::desc any({k, nc}, dt::s8, dnnl::memory::format_tag::any);
       const auto pd = describe(id == kSplit ? kQLinearColumnBlockRows : kQLinearBlockRows, nc, any);
-      if (b == 0) impl_name = pd.impl_info_str();
       // The block's columns of W, dense [k, nc] (oneDNN's reorders that add its zero-point compensation read only a
       // dense source).
       dense.resize(static_cast<size_t>(k * nc));
@@ -268,7 +265,6 @@ struct QLinearCpu::Impl {
       s.wait();
     }
     l.weights = std::move(packed);
-    l.impl_name = std::move(impl_name);
   }
 
   // The worker's primitive for its block of rows (caller holds OneOmpThread).
@@ -385,9 +381,9 @@ struct QLinearCpu::Impl {
     if (item_begin >= item_end) return;
 #ifdef FQVIT_WITH_ONEDNN
     const OneOmpThread one;
-    if (!columns && use_onednn(isa)) std::call_once(whole_once, [this] { pack(kWhole); });
-#endif
     const LayoutId id = columns ? kSplit : kWhole;
+    if (use_onednn(isa) && k > 0) std::call_once(packed_once[id], [this, id] { pack(id); });
+#endif
     const Layout& l = layouts[id];
     const RequantizeParams epilogue = qlinear_epilogue(p, rows);
     // oneDNN multiplies the codes themselves: sum_k (x - zp) w = sum_k x w - zp colsum, the second term subtracted by
@@ -443,10 +439,12 @@ QLinearCpu::QLinearCpu(const int8_t* w, int64_t k, int64_t n, CodeType code, int
   const dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
   im.onednn_isa = onednn_isa_name(isa);
   im.onednn = onednn_int8_exact(isa);
-  if (im.onednn && k > 0 && n > 0) {
+  if (im.onednn && k > 0 && n > 0) {  // the implementation oneDNN picks for a full block (packing waits for a run)
     const OneOmpThread one;
-    im.pack(split.blocks > 1 ? kSplit : kWhole);
-    if (split.blocks == 1) std::call_once(im.whole_once, [] {});  // kWhole is packed; kSplit is never used
+    const int64_t nc = split.blocks > 1 ? split.cols(0, n) : n;
+    const dnnl::memory::desc any({k, nc}, dnnl::memory::data_type::s8, dnnl::memory::format_tag::any);
+    const int64_t rows = split.blocks > 1 ? kQLinearColumnBlockRows : kQLinearBlockRows;
+    im.impl_name = im.describe(rows, nc, any).impl_info_str();
   }
 #endif
 }
@@ -478,8 +476,7 @@ std::string QLinearCpu::gemm_name(Isa isa) const {
   const std::string loop = std::string("portable loop (") + isa_name(isa) + ", ";
 #ifdef FQVIT_WITH_ONEDNN
   if (impl_->use_onednn(isa)) {
-    const Layout& packed = impl_->layouts[impl_->layouts[kSplit].blocks > 1 ? kSplit : kWhole];  // the constructor's
-    return "oneDNN " + (packed.impl_name.empty() ? std::string("(empty W)") : packed.impl_name);
+    return "oneDNN " + (impl_->impl_name.empty() ? std::string("(empty W)") : impl_->impl_name);
   }
   if (!impl_->onednn) {
     return loop + "oneDNN's ISA " + impl_->onednn_isa + " has no VNNI: its int8 GEMM would saturate)";
