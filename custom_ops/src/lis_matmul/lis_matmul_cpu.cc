@@ -250,9 +250,20 @@ FQVIT_TARGET_AVX2 void output_row_avx2(const int32_t* acc, const LisMatMulParams
 // --- AVX-512 VNNI: int16 weights and vpdpwssd, 6 rows x 64 columns per tile ----------------------------------------
 // The body for items with many hi codes (see item_uses_bytes), where the byte weights would need two dense passes.
 
-template <int R, int J>
-FQVIT_TARGET_AVX512 void tile_avx512(const uint32_t* const* wp, const Geometry& g, const int16_t* vp, int64_t col0,
-                                     int32_t* const* acc) {
+// Both AVX-512 GEMM bodies of step 2 (int16 weights: vpdpwssd; byte weights: vpdpbusd) share one register tile. Per
+// step (a pair of keys for int16, a group of four for bytes) each row has one 32-bit word of weights, broadcast
+// against J vectors of packed V (64 bytes each, row_bytes = dp * 4 bytes from one step to the next).
+struct DotInt16 {  // two int16 weights x two int16 V values per lane
+  FQVIT_TARGET_AVX512 static __m512i apply(__m512i acc, __m512i w, __m512i v) { return _mm512_dpwssd_epi32(acc, w, v); }
+};
+struct DotBytes {  // four u8 weights x four s8 V values per lane
+  FQVIT_TARGET_AVX512 static __m512i apply(__m512i acc, __m512i w, __m512i v) { return _mm512_dpbusd_epi32(acc, w, v); }
+};
+
+// R rows x 16 J columns from column col0: acc[r][col0 ..] = sum over the steps of word(r, step) . V(step).
+template <typename Dot, int R, int J, typename W>
+FQVIT_TARGET_AVX512 void tile_avx512(const W* const* w, int64_t steps, const void* packed_v, int64_t row_bytes,
+                                     int64_t col0, int32_t* const* acc) {
   // Accumulators stay in registers only when every loop over r and j is unrolled (GCC keeps the array otherwise).
   __m512i s[R][J];
 #pragma GCC unroll 8
@@ -260,20 +271,18 @@ FQVIT_TARGET_AVX512 void tile_avx512(const uint32_t* const* wp, const Geometry& 
 #pragma GCC unroll 4
     for (int j = 0; j < J; ++j) s[r][j] = _mm512_setzero_si512();
   }
-  const uint32_t* w[R];
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) w[r] = wp[r];
-  const int16_t* v = vp + col0 * 2;
-  const int64_t step = g.dp * 2;
-  for (int64_t pr = 0; pr < g.n2; ++pr, v += step) {
+  const char* v = static_cast<const char*>(packed_v) + col0 * 4;
+  for (int64_t k = 0; k < steps; ++k, v += row_bytes) {
     __m512i vv[J];
 #pragma GCC unroll 4
-    for (int j = 0; j < J; ++j) vv[j] = _mm512_loadu_si512(v + 32 * j);
+    for (int j = 0; j < J; ++j) vv[j] = _mm512_loadu_si512(v + 64 * j);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      const __m512i b = _mm512_set1_epi32(static_cast<int32_t>(w[r][pr]));
+      int32_t word;
+      std::memcpy(&word, reinterpret_cast<const char*>(w[r]) + 4 * k, 4);
+      const __m512i b = _mm512_set1_epi32(word);
 #pragma GCC unroll 4
-      for (int j = 0; j < J; ++j) s[r][j] = _mm512_dpwssd_epi32(s[r][j], b, vv[j]);
+      for (int j = 0; j < J; ++j) s[r][j] = Dot::apply(s[r][j], b, vv[j]);
     }
   }
 #pragma GCC unroll 8
@@ -283,16 +292,30 @@ FQVIT_TARGET_AVX512 void tile_avx512(const uint32_t* const* wp, const Geometry& 
   }
 }
 
-template <int R>
-FQVIT_TARGET_AVX512 void gemm_rows_avx512(const uint32_t* const* wp, const Geometry& g, const int16_t* vp,
+// R rows, every column of dp: tiles of 64 columns, then one of 48, 32 or 16.
+template <typename Dot, int R, typename W>
+FQVIT_TARGET_AVX512 void tile_rows_avx512(const W* const* w, int64_t steps, const void* packed_v, int64_t dp,
                                           int32_t* const* acc) {
   int64_t c = 0;
-  for (; c + 64 <= g.dp; c += 64) tile_avx512<R, 4>(wp, g, vp, c, acc);
-  switch ((g.dp - c) / 16) {
-    case 3: tile_avx512<R, 3>(wp, g, vp, c, acc); break;
-    case 2: tile_avx512<R, 2>(wp, g, vp, c, acc); break;
-    case 1: tile_avx512<R, 1>(wp, g, vp, c, acc); break;
+  for (; c + 64 <= dp; c += 64) tile_avx512<Dot, R, 4>(w, steps, packed_v, dp * 4, c, acc);
+  switch ((dp - c) / 16) {
+    case 3: tile_avx512<Dot, R, 3>(w, steps, packed_v, dp * 4, c, acc); break;
+    case 2: tile_avx512<Dot, R, 2>(w, steps, packed_v, dp * 4, c, acc); break;
+    case 1: tile_avx512<Dot, R, 1>(w, steps, packed_v, dp * 4, c, acc); break;
     default: break;
+  }
+}
+
+// Up to kTileRows rows.
+template <typename Dot, typename W>
+void gemm_avx512(int rows, const W* const* w, int64_t steps, const void* packed_v, int64_t dp, int32_t* const* acc) {
+  switch (rows) {
+    case 6: tile_rows_avx512<Dot, 6>(w, steps, packed_v, dp, acc); return;
+    case 5: tile_rows_avx512<Dot, 5>(w, steps, packed_v, dp, acc); return;
+    case 4: tile_rows_avx512<Dot, 4>(w, steps, packed_v, dp, acc); return;
+    case 3: tile_rows_avx512<Dot, 3>(w, steps, packed_v, dp, acc); return;
+    case 2: tile_rows_avx512<Dot, 2>(w, steps, packed_v, dp, acc); return;
+    default: tile_rows_avx512<Dot, 1>(w, steps, packed_v, dp, acc); return;
   }
 }
 
@@ -431,63 +454,6 @@ FQVIT_TARGET_AVX512 int64_t byte_weights_avx512(const uint8_t* a, int64_t n, con
   return count;
 }
 
-// Step 2 on byte weights (the lo part), R rows x 16 J columns from column col0:
-// acc[r][col0 ..] = sum over every group of w . V'.
-template <int R, int J>
-FQVIT_TARGET_AVX512 void tile_bytes_avx512(const uint8_t* const* lo, const Geometry& g, const int8_t* vq, int64_t col0,
-                                        int32_t* const* acc) {
-  __m512i s[R][J];
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 4
-    for (int j = 0; j < J; ++j) s[r][j] = _mm512_setzero_si512();
-  }
-  const int8_t* v = vq + col0 * 4;
-  const int64_t step = g.dp * 4;
-  for (int64_t q = 0; q < g.n4; ++q, v += step) {
-    __m512i vv[J];
-#pragma GCC unroll 4
-    for (int j = 0; j < J; ++j) vv[j] = _mm512_loadu_si512(v + 64 * j);
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      int32_t word;
-      std::memcpy(&word, lo[r] + 4 * q, 4);
-      const __m512i b = _mm512_set1_epi32(word);
-#pragma GCC unroll 4
-      for (int j = 0; j < J; ++j) s[r][j] = _mm512_dpbusd_epi32(s[r][j], b, vv[j]);
-    }
-  }
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 4
-    for (int j = 0; j < J; ++j) _mm512_storeu_si512(acc[r] + col0 + 16 * j, s[r][j]);
-  }
-}
-
-template <int R>
-FQVIT_TARGET_AVX512 void gemm_bytes_avx512(const uint8_t* const* lo, const Geometry& g, const int8_t* vq,
-                                        int32_t* const* acc) {
-  int64_t c = 0;
-  for (; c + 64 <= g.dp; c += 64) tile_bytes_avx512<R, 4>(lo, g, vq, c, acc);
-  switch ((g.dp - c) / 16) {
-    case 3: tile_bytes_avx512<R, 3>(lo, g, vq, c, acc); break;
-    case 2: tile_bytes_avx512<R, 2>(lo, g, vq, c, acc); break;
-    case 1: tile_bytes_avx512<R, 1>(lo, g, vq, c, acc); break;
-    default: break;
-  }
-}
-
-void gemm_bytes(int rows, const uint8_t* const* lo, const Geometry& g, const int8_t* vq, int32_t* const* acc) {
-  switch (rows) {
-    case 6: gemm_bytes_avx512<6>(lo, g, vq, acc); return;
-    case 5: gemm_bytes_avx512<5>(lo, g, vq, acc); return;
-    case 4: gemm_bytes_avx512<4>(lo, g, vq, acc); return;
-    case 3: gemm_bytes_avx512<3>(lo, g, vq, acc); return;
-    case 2: gemm_bytes_avx512<2>(lo, g, vq, acc); return;
-    default: gemm_bytes_avx512<1>(lo, g, vq, acc); return;
-  }
-}
-
 // The rest of step 2 for one row, J vectors of 16 columns from col0: the hi part over the row's active groups (J
 // independent accumulators, so that the vpdpbusd chains overlap), both zero-point terms, and the scale 2^(14 - e0):
 // acc = ((lo . V' + c_lo) + ((hi . V' + c_hi) << 7)) << shift, all wrapping int32.
@@ -595,7 +561,7 @@ FQVIT_TARGET_AVX512 void item_avx512(const uint8_t* ab, const uint8_t* vb, uint8
       lrows[t] = s.lo.data() + (s.safe[i + t] - m0) * g.bytes_per_row;
       arows[t] = s.acc.data() + t * g.dp;
     }
-    gemm_bytes(n_rows, lrows, g, s.vq.data(), arows);
+    gemm_avx512<DotBytes>(n_rows, lrows, g.n4, s.vq.data(), g.dp, arows);  // the lo part
     for (int t = 0; t < n_rows; ++t) {
       const int64_t r = s.safe[i + t] - m0;
       const int32_t c_lo = static_cast<int32_t>(static_cast<uint32_t>(zp_term) * static_cast<uint32_t>(s.lo_sum[r]));
@@ -612,16 +578,7 @@ FQVIT_TARGET_AVX512 void item_avx512(const uint8_t* ab, const uint8_t* vb, uint8
 void gemm_rows(int rows, const uint32_t* const* wp, const Geometry& g, const int16_t* vp, int32_t* const* acc,
                Isa isa) {
 #if FQVIT_HAS_X86
-  if (isa == Isa::kAvx512) {
-    switch (rows) {
-      case 6: gemm_rows_avx512<6>(wp, g, vp, acc); return;
-      case 5: gemm_rows_avx512<5>(wp, g, vp, acc); return;
-      case 4: gemm_rows_avx512<4>(wp, g, vp, acc); return;
-      case 3: gemm_rows_avx512<3>(wp, g, vp, acc); return;
-      case 2: gemm_rows_avx512<2>(wp, g, vp, acc); return;
-      default: gemm_rows_avx512<1>(wp, g, vp, acc); return;
-    }
-  }
+  if (isa == Isa::kAvx512) return gemm_avx512<DotInt16>(rows, wp, g.n2, vp, g.dp, acc);
   if (isa == Isa::kAvx2) {
     for (int r0 = 0; r0 < rows; r0 += 4) {
       switch (std::min(4, rows - r0)) {
