@@ -646,30 +646,26 @@ std::vector<T> ref_qlinear(const std::vector<T>& x, const std::vector<int8_t>& w
   return y;
 }
 
-// The kernel's own cuts of one case on path `isa`: W in 1, 2, 3 and 7 column blocks (fewer where N is narrow), the
-// work items split between two threads running at once (one of them backwards from the last item), which share the
-// kernel's pool of accumulator blocks.
+// The kernel's own work items of one case on path `isa`, split between two threads running at once (the first half
+// in one call, the second item by item backwards from the last), which share the kernel's pool of primitives.
 template <typename T>
 void ql_cuts(const std::string& name, const std::vector<T>& x, const std::vector<int8_t>& w, int32_t xzp,
              const std::vector<float>& m, const std::vector<float>& b, float ys, int32_t yzp, int64_t rows, int64_t k,
              int64_t n, const std::vector<T>& want, int isa) {
   const fqvit::QLinearParams p{rows, k, n, static_cast<int64_t>(m.size()), static_cast<int64_t>(b.size()), xzp, ys,
                                yzp, std::is_same<T, i8>::value ? fqvit::CodeType::kInt8 : fqvit::CodeType::kUint8};
-  for (int64_t blocks : {1, 2, 3, 7}) {
-    const fqvit::QLinearCpu ql(w.data(), k, n, p.code, blocks);
-    const int64_t items = ql.items(p), half = items / 2;
-    std::vector<T> y(want.size());
-    std::thread second([&] {
-      for (int64_t i = items - 1; i >= half; --i) ql.run_items(x.data(), m.data(), b.data(), y.data(), p, i, i + 1,
-                                                               static_cast<fqvit::Isa>(isa));
-    });
-    ql.run_items(x.data(), m.data(), b.data(), y.data(), p, 0, half, static_cast<fqvit::Isa>(isa));
-    second.join();
-    check("QLinear " + name + ", W in " + std::to_string(ql.column_blocks()) + " column blocks, " +
-              std::to_string(items) + (rows < n ? " items by columns [" : " items by rows [") +
-              fqvit_cpu_isa_name(isa) + "]",
-          y, want, 0);
-  }
+  const fqvit::QLinearCpu ql(w.data(), k, n, p.code);
+  const int64_t items = ql.items(p), half = items / 2;
+  std::vector<T> y(want.size());
+  std::thread second([&] {
+    for (int64_t i = items - 1; i >= half; --i) {
+      ql.run_items(x.data(), m.data(), b.data(), y.data(), p, i, i + 1, static_cast<fqvit::Isa>(isa));
+    }
+  });
+  ql.run_items(x.data(), m.data(), b.data(), y.data(), p, 0, half, static_cast<fqvit::Isa>(isa));
+  second.join();
+  check("QLinear " + name + ", " + std::to_string(items) + " items on two threads [" + fqvit_cpu_isa_name(isa) + "]",
+        y, want, 0);
 }
 
 // One QLinear case in both code types (int8: codes and zero points shifted by -128) on every CPU path, through the C
@@ -727,6 +723,73 @@ void ql_pairs_case(int64_t rows, int64_t k, int64_t n, bool x_max) {
          x, w, x_max ? 0 : 255, m, b, 1.0f, 128, rows, k, n);
 }
 
+// The fused epilogue's bounds (qlinear_cpu.cc, "The fused epilogue"), with acc = sum_k (x - zp) W far beyond 2^24
+// (odd values, which float32 rounds to even) and Y sensitive to that rounding: weights 100..127 at the first 600
+// positions and -120..-100 at the next 900; codes 250..253 at the first `wide` positions, 0 elsewhere; x_zero_point
+// 255 (int8: 127), so x_zero_point * sum_k W stays within 2^24; multiplier 1/32 and y_scale 1 (a rounding of acc by
+// one moves t by 1/32), the bias centring each channel's outputs on y_zero_point. wide = 500 keeps every row within
+// sum_k |x| * max|W| <= 2^24 (the fused path); wide = 600 takes every row beyond both bounds (sum_k x W itself
+// beyond 2^24: the int32 path), where a matmul that rounded sum_k x W and x_zero_point * sum_k W apart would differ.
+// wide = 0: codes 0..3 everywhere and every weight 100..127, so the rows fit but x_zero_point * sum_k W lies beyond
+// 2^24 (the int32 path again).
+void ql_compensation_case(int64_t rows, int64_t n, int64_t wide) {
+  const int64_t k1 = 600, k2 = 900, k = k1 + k2 + 3;
+  const int32_t xzp = 255;
+  std::vector<u8> x(static_cast<size_t>(rows * k), 0);
+  std::vector<int8_t> w(static_cast<size_t>(k * n), 0);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < (wide > 0 ? wide : k); ++i) {
+      x[r * k + i] = static_cast<u8>(wide > 0 ? rand_int(250, 253) : rand_int(0, 3));
+    }
+  }
+  for (int64_t i = 0; i < k1 + k2; ++i) {
+    for (int64_t c = 0; c < n; ++c) {
+      w[i * n + c] = static_cast<int8_t>(i < k1 || wide == 0 ? rand_int(100, 127) : rand_int(-120, -100));
+    }
+  }
+  const std::vector<float> m(static_cast<size_t>(n), 1.0f / 32.0f);
+  std::vector<float> b(static_cast<size_t>(n));
+  for (int64_t c = 0; c < n; ++c) {
+    int64_t sum = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t i = 0; i < k; ++i) sum += (static_cast<int64_t>(x[r * k + i]) - xzp) * w[i * n + c];
+    }
+    b[c] = -static_cast<float>(static_cast<double>(sum) / static_cast<double>(rows) / 32.0);
+  }
+  ql_run("acc beyond 2^24, " +
+             std::string(wide == 0 ? "zero-point term beyond" : (wide > 500 ? "rows beyond" : "rows within")) +
+             " the fused bounds " +
+             std::to_string(rows) + "x" + std::to_string(k) + "x" + std::to_string(n),
+         x, w, xzp, m, b, 1.0f, 128, rows, k, n);
+}
+
+// Multipliers, biases and output scales that are not finite, zero or negative (the fused epilogue is used only for
+// finite ones and a finite, nonzero y_scale; everything else is the int32 path, which keeps the reference's NaN
+// rule: a NaN quotient gives the lowest code).
+void ql_nonfinite_cases() {
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  const int64_t rows = 37, k = 40, n = 48;
+  std::vector<u8> x(static_cast<size_t>(rows * k));
+  std::vector<int8_t> w(static_cast<size_t>(k * n));
+  for (auto& v : x) v = static_cast<u8>(rand_int(0, 255));
+  for (auto& v : w) v = static_cast<int8_t>(rand_int(-127, 127));
+  const auto m = rand_fv(n, 1e-5f, 4e-5f), b = rand_fv(n, -1.0f, 1.0f);
+  auto m_bad = m, b_bad = b;
+  m_bad[3] = nan;
+  m_bad[5] = inf;
+  m_bad[6] = -inf;
+  m_bad[9] = 3e38f;
+  b_bad[7] = -inf;
+  b_bad[8] = nan;
+  ql_run("non-finite multipliers", x, w, 17, m_bad, b, 0.02f, 100, rows, k, n);
+  ql_run("non-finite biases", x, w, 17, m, b_bad, 0.02f, 100, rows, k, n);
+  ql_run("huge multiplier, inf bias", x, w, 17, std::vector<float>{3e38f}, std::vector<float>{inf}, 0.02f, 100, rows, k,
+         n);
+  for (float ys : {0.0f, -0.0f, inf, -inf, nan, -0.02f, 1e-44f, 3e-39f}) {
+    ql_run("y_scale " + std::to_string(ys), x, w, 17, m, b, ys, 100, rows, k, n);
+  }
+}
+
 void qlinear_suite(bool quick) {
   ql_case("1x1x1", 1, 1, 1, false);
   ql_case("K1 37x1x19", 37, 1, 19, false);
@@ -741,6 +804,11 @@ void qlinear_suite(bool quick) {
   ql_case("column blocks 133x72x200", 133, 72, 200, false);
   ql_case("column blocks, broadcast m 70x24x97", 70, 24, 97, false, false, true);
   if (!quick) ql_case("deit fc2 rows 129x1536x40", 129, 1536, 40, false);
+  for (int64_t wide : {500, 600, 0}) {
+    ql_compensation_case(70, 80, wide);
+    ql_compensation_case(5, 200, wide);
+  }
+  ql_nonfinite_cases();
   for (bool x_max : {true, false}) {
     ql_pairs_case(130, 4093, 64, x_max);
     ql_pairs_case(3, fqvit::kMaxQlinearK, 16, x_max);

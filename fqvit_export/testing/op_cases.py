@@ -448,6 +448,31 @@ def _ql(shape: tuple[int, ...], n: int, **kw) -> Builder:
     return lambda g: Case(qlinear_inputs(g, shape, n, **kw))
 
 
+def qlinear_compensation_inputs(rng: np.random.Generator, rows: int, n: int, wide: int) -> Inputs:
+    """Accumulators far beyond 2^24 (odd ones, which float32 rounds to even) with Y sensitive to that rounding, for the
+    CPU kernel's fused epilogue (``custom_ops/README.md``, QLinear): weights 100..127 at the first 600 of K = 1503
+    positions and -120..-100 at the next 900, codes 250..253 at the first ``wide`` positions and 0 elsewhere,
+    x_zero_point 255, multiplier 1/32 and y_scale 1 (acc rounded by one moves t by 1/32), each channel's bias centring
+    its outputs on y_zero_point 128. ``wide`` 500: every row within the kernel's bounds (the fused path); 600: every
+    row beyond them (sum_k x W itself beyond 2^24); 0 (codes 0..3 everywhere, every weight 100..127): x_zero_point *
+    sum_k W beyond 2^24."""
+    k1, k2, k = 600, 900, 1503
+    codes = np.zeros((rows, k), np.uint8)
+    if wide:
+        codes[:, :wide] = rng.integers(250, 254, (rows, wide))
+    else:
+        codes[:] = rng.integers(0, 4, (rows, k))
+    weights = np.zeros((k, n), np.int8)
+    weights[:k1] = rng.integers(100, 128, (k1, n))
+    weights[k1:k1 + k2] = rng.integers(100, 128, (k2, n)) if not wide else rng.integers(-120, -99, (k2, n))
+    zp = 255
+    acc = (codes.astype(np.int64) - zp) @ weights.astype(np.int64)
+    return {"X": codes, "W": weights, "x_zero_point": np.array(zp, np.uint8),
+            "multiplier": np.full(n, 1.0 / 32.0, np.float32),
+            "bias": (-(acc.mean(axis=0) / 32.0)).astype(np.float32),
+            "y_scale": np.array(1.0, np.float32), "y_zero_point": np.array(128, np.uint8)}
+
+
 QLINEAR: dict[str, Builder] = {
     "deit_s_qkv_197x384x1152": _ql((197, 384), 1152),
     "deit_s_fc1_2x197x384x1536": _ql((2, 197, 384), 1536),
@@ -468,6 +493,11 @@ QLINEAR: dict[str, Builder] = {
     **{f"int16_pairs_{x}_{rows}x{k}x{n}": _ql((rows, k), n, x=x, w="columns", m=100.0 / (255 * 128 * k), b=0.0,
                                               y_scale=1.0, y_zp=128)
        for x in ("all_max", "all_min") for rows, k, n in ((130, 4093, 64), (3, S.MAX_QLINEAR_K, 16))},
+    # the CPU kernel's fused epilogue and its bounds (qlinear_compensation_inputs)
+    **{f"acc_beyond_2p24_{label}_{rows}x1503x{n}": (lambda g, rows=rows, n=n, wide=wide:
+                                                    Case(qlinear_compensation_inputs(g, rows, n, wide)))
+       for label, wide in (("rows_within", 500), ("rows_beyond", 600), ("zp_term_beyond", 0))
+       for rows, n in ((70, 80), (5, 200))},
     "rank1_x": _ql((64,), 48),
     "many_rows_1000x24x8": _ql((1000, 24), 8),
     "empty_rows": _ql((0, 5), 6),

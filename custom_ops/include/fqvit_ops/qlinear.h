@@ -32,40 +32,35 @@ std::string qlinear_check(const QLinearParams& p);
 // on each block of accumulators.
 RequantizeParams qlinear_epilogue(const QLinearParams& p, int64_t rows);
 
-// Rows of X per matmul call: a block's int32 accumulators (at most kQLinearBlockRows x its columns) stay in the core's
-// L2 cache between the matmul and the epilogue.
+// Rows of X per block: the CPU kernel cuts X into blocks of at least this many rows where X has at least this many
+// per thread, as many blocks as a multiple of the CPU threads (qlinear_block_rows).
 constexpr int64_t kQLinearBlockRows = 64;
 
-// Rows per matmul call when the work is cut by column blocks (X has fewer rows than W has columns). Measured on
-// deit_small at batch 1 (2 threads, the AMX Xeon): 32 rows ran the whole model 4-5% faster than 64, and 100, 128 or
-// 197 slower.
-constexpr int64_t kQLinearColumnBlockRows = 32;
+// A block's rows are a multiple of this (an AMX tile's rows) where it has more: oneDNN's kernels run a row tail
+// of a tile slowly (a block of 66 rows ran 10% slower than one of 64).
+constexpr int64_t kQLinearRowAlign = 16;
 
-// Output channels per column block are at least this many (the width below which a oneDNN call stops paying).
-constexpr int64_t kQLinearMinBlockCols = 64;
+// The rows per block for m rows of X on `threads` threads: m cut into threads * max(1, floor(m / (threads * 64)))
+// equal blocks, so that every thread gets as many as the others, rounded up to kQLinearRowAlign. Measured with the
+// fused epilogue on an AMX Xeon (2 threads): deit_small at batch 1 (197 rows) ran 5-8% faster in two blocks than cut
+// into column blocks or into four blocks of 50 rows.
+int64_t qlinear_block_rows(int64_t m, int64_t threads);
 
 // The CPU kernel of one weight: W transposed for the portable loop and, when the library is built with oneDNN
 // (FQVIT_WITH_ONEDNN) and oneDNN's int8 matmul is exact on this CPU (VNNI or AMX, see qlinear_cpu.cc), packed into
-// oneDNN's layout; plus a pool of accumulator blocks (with their oneDNN primitives), one per concurrent caller, so that
-// no primitive runs on two threads at once.
+// oneDNN's layout on the first run; plus a pool of oneDNN primitives (and accumulator blocks), one per concurrent
+// caller, so that no primitive runs on two threads at once.
 //
-// Work items cut the work one of two ways, by the shape of the call:
-//  * by columns, when X has fewer rows than W has columns (batch 1 in a ViT: W is the larger operand): W is cut into
-//    column blocks (equal, multiples of 16 channels, at least kQLinearMinBlockCols wide), by default as many as CPU
-//    threads (cpu_threads()), and an item is a column block against a group of row blocks of kQLinearColumnBlockRows
-//    rows (one group per column block unless there are fewer blocks than threads). With one item per thread each
-//    core reads only its share of W, which stays in its L2 cache from one row block to the next;
-//  * by rows otherwise: an item is one row block of kQLinearBlockRows rows against all of W.
-// oneDNN's packing of the column blocks, and that of the whole W, is made by the first call that cuts that way.
-// run_items() is thread-safe; each call computes its items on the calling thread (oneDNN's own OpenMP threads held to
-// one), block by block: the matmul into the block's accumulators, then the epilogue into Y. The matmul is oneDNN's
-// only on the Isa::kAvx512 path of a CPU where oneDNN's is exact; every other path runs the portable int32 loop, so
-// every path and every cut gives the same bits.
+// A work item is a block of rows of X (qlinear_block_rows with cpu_threads()) against all of W. run_items() is
+// thread-safe; each call computes its items on the calling thread (oneDNN's own OpenMP threads held to one). A block
+// is one oneDNN call that writes Y's codes (the requantize epilogue in oneDNN's post-ops) where that is bit-exact,
+// else the matmul into int32 accumulators and the epilogue of src/requantize; the matmul is oneDNN's only on the
+// Isa::kAvx512 path of a CPU where oneDNN's is exact, and the portable int32 loop everywhere else, so every path
+// gives the same bits.
 class QLinearCpu {
  public:
-  // Packs w (int8 [k, n], row-major) for X of code type `code`, in `column_blocks` column blocks (0: the default
-  // above; the count is lowered where N has fewer channels); w is not read after the constructor returns.
-  QLinearCpu(const int8_t* w, int64_t k, int64_t n, CodeType code, int64_t column_blocks = 0);
+  // Packs w (int8 [k, n], row-major) for X of code type `code`; w is not read after the constructor returns.
+  QLinearCpu(const int8_t* w, int64_t k, int64_t n, CodeType code);
   ~QLinearCpu();
   QLinearCpu(const QLinearCpu&) = delete;
   QLinearCpu& operator=(const QLinearCpu&) = delete;
@@ -81,11 +76,9 @@ class QLinearCpu {
   void run_items(const int8_t* x, const float* multiplier, const float* bias, int8_t* y, const QLinearParams& p,
                  int64_t item_begin, int64_t item_end, Isa isa) const;
 
-  // The number of column blocks W is packed in.
-  int64_t column_blocks() const;
-
-  // The matmul that run_items() uses on path `isa`: "oneDNN <impl>" (the implementation oneDNN picked for a full
-  // block, e.g. "oneDNN brg:avx512_core_amx") or "portable loop (<isa>, <why not oneDNN>)".
+  // The matmul that run_items() uses on path `isa`: "oneDNN <impl>, requantize fused" (the implementation oneDNN
+  // picked for a full block with the fused epilogue, e.g. "oneDNN brg:avx512_core_amx, requantize fused") or
+  // "portable loop (<isa>, <why not oneDNN>)".
   std::string gemm_name(Isa isa) const;
 
  private:

@@ -1,16 +1,34 @@
-// com.fqvit::QLinear on the CPU (docs/ops.md Sec. 5, fused ops), one block of rows and output channels at a time:
-//   1. acc = (X_block - x_zero_point) @ W_columns   into the block's int32 accumulators (at most kQLinearBlockRows x
-//      the column block's width, in L2): oneDNN's int8 matmul (u8 or s8 source, s8 weights packed once per column
-//      block, s32 destination) on the codes, X_block @ W_columns, where it is exact, else the portable loop (int32,
-//      exact everywhere; see "Which matmul" below);
-//   2. Y_block = Requantize(acc)   requantize_cpu_block of src/requantize (the Requantize op's per-element spans),
-//      which after oneDNN first subtracts x_zero_point * sum_k W[k, n] (wrapping int32, exact as the result lies in
-//      int32). Without oneDNN's run-time zero point the whole model ran 3-5% faster (deit_small, AMX Xeon).
+// com.fqvit::QLinear on the CPU (docs/ops.md Sec. 5, fused ops), one block of rows at a time (all N output
+// channels), by one of two paths:
 //
-// Work items (qlinear.h): item = (column block j, group g of row blocks), j = item / groups. With one item per thread
-// each core multiplies every row by its own columns only: at deit_small's shapes on 2 cores of an AMX Xeon, oneDNN's
-// matmuls took 2.9 ms per batch-1 pass over the 48 layers cut this way against 3.8 ms with the rows cut between the
-// cores (both cores reading all of W), and 21.5 against 25.8 ms at batch 8.
+//  * fused (the usual one): one oneDNN int8 matmul per block that reads the codes and writes the codes, its epilogue
+//    in oneDNN's attributes and post-ops: x_zero_point as the source zero point, multiplier as the per-channel
+//    weight scales, bias, then t / y_scale (binary div), round half to even (eltwise round), + f32(y_zero_point)
+//    (binary add) and the saturating conversion to T. The int32 accumulators never leave the kernel's registers.
+//    On an AMX Xeon (deit_small, 2 threads) the whole model ran 10% faster at batch 8 than with the int32 path.
+//  * int32: acc = X_block @ W into the block's int32 accumulators (oneDNN, no zero point), then requantize_cpu_block
+//    of src/requantize (the Requantize op's own spans), which first subtracts x_zero_point * sum_k W[k, n] (wrapping
+//    int32: exact, as the result lies in int32). Where oneDNN does not run, acc = (X_block - x_zero_point) @ W by
+//    the portable loop.
+//
+// The fused epilogue is bit-exact, with every step one IEEE float32 operation in the order of docs/ops.md, only
+// where all of these hold (checked per call and per block; otherwise the block takes the int32 path):
+//   (a) multiplier and bias finite, y_scale finite and nonzero: then no step makes a NaN, and an infinite or huge
+//       quotient saturates in both (the reference's +-2^30 clamp and oneDNN's saturation give the same code);
+//   (b) as in "Which matmul" below, oneDNN runs at all;
+//   (c) |x_zero_point * sum_k W[k, n]| <= 2^24 for every channel n, and
+//   (d) |sum_k x[r, k] W[k, n]| <= 2^24 for every row r of the block (shown by bounds, see rows_fit).
+// Why (c) and (d): oneDNN 3.2's AMX kernels (brg:avx512_core_amx) apply the source zero point as
+// f32(sum_k x W) - f32(x_zero_point * sum_k W), two conversions to float32 and a float subtraction, not in int32.
+// When both terms are integers of at most 2^24 both conversions are exact and the subtraction rounds the exact
+// difference once, to nearest even: exactly f32(acc) of docs/ops.md; beyond that they can round apart
+// (kernel_test's "acc beyond 2^24" cases show both). oneDNN's multiplications by the scales, bias additions,
+// divisions and rounding were compared bit for bit with the reference (f32 destination, accumulators up to 2^25,
+// denormal multipliers): no FMA, no reciprocal.
+//
+// int8 codes (T = int8_t) are flipped to uint8 (x + 128, and so the zero point) per block before oneDNN: its s8
+// source kernels on CPUs without AMX (brg:avx512_core_vnni) add 128 to the source and subtract 128 * sum_k W through
+// float32 too, so their int32 results are wrong beyond 2^24 (measured: off by one at |acc| ~ 1.8e7).
 //
 // Which matmul: oneDNN's u8 x s8 kernels for CPUs without VNNI (its sse41, avx2 and avx512_core paths, gemm:jit or
 // brgemm) add two adjacent products of codes and weights into int16 with saturation (vpmaddubsw), so acc is wrong
@@ -22,21 +40,26 @@
 //   (b) oneDNN's effective ISA (dnnl::get_effective_cpu_isa, after ONEDNN_MAX_CPU_ISA) is one of the VNNI/AMX ISAs of
 //       onednn_int8_exact (a list: an ISA unknown to these headers takes the portable loop), decided once when the
 //       kernel is created;
-// otherwise step 1 is the portable loop (int16 dot products of x - zp and W's columns, 4 x 4 outputs at a time,
+// otherwise acc comes from the portable loop (int16 dot products of x - zp and W's columns, 4 x 4 outputs at a time,
 // vectorised by the compiler for the call's path).
 //
-// Threads: the caller (the op's glue) spreads the work items over onnxruntime's intra-op pool. A oneDNN primitive
-// executed by two threads at once runs 2-4x slower than by one (measured, oneDNN 3.2 on AMX), so every concurrent
-// call takes its own primitive (with its accumulator block) from a pool and returns it after; and oneDNN's OpenMP
-// runtime is held to one thread on the calling thread (omp_set_num_threads is per thread), restored afterwards.
+// Work items: row blocks (qlinear.h, qlinear_block_rows). Threads: the caller (the op's glue) spreads the items over
+// onnxruntime's intra-op pool. A oneDNN primitive executed by two threads at once runs 2-4x slower than by one
+// (measured, oneDNN 3.2 on AMX), so every concurrent call takes its own primitives (with its accumulator block) from
+// a pool and returns them after; and oneDNN's OpenMP runtime is held to one thread on the calling thread
+// (omp_set_num_threads is per thread), restored afterwards.
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include "common/code_flip.h"
 #include "common/int16_dot.h"
 #include "common/simd.h"
 #include "fqvit_ops/qlinear.h"
@@ -73,19 +96,31 @@ RequantizeParams qlinear_epilogue(const QLinearParams& p, int64_t rows) {
   return e;
 }
 
+int64_t qlinear_block_rows(int64_t m, int64_t threads) {
+  if (m <= 0) return 1;
+  threads = std::max<int64_t>(threads, 1);
+  const int64_t blocks = threads * std::max<int64_t>(1, m / (threads * kQLinearBlockRows));
+  const int64_t rows = (m + blocks - 1) / blocks;
+  return rows > kQLinearRowAlign ? (rows + kQLinearRowAlign - 1) / kQLinearRowAlign * kQLinearRowAlign : rows;
+}
+
 namespace {
 
-// One caller's matmul for blocks of `rows` rows of column block `block` of a layout (below), and its accumulators.
+// One caller's primitives for blocks of `rows` rows, and its accumulators.
 struct Worker {
-  int layout = 0;  // LayoutId
-  int64_t block = 0, rows = 0;
-  std::vector<int32_t> acc;  // rows x the block's columns
+  int64_t rows = 0;
+  std::vector<int32_t> acc;  // rows x N: the int32 path's (made on its first use)
   std::vector<int16_t> x16;  // rows x kp: the portable loop's x - zp (made on its first use)
 #ifdef FQVIT_WITH_ONEDNN
-  bool has_matmul = false;  // the primitive is made on the worker's first oneDNN call
-  dnnl::matmul matmul;
   dnnl::stream stream;
-  dnnl::memory src, dst;  // descriptors of the block; the data handles are set per call
+  // The fused primitive and the int32 one, each made on the worker's first call that takes it; the descriptors'
+  // data handles are set per call. The fused one's run-time arguments point at the fields below.
+  bool has_fused = false, has_matmul = false;
+  dnnl::matmul fused, matmul;
+  dnnl::memory fsrc, fdst, fbias, fscales, fzp, fdiv, fadd;
+  dnnl::memory src, dst;
+  int32_t x_zero_point = 0;
+  float y_scale = 1.0f, y_zero_point = 0.0f;  // the post-ops' divisor and addend (f32(y_zero_point): exact)
 #endif
 };
 
@@ -197,105 +232,222 @@ std::string onednn_isa_name(dnnl::cpu_isa isa) {
 
 }  // namespace
 
-// A cut of W's columns into equal blocks (multiples of 16 channels except the last): block j holds channels
-// [j * block_cols, min(n, (j + 1) * block_cols)), packed for oneDNN per block when it is used.
-struct Layout {
-  int64_t block_cols = 0, blocks = 0;
-#ifdef FQVIT_WITH_ONEDNN
-  std::vector<dnnl::memory> weights;  // per block, in the layout of its full-block primitive (reordered once)
-#endif
-  int64_t col0(int64_t block) const { return block * block_cols; }
-  int64_t cols(int64_t block, int64_t n) const { return std::min(n, col0(block) + block_cols) - col0(block); }
-};
+#if defined(FQVIT_WITH_ONEDNN) && FQVIT_HAS_X86
+namespace {
 
-// Which of Impl's two layouts an item uses.
-enum LayoutId : int { kWhole = 0, kSplit = 1 };
+// sum_k |x[k]| of a row of codes (the fused path runs only on the avx512 path: oneDNN's ISA is at least VNNI).
+FQVIT_TARGET_AVX512 int64_t abs_sum_avx512(const uint8_t* x, int64_t k) {
+  __m512i acc = _mm512_setzero_si512();
+  for (int64_t i = 0; i < k; i += 64) {
+    const __mmask64 mask = k - i >= 64 ? ~__mmask64{0} : (__mmask64{1} << (k - i)) - 1;
+    acc = _mm512_add_epi64(acc, _mm512_sad_epu8(_mm512_maskz_loadu_epi8(mask, x + i), _mm512_setzero_si512()));
+  }
+  return _mm512_reduce_add_epi64(acc);
+}
+
+// sum_k x[k]^2 of a row of codes: pairs of squares (<= 2 * 255^2) into int32 lanes, at most K / 32 + 1 per lane
+// (< 2^31 for K <= kMaxQlinearK), summed in int64.
+FQVIT_TARGET_AVX512 int64_t sq_sum_avx512(const uint8_t* x, int64_t k) {
+  __m512i acc = _mm512_setzero_si512();
+  for (int64_t i = 0; i < k; i += 32) {
+    const __mmask32 mask = k - i >= 32 ? ~__mmask32{0} : (__mmask32{1} << (k - i)) - 1;
+    const __m256i bytes = _mm256_maskz_loadu_epi8(mask, x + i);
+    const __m512i v = _mm512_cvtepu8_epi16(bytes);
+    acc = _mm512_add_epi32(acc, _mm512_madd_epi16(v, v));
+  }
+  const __m512i lo = _mm512_cvtepu32_epi64(_mm512_castsi512_si256(acc));
+  const __m512i hi = _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(acc, 1));
+  return _mm512_reduce_add_epi64(_mm512_add_epi64(lo, hi));
+}
+
+}  // namespace
+#endif
+
+
+// Integers up to this magnitude are exact in float32.
+constexpr int64_t kF32Exact = int64_t{1} << 24;
 
 struct QLinearCpu::Impl {
   int64_t k = 0, n = 0;
   int64_t kp = 0;  // k rounded up to kPortableKAlign
   CodeType code = CodeType::kUint8;
-  std::vector<int8_t> wt;  // W transposed, [n, kp], zero-padded: the portable loop's (a column block: rows of it)
-  std::vector<int32_t> colsum;  // sum_k W[k, n] per output channel (oneDNN path's zero-point term)
+  std::vector<int8_t> wt;       // W transposed, [n, kp], zero-padded: the portable loop's
+  std::vector<int32_t> colsum;  // sum_k W[k, n] per output channel
+  int64_t w_abs_max = 0;        // max |W[k, n]|
+  int64_t w_sq_max = 0;         // max over n of sum_k W[k, n]^2
+  std::mutex mutex;
   std::shared_ptr<const std::vector<int32_t>> zp_term;  // zero_point_term's last result (guarded by mutex)
   int32_t zp_term_zp = 0;
-  // kWhole: one block of all N columns (items by rows); kSplit: the column blocks of items by columns (as many blocks
-  // as kWhole when N is too narrow to split, and then never used). oneDNN's packing of each is made by the first
-  // call that cuts that way (packed_once), so that a model run at one kind of batch holds one packed copy of W.
-  Layout layouts[2];
-  std::once_flag packed_once[2];
-  std::mutex mutex;
+  bool zp_checked = false;  // zp_fits' last answer, for zp_fits_zp (guarded by mutex)
+  bool zp_fits_last = false;
+  int32_t zp_fits_zp = 0;
   std::vector<std::unique_ptr<Worker>> idle;  // guarded by mutex
 #ifdef FQVIT_WITH_ONEDNN
-  bool onednn = false;     // (b): oneDNN's effective ISA has VNNI or AMX (then W is also packed for it)
+  bool onednn = false;     // (b) of "Which matmul": oneDNN's effective ISA has VNNI or AMX
   std::string onednn_isa;  // that ISA's name, for gemm_name
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
-  std::string impl_name;  // the implementation oneDNN picks for a full block, for gemm_name
+  std::string impl_name;  // the implementation oneDNN picks for the fused primitive, for gemm_name
+  // W packed for oneDNN: [0] the fused primitive's layout (with oneDNN's compensation for the zero point), [1] the
+  // int32 one's; each made by the first call that needs it, so that a model whose blocks all take the fused path
+  // holds one packed copy of W.
+  dnnl::memory weights[2];
+  std::once_flag packed_once[2];
 
-  dnnl::matmul::primitive_desc describe(int64_t rows, int64_t cols, const dnnl::memory::desc& weights_desc) const {
+  // oneDNN's matmul of a block of `rows` rows (uint8 codes: int8 ones are flipped, see run). fused: x_zero_point a
+  // run-time argument, dst = the block of Y's codes, scales = multiplier, bias, then the post-ops t / y_scale, round
+  // half to even, + f32(y_zero_point), and the saturating conversion to T. Else dst = X @ W (int32, no zero point).
+  dnnl::matmul::primitive_desc describe(int64_t rows, const dnnl::memory::desc& weights_desc, bool fused) const {
     using dt = dnnl::memory::data_type;
     using tag = dnnl::memory::format_tag;
-    // No zero point: oneDNN computes X @ W on the codes, the epilogue subtracts x_zero_point * colsum (see run).
-    const dnnl::memory::desc src({rows, k}, code == CodeType::kInt8 ? dt::s8 : dt::u8, tag::ab);
-    const dnnl::memory::desc dst({rows, cols}, dt::s32, tag::ab);
-    return dnnl::matmul::primitive_desc(engine, src, weights_desc, dst);
+    const dnnl::memory::desc src({rows, k}, dt::u8, tag::ab);
+    if (!fused) return dnnl::matmul::primitive_desc(engine, src, weights_desc, {{rows, n}, dt::s32, tag::ab});
+    dnnl::primitive_attr attr;
+    attr.set_zero_points_mask(DNNL_ARG_SRC, 0);
+    attr.set_scales_mask(DNNL_ARG_WEIGHTS, 1 << 1);  // one multiplier per output channel
+    const dnnl::memory::desc scalar({1, 1}, dt::f32, tag::ab);
+    dnnl::post_ops ops;
+    ops.append_binary(dnnl::algorithm::binary_div, scalar);
+    ops.append_eltwise(dnnl::algorithm::eltwise_round, 0.0f, 0.0f);
+    ops.append_binary(dnnl::algorithm::binary_add, scalar);
+    attr.set_post_ops(ops);
+    const dnnl::memory::desc bias({1, n}, dt::f32, tag::ab);
+    const dnnl::memory::desc dst({rows, n}, code == CodeType::kInt8 ? dt::s8 : dt::u8, tag::ab);
+    return dnnl::matmul::primitive_desc(engine, src, weights_desc, bias, dst, attr);
   }
 
-  // Packs every block of layout `id` for oneDNN, from wt (caller holds OneOmpThread). The layout's weights are set
-  // only once all blocks are packed, so a packing that throws leaves none (and call_once lets a later run retry).
-  void pack(LayoutId id) {
-    Layout& l = layouts[id];
+  // Packs W for the fused or the int32 primitive (caller holds OneOmpThread). The packing is stored only once made,
+  // so one that throws leaves none (and call_once lets a later run retry).
+  void pack(bool fused) {
     using dt = dnnl::memory::data_type;
-    dnnl::stream s(engine);
-    std::vector<int8_t> dense;
-    std::vector<dnnl::memory> packed;
-    for (int64_t b = 0; b < l.blocks; ++b) {
-      const int64_t c0 = l.col0(b), nc = l.cols(b, n);
-      const dnnl::memory::desc any({k, nc}, dt::s8, dnnl::memory::format_tag::any);
-      const auto pd = describe(id == kSplit ? kQLinearColumnBlockRows : kQLinearBlockRows, nc, any);
-      // The block's columns of W, dense [k, nc] (oneDNN's reorders that add its zero-point compensation read only a
-      // dense source).
-      dense.resize(static_cast<size_t>(k * nc));
-      for (int64_t kk = 0; kk < k; ++kk) {
-        for (int64_t j = 0; j < nc; ++j) dense[kk * nc + j] = wt[(c0 + j) * kp + kk];
-      }
-      dnnl::memory plain({{k, nc}, dt::s8, dnnl::memory::format_tag::ab}, engine, dense.data());
-      packed.emplace_back(pd.weights_desc(), engine);
-      dnnl::reorder(plain, packed.back()).execute(s, plain, packed.back());
-      s.wait();
+    const dnnl::memory::desc any({k, n}, dt::s8, dnnl::memory::format_tag::any);
+    const auto pd = describe(kQLinearBlockRows, any, fused);
+    // W dense [k, n] (oneDNN's reorders that add its zero-point compensation read only a dense source).
+    std::vector<int8_t> dense(static_cast<size_t>(k * n));
+    for (int64_t kk = 0; kk < k; ++kk) {
+      for (int64_t j = 0; j < n; ++j) dense[kk * n + j] = wt[j * kp + kk];
     }
-    l.weights = std::move(packed);
+    dnnl::stream s(engine);
+    dnnl::memory plain({{k, n}, dt::s8, dnnl::memory::format_tag::ab}, engine, dense.data());
+    dnnl::memory packed(pd.weights_desc(), engine);
+    dnnl::reorder(plain, packed).execute(s, plain, packed);
+    s.wait();
+    weights[fused ? 0 : 1] = packed;
   }
 
-  // The worker's primitive for its block of rows (caller holds OneOmpThread).
+  void ensure_packed(bool fused) {
+    std::call_once(packed_once[fused ? 0 : 1], [this, fused] { pack(fused); });
+  }
+
+  // The worker's primitives (caller holds OneOmpThread); a block of fewer rows reads W in the full block's layout.
+  void make_fused(Worker& worker) const {
+    using dt = dnnl::memory::data_type;
+    using tag = dnnl::memory::format_tag;
+    const auto pd = describe(worker.rows, weights[0].get_desc(), true);
+    if (!worker.has_matmul) worker.stream = dnnl::stream(engine);
+    worker.fused = dnnl::matmul(pd);
+    worker.fsrc = dnnl::memory(pd.src_desc(), engine, DNNL_MEMORY_NONE);
+    worker.fdst = dnnl::memory(pd.dst_desc(), engine, DNNL_MEMORY_NONE);
+    worker.fbias = dnnl::memory({{1, n}, dt::f32, tag::ab}, engine, DNNL_MEMORY_NONE);
+    worker.fscales = dnnl::memory({{n}, dt::f32, tag::a}, engine, DNNL_MEMORY_NONE);
+    worker.fzp = dnnl::memory({{1}, dt::s32, tag::a}, engine, &worker.x_zero_point);
+    worker.fdiv = dnnl::memory({{1, 1}, dt::f32, tag::ab}, engine, &worker.y_scale);
+    worker.fadd = dnnl::memory({{1, 1}, dt::f32, tag::ab}, engine, &worker.y_zero_point);
+    worker.has_fused = true;
+  }
+
   void make_matmul(Worker& worker) const {
-    const Layout& l = layouts[worker.layout];
-    // A tail block's primitive reads the weights in the full block's layout.
-    const auto pd = describe(worker.rows, l.cols(worker.block, n), l.weights[worker.block].get_desc());
+    const auto pd = describe(worker.rows, weights[1].get_desc(), false);
+    if (!worker.has_fused) worker.stream = dnnl::stream(engine);
+    worker.acc.resize(static_cast<size_t>(worker.rows * n));
     worker.matmul = dnnl::matmul(pd);
-    worker.stream = dnnl::stream(engine);
     worker.src = dnnl::memory(pd.src_desc(), engine, DNNL_MEMORY_NONE);
     worker.dst = dnnl::memory(pd.dst_desc(), engine, worker.acc.data());
     worker.has_matmul = true;
   }
-#endif
 
-  // How items cut the work for m rows (qlinear.h). By columns when X has fewer rows than W has columns (W is then the
-  // larger operand, and a thread that keeps to its column blocks reads only its share of it): an item is a column
-  // block of kSplit against a group of row blocks, one group per column block unless there are fewer column blocks
-  // than threads. Otherwise by rows (X is the larger one; the threads share its row blocks): an item is a row block
-  // against all of W (kWhole).
-  bool by_columns(int64_t m) const { return layouts[kSplit].blocks > 1 && m < n; }
-  // Rows per block: kQLinearColumnBlockRows when cut by columns, else kQLinearBlockRows (qlinear.h).
-  int64_t block_rows(int64_t m) const {
-    return equal_block_rows(m, by_columns(m) ? kQLinearColumnBlockRows : kQLinearBlockRows);
+  // Y's block (worker.rows rows of N codes) = the fused primitive on xu, uint8 codes with zero point zp_u; m and b
+  // hold N multipliers and N biases.
+  template <typename T>
+  void run_fused(Worker& worker, const uint8_t* xu, int32_t zp_u, const float* m, const float* b, T* y,
+                 const QLinearParams& p) const {
+    if (!worker.has_fused) make_fused(worker);
+    worker.x_zero_point = zp_u;
+    worker.y_scale = p.y_scale;
+    worker.y_zero_point = static_cast<float>(p.y_zero_point);
+    worker.fsrc.set_data_handle(const_cast<uint8_t*>(xu));
+    worker.fdst.set_data_handle(y);
+    worker.fbias.set_data_handle(const_cast<float*>(b));
+    worker.fscales.set_data_handle(const_cast<float*>(m));
+    worker.fused.execute(worker.stream, {{DNNL_ARG_SRC, worker.fsrc},
+                                         {DNNL_ARG_WEIGHTS, weights[0]},
+                                         {DNNL_ARG_BIAS, worker.fbias},
+                                         {DNNL_ARG_DST, worker.fdst},
+                                         {DNNL_ARG_ATTR_SCALES | DNNL_ARG_WEIGHTS, worker.fscales},
+                                         {DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC, worker.fzp},
+                                         {DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, worker.fdiv},
+                                         {DNNL_ARG_ATTR_MULTIPLE_POST_OP(2) | DNNL_ARG_SRC_1, worker.fadd}});
+    worker.stream.wait();
   }
-  int64_t row_blocks(int64_t m) const { return (m + block_rows(m) - 1) / block_rows(m); }
-  int64_t groups(int64_t m) const {
-    const int64_t want = (cpu_threads() + layouts[kSplit].blocks - 1) / layouts[kSplit].blocks;
-    return std::max<int64_t>(1, std::min(row_blocks(m), want));
+
+  // worker.acc = xu @ W by the int32 primitive (xu: uint8 codes, no zero point).
+  void onednn_block(Worker& worker, const uint8_t* xu) const {
+    if (!worker.has_matmul) make_matmul(worker);
+    worker.src.set_data_handle(const_cast<uint8_t*>(xu));
+    worker.matmul.execute(worker.stream,
+                          {{DNNL_ARG_SRC, worker.src}, {DNNL_ARG_WEIGHTS, weights[1]}, {DNNL_ARG_DST, worker.dst}});
+    worker.stream.wait();
   }
-  int64_t item_count(int64_t m) const { return by_columns(m) ? layouts[kSplit].blocks * groups(m) : row_blocks(m); }
+
+  // (c) of "The fused epilogue is bit-exact": |zp * sum_k W[k, n]| <= 2^24 for every n (remembered for the last
+  // zero point: an exported model's is a constant).
+  bool zp_fits(int32_t zp) {
+    const std::lock_guard<std::mutex> lock(mutex);
+    if (!zp_checked || zp_fits_zp != zp) {
+      zp_fits_last = true;
+      for (int64_t c = 0; c < n; ++c) {
+        const int64_t term = static_cast<int64_t>(zp) * colsum[c];
+        if (term > kF32Exact || term < -kF32Exact) zp_fits_last = false;
+      }
+      zp_fits_zp = zp;
+      zp_checked = true;
+    }
+    return zp_fits_last;
+  }
+
+  // (a) and (c) for one call (zp_u: the uint8 zero point).
+  bool fused_fits(const QLinearParams& p, const float* multiplier, const float* bias, int32_t zp_u) {
+    if (!std::isfinite(p.y_scale) || p.y_scale == 0.0f) return false;
+    for (int64_t i = 0; i < p.multiplier_size; ++i) {
+      if (!std::isfinite(multiplier[i])) return false;
+    }
+    for (int64_t i = 0; i < p.bias_size; ++i) {
+      if (!std::isfinite(bias[i])) return false;
+    }
+    return zp_fits(zp_u);
+  }
+
+  // (d) for `rows` rows of uint8 codes: |sum_k x[r, k] W[k, n]| <= 2^24 for every row and channel, shown by
+  // sum_k x[r, k] * max|W| <= 2^24 or, failing that, by Cauchy-Schwarz: sum_k x[r, k]^2 * max_n sum_k W[k, n]^2 <=
+  // 2^48 (both products exact in int64 / uint64: K <= kMaxQlinearK).
+  bool rows_fit(const uint8_t* x, int64_t rows) const {
+#if FQVIT_HAS_X86
+    for (int64_t r = 0; r < rows; ++r) {
+      const uint8_t* row = x + r * k;
+      if (abs_sum_avx512(row, k) * w_abs_max <= kF32Exact) continue;
+      if (static_cast<uint64_t>(sq_sum_avx512(row, k)) * static_cast<uint64_t>(w_sq_max) <=
+          static_cast<uint64_t>(kF32Exact) * static_cast<uint64_t>(kF32Exact)) {
+        continue;
+      }
+      return false;
+    }
+    return true;
+#else
+    (void)x;
+    (void)rows;
+    return false;  // oneDNN runs only on the x86 avx512 path
+#endif
+  }
+#endif
 
   // (a) and (b) of "Which matmul" above.
   bool use_onednn(Isa isa) const {
@@ -321,11 +473,11 @@ struct QLinearCpu::Impl {
     return zp_term;
   }
 
-  std::unique_ptr<Worker> acquire(LayoutId layout, int64_t block, int64_t rows) {
+  std::unique_ptr<Worker> acquire(int64_t rows) {
     {
       const std::lock_guard<std::mutex> lock(mutex);
       for (auto it = idle.begin(); it != idle.end(); ++it) {
-        if ((*it)->layout == layout && (*it)->block == block && (*it)->rows == rows) {
+        if ((*it)->rows == rows) {
           std::unique_ptr<Worker> w = std::move(*it);
           idle.erase(it);
           return w;
@@ -333,10 +485,7 @@ struct QLinearCpu::Impl {
       }
     }
     auto worker = std::make_unique<Worker>();
-    worker->layout = layout;
-    worker->block = block;
     worker->rows = rows;
-    worker->acc.resize(static_cast<size_t>(rows * layouts[layout].cols(block, n)));
     return worker;
   }
 
@@ -345,73 +494,82 @@ struct QLinearCpu::Impl {
     idle.push_back(std::move(worker));
   }
 
-  // acc = (x - zp) @ W[:, the worker's column block] for worker.rows rows of x (row-major, K columns); with oneDNN
-  // acc = x @ W instead, and the epilogue subtracts zp * colsum.
+  // worker.acc = (x - zp) @ W by the portable loop.
   template <typename T>
-  void matmul(Worker& worker, const T* x, int32_t x_zero_point, Isa isa) const {
+  void portable_block(Worker& worker, const T* x, int32_t x_zero_point, Isa isa) const {
+    worker.acc.resize(static_cast<size_t>(worker.rows * n));
     if (k == 0) {
       std::fill(worker.acc.begin(), worker.acc.end(), 0);
       return;
     }
-    const Layout& l = layouts[worker.layout];
-#ifdef FQVIT_WITH_ONEDNN
-    if (use_onednn(isa)) {
-      if (!worker.has_matmul) make_matmul(worker);
-      worker.src.set_data_handle(const_cast<T*>(x));
-      worker.matmul.execute(worker.stream, {{DNNL_ARG_SRC, worker.src},
-                                            {DNNL_ARG_WEIGHTS, l.weights[worker.block]},
-                                            {DNNL_ARG_DST, worker.dst}});
-      worker.stream.wait();
-      return;
-    }
-#endif
     if (worker.x16.empty()) worker.x16.assign(static_cast<size_t>(worker.rows * kp), 0);
-    portable(x, x_zero_point, worker.x16.data(), wt.data() + l.col0(worker.block) * kp, worker.acc.data(),
-             worker.rows, k, kp, l.cols(worker.block, n), isa);
+    portable(x, x_zero_point, worker.x16.data(), wt.data(), worker.acc.data(), worker.rows, k, kp, n, isa);
   }
 
   template <typename T>
   void run(const T* x, const float* multiplier, const float* bias, T* y, const QLinearParams& p, int64_t item_begin,
            int64_t item_end, Isa isa) {
     if (p.m <= 0 || n == 0) return;
-    const int64_t rows = block_rows(p.m), rb_count = row_blocks(p.m), g = groups(p.m);
-    const bool columns = by_columns(p.m);
+    const int64_t rows = qlinear_block_rows(p.m, cpu_threads());
     item_begin = std::max<int64_t>(item_begin, 0);
-    item_end = std::min(item_end, item_count(p.m));
+    item_end = std::min(item_end, (p.m + rows - 1) / rows);
     if (item_begin >= item_end) return;
+    const RequantizeParams epilogue = qlinear_epilogue(p, rows);
+    const bool onednn = use_onednn(isa) && k > 0;
+    std::shared_ptr<const std::vector<int32_t>> zp_term;  // the int32 path's after oneDNN (made on first use)
 #ifdef FQVIT_WITH_ONEDNN
     const OneOmpThread one;
-    const LayoutId id = columns ? kSplit : kWhole;
-    if (use_onednn(isa) && k > 0) std::call_once(packed_once[id], [this, id] { pack(id); });
+    // oneDNN reads uint8 codes: int8 ones are flipped per block (x + 128, and so the zero point).
+    constexpr bool kFlip = std::is_same<T, int8_t>::value;
+    const int32_t zp_u = p.x_zero_point + (kFlip ? kCodeOffset : 0);
+    thread_local std::vector<uint8_t> flipped;
+    // The fused primitive takes N multipliers and N biases: a broadcast one is repeated (per thread, per call).
+    const bool fused = onednn && fused_fits(p, multiplier, bias, zp_u);
+    const float* m = multiplier;
+    const float* b = bias;
+    thread_local std::vector<float> m_full, b_full;
+    if (fused && p.multiplier_size != n) {
+      m_full.assign(static_cast<size_t>(n), multiplier[0]);
+      m = m_full.data();
+    }
+    if (fused && p.bias_size != n) {
+      b_full.assign(static_cast<size_t>(n), bias[0]);
+      b = b_full.data();
+    }
+    if (fused) ensure_packed(true);
 #endif
-    const Layout& l = layouts[id];
-    const RequantizeParams epilogue = qlinear_epilogue(p, rows);
-    // oneDNN multiplies the codes themselves: sum_k (x - zp) w = sum_k x w - zp colsum, the second term subtracted by
-    // the epilogue in wrapping int32 (exact: the result lies in int32, |.| <= 32640 K).
-    std::shared_ptr<const std::vector<int32_t>> zp_term;
-    if (use_onednn(isa) && k > 0) zp_term = zero_point_term(p.x_zero_point);
-    // Row block rb against column block cb of layout id.
-    auto block = [&](int64_t rb, int64_t cb) {
-      const int64_t r0 = rb * rows, r = std::min(rows, p.m - r0), c0 = l.col0(cb), nc = l.cols(cb, n);
-      std::unique_ptr<Worker> worker = acquire(id, cb, r);
-      matmul(*worker, x + r0 * k, p.x_zero_point, isa);
-      requantize_cpu_block(worker->acc.data(), nc, zp_term ? zp_term->data() + c0 : nullptr, multiplier, bias,
-                           y + r0 * n + c0, n, r, nc, c0, epilogue, isa);
-      release(std::move(worker));
-    };
     for (int64_t item = item_begin; item < item_end; ++item) {
-      if (columns) {
-        const int64_t cb = item / g, group = item % g;
-        for (int64_t rb = rb_count * group / g; rb < rb_count * (group + 1) / g; ++rb) block(rb, cb);
+      const int64_t r0 = item * rows, r = std::min(rows, p.m - r0);
+      std::unique_ptr<Worker> worker = acquire(r);
+      T* yb = y + r0 * n;
+      if (onednn) {
+#ifdef FQVIT_WITH_ONEDNN
+        const uint8_t* xu = reinterpret_cast<const uint8_t*>(x + r0 * k);
+        if (kFlip) {
+          flipped.resize(static_cast<size_t>(r * k));
+          flip_codes(xu, flipped.data(), r * k);
+          xu = flipped.data();
+        }
+        if (fused && rows_fit(xu, r)) {
+          run_fused(*worker, xu, zp_u, m, b, yb, p);
+          release(std::move(worker));
+          continue;
+        }
+        ensure_packed(false);
+        if (!zp_term) zp_term = zero_point_term(zp_u);
+        onednn_block(*worker, xu);
+#endif
       } else {
-        block(item, 0);
+        portable_block(*worker, x + r0 * k, p.x_zero_point, isa);
       }
+      requantize_cpu_block(worker->acc.data(), n, zp_term ? zp_term->data() : nullptr, multiplier, bias, yb, n, r, n,
+                           0, epilogue, isa);
+      release(std::move(worker));
     }
   }
 };
 
-QLinearCpu::QLinearCpu(const int8_t* w, int64_t k, int64_t n, CodeType code, int64_t column_blocks)
-    : impl_(std::make_unique<Impl>()) {
+QLinearCpu::QLinearCpu(const int8_t* w, int64_t k, int64_t n, CodeType code) : impl_(std::make_unique<Impl>()) {
   Impl& im = *impl_;
   im.k = k;
   im.n = n;
@@ -423,28 +581,22 @@ QLinearCpu::QLinearCpu(const int8_t* w, int64_t k, int64_t n, CodeType code, int
     for (int64_t j = 0; j < n; ++j) {
       im.wt[j * im.kp + kk] = w[kk * n + j];
       im.colsum[j] += w[kk * n + j];  // |.| <= 128 K: int32
+      im.w_abs_max = std::max<int64_t>(im.w_abs_max, std::abs(static_cast<int32_t>(w[kk * n + j])));
     }
   }
-  im.layouts[kWhole].block_cols = std::max<int64_t>(n, 1);
-  im.layouts[kWhole].blocks = 1;
-  // Equal column blocks in whole groups of 16 channels (an AMX/AVX-512 tile's width), none narrower than
-  // kQLinearMinBlockCols unless N is.
-  int64_t want = column_blocks > 0 ? column_blocks
-                                   : std::max<int64_t>(1, std::min(cpu_threads(), n / kQLinearMinBlockCols));
-  want = std::max<int64_t>(1, std::min(want, (n + 15) / 16));
-  Layout& split = im.layouts[kSplit];
-  split.block_cols = std::max<int64_t>(1, ((n + want - 1) / want + 15) / 16 * 16);
-  split.blocks = n > 0 ? (n + split.block_cols - 1) / split.block_cols : 1;
+  for (int64_t j = 0; j < n; ++j) {
+    int64_t sq = 0;  // <= 16384 K
+    for (int64_t kk = 0; kk < k; ++kk) sq += static_cast<int64_t>(im.wt[j * im.kp + kk]) * im.wt[j * im.kp + kk];
+    im.w_sq_max = std::max(im.w_sq_max, sq);
+  }
 #ifdef FQVIT_WITH_ONEDNN
   const dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
   im.onednn_isa = onednn_isa_name(isa);
   im.onednn = onednn_int8_exact(isa);
-  if (im.onednn && k > 0 && n > 0) {  // the implementation oneDNN picks for a full block (packing waits for a run)
+  if (im.onednn && k > 0 && n > 0) {  // the implementation oneDNN picks (packing waits for a run)
     const OneOmpThread one;
-    const int64_t nc = split.blocks > 1 ? split.cols(0, n) : n;
-    const dnnl::memory::desc any({k, nc}, dnnl::memory::data_type::s8, dnnl::memory::format_tag::any);
-    const int64_t rows = split.blocks > 1 ? kQLinearColumnBlockRows : kQLinearBlockRows;
-    im.impl_name = im.describe(rows, nc, any).impl_info_str();
+    const dnnl::memory::desc any({k, n}, dnnl::memory::data_type::s8, dnnl::memory::format_tag::any);
+    im.impl_name = im.describe(kQLinearBlockRows, any, true).impl_info_str();
   }
 #endif
 }
@@ -457,10 +609,9 @@ bool QLinearCpu::fits(const QLinearParams& p) const {
 
 int64_t QLinearCpu::items(const QLinearParams& p) const {
   if (p.m <= 0 || p.n <= 0) return 0;
-  return impl_->item_count(p.m);
+  const int64_t rows = qlinear_block_rows(p.m, cpu_threads());
+  return (p.m + rows - 1) / rows;
 }
-
-int64_t QLinearCpu::column_blocks() const { return impl_->layouts[kSplit].blocks; }
 
 void QLinearCpu::run_items(const uint8_t* x, const float* multiplier, const float* bias, uint8_t* y,
                            const QLinearParams& p, int64_t item_begin, int64_t item_end, Isa isa) const {
@@ -476,7 +627,8 @@ std::string QLinearCpu::gemm_name(Isa isa) const {
   const std::string loop = std::string("portable loop (") + isa_name(isa) + ", ";
 #ifdef FQVIT_WITH_ONEDNN
   if (impl_->use_onednn(isa)) {
-    return "oneDNN " + (impl_->impl_name.empty() ? std::string("(empty W)") : impl_->impl_name);
+    return "oneDNN " + (impl_->impl_name.empty() ? std::string("(empty W)") : impl_->impl_name) +
+           ", requantize fused";
   }
   if (!impl_->onednn) {
     return loop + "oneDNN's ISA " + impl_->onednn_isa + " has no VNNI: its int8 GEMM would saturate)";

@@ -62,10 +62,10 @@ struct Kernel : KernelBase<Kernel, op::QLinear> {
     if (p.m == 0 || p.n == 0) return;
     std::shared_ptr<const QLinearCpu> packed;
     if (provider_ == Provider::kCpu) {
-      // A W fed at run time is packed for this run only: one column block, so that it is packed once.
-      packed = packed_ && packed_->fits(p) ? packed_ : std::make_shared<const QLinearCpu>(wd, p.k, p.n, code_, 1);
+      // A W fed at run time is packed for this run only.
+      packed = packed_ && packed_->fits(p) ? packed_ : std::make_shared<const QLinearCpu>(wd, p.k, p.n, code_);
     }
-    // CPU: one task per work item (a column block of W against a group of row blocks, qlinear.h).
+    // CPU: one task per work item (a block of rows of X against all of W, qlinear.h).
     const int64_t items = packed ? packed->items(p) : 1;
     dispatch(ctx, items, 1, [&](void* stream) { return qlinear_cuda(xd, wd, m, b, y, p, stream); },
              [&](int64_t begin, int64_t end) { packed->run_items(xd, m, b, y, p, begin, end, isa_); });
