@@ -32,26 +32,28 @@ std::string qlinear_check(const QLinearParams& p);
 // on each block of accumulators.
 RequantizeParams qlinear_epilogue(const QLinearParams& p, int64_t rows);
 
-// Rows of X per block: the CPU kernel cuts X into blocks of at least this many rows where X has at least this many
-// per thread, as many blocks as a multiple of the CPU threads (qlinear_block_rows).
+// Row blocks of X on the CPU: m rows are ceil(m / kQLinearRowAlign) tiles of kQLinearRowAlign rows (an AMX tile's;
+// the last one partial), dealt as evenly as whole tiles allow to threads * max(1, floor(m / (threads *
+// kQLinearBlockRows))) blocks (at most one per tile), so that every thread gets as many blocks as the others and
+// every block but the one holding the partial tile whole tiles: oneDNN runs a partial tile row slowly (a block of 66
+// rows ran 10% slower than one of 64). Measured with the fused epilogue on an AMX Xeon (2 threads): deit_small at
+// batch 1 (197 rows) ran 5-8% faster in two blocks than cut into column blocks or into four blocks of 50 rows.
 constexpr int64_t kQLinearBlockRows = 64;
-
-// A block's rows are a multiple of this (an AMX tile's rows) where it has more: oneDNN's kernels run a row tail
-// of a tile slowly (a block of 66 rows ran 10% slower than one of 64).
 constexpr int64_t kQLinearRowAlign = 16;
 
-// The rows per block for m rows of X on `threads` threads: m cut into threads * max(1, floor(m / (threads * 64)))
-// equal blocks, so that every thread gets as many as the others, rounded up to kQLinearRowAlign. Measured with the
-// fused epilogue on an AMX Xeon (2 threads): deit_small at batch 1 (197 rows) ran 5-8% faster in two blocks than cut
-// into column blocks or into four blocks of 50 rows.
-int64_t qlinear_block_rows(int64_t m, int64_t threads);
+// The number of blocks of m rows on `threads` threads, and block i of them: rows [begin, end).
+struct QLinearRows {
+  int64_t begin = 0, end = 0;
+};
+int64_t qlinear_blocks(int64_t m, int64_t threads);
+QLinearRows qlinear_block(int64_t m, int64_t blocks, int64_t i);
 
 // The CPU kernel of one weight: W transposed for the portable loop and, when the library is built with oneDNN
 // (FQVIT_WITH_ONEDNN) and oneDNN's int8 matmul is exact on this CPU (VNNI or AMX, see qlinear_cpu.cc), packed into
 // oneDNN's layout on the first run; plus a pool of oneDNN primitives (and accumulator blocks), one per concurrent
 // caller, so that no primitive runs on two threads at once.
 //
-// A work item is a block of rows of X (qlinear_block_rows with cpu_threads()) against all of W. run_items() is
+// A work item is a block of rows of X (qlinear_blocks with cpu_threads()) against all of W. run_items() is
 // thread-safe; each call computes its items on the calling thread (oneDNN's own OpenMP threads held to one). A block
 // is one oneDNN call that writes Y's codes (the requantize epilogue in oneDNN's post-ops) where that is bit-exact,
 // else the matmul into int32 accumulators and the epilogue of src/requantize; the matmul is oneDNN's only on the

@@ -43,7 +43,7 @@
 // otherwise acc comes from the portable loop (int16 dot products of x - zp and W's columns, 4 x 4 outputs at a time,
 // vectorised by the compiler for the call's path).
 //
-// Work items: row blocks (qlinear.h, qlinear_block_rows). Threads: the caller (the op's glue) spreads the items over
+// Work items: row blocks (qlinear.h, qlinear_blocks). Threads: the caller (the op's glue) spreads the items over
 // onnxruntime's intra-op pool. A oneDNN primitive executed by two threads at once runs 2-4x slower than by one
 // (measured, oneDNN 3.2 on AMX), so every concurrent call takes its own primitives (with its accumulator block) from
 // a pool and returns them after; and oneDNN's OpenMP runtime is held to one thread on the calling thread
@@ -96,12 +96,17 @@ RequantizeParams qlinear_epilogue(const QLinearParams& p, int64_t rows) {
   return e;
 }
 
-int64_t qlinear_block_rows(int64_t m, int64_t threads) {
-  if (m <= 0) return 1;
+int64_t qlinear_blocks(int64_t m, int64_t threads) {
+  if (m <= 0) return 0;
   threads = std::max<int64_t>(threads, 1);
-  const int64_t blocks = threads * std::max<int64_t>(1, m / (threads * kQLinearBlockRows));
-  const int64_t rows = (m + blocks - 1) / blocks;
-  return rows > kQLinearRowAlign ? (rows + kQLinearRowAlign - 1) / kQLinearRowAlign * kQLinearRowAlign : rows;
+  const int64_t tiles = (m + kQLinearRowAlign - 1) / kQLinearRowAlign;
+  return std::min(tiles, threads * std::max<int64_t>(1, m / (threads * kQLinearBlockRows)));
+}
+
+QLinearRows qlinear_block(int64_t m, int64_t blocks, int64_t i) {
+  const int64_t tiles = (m + kQLinearRowAlign - 1) / kQLinearRowAlign;
+  const int64_t t0 = tiles * i / blocks, t1 = tiles * (i + 1) / blocks;
+  return {t0 * kQLinearRowAlign, std::min(m, t1 * kQLinearRowAlign)};
 }
 
 namespace {
@@ -510,11 +515,10 @@ struct QLinearCpu::Impl {
   void run(const T* x, const float* multiplier, const float* bias, T* y, const QLinearParams& p, int64_t item_begin,
            int64_t item_end, Isa isa) {
     if (p.m <= 0 || n == 0) return;
-    const int64_t rows = qlinear_block_rows(p.m, cpu_threads());
+    const int64_t blocks = qlinear_blocks(p.m, cpu_threads());
     item_begin = std::max<int64_t>(item_begin, 0);
-    item_end = std::min(item_end, (p.m + rows - 1) / rows);
+    item_end = std::min(item_end, blocks);
     if (item_begin >= item_end) return;
-    const RequantizeParams epilogue = qlinear_epilogue(p, rows);
     const bool onednn = use_onednn(isa) && k > 0;
     std::shared_ptr<const std::vector<int32_t>> zp_term;  // the int32 path's after oneDNN (made on first use)
 #ifdef FQVIT_WITH_ONEDNN
@@ -539,7 +543,8 @@ struct QLinearCpu::Impl {
     if (fused) ensure_packed(true);
 #endif
     for (int64_t item = item_begin; item < item_end; ++item) {
-      const int64_t r0 = item * rows, r = std::min(rows, p.m - r0);
+      const QLinearRows block = qlinear_block(p.m, blocks, item);
+      const int64_t r0 = block.begin, r = block.end - block.begin;
       std::unique_ptr<Worker> worker = acquire(r);
       T* yb = y + r0 * n;
       if (onednn) {
@@ -563,7 +568,7 @@ struct QLinearCpu::Impl {
         portable_block(*worker, x + r0 * k, p.x_zero_point, isa);
       }
       requantize_cpu_block(worker->acc.data(), n, zp_term ? zp_term->data() : nullptr, multiplier, bias, yb, n, r, n,
-                           0, epilogue, isa);
+                           0, qlinear_epilogue(p, r), isa);
       release(std::move(worker));
     }
   }
@@ -609,8 +614,7 @@ bool QLinearCpu::fits(const QLinearParams& p) const {
 
 int64_t QLinearCpu::items(const QLinearParams& p) const {
   if (p.m <= 0 || p.n <= 0) return 0;
-  const int64_t rows = qlinear_block_rows(p.m, cpu_threads());
-  return (p.m + rows - 1) / rows;
+  return qlinear_blocks(p.m, cpu_threads());
 }
 
 void QLinearCpu::run_items(const uint8_t* x, const float* multiplier, const float* bias, uint8_t* y,
