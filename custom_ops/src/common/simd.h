@@ -35,5 +35,14 @@ FQVIT_TARGET_AVX512 inline __m512i quantize_u8_x16(__m512 v, __m512 y_scale, __m
   return _mm512_min_epi32(q, _mm512_set1_epi32(255));
 }
 
+// Requantize (fqvit_ops/arith.h requantize_one, docs/ops.md Sec. 1) on 16 lanes: t = f32(acc), t = t * m, t = t + b,
+// then quantize_u8_x16; the one AVX-512 spelling that Requantize's spans and LISAttention's q k^T tiles share.
+FQVIT_TARGET_AVX512 inline __m512i requantize_u8_x16(__m512i acc, __m512 m, __m512 b, __m512 y_scale, __m512i y_zp) {
+  __m512 t = _mm512_cvtepi32_ps(acc);
+  t = _mm512_mul_ps(t, m);
+  t = _mm512_add_ps(t, b);
+  return quantize_u8_x16(t, y_scale, y_zp);
+}
+
 }  // namespace fqvit
 #endif

@@ -2,13 +2,14 @@
 // of at most kLisAttentionBlockRows query rows); per item:
 //   1. q, k, v of (b, h) gathered from QKV (int8 codes as uint8: x ^ 0x80, zero points + 128; see code_flip.h);
 //   2. acc = (q - zp) @ (k - zp)^T for the block's rows, exact int32 (below: "q k^T");
-//   3. logits = requantize_cpu(acc)      (src/requantize: the Requantize op's function, bias 0);
+//   3. logits = Requantize(acc)          (bias 0: on the VNNI path on the tile's registers with requantize_u8_x16,
+//                                         the AVX-512 spelling of src/requantize's spans; elsewhere requantize_cpu);
 //   4. codes  = log_int_softmax_cpu(...) (src/log_int_softmax, no mask);
 //   5. out    = lis_matmul_cpu(...)      (src/lis_matmul, one batch entry of the block's rows; v packed once per head);
 //   6. out's rows written to Y[b, i, h * D ...] (flipped back for int8).
-// Steps 3-5 are the unfused ops' own functions on buffers of rows x N that stay in the core's cache, so the op gives
-// the bits of the unfused nodes by construction; what the fusion saves is the [B, heads, N, N] tensors in memory and
-// the Transpose/Gather nodes around them.
+// Steps 3-5 are the unfused ops' own functions (step 3 also as their shared AVX-512 spelling) on buffers of rows x N
+// that stay in the core's cache, so the op gives the bits of the unfused nodes by construction; what the fusion saves
+// is the [B, heads, N, N] tensors in memory and the Transpose/Gather nodes around them.
 //
 // q k^T: with AVX-512 VNNI (Isa::kAvx512, which fqvit::cpu_best_isa grants only with VNNI) vpdpbusd multiplies
 // unsigned bytes by signed bytes and adds four products into an int32 lane without saturation: q stays uint8 and k
@@ -66,7 +67,7 @@ struct Scratch {
   std::vector<int16_t> k16;    // portable: N x dp, k - z
   std::vector<int32_t> row;    // VNNI: per query row, (128 - z) sum_d q
   std::vector<int32_t> col;    // VNNI: per key (np of them), D z^2 - z sum_d k
-  std::vector<int32_t> acc;    // rows x N: q k^T, exact
+  std::vector<int32_t> acc;    // portable: rows x N, q k^T, exact
   std::vector<uint8_t> krow;   // one key, zero-padded to dp
   std::vector<uint8_t> v;      // N x D: v of (b, h), uint8 codes
   std::vector<uint8_t> logits; // rows x N
@@ -138,14 +139,22 @@ FQVIT_TARGET_AVX2 void qk_portable_avx2(const int16_t* q16, const int16_t* k16, 
   int16_dot_rows(q16, k16, acc, rows, n, dp, n);
 }
 
-// --- q k^T, AVX-512 VNNI: acc[r, j] = sum_d q[r, d] k'[j, d] + row[r] + col[j], R rows x 32 keys per tile -------
+// --- q k^T and the logits, AVX-512 VNNI: acc[r, j] = sum_d q[r, d] k'[j, d] + row[r] + col[j], R rows x 32 keys
+// per tile, then step 3 on the tile's registers: logits = requantize_u8_x16 (Requantize's own AVX-512 spelling,
+// common/simd.h) with the one multiplier and bias 0, so the int32 sums never reach memory.
 // kp holds k' as [g][j][4] (g = d / 4), so one 64-byte load is 16 keys x 4 values of d and one broadcast 32-bit word
 // is 4 values of d of one query row: vpdpbusd adds the 4 products into each key's lane. row[r] = (128 - z) sum_d q
 // and col[j] = D z^2 - z sum_d k are the correction terms (see the top of the file); the additions wrap, the result
 // is exact. Keys past N are zero in kp and not stored.
+struct LogitsEpilogue {
+  __m512 multiplier, bias, y_scale;
+  __m512i y_zero_point;
+};
+
 template <int R>
 FQVIT_TARGET_AVX512 inline void qk_vnni_tile(const uint8_t* q, int64_t dp, const int8_t* kp, int64_t np, int64_t j,
-                                             int64_t n, const int32_t* row, const int32_t* col, int32_t* acc) {
+                                             int64_t n, const int32_t* row, const int32_t* col,
+                                             const LogitsEpilogue& e, uint8_t* logits) {
   __m512i c[R][2];
   for (int a = 0; a < R; ++a) c[a][0] = c[a][1] = _mm512_setzero_si512();
   for (int64_t g = 0; g < dp / 4; ++g) {
@@ -164,18 +173,26 @@ FQVIT_TARGET_AVX512 inline void qk_vnni_tile(const uint8_t* q, int64_t dp, const
   const __mmask16 k1 = j + 32 <= n ? 0xFFFF : static_cast<__mmask16>((1u << std::max<int64_t>(n - j - 16, 0)) - 1u);
   for (int a = 0; a < R; ++a) {
     const __m512i r = _mm512_set1_epi32(row[a]);
-    _mm512_mask_storeu_epi32(acc + a * n + j, k0, _mm512_add_epi32(_mm512_add_epi32(c[a][0], r), col0));
-    _mm512_mask_storeu_epi32(acc + a * n + j + 16, k1, _mm512_add_epi32(_mm512_add_epi32(c[a][1], r), col1));
+    const __m512i s0 = _mm512_add_epi32(_mm512_add_epi32(c[a][0], r), col0);
+    const __m512i s1 = _mm512_add_epi32(_mm512_add_epi32(c[a][1], r), col1);
+    _mm512_mask_cvtepi32_storeu_epi8(logits + a * n + j, k0,
+                                     requantize_u8_x16(s0, e.multiplier, e.bias, e.y_scale, e.y_zero_point));
+    _mm512_mask_cvtepi32_storeu_epi8(logits + a * n + j + 16, k1,
+                                     requantize_u8_x16(s1, e.multiplier, e.bias, e.y_scale, e.y_zero_point));
   }
 }
 
-FQVIT_TARGET_AVX512 void qk_vnni(const uint8_t* q, int64_t rows, int64_t dp, const int8_t* kp, int64_t np,
-                                 int64_t n, const int32_t* row, const int32_t* col, int32_t* acc) {
+// Steps 2-3 on the VNNI path: logits (rows x N, uint8) of the rows of q; rq as requantize_cpu would take it.
+FQVIT_TARGET_AVX512 void qk_logits_vnni(const uint8_t* q, int64_t rows, int64_t dp, const int8_t* kp, int64_t np,
+                                        int64_t n, const int32_t* row, const int32_t* col, const RequantizeParams& rq,
+                                        float multiplier, float bias, uint8_t* logits) {
+  const LogitsEpilogue e{_mm512_set1_ps(multiplier), _mm512_set1_ps(bias), _mm512_set1_ps(rq.y_scale),
+                         _mm512_set1_epi32(rq.y_zero_point)};
   for (int64_t j = 0; j < np; j += 32) {
     int64_t r = 0;
-    for (; r + 8 <= rows; r += 8) qk_vnni_tile<8>(q + r * dp, dp, kp, np, j, n, row + r, col, acc + r * n);
-    for (; r + 4 <= rows; r += 4) qk_vnni_tile<4>(q + r * dp, dp, kp, np, j, n, row + r, col, acc + r * n);
-    for (; r < rows; ++r) qk_vnni_tile<1>(q + r * dp, dp, kp, np, j, n, row + r, col, acc + r * n);
+    for (; r + 8 <= rows; r += 8) qk_vnni_tile<8>(q + r * dp, dp, kp, np, j, n, row + r, col, e, logits + r * n);
+    for (; r + 4 <= rows; r += 4) qk_vnni_tile<4>(q + r * dp, dp, kp, np, j, n, row + r, col, e, logits + r * n);
+    for (; r < rows; ++r) qk_vnni_tile<1>(q + r * dp, dp, kp, np, j, n, row + r, col, e, logits + r * n);
   }
 }
 #endif
@@ -230,9 +247,13 @@ void pack_keys(const T* qkv, const LisAttentionParams& p, int64_t b, int64_t h, 
   }
 }
 
-// Step 2 of an item: acc (rows x N, exact) for the item's query rows against the keys pack_keys left in s.
+// Steps 2-3 of an item: the logits (rows x N, uint8) of the item's query rows against the keys pack_keys left in s:
+// acc (exact) then Requantize with the one multiplier qk_multiplier and bias 0, rq its parameters. The VNNI path
+// requantizes on the tile's registers; the portable one writes acc, then requantize_cpu.
 template <typename T>
-void qk(const T* qkv, const LisAttentionParams& p, const Item& it, int32_t z, Scratch& s, int32_t* acc, Isa isa) {
+void qk_logits(const T* qkv, const LisAttentionParams& p, const Item& it, int32_t z, Scratch& s,
+               const RequantizeParams& rq, uint8_t* logits, Isa isa) {
+  const float zero_bias = 0.0f;
   const int64_t n = p.tokens, d = p.head_dim, dp = padded_dim(p);
   uint8_t* q = Scratch::sized(s.q, it.rows * dp);
   std::memset(q, 0, static_cast<size_t>(it.rows * dp));
@@ -245,7 +266,8 @@ void qk(const T* qkv, const LisAttentionParams& p, const Item& it, int32_t z, Sc
       for (int64_t e = 0; e < d; ++e) sum += q[r * dp + e];
       row[r] = static_cast<int32_t>(static_cast<uint32_t>(128 - z) * static_cast<uint32_t>(sum));
     }
-    qk_vnni(q, it.rows, dp, s.kp.data(), padded_keys(p), n, row, s.col.data(), acc);
+    qk_logits_vnni(q, it.rows, dp, s.kp.data(), padded_keys(p), n, row, s.col.data(), rq, p.qk_multiplier,
+                   zero_bias, logits);
     return;
   }
 #endif
@@ -253,10 +275,17 @@ void qk(const T* qkv, const LisAttentionParams& p, const Item& it, int32_t z, Sc
   for (int64_t r = 0; r < it.rows; ++r) {
     for (int64_t e = 0; e < dp; ++e) q16[r * dp + e] = static_cast<int16_t>(e < d ? q[r * dp + e] - z : 0);
   }
+  int32_t* acc = Scratch::sized(s.acc, it.rows * n);
 #if FQVIT_HAS_X86
-  if (isa == Isa::kAvx2) return qk_portable_avx2(q16, s.k16.data(), acc, it.rows, n, dp);
-#endif
+  if (isa == Isa::kAvx2) {
+    qk_portable_avx2(q16, s.k16.data(), acc, it.rows, n, dp);
+  } else {
+    qk_portable_scalar(q16, s.k16.data(), acc, it.rows, n, dp);
+  }
+#else
   qk_portable_scalar(q16, s.k16.data(), acc, it.rows, n, dp);
+#endif
+  requantize_cpu(acc, &p.qk_multiplier, &zero_bias, logits, rq, 0, rq.numel, isa);
 }
 
 template <typename T>
@@ -269,7 +298,6 @@ void run_items(const T* qkv, T* y, const LisAttentionParams& p, int64_t item_beg
   // LISMatMul's buffers, and v as it packed it: v_key counts the heads this thread gathered, so a key names one v.
   thread_local LisMatMulScratch mm_scratch;
   thread_local int64_t v_key = 0;
-  const float zero_bias = 0.0f;
   int64_t packed = -1;  // the head (b * heads + h) whose keys and values s holds in this call
   for (int64_t item = item_begin; item < item_end; ++item) {
     const Item it = item_at(p, item);
@@ -280,9 +308,7 @@ void run_items(const T* qkv, T* y, const LisAttentionParams& p, int64_t item_beg
       packed = it.b * p.heads + it.h;
       ++v_key;
     }
-    int32_t* acc = Scratch::sized(s.acc, it.rows * n);
-    qk(qkv, p, it, z, s, acc, isa);
-    // Step 3: Requantize (one multiplier, bias 0) into uint8 logits.
+    // Steps 2-3: q k^T, then Requantize (one multiplier, bias 0) into uint8 logits.
     RequantizeParams rq;
     rq.numel = it.rows * n;
     rq.n = n;
@@ -292,7 +318,7 @@ void run_items(const T* qkv, T* y, const LisAttentionParams& p, int64_t item_beg
     rq.y_zero_point = p.logits_zero_point + off;
     rq.code = CodeType::kUint8;
     uint8_t* logits = Scratch::sized(s.logits, it.rows * n);
-    requantize_cpu(acc, &p.qk_multiplier, &zero_bias, logits, rq, 0, rq.numel, isa);
+    qk_logits(qkv, p, it, z, s, rq, logits, isa);
     // Step 4: LogIntSoftmax, no mask.
     LisSoftmaxParams lp;
     lp.rows = it.rows;

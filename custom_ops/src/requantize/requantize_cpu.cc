@@ -108,19 +108,17 @@ FQVIT_TARGET_AVX512 void span_avx512(const int32_t* a, const int32_t* off, const
   for (; i + 16 <= len; i += 16) {
     __m512i acc = _mm512_loadu_si512(a + i);
     if (OFF) acc = _mm512_sub_epi32(acc, _mm512_loadu_si512(off + i));
-    __m512 t = _mm512_cvtepi32_ps(acc);
-    t = _mm512_mul_ps(t, MV ? _mm512_loadu_ps(m + i) : ms);
-    t = _mm512_add_ps(t, BV ? _mm512_loadu_ps(b + i) : bs);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i), _mm512_cvtepi32_epi8(quantize_u8_x16(t, ysv, zpv)));
+    const __m512i q =
+        requantize_u8_x16(acc, MV ? _mm512_loadu_ps(m + i) : ms, BV ? _mm512_loadu_ps(b + i) : bs, ysv, zpv);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i), _mm512_cvtepi32_epi8(q));
   }
   if (i < len) {  // masked tail: lanes past len load zeros and are not stored
     const __mmask16 k = static_cast<__mmask16>((1u << (len - i)) - 1u);
     __m512i acc = _mm512_maskz_loadu_epi32(k, a + i);
     if (OFF) acc = _mm512_sub_epi32(acc, _mm512_maskz_loadu_epi32(k, off + i));
-    __m512 t = _mm512_cvtepi32_ps(acc);
-    t = _mm512_mul_ps(t, MV ? _mm512_maskz_loadu_ps(k, m + i) : ms);
-    t = _mm512_add_ps(t, BV ? _mm512_maskz_loadu_ps(k, b + i) : bs);
-    _mm512_mask_cvtepi32_storeu_epi8(y + i, k, quantize_u8_x16(t, ysv, zpv));
+    const __m512i q = requantize_u8_x16(acc, MV ? _mm512_maskz_loadu_ps(k, m + i) : ms,
+                                        BV ? _mm512_maskz_loadu_ps(k, b + i) : bs, ysv, zpv);
+    _mm512_mask_cvtepi32_storeu_epi8(y + i, k, q);
   }
 }
 #endif  // FQVIT_HAS_X86
