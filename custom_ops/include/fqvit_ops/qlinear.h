@@ -50,8 +50,9 @@ QLinearRows qlinear_block(int64_t m, int64_t blocks, int64_t i);
 
 // The CPU kernel of one weight: W transposed for the portable loop and, when the library is built with oneDNN
 // (FQVIT_WITH_ONEDNN) and oneDNN's int8 matmul is exact on this CPU (VNNI or AMX, see qlinear_cpu.cc), packed into
-// oneDNN's layout on the first run; plus a pool of oneDNN primitives (and accumulator blocks), one per concurrent
-// caller, so that no primitive runs on two threads at once.
+// oneDNN's layouts by the first block that takes each path; plus a pool of oneDNN primitives (and accumulator
+// blocks), one per concurrent caller and block row count (at most 2 * kQLinearBlockRows counts; kept for the
+// kernel's life), so that no primitive runs on two threads at once.
 //
 // A work item is a block of rows of X (qlinear_blocks with cpu_threads()) against all of W. run_items() is
 // thread-safe; each call computes its items on the calling thread (oneDNN's own OpenMP threads held to one). A block
@@ -79,8 +80,9 @@ class QLinearCpu {
                  int64_t item_begin, int64_t item_end, Isa isa) const;
 
   // The matmul that run_items() uses on path `isa`: "oneDNN <impl>, requantize fused" (the implementation oneDNN
-  // picked for a full block with the fused epilogue, e.g. "oneDNN brg:avx512_core_amx, requantize fused") or
-  // "portable loop (<isa>, <why not oneDNN>)".
+  // picks for a 64-row block with the fused epilogue, e.g. "oneDNN brg:avx512_core_amx, requantize fused"; other
+  // block sizes may run another of its kernels, e.g. brg:avx512_core_vnni for a small K) or "portable loop (<isa>,
+  // <why not oneDNN>)".
   std::string gemm_name(Isa isa) const;
 
  private:

@@ -116,6 +116,9 @@ constexpr ONNXTensorElementDataType onnx_type(op::Dtype dtype, CodeType code) {
 // chunk is captured and rethrown here after all chunks finished. More than one chunk are made a multiple of the CPU
 // threads (fqvit::cpu_threads, about the pool's size) where `total` allows, so that equal chunks share the threads
 // evenly: 75 K elements in chunks of about 32 K are 4 chunks on 2 threads, not 3 (one thread doing two, the other one).
+// The chunks go to the pool in as many batches of consecutive chunks as CPU threads (ParallelFor's num_batch), so a
+// thread takes a contiguous range, as the op before it did, rather than one chunk at a time: 1-3% on deit_small and
+// deit_base (AMX Xeon, 2 threads).
 template <typename F>
 void parallel_for(const Ort::KernelContext& ctx, int64_t total, int64_t grain, F&& fn) {
   if (total <= 0) return;
@@ -153,7 +156,8 @@ void parallel_for(const Ort::KernelContext& ctx, int64_t total, int64_t grain, F
       s->failed = true;
     }
   };
-  ctx.ParallelFor(trampoline, static_cast<size_t>(chunks), 0, &state);
+  const int64_t batches = std::min<int64_t>(chunks, fqvit::cpu_threads());
+  ctx.ParallelFor(trampoline, static_cast<size_t>(chunks), static_cast<size_t>(batches), &state);
   if (state.failed) throw std::runtime_error(state.message);
 }
 

@@ -540,7 +540,6 @@ struct QLinearCpu::Impl {
       b_full.assign(static_cast<size_t>(n), bias[0]);
       b = b_full.data();
     }
-    if (fused) ensure_packed(true);
 #endif
     for (int64_t item = item_begin; item < item_end; ++item) {
       const QLinearRows block = qlinear_block(p.m, blocks, item);
@@ -556,6 +555,7 @@ struct QLinearCpu::Impl {
           xu = flipped.data();
         }
         if (fused && rows_fit(xu, r)) {
+          ensure_packed(true);  // W packed for the fused primitive by the first block that takes it
           run_fused(*worker, xu, zp_u, m, b, yb, p);
           release(std::move(worker));
           continue;
