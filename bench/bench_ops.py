@@ -124,10 +124,24 @@ def softmax_pair(rng: np.random.Generator, batch: int, heads: int) -> Pair:
     return (custom, {"X": x_u8}), (fp, {"X": rng.standard_normal(shape).astype(np.float32)})
 
 
-def qlinear_pair(rng: np.random.Generator, batch: int, k: int, n: int, code: str = "uint8") -> Pair:
+def gelu_codes(rng: np.random.Generator, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 codes and zero point of a GELU output as an MLP's fc2 reads them: GELU of standard normal values on an
+    asymmetric grid from -0.17 to 4 (zero point 10), so most codes lie near the zero point (uniform codes would put
+    the rows outside the bound under which the CPU kernel fuses its epilogue into oneDNN, custom_ops/README.md)."""
+    z = rng.standard_normal(shape).astype(np.float32)
+    gelu = 0.5 * z * (1.0 + np.tanh(0.7978845608 * (z + 0.044715 * z ** 3)))
+    scale, zp = 4.17 / 255.0, 10
+    return np.clip(np.round(gelu / scale) + zp, 0, 255).astype(np.uint8), np.array(zp, np.uint8)
+
+
+def qlinear_pair(rng: np.random.Generator, batch: int, k: int, n: int, code: str = "uint8", gelu: bool = False
+                 ) -> Pair:
     """``QLinear`` vs ``MatMulInteger -> Requantize`` on codes ``[batch, 197, K]`` of type ``code`` and the same
-    constants; both graphs take the same X."""
-    case = as_code_type("QLinear", Case(qlinear_inputs(rng, (batch, TOKENS, k), n)), code)
+    constants; both graphs take the same X. ``gelu``: X as :func:`gelu_codes` (an fc2 input), else uniform codes."""
+    inputs = qlinear_inputs(rng, (batch, TOKENS, k), n)
+    if gelu:
+        inputs["X"], inputs["x_zero_point"] = gelu_codes(rng, (batch, TOKENS, k))
+    case = as_code_type("QLinear", Case(inputs), code)
     i = case.inputs
     consts = {name: i[name] for name in ("W", "x_zero_point", "multiplier", "bias", "y_scale", "y_zero_point")}
     y = i["y_zero_point"].dtype
@@ -285,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     for model, layer, code in linears:
         k, n = LINEARS[model][layer]
         run(f"QLinear vs MatMulInteger+Requantize ({code})", f"QLinear {code} {model}.{layer} [{b * TOKENS},{k}]x{n}",
-            [b, TOKENS, k, n], qlinear_pair(rng, b, k, n, code), "unfused", layer=f"{model}.{layer}")
+            [b, TOKENS, k, n], qlinear_pair(rng, b, k, n, code, gelu=layer == "fc2"), "unfused",
+            layer=f"{model}.{layer}", x="GELU codes" if layer == "fc2" else "uniform codes")
     for heads in (6, 12):
         run("LISAttention vs its twelve unfused nodes", f"LISAttention [{b},{TOKENS},3x{heads}x{HEAD_DIM}]",
             [b, TOKENS, 3 * heads * HEAD_DIM], lis_attention_pair(rng, b, heads), "unfused", heads=heads)

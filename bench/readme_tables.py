@@ -106,7 +106,8 @@ def ops() -> str:
         return ""
     lines = ["| op vs baseline | shape | com.fqvit ms | baseline ms | speed-up |", "|---|---|---|---|---|"]
     for r in res["results"]:
-        lines.append(f"| {r['op']} | {'x'.join(map(str, r['shape']))} | {r['custom_ms']:.3f} | {r['float_ms']:.3f} | "
+        op = f"{r['op']} on {r['x']}" if "x" in r else r["op"]
+        lines.append(f"| {op} | {'x'.join(map(str, r['shape']))} | {r['custom_ms']:.3f} | {r['float_ms']:.3f} | "
                      f"{r['ratio']:.2f}x |")
     lines.append(f"\n{_cpu(res)} Batch {res.get('batch', '?')}.")
     return "\n".join(lines)
