@@ -128,6 +128,20 @@ void output_row_scalar(const Acc* acc, const LisMatMulParams& p, uint8_t* y, int
   for (int64_t d = d0; d < p.d; ++d) y[d] = lis_matmul_out(acc[d], p.v_scale, p.y_scale, p.y_zero_point);
 }
 
+// Step 2's exactness bound for row m of a batch entry (wsum: its step-1 weight sum): a row whose every partial sum
+// stays inside int32 goes to s.safe, for the int32 tiles; any other runs steps 2 and 3 here, in int64.
+void route_row(int64_t wsum, int64_t m, const uint8_t* ab, const uint8_t* vb, uint8_t* yb, const LisMatMulParams& p,
+               const Geometry& g, Scratch& s) {
+  constexpr int64_t kInt32Max = 2147483647;
+  if (wsum * g.max_abs_v <= kInt32Max) {
+    s.safe.push_back(m);
+    return;
+  }
+  s.acc64.resize(static_cast<size_t>(p.d));
+  gemm_row_int64(ab + m * p.n, vb, p, g, s.acc64.data());
+  output_row_scalar(s.acc64.data(), p, yb + m * p.d);  // step 3
+}
+
 #if FQVIT_HAS_X86
 FQVIT_TARGET_AVX2 inline int64_t hsum_epi32_avx2(__m256i v) {
   alignas(32) int32_t lanes[8];
@@ -535,7 +549,6 @@ FQVIT_TARGET_AVX512 void item_avx512(const uint8_t* ab, const uint8_t* vb, uint8
   s.n_active.resize(static_cast<size_t>(rows));
   s.lo_sum.resize(static_cast<size_t>(rows));
   s.hi_sum.resize(static_cast<size_t>(rows));
-  const int64_t int32_limit = 2147483647;
   const int32_t zp_term = 128 - p.v_zero_point;
   s.safe.clear();
   for (int64_t m = m0; m < m1; ++m) {
@@ -543,14 +556,7 @@ FQVIT_TARGET_AVX512 void item_avx512(const uint8_t* ab, const uint8_t* vb, uint8
     s.n_active[r] = byte_weights_avx512(ab + m * p.n, p.n, g, lo_tab, hi_tab, s.lo.data() + r * g.bytes_per_row,
                                         s.hi.data() + r * g.bytes_per_row,
                                         s.active.data() + r * (g.bytes_per_row / 4), &s.lo_sum[r], &s.hi_sum[r]);
-    const int64_t wsum = (s.lo_sum[r] + 128 * s.hi_sum[r]) << shift;  // step 1's weight sum
-    if (wsum * g.max_abs_v <= int32_limit) {
-      s.safe.push_back(m);
-    } else {
-      s.acc64.resize(static_cast<size_t>(p.d));
-      gemm_row_int64(ab + m * p.n, vb, p, g, s.acc64.data());
-      output_row_scalar(s.acc64.data(), p, yb + m * p.d);  // step 3
-    }
+    route_row((s.lo_sum[r] + 128 * s.hi_sum[r]) << shift, m, ab, vb, yb, p, g, s);  // step 1's weight sum
   }
   // The hi part runs per row over its active groups (item_uses_bytes keeps them few).
   for (size_t i = 0; i < s.safe.size(); i += kTileRows) {
@@ -632,7 +638,6 @@ void lis_matmul_cpu(const uint8_t* a, const uint8_t* v, uint8_t* y, const LisMat
   if (item_begin >= item_end) return;
   const Geometry g = make_geometry(p);
   const int64_t blocks = (p.m + kRowsPerItem - 1) / kRowsPerItem;
-  const int64_t int32_limit = 2147483647;
   LisMatMulScratch::Impl& held = *scratch.impl;
   Scratch& s = held.s;
   const bool same_v = v_key >= 0 && held.key == v_key && held.n == p.n && held.d == p.d &&
@@ -689,13 +694,7 @@ void lis_matmul_cpu(const uint8_t* a, const uint8_t* v, uint8_t* y, const LisMat
 #else
       const int64_t wsum = pack_weights(ab + m * p.n, p.n, g, wrow);
 #endif
-      if (wsum * g.max_abs_v <= int32_limit) {
-        s.safe.push_back(m);
-      } else {
-        s.acc64.resize(static_cast<size_t>(p.d));
-        gemm_row_int64(ab + m * p.n, vb, p, g, s.acc64.data());
-        output_row_scalar(s.acc64.data(), p, yb + m * p.d);  // step 3
-      }
+      route_row(wsum, m, ab, vb, yb, p, g, s);
     }
     // Step 2 (int32) in tiles of up to 6 rows, then step 3.
     for (size_t i = 0; i < s.safe.size(); i += kTileRows) {
