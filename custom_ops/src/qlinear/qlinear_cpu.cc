@@ -268,7 +268,6 @@ FQVIT_TARGET_AVX512 int64_t sq_sum_avx512(const uint8_t* x, int64_t k) {
 }  // namespace
 #endif
 
-
 // Integers up to this magnitude are exact in float32.
 constexpr int64_t kF32Exact = int64_t{1} << 24;
 
@@ -281,11 +280,15 @@ struct QLinearCpu::Impl {
   int64_t w_abs_max = 0;        // max |W[k, n]|
   int64_t w_sq_max = 0;         // max over n of sum_k W[k, n]^2
   std::mutex mutex;
-  std::shared_ptr<const std::vector<int32_t>> zp_term;  // zero_point_term's last result (guarded by mutex)
-  int32_t zp_term_zp = 0;
-  bool zp_checked = false;  // zp_fits' last answer, for zp_fits_zp (guarded by mutex)
-  bool zp_fits_last = false;
-  int32_t zp_fits_zp = 0;
+  // What one (uint8) zero point zp gives with W, made by zero_point_terms: term[n] = zp * sum_k W[k, n] (wrapping
+  // int32: the int32 path's correction after oneDNN) and fits, (c) of "The fused epilogue is bit-exact":
+  // |zp * sum_k W[k, n]| <= 2^24 for every n.
+  struct ZeroPointTerms {
+    int32_t zp = 0;
+    bool fits = false;
+    std::vector<int32_t> term;
+  };
+  std::shared_ptr<const ZeroPointTerms> zp_terms;  // for the last zero point asked (guarded by mutex)
   std::vector<std::unique_ptr<Worker>> idle;  // guarded by mutex
 #ifdef FQVIT_WITH_ONEDNN
   bool onednn = false;     // (b) of "Which matmul": oneDNN's effective ISA has VNNI or AMX
@@ -403,24 +406,8 @@ struct QLinearCpu::Impl {
     worker.stream.wait();
   }
 
-  // (c) of "The fused epilogue is bit-exact": |zp * sum_k W[k, n]| <= 2^24 for every n (remembered for the last
-  // zero point: an exported model's is a constant).
-  bool zp_fits(int32_t zp) {
-    const std::lock_guard<std::mutex> lock(mutex);
-    if (!zp_checked || zp_fits_zp != zp) {
-      zp_fits_last = true;
-      for (int64_t c = 0; c < n; ++c) {
-        const int64_t term = static_cast<int64_t>(zp) * colsum[c];
-        if (term > kF32Exact || term < -kF32Exact) zp_fits_last = false;
-      }
-      zp_fits_zp = zp;
-      zp_checked = true;
-    }
-    return zp_fits_last;
-  }
-
-  // (a) and (c) for one call (zp_u: the uint8 zero point).
-  bool fused_fits(const QLinearParams& p, const float* multiplier, const float* bias, int32_t zp_u) {
+  // (a) of "The fused epilogue is bit-exact" for one call.
+  static bool constants_fit(const QLinearParams& p, const float* multiplier, const float* bias) {
     if (!std::isfinite(p.y_scale) || p.y_scale == 0.0f) return false;
     for (int64_t i = 0; i < p.multiplier_size; ++i) {
       if (!std::isfinite(multiplier[i])) return false;
@@ -428,7 +415,7 @@ struct QLinearCpu::Impl {
     for (int64_t i = 0; i < p.bias_size; ++i) {
       if (!std::isfinite(bias[i])) return false;
     }
-    return zp_fits(zp_u);
+    return true;
   }
 
   // (d) for `rows` rows of uint8 codes: |sum_k x[r, k] W[k, n]| <= 2^24 for every row and channel, shown by
@@ -464,18 +451,22 @@ struct QLinearCpu::Impl {
 #endif
   }
 
-  // zp * colsum per output channel (wrapping int32), made once per zero point (an exported model's is a constant).
-  std::shared_ptr<const std::vector<int32_t>> zero_point_term(int32_t zp) {
+  // The ZeroPointTerms of zp, made once per zero point (an exported model's is a constant).
+  std::shared_ptr<const ZeroPointTerms> zero_point_terms(int32_t zp) {
     const std::lock_guard<std::mutex> lock(mutex);
-    if (!zp_term || zp_term_zp != zp) {
-      auto term = std::make_shared<std::vector<int32_t>>(static_cast<size_t>(n));
+    if (!zp_terms || zp_terms->zp != zp) {
+      auto t = std::make_shared<ZeroPointTerms>();
+      t->zp = zp;
+      t->fits = true;
+      t->term.resize(static_cast<size_t>(n));
       for (int64_t c = 0; c < n; ++c) {
-        (*term)[c] = static_cast<int32_t>(static_cast<uint32_t>(zp) * static_cast<uint32_t>(colsum[c]));
+        const int64_t term = static_cast<int64_t>(zp) * colsum[c];  // |.| <= 255 * 128 K: exact in int64
+        if (term > kF32Exact || term < -kF32Exact) t->fits = false;
+        t->term[c] = static_cast<int32_t>(static_cast<uint32_t>(zp) * static_cast<uint32_t>(colsum[c]));
       }
-      zp_term = std::move(term);
-      zp_term_zp = zp;
+      zp_terms = std::move(t);
     }
-    return zp_term;
+    return zp_terms;
   }
 
   std::unique_ptr<Worker> acquire(int64_t rows) {
@@ -520,15 +511,16 @@ struct QLinearCpu::Impl {
     item_end = std::min(item_end, blocks);
     if (item_begin >= item_end) return;
     const bool onednn = use_onednn(isa) && k > 0;
-    std::shared_ptr<const std::vector<int32_t>> zp_term;  // the int32 path's after oneDNN (made on first use)
+    const int32_t* zp_term = nullptr;  // the int32 path's correction after oneDNN
 #ifdef FQVIT_WITH_ONEDNN
     const OneOmpThread one;
     // oneDNN reads uint8 codes: int8 ones are flipped per block (x + 128, and so the zero point).
     constexpr bool kFlip = std::is_same<T, int8_t>::value;
     const int32_t zp_u = p.x_zero_point + (kFlip ? kCodeOffset : 0);
     thread_local std::vector<uint8_t> flipped;
+    const std::shared_ptr<const ZeroPointTerms> terms = onednn ? zero_point_terms(zp_u) : nullptr;
     // The fused primitive takes N multipliers and N biases: a broadcast one is repeated (per thread, per call).
-    const bool fused = onednn && fused_fits(p, multiplier, bias, zp_u);
+    const bool fused = onednn && terms->fits && constants_fit(p, multiplier, bias);
     const float* m = multiplier;
     const float* b = bias;
     thread_local std::vector<float> m_full, b_full;
@@ -561,14 +553,14 @@ struct QLinearCpu::Impl {
           continue;
         }
         ensure_packed(false);
-        if (!zp_term) zp_term = zero_point_term(zp_u);
+        zp_term = terms->term.data();
         onednn_block(*worker, xu);
 #endif
       } else {
         portable_block(*worker, x + r0 * k, p.x_zero_point, isa);
       }
-      requantize_cpu_block(worker->acc.data(), n, zp_term ? zp_term->data() : nullptr, multiplier, bias, yb, n, r, n,
-                           0, qlinear_epilogue(p, r), isa);
+      requantize_cpu_block(worker->acc.data(), n, zp_term, multiplier, bias, yb, n, r, n, 0, qlinear_epilogue(p, r),
+                           isa);
       release(std::move(worker));
     }
   }
