@@ -28,7 +28,7 @@ struct QLinearParams {
 
 std::string qlinear_check(const QLinearParams& p);
 
-// The epilogue of `rows` rows of the output: Requantize's parameters, so that the CPU kernel runs requantize_cpu_block
+// The epilogue of `rows` rows of the output: Requantize's parameters, so that the CPU kernel runs requantize_cpu
 // on each block of accumulators.
 RequantizeParams qlinear_epilogue(const QLinearParams& p, int64_t rows);
 

@@ -21,24 +21,16 @@ struct RequantizeParams {
 
 std::string requantize_check(const RequantizeParams& p);
 
-// Elements [begin, end) of the flattened A -> Y; element i uses channel i % N.
+// Elements [begin, end) of the flattened A -> Y; element i uses channel i % N. With col_offset (N int32 values), the
+// arithmetic acts on A[i] - col_offset[i % N] in wrapping int32: the caller's offset must leave the exact
+// accumulator, which lies in int32 (QLinear's int32 path: the zero-point term x_zero_point * sum_k W[k, n]).
 void requantize_cpu(const int32_t* a, const float* multiplier, const float* bias, uint8_t* y,
-                    const RequantizeParams& p, int64_t begin, int64_t end, Isa isa);
+                    const RequantizeParams& p, int64_t begin, int64_t end, Isa isa,
+                    const int32_t* col_offset = nullptr);
 // int8 Y: the uint8 path with y_zero_point + 128, then Y ^ 0x80 (bit-identical).
 void requantize_cpu(const int32_t* a, const float* multiplier, const float* bias, int8_t* y,
-                    const RequantizeParams& p, int64_t begin, int64_t end, Isa isa);
-
-// A block of `rows` x `cols` elements whose rows lie a_stride (A) and y_stride (Y) elements apart, column i being
-// channel c0 + i of the multiplier and bias (p: their sizes, y_scale, y_zero_point; numel and n are not read). The
-// same per-element arithmetic as requantize_cpu, on A[r, i] - col_offset[i] when col_offset is given (wrapping int32:
-// the caller's offset must leave the exact accumulator, which lies in int32). QLinear's epilogue on a block of rows and
-// output channels; its offset is the zero-point term x_zero_point * sum_k W[k, n].
-void requantize_cpu_block(const int32_t* a, int64_t a_stride, const int32_t* col_offset, const float* multiplier,
-                          const float* bias, uint8_t* y, int64_t y_stride, int64_t rows, int64_t cols, int64_t c0,
-                          const RequantizeParams& p, Isa isa);
-void requantize_cpu_block(const int32_t* a, int64_t a_stride, const int32_t* col_offset, const float* multiplier,
-                          const float* bias, int8_t* y, int64_t y_stride, int64_t rows, int64_t cols, int64_t c0,
-                          const RequantizeParams& p, Isa isa);
+                    const RequantizeParams& p, int64_t begin, int64_t end, Isa isa,
+                    const int32_t* col_offset = nullptr);
 
 // CUDA: everything, device pointers (multiplier and bias included). Returns a cudaError_t value.
 int requantize_cuda(const int32_t* a, const float* multiplier, const float* bias, uint8_t* y,

@@ -1,6 +1,6 @@
 // onnxruntime glue of com.fqvit::QLinear: checks the inputs, allocates the output, dispatches to the CPU kernel (its
-// work items on the intra-op pool, each matmuls of row blocks against a column block of W into L2-resident
-// accumulators plus the Requantize epilogue) or the CUDA kernel (on the EP's stream).
+// work items on the intra-op pool, each a block of rows of X against all of W, the Requantize epilogue inside
+// oneDNN's matmul where that is bit-exact, qlinear_cpu.cc) or the CUDA kernel (on the EP's stream).
 //
 // The CPU kernel packs W once: when W is a constant initializer (as the exporter writes it) onnxruntime hands it over
 // at kernel creation; a W fed at run time is packed on every run, since its contents may change under one address.

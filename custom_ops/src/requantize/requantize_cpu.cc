@@ -141,27 +141,28 @@ SpanFn pick_span(Isa isa, bool mv, bool bv) {
 }  // namespace
 
 void requantize_cpu(const int32_t* a, const float* multiplier, const float* bias, uint8_t* y,
-                    const RequantizeParams& p, int64_t begin, int64_t end, Isa isa) {
+                    const RequantizeParams& p, int64_t begin, int64_t end, Isa isa, const int32_t* col_offset) {
   if (end > p.numel) end = p.numel;
   if (begin < 0) begin = 0;
   if (begin >= end || p.n <= 0) return;
   // A one-element multiplier/bias is broadcast (also when N = 1, where both readings agree).
   const bool mv = p.multiplier_size != 1, bv = p.bias_size != 1;
-  const SpanFn span = pick_span<false>(isa, mv, bv);
-  if (!mv && !bv) {
+  const SpanFn span = col_offset != nullptr ? pick_span<true>(isa, mv, bv) : pick_span<false>(isa, mv, bv);
+  if (!mv && !bv && col_offset == nullptr) {
     span(a + begin, nullptr, multiplier, bias, y + begin, end - begin, p.y_scale, p.y_zero_point);
     return;
   }
   for (int64_t i = begin; i < end;) {
     const int64_t col = i % p.n;
     const int64_t len = std::min<int64_t>(p.n - col, end - i);
-    span(a + i, nullptr, multiplier + (mv ? col : 0), bias + (bv ? col : 0), y + i, len, p.y_scale, p.y_zero_point);
+    span(a + i, col_offset != nullptr ? col_offset + col : nullptr, multiplier + (mv ? col : 0),
+         bias + (bv ? col : 0), y + i, len, p.y_scale, p.y_zero_point);
     i += len;
   }
 }
 
 void requantize_cpu(const int32_t* a, const float* multiplier, const float* bias, int8_t* y,
-                    const RequantizeParams& p, int64_t begin, int64_t end, Isa isa) {
+                    const RequantizeParams& p, int64_t begin, int64_t end, Isa isa, const int32_t* col_offset) {
   if (end > p.numel) end = p.numel;
   if (begin < 0) begin = 0;
   if (begin >= end || p.n <= 0) return;
@@ -172,35 +173,8 @@ void requantize_cpu(const int32_t* a, const float* multiplier, const float* bias
   // Blocks keep the flip on cache-resident bytes.
   for (int64_t b0 = begin; b0 < end; b0 += kFlipBlockBytes) {
     const int64_t b1 = std::min(end, b0 + kFlipBlockBytes);
-    requantize_cpu(a, multiplier, bias, yu, pu, b0, b1, isa);
+    requantize_cpu(a, multiplier, bias, yu, pu, b0, b1, isa, col_offset);
     flip_codes(yu + b0, yu + b0, b1 - b0);
-  }
-}
-
-void requantize_cpu_block(const int32_t* a, int64_t a_stride, const int32_t* col_offset, const float* multiplier,
-                          const float* bias, uint8_t* y, int64_t y_stride, int64_t rows, int64_t cols, int64_t c0,
-                          const RequantizeParams& p, Isa isa) {
-  if (rows <= 0 || cols <= 0) return;
-  const bool mv = p.multiplier_size != 1, bv = p.bias_size != 1;
-  const SpanFn span = col_offset != nullptr ? pick_span<true>(isa, mv, bv) : pick_span<false>(isa, mv, bv);
-  const float* m = multiplier + (mv ? c0 : 0);
-  const float* b = bias + (bv ? c0 : 0);
-  for (int64_t r = 0; r < rows; ++r) {
-    span(a + r * a_stride, col_offset, m, b, y + r * y_stride, cols, p.y_scale, p.y_zero_point);
-  }
-}
-
-void requantize_cpu_block(const int32_t* a, int64_t a_stride, const int32_t* col_offset, const float* multiplier,
-                          const float* bias, int8_t* y, int64_t y_stride, int64_t rows, int64_t cols, int64_t c0,
-                          const RequantizeParams& p, Isa isa) {
-  RequantizeParams pu = p;
-  pu.y_zero_point += kCodeOffset;
-  pu.code = CodeType::kUint8;
-  uint8_t* yu = reinterpret_cast<uint8_t*>(y);
-  for (int64_t r = 0; r < rows; ++r) {  // row by row, so that the flip acts on bytes still in cache
-    requantize_cpu_block(a + r * a_stride, a_stride, col_offset, multiplier, bias, yu + r * y_stride, y_stride, 1,
-                         cols, c0, pu, isa);
-    flip_codes(yu + r * y_stride, yu + r * y_stride, cols);
   }
 }
 
