@@ -22,9 +22,9 @@ last three time the same work twice, so their two sides get the same inputs and 
 (checked before timing; the bench stops otherwise). Repetitions are interleaved (custom, baseline, custom,
 baseline, ...) so both sides see the same machine state; each side's time is the median over ``--reps`` repetitions of
 ``--inner`` back-to-back runs. Both sessions run with ``bench_models.SPINNING``: their pools spin during a run and stop
-when it returns, so that the idle session's pool does not spin on the cores the other needs. ``ratio`` = baseline time / custom time (> 1: the ``com.fqvit``
-kernel is faster); the baseline's time is ``float_ms`` in every row, ``baseline`` says whether it is onnxruntime's
-float op (``float``) or the unfused chain (``unfused``). The CPU's ISA flags (AVX2, AVX-512 VNNI, AMX, ...) go in the
+when it returns, so that the idle session's pool does not spin on the cores the other needs. ``ratio`` = baseline
+time / custom time (> 1: the ``com.fqvit`` kernel is faster); the baseline's time is ``float_ms`` in every row,
+``baseline`` says whether it is onnxruntime's float op (``float``) or the unfused chain (``unfused``). The CPU's ISA flags (AVX2, AVX-512 VNNI, AMX, ...) go in the
 results: they pick the integer kernels on both sides. Results go to ``bench/results/ops.json``.
 
     python bench/bench_ops.py [--reps 30] [--inner 5] [--threads 2] [--batch 8] [--out bench/results/ops.json]

@@ -210,7 +210,9 @@ FQVIT_TARGET_AVX512 uint32_t pack_key_vnni(const uint8_t* krow, int64_t dp, int6
     const __m512i x = _mm512_maskz_loadu_epi8(k, krow + e);
     sum = _mm512_add_epi64(sum, _mm512_sad_epu8(x, _mm512_setzero_si512()));
     _mm512_store_si512(words, _mm512_xor_si512(x, flip));
-    for (int64_t g = 0; g < std::min<int64_t>(16, left / 4); ++g) std::memcpy(kp + ((e / 4 + g) * np + j) * 4, &words[g], 4);
+    for (int64_t g = 0; g < std::min<int64_t>(16, left / 4); ++g) {
+      std::memcpy(kp + ((e / 4 + g) * np + j) * 4, &words[g], 4);
+    }
   }
   return static_cast<uint32_t>(_mm512_reduce_add_epi64(sum));
 }

@@ -406,8 +406,9 @@ FQVIT_TARGET_AVX512 void output_row_avx512(const int32_t* acc, const LisMatMulPa
 // both 0 for k >= Z. Both fit unsigned bytes, and V' = V - 128 fits a signed byte, so vpdpbusd multiplies them four
 // keys at a time, and sum_n lo_n (V_n - zp) = sum_n lo_n V'_n + (128 - zp) sum_n lo_n (the same for hi). The lo part
 // runs over every group of 4 keys; hi is non-zero only where p >= 2^-(e0 - 6.5) (at 4 bits 1.1 %, a few keys of a
-// row in the items that come here), so the hi part runs over the groups of 4 keys that hold one. Everything is wrapping int32 arithmetic (sums,
-// products, shifts left), and for the rows that get here |acc| <= W max|V - zp| <= 2^31 - 1, so acc is exact.
+// row in the items that come here), so the hi part runs over the groups of 4 keys that hold one. Everything is
+// wrapping int32 arithmetic (sums, products, shifts left), and for the rows that get here
+// |acc| <= W max|V - zp| <= 2^31 - 1, so acc is exact.
 
 // V' quads: vq[(g * dp + d) * 4 + i] = V[4g + i, d] ^ 0x80 (as s8: V - 128), 0 past N and past D. 16 columns of 4
 // keys per step by byte and word interleaves, scalar tail columns.
@@ -529,8 +530,8 @@ FQVIT_TARGET_AVX512 bool item_uses_bytes(const uint8_t* codes, int64_t count, co
 }
 
 // One work item (rows m0 .. m1 of a batch entry) on the AVX-512 VNNI path, V' already in s.vq.
-FQVIT_TARGET_AVX512 void item_avx512(const uint8_t* ab, const uint8_t* vb, uint8_t* yb, const LisMatMulParams& p, const Geometry& g,
-                 int64_t m0, int64_t m1, Scratch& s) {
+FQVIT_TARGET_AVX512 void item_avx512(const uint8_t* ab, const uint8_t* vb, uint8_t* yb, const LisMatMulParams& p,
+                                     const Geometry& g, int64_t m0, int64_t m1, Scratch& s) {
   const int e0 = g.zero_code - 1, shift = kLisValueShift - e0;
   alignas(16) uint8_t lo_t[16] = {}, hi_t[16] = {};
   for (int k = 0; k < g.zero_code; ++k) {
