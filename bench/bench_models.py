@@ -30,6 +30,7 @@ results. The README table comes from (on a 2-core machine shared with other work
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -189,7 +190,8 @@ def _run_once(sess: ort.InferenceSession, feeds: dict) -> float:
 
 def time_variants(sessions: dict[str, ort.InferenceSession], x: np.ndarray, reps: int, min_rep_s: float,
                   warmup: int = 1) -> dict[str, dict]:
-    """Interleaved repetitions (order rotating); per variant the median and min time per run, in ms."""
+    """Interleaved repetitions (order rotating); per variant the median and min time per run, in ms. Python's garbage
+    collector is off while they run."""
     feeds = {"input": x}
     for sess in sessions.values():
         for _ in range(warmup):
@@ -197,20 +199,32 @@ def time_variants(sessions: dict[str, ort.InferenceSession], x: np.ndarray, reps
     inner = max(1, round(min_rep_s / _run_once(sessions["fp32"], feeds))) if "fp32" in sessions else 1
     names = list(sessions)
     times: dict[str, list[float]] = defaultdict(list)
-    for rep in range(reps):
-        for name in names[rep % len(names):] + names[:rep % len(names)]:
-            times[name].append(sum(_run_once(sessions[name], feeds) for _ in range(inner)) / inner)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # as timeit does: no collection of the (torch-sized) heap inside a timed repetition
+    try:
+        for rep in range(reps):
+            for name in names[rep % len(names):] + names[:rep % len(names)]:
+                times[name].append(sum(_run_once(sessions[name], feeds) for _ in range(inner)) / inner)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     return {n: {"ms": round(statistics.median(t) * 1e3, 3), "min_ms": round(min(t) * 1e3, 3), "inner": inner}
             for n, t in times.items()}
 
 
 # -------------------------------------------------------------------------------------------------- profiling ----
-def node_times(trace: Path) -> tuple[dict[str, float], dict[str, dict]]:
-    """Kernel time (us) of all ``Node`` events of an onnxruntime profile: per op type, and per node (with shapes)."""
+def node_times(trace: Path, skip_runs: int = 0) -> tuple[dict[str, float], dict[str, dict]]:
+    """Kernel time (us) of the ``Node`` events of an onnxruntime profile after its first ``skip_runs`` runs (its
+    ``model_run`` events): per op type, and per node (with shapes)."""
     per_op: dict[str, float] = defaultdict(float)
     per_node: dict[str, dict] = {}
-    for ev in json.loads(trace.read_text()):
-        if ev.get("cat") == "Node" and ev.get("name", "").endswith("_kernel_time"):
+    events = json.loads(trace.read_text())
+    starts = sorted(ev["ts"] for ev in events if ev.get("cat") == "Session" and ev.get("name") == "model_run")
+    if len(starts) <= skip_runs:
+        raise ValueError(f"{trace}: {len(starts)} runs profiled, cannot skip {skip_runs}")
+    first = starts[skip_runs] if skip_runs else float("-inf")
+    for ev in events:
+        if ev.get("cat") == "Node" and ev.get("name", "").endswith("_kernel_time") and ev["ts"] >= first:
             a = ev.get("args", {})
             per_op[a.get("op_name", "?")] += ev["dur"]
             node = per_node.setdefault(ev["name"].removesuffix("_kernel_time"), {
@@ -220,24 +234,31 @@ def node_times(trace: Path) -> tuple[dict[str, float], dict[str, dict]]:
     return dict(per_op), per_node
 
 
+PROFILE_WARMUP = 2
+"""Runs before the profiled ones, left out of the profile: the first run of a session also packs QLinear's weights
+and creates oneDNN's primitives (deit_small with the library, AMX Xeon: 108 ms at batch 8 against 58 ms for a later
+run, 61 against 10 ms at batch 1, the excess counted as QLinear's node time)."""
+
+
 def profile_variant(path: Path, variant: str, x: np.ndarray, threads: int, runs: int, workdir: Path) -> dict:
-    """Per-op-type share of node time (one warm-up run + ``runs`` runs), top op types and the com.fqvit share."""
+    """Per-op-type share of node time over ``runs`` runs after :data:`PROFILE_WARMUP` warm-up runs, top op types and
+    the com.fqvit share."""
     sess = make_session(path, variant, threads, profile_prefix=workdir / f"profile_{variant}")
-    for _ in range(runs + 1):
+    for _ in range(PROFILE_WARMUP + runs):
         sess.run(None, {"input": x})
     trace = Path(sess.end_profiling())
-    per_op, per_node = node_times(trace)
+    per_op, per_node = node_times(trace, skip_runs=PROFILE_WARMUP)
     trace.unlink(missing_ok=True)
     total = sum(per_op.values()) or 1.0
     top = sorted(per_op.items(), key=lambda kv: -kv[1])
     nodes = sorted(per_node.items(), key=lambda kv: -kv[1]["us"])[:5]
-    return {"node_ms_per_run": round(total / 1e3 / (runs + 1), 2),
+    return {"node_ms_per_run": round(total / 1e3 / runs, 2), "warmup_runs_left_out": PROFILE_WARMUP,
             "fqvit_share": round(sum(per_op.get(op, 0.0) for op in FQVIT_OPS) / total, 4),
             "fqvit_ops": {op: round(per_op.get(op, 0.0) / total, 4) for op in FQVIT_OPS if op in per_op},
-            "top_ops": [{"op": op, "share": round(us / total, 4), "ms_per_run": round(us / 1e3 / (runs + 1), 2)}
+            "top_ops": [{"op": op, "share": round(us / total, 4), "ms_per_run": round(us / 1e3 / runs, 2)}
                         for op, us in top[:10]],
             "top_nodes": [{"node": n, "op": d["op"], "input_shape": d["in"][0] if d["in"] else None,
-                           "ms_per_run": round(d["us"] / 1e3 / (runs + 1), 2)} for n, d in nodes]}
+                           "ms_per_run": round(d["us"] / 1e3 / runs, 2)} for n, d in nodes]}
 
 
 # ------------------------------------------------------------------------------------------------------ report ----
