@@ -25,7 +25,7 @@ T attr(const OrtKernelInfo* info, const char* name) {
   T value{};
   const char* type = std::is_same<T, float>::value ? "float" : "int";
   require(read_attribute(info, name, &value),
-          std::string("attribute '") + name + "' (" + type + ") is required on the node");
+          [&] { return std::string("attribute '") + name + "' (" + type + ") is required on the node"; });
   return value;
 }
 

@@ -39,8 +39,17 @@ struct InvalidArgument : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-inline void require(bool ok, const std::string& message) {
-  if (!ok) throw InvalidArgument(message);
+// Throws InvalidArgument unless ok. `message` is a string, or a callable returning one, called only on failure: the
+// checks run on every node of every run, and a message built eagerly from pieces costs allocations each time (a few
+// microseconds per node: most of a small QLinear's time in onnxruntime).
+template <typename Message>
+void require(bool ok, Message&& message) {
+  if (ok) return;
+  if constexpr (std::is_invocable_v<Message&>) {
+    throw InvalidArgument(std::string(message()));
+  } else {
+    throw InvalidArgument(std::string(message));
+  }
 }
 
 // A kernel parameter check's message ("" when fine) becomes an InvalidArgument.

@@ -28,8 +28,10 @@ struct Kernel : KernelBase<Kernel, op::LISAttention> {
            const Input& y_scale, const Input& y_zero_point) {
     LisAttentionParams p = attrs_;
     require(qkv.shape.size() == 3 && qkv.shape[2] % (3 * p.heads) == 0,
-            "QKV must have shape [B, N, 3 * heads * D] with heads = " + std::to_string(p.heads) + ", got " +
-                shape_str(qkv.shape));
+            [&] {
+              return "QKV must have shape [B, N, 3 * heads * D] with heads = " + std::to_string(p.heads) + ", got " +
+                     shape_str(qkv.shape);
+            });
     p.batch = qkv.shape[0];
     p.tokens = qkv.shape[1];
     p.head_dim = qkv.shape[2] / (3 * p.heads);

@@ -20,8 +20,10 @@ struct Kernel : KernelBase<Kernel, op::LISMatMul> {
   void Run(Ort::KernelContext& ctx, const Input& a, const Input& v, const Input& v_scale, const Input& v_zero_point,
            const Input& y_scale, const Input& y_zero_point) {
     require(a.shape.size() >= 2 && a.shape.size() == v.shape.size(),
-            "A [..., M, N] and V [..., N, D] must have the same rank >= 2, got A " + shape_str(a.shape) + " and V " +
-            shape_str(v.shape));
+            [&] {
+              return "A [..., M, N] and V [..., N, D] must have the same rank >= 2, got A " + shape_str(a.shape) +
+                     " and V " + shape_str(v.shape);
+            });
     const size_t r = a.shape.size();
     LisMatMulParams p;
     p.code = code_;
@@ -29,12 +31,16 @@ struct Kernel : KernelBase<Kernel, op::LISMatMul> {
     p.m = a.shape[r - 2];
     p.n = a.shape[r - 1];
     p.d = v.shape[r - 1];
-    require(v.shape[r - 2] == p.n, "A's last dimension N = " + std::to_string(p.n) + " must equal V's rows " +
-            std::to_string(v.shape[r - 2]) + " (A " + shape_str(a.shape) + ", V " + shape_str(v.shape) + ")");
+    require(v.shape[r - 2] == p.n, [&] {
+      return "A's last dimension N = " + std::to_string(p.n) + " must equal V's rows " +
+             std::to_string(v.shape[r - 2]) + " (A " + shape_str(a.shape) + ", V " + shape_str(v.shape) + ")";
+    });
     p.batch = 1;
     for (size_t i = 0; i + 2 < r; ++i) {
-      require(a.shape[i] == v.shape[i], "A and V must have the same leading dimensions, got A " + shape_str(a.shape) +
-              " and V " + shape_str(v.shape));
+      require(a.shape[i] == v.shape[i], [&] {
+        return "A and V must have the same leading dimensions, got A " + shape_str(a.shape) + " and V " +
+               shape_str(v.shape);
+      });
       p.batch *= a.shape[i];
     }
     p.v_scale = scalar_f32(v_scale);

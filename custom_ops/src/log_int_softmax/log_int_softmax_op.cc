@@ -22,7 +22,7 @@ struct Kernel : KernelBase<Kernel, op::LogIntSoftmax> {
   template <typename T>
   void Run(Ort::KernelContext& ctx, const Input& x, const Input& mask) {
     require(!x.shape.empty() && x.shape.size() <= static_cast<size_t>(kMaxRank),
-            "X must have rank 1.." + std::to_string(kMaxRank) + ", got " + shape_str(x.shape));
+            [&] { return "X must have rank 1.." + std::to_string(kMaxRank) + ", got " + shape_str(x.shape); });
     LisSoftmaxParams p = params_;
     p.n = x.shape.back();
     p.rows = p.n == 0 ? 0 : x.numel / p.n;

@@ -15,8 +15,10 @@ struct Kernel : KernelBase<Kernel, op::Lookup> {
   template <typename T>
   void Run(Ort::KernelContext& ctx, const Input& x, const Input& table) {
     require(table.shape.size() == 1 && table.numel == kLookupTableSize,
-            "table must have shape [" + std::to_string(kLookupTableSize) + "] (one entry per uint8 code), got " +
-                shape_str(table.shape));
+            [&] {
+              return "table must have shape [" + std::to_string(kLookupTableSize) +
+                     "] (one entry per uint8 code), got " + shape_str(table.shape);
+            });
     const LookupParams p{x.numel, table.numel};
     require_valid(lookup_check(p));
 

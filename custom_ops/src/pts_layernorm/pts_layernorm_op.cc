@@ -57,13 +57,17 @@ struct Kernel : KernelBase<Kernel, op::PTSLayerNorm> {
     p.epsilon = epsilon_;
     p.channels = x.shape.back();
     require(p.channels >= 1 && p.channels <= kMaxLnChannels,
-            "the last dimension C of X must be in 1.." + std::to_string(kMaxLnChannels) + ", got C = " +
-                std::to_string(p.channels) + " (X " + shape_str(x.shape) + ")");
+            [&] {
+              return "the last dimension C of X must be in 1.." + std::to_string(kMaxLnChannels) + ", got C = " +
+                     std::to_string(p.channels) + " (X " + shape_str(x.shape) + ")";
+            });
     p.rows = x.numel / p.channels;
     for (const Input* in : {&alpha, &gamma, &beta}) {  // one value per channel
       require(in->shape == std::vector<int64_t>{p.channels},
-              std::string(in->name) + " must have shape [C] = " + shape_str({p.channels}) + ", got " +
-                  shape_str(in->shape) + " (length mismatch with the last dimension of X)");
+              [&] {
+                return std::string(in->name) + " must have shape [C] = " + shape_str({p.channels}) + ", got " +
+                       shape_str(in->shape) + " (length mismatch with the last dimension of X)";
+              });
     }
     p.x_scale = scalar_f32(x_scale);
     p.x_zero_point = scalar_code(x_zero_point);

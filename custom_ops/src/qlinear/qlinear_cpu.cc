@@ -57,6 +57,7 @@
 #include <mutex>
 #include <string>
 #include <type_traits>
+#include <unordered_map>
 #include <vector>
 
 #include "common/code_flip.h"
@@ -124,6 +125,9 @@ struct Worker {
   dnnl::matmul fused, matmul;
   dnnl::memory fsrc, fdst, fbias, fscales, fzp, fdiv, fadd;
   dnnl::memory src, dst;
+  // Each primitive's execution arguments, made with it: the memories above (and W's packing), whose data handles
+  // change per call, so a call builds no argument map.
+  std::unordered_map<int, dnnl::memory> fargs, args;
   int32_t x_zero_point = 0;
   float y_scale = 1.0f, y_zero_point = 0.0f;  // the post-ops' divisor and addend (f32(y_zero_point): exact)
 #endif
@@ -360,6 +364,14 @@ struct QLinearCpu::Impl {
     worker.fzp = dnnl::memory({{1}, dt::s32, tag::a}, engine, &worker.x_zero_point);
     worker.fdiv = dnnl::memory({{1, 1}, dt::f32, tag::ab}, engine, &worker.y_scale);
     worker.fadd = dnnl::memory({{1, 1}, dt::f32, tag::ab}, engine, &worker.y_zero_point);
+    worker.fargs = {{DNNL_ARG_SRC, worker.fsrc},
+                    {DNNL_ARG_WEIGHTS, weights[0]},
+                    {DNNL_ARG_BIAS, worker.fbias},
+                    {DNNL_ARG_DST, worker.fdst},
+                    {DNNL_ARG_ATTR_SCALES | DNNL_ARG_WEIGHTS, worker.fscales},
+                    {DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC, worker.fzp},
+                    {DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, worker.fdiv},
+                    {DNNL_ARG_ATTR_MULTIPLE_POST_OP(2) | DNNL_ARG_SRC_1, worker.fadd}};
     worker.has_fused = true;
   }
 
@@ -370,6 +382,7 @@ struct QLinearCpu::Impl {
     worker.matmul = dnnl::matmul(pd);
     worker.src = dnnl::memory(pd.src_desc(), engine, DNNL_MEMORY_NONE);
     worker.dst = dnnl::memory(pd.dst_desc(), engine, worker.acc.data());
+    worker.args = {{DNNL_ARG_SRC, worker.src}, {DNNL_ARG_WEIGHTS, weights[1]}, {DNNL_ARG_DST, worker.dst}};
     worker.has_matmul = true;
   }
 
@@ -386,14 +399,7 @@ struct QLinearCpu::Impl {
     worker.fdst.set_data_handle(y);
     worker.fbias.set_data_handle(const_cast<float*>(b));
     worker.fscales.set_data_handle(const_cast<float*>(m));
-    worker.fused.execute(worker.stream, {{DNNL_ARG_SRC, worker.fsrc},
-                                         {DNNL_ARG_WEIGHTS, weights[0]},
-                                         {DNNL_ARG_BIAS, worker.fbias},
-                                         {DNNL_ARG_DST, worker.fdst},
-                                         {DNNL_ARG_ATTR_SCALES | DNNL_ARG_WEIGHTS, worker.fscales},
-                                         {DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC, worker.fzp},
-                                         {DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, worker.fdiv},
-                                         {DNNL_ARG_ATTR_MULTIPLE_POST_OP(2) | DNNL_ARG_SRC_1, worker.fadd}});
+    worker.fused.execute(worker.stream, worker.fargs);
     worker.stream.wait();
   }
 
@@ -401,21 +407,26 @@ struct QLinearCpu::Impl {
   void onednn_block(Worker& worker, const uint8_t* xu) const {
     if (!worker.has_matmul) make_matmul(worker);
     worker.src.set_data_handle(const_cast<uint8_t*>(xu));
-    worker.matmul.execute(worker.stream,
-                          {{DNNL_ARG_SRC, worker.src}, {DNNL_ARG_WEIGHTS, weights[1]}, {DNNL_ARG_DST, worker.dst}});
+    worker.matmul.execute(worker.stream, worker.args);
     worker.stream.wait();
   }
 
   // (a) of "The fused epilogue is bit-exact" for one call.
   static bool constants_fit(const QLinearParams& p, const float* multiplier, const float* bias) {
     if (!std::isfinite(p.y_scale) || p.y_scale == 0.0f) return false;
-    for (int64_t i = 0; i < p.multiplier_size; ++i) {
-      if (!std::isfinite(multiplier[i])) return false;
+    return all_finite(multiplier, p.multiplier_size) && all_finite(bias, p.bias_size);
+  }
+
+  // Whether no value is an infinity or a NaN (all exponent bits set), without a branch per value (every call of
+  // every thread checks the N multipliers and biases: the compiler vectorises this loop).
+  static bool all_finite(const float* v, int64_t n) {
+    uint32_t special = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, v + i, sizeof bits);
+      special |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
     }
-    for (int64_t i = 0; i < p.bias_size; ++i) {
-      if (!std::isfinite(bias[i])) return false;
-    }
-    return true;
+    return special == 0;
   }
 
   // (d) for `rows` rows of uint8 codes: |sum_k x[r, k] W[k, n]| <= 2^24 for every row and channel, shown by

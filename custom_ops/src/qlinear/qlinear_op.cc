@@ -33,13 +33,15 @@ struct Kernel : KernelBase<Kernel, op::QLinear> {
   void Run(Ort::KernelContext& ctx, const Input& x, const Input& w, const Input& x_zero_point, const Input& multiplier,
            const Input& bias, const Input& y_scale, const Input& y_zero_point) {
     require(!x.shape.empty(), "X must have rank >= 1 ([..., K]), got a scalar");
-    require(w.shape.size() == 2, "W must have shape [K, N], got " + shape_str(w.shape));
+    require(w.shape.size() == 2, [&] { return "W must have shape [K, N], got " + shape_str(w.shape); });
     QLinearParams p;
     p.code = code_;
     p.k = w.shape[0];
     p.n = w.shape[1];
-    require(x.shape.back() == p.k, "X " + shape_str(x.shape) + " and W " + shape_str(w.shape) +
-                                       " disagree on K (the last dimension of X, the first of W)");
+    require(x.shape.back() == p.k, [&] {
+      return "X " + shape_str(x.shape) + " and W " + shape_str(w.shape) +
+             " disagree on K (the last dimension of X, the first of W)";
+    });
     p.m = 1;  // rows: the leading dimensions of X (also when K = 0)
     for (size_t i = 0; i + 1 < x.shape.size(); ++i) p.m *= x.shape[i];
     for (const Input* in : {&multiplier, &bias}) {  // one value per output channel, or one broadcast to all

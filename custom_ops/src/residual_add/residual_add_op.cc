@@ -17,7 +17,8 @@ struct Kernel : KernelBase<Kernel, op::ResidualAdd> {
            const Input& b_scale, const Input& b_zero_point, const Input& y_scale, const Input& y_zero_point,
            const Input& gamma) {
     require(!a.shape.empty(), "A must have rank >= 1 ([..., C], channels last), got a scalar");
-    require(b.shape == a.shape, "B must have the shape of A " + shape_str(a.shape) + ", got " + shape_str(b.shape));
+    require(b.shape == a.shape,
+            [&] { return "B must have the shape of A " + shape_str(a.shape) + ", got " + shape_str(b.shape); });
     ResidualAddParams p;
     p.code = code_;
     p.numel = a.numel;
