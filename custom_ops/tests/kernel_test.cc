@@ -731,15 +731,18 @@ void ql_pairs_case(int64_t rows, int64_t k, int64_t n, bool x_max) {
 // sum_k |x| * max|W| <= 2^24 (the fused path); wide = 600 takes every row beyond both bounds (sum_k x W itself
 // beyond 2^24: the int32 path), where a matmul that rounded sum_k x W and x_zero_point * sum_k W apart would differ.
 // wide = 0: codes 0..3 everywhere and every weight 100..127, so the rows fit but x_zero_point * sum_k W lies beyond
-// 2^24 (the int32 path again).
-void ql_compensation_case(int64_t rows, int64_t n, int64_t wide) {
+// 2^24 (the int32 path again). Rows listed in `beyond` take wide = 600 whatever `wide` is: with wide = 500 and more
+// rows than a block of kQLinearBlockRows, the block falls back to sub-blocks, fused beside int32 ones; then the first
+// half of the channels is centred on the `beyond` rows and the other half on the rest, so both are sensitive.
+void ql_compensation_case(int64_t rows, int64_t n, int64_t wide, const std::vector<int64_t>& beyond = {}) {
   const int64_t k1 = 600, k2 = 900, k = k1 + k2 + 3;
   const int32_t xzp = 255;
   std::vector<u8> x(static_cast<size_t>(rows * k), 0);
   std::vector<int8_t> w(static_cast<size_t>(k * n), 0);
   for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t i = 0; i < (wide > 0 ? wide : k); ++i) {
-      x[r * k + i] = static_cast<u8>(wide > 0 ? rand_int(250, 253) : rand_int(0, 3));
+    const int64_t wr = std::count(beyond.begin(), beyond.end(), r) ? 600 : wide;
+    for (int64_t i = 0; i < (wr > 0 ? wr : k); ++i) {
+      x[r * k + i] = static_cast<u8>(wr > 0 ? rand_int(250, 253) : rand_int(0, 3));
     }
   }
   for (int64_t i = 0; i < k1 + k2; ++i) {
@@ -750,15 +753,18 @@ void ql_compensation_case(int64_t rows, int64_t n, int64_t wide) {
   const std::vector<float> m(static_cast<size_t>(n), 1.0f / 32.0f);
   std::vector<float> b(static_cast<size_t>(n));
   for (int64_t c = 0; c < n; ++c) {
-    int64_t sum = 0;
+    int64_t sum = 0, count = 0;
     for (int64_t r = 0; r < rows; ++r) {
+      const bool listed = std::count(beyond.begin(), beyond.end(), r) > 0;
+      if (!beyond.empty() && listed != (c < n / 2)) continue;
       for (int64_t i = 0; i < k; ++i) sum += (static_cast<int64_t>(x[r * k + i]) - xzp) * w[i * n + c];
+      ++count;
     }
-    b[c] = -static_cast<float>(static_cast<double>(sum) / static_cast<double>(rows) / 32.0);
+    b[c] = -static_cast<float>(static_cast<double>(sum) / static_cast<double>(count) / 32.0);
   }
   ql_run("acc beyond 2^24, " +
              std::string(wide == 0 ? "zero-point term beyond" : (wide > 500 ? "rows beyond" : "rows within")) +
-             " the fused bounds " +
+             " the fused bounds" + (beyond.empty() ? "" : ", " + std::to_string(beyond.size()) + " rows beyond") + " " +
              std::to_string(rows) + "x" + std::to_string(k) + "x" + std::to_string(n),
          x, w, xzp, m, b, 1.0f, 128, rows, k, n);
 }
@@ -807,6 +813,13 @@ void qlinear_suite(bool quick) {
   for (int64_t wide : {500, 600, 0}) {
     ql_compensation_case(70, 80, wide);
     ql_compensation_case(5, 200, wide);
+  }
+  // Blocks of hundreds of rows (kQLinearBlockRows) with a few rows beyond the bounds: their sub-blocks take the int32
+  // path, the others stay fused.
+  {
+    std::vector<int64_t> beyond(100);
+    for (int64_t i = 0; i < 100; ++i) beyond[i] = 600 + i;
+    ql_compensation_case(1100, 24, 500, beyond);
   }
   ql_nonfinite_cases();
   for (bool x_max : {true, false}) {

@@ -36,9 +36,14 @@ RequantizeParams qlinear_epilogue(const QLinearParams& p, int64_t rows);
 // the last one partial), dealt as evenly as whole tiles allow to threads * max(1, floor(m / (threads *
 // kQLinearBlockRows))) blocks (at most one per tile), so that every thread gets as many blocks as the others and
 // every block but the one holding the partial tile whole tiles: oneDNN runs a partial tile row slowly (a block of 66
-// rows ran 10% slower than one of 64). Measured with the fused epilogue on an AMX Xeon (2 threads): deit_small at
-// batch 1 (197 rows) ran 5-8% faster in two blocks than cut into column blocks or into four blocks of 50 rows.
-constexpr int64_t kQLinearBlockRows = 64;
+// rows ran 10% slower than one of 64). So one block per thread up to 2 * kQLinearBlockRows - 1 rows per thread: one
+// oneDNN call each, which blocks M itself. Measured in the whole model (AMX Xeon, 2 threads, bench_onnx --library):
+// against blocks of at most 127 rows (kQLinearBlockRows 64), 0.89-0.90 at batch 2, 0.93-0.95 at 4 and 8 (deit_small,
+// deit_base); batch 1 (197 rows) ran 5-8% faster in two blocks than cut into column blocks or into four blocks of 50
+// rows. A block whose rows do not all fit the fused epilogue's bounds (qlinear_cpu.cc) runs in sub-blocks of
+// kQLinearSubBlockRows rows, each fused or through int32 accumulators of that many rows.
+constexpr int64_t kQLinearBlockRows = 512;
+constexpr int64_t kQLinearSubBlockRows = 64;
 constexpr int64_t kQLinearRowAlign = 16;
 
 // The number of blocks of m rows on `threads` threads, and block i of them: rows [begin, end).
@@ -51,8 +56,8 @@ QLinearRows qlinear_block(int64_t m, int64_t blocks, int64_t i);
 // The CPU kernel of one weight: W transposed for the portable loop and, when the library is built with oneDNN
 // (FQVIT_WITH_ONEDNN) and oneDNN's int8 matmul is exact on this CPU (VNNI or AMX, see qlinear_cpu.cc), packed into
 // oneDNN's layouts by the first block that takes each path; plus a pool of oneDNN primitives (and accumulator
-// blocks), one per concurrent caller and block row count (at most 2 * kQLinearBlockRows counts; kept for the
-// kernel's life), so that no primitive runs on two threads at once.
+// blocks), one per concurrent caller and block row count (multiples of kQLinearRowAlign up to 2 * kQLinearBlockRows
+// and the partial last blocks; kept for the kernel's life), so that no primitive runs on two threads at once.
 //
 // A work item is a block of rows of X (qlinear_blocks with cpu_threads()) against all of W. run_items() is
 // thread-safe; each call computes its items on the calling thread (oneDNN's own OpenMP threads held to one). A block
@@ -80,9 +85,9 @@ class QLinearCpu {
                  int64_t item_begin, int64_t item_end, Isa isa) const;
 
   // The matmul that run_items() uses on path `isa`: "oneDNN <impl>, requantize fused" (the implementation oneDNN
-  // picks for a 64-row block with the fused epilogue, e.g. "oneDNN brg:avx512_core_amx, requantize fused"; other
-  // block sizes may run another of its kernels, e.g. brg:avx512_core_vnni for a small K) or "portable loop (<isa>,
-  // <why not oneDNN>)".
+  // picks for a block of kQLinearBlockRows rows with the fused epilogue, e.g. "oneDNN brg:avx512_core_amx, requantize
+  // fused"; other block sizes may run another of its kernels, e.g. brg:avx512_core_vnni for a small K) or "portable
+  // loop (<isa>, <why not oneDNN>)".
   std::string gemm_name(Isa isa) const;
 
  private:

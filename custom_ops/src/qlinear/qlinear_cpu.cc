@@ -6,13 +6,14 @@
 //    weight scales, bias, then t / y_scale (binary div), round half to even (eltwise round), + f32(y_zero_point)
 //    (binary add) and the saturating conversion to T. The int32 accumulators never leave the kernel's registers.
 //    On an AMX Xeon (deit_small, 2 threads) the whole model ran 10% faster at batch 8 than with the int32 path.
-//  * int32: acc = X_block @ W into the block's int32 accumulators (oneDNN, no zero point), then requantize_cpu
+//  * int32 (in sub-blocks of kQLinearSubBlockRows rows, each of which takes the fused path where its own rows fit):
+//    acc = X_block @ W into the sub-block's int32 accumulators (oneDNN, no zero point), then requantize_cpu
 //    of src/requantize (the Requantize op's own spans), which first subtracts x_zero_point * sum_k W[k, n] (wrapping
 //    int32: exact, as the result lies in int32). Where oneDNN does not run, acc = (X_block - x_zero_point) @ W by
 //    the portable loop.
 //
 // The fused epilogue is bit-exact, with every step one IEEE float32 operation in the order of docs/ops.md, only
-// where all of these hold (checked per call and per block; otherwise the block takes the int32 path):
+// where all of these hold (checked per call and per block; otherwise the block goes by sub-blocks, as above):
 //   (a) multiplier and bias finite, y_scale finite and nonzero: then no step makes a NaN, and an infinite or huge
 //       quotient saturates in both (the reference's +-2^30 clamp and oneDNN's saturation give the same code);
 //   (b) as in "Which matmul" below, oneDNN runs at all;
@@ -547,31 +548,49 @@ struct QLinearCpu::Impl {
     for (int64_t item = item_begin; item < item_end; ++item) {
       const QLinearRows block = qlinear_block(p.m, blocks, item);
       const int64_t r0 = block.begin, r = block.end - block.begin;
-      std::unique_ptr<Worker> worker = acquire(r);
-      T* yb = y + r0 * n;
-      if (onednn) {
 #ifdef FQVIT_WITH_ONEDNN
-        const uint8_t* xu = reinterpret_cast<const uint8_t*>(x + r0 * k);
+      const uint8_t* xu = nullptr;  // the block's codes as oneDNN reads them
+      if (onednn) {
+        xu = reinterpret_cast<const uint8_t*>(x + r0 * k);
         if (kFlip) {
           flipped.resize(static_cast<size_t>(r * k));
           flip_codes(xu, flipped.data(), r * k);
           xu = flipped.data();
         }
-        if (fused && rows_fit(xu, r)) {
+        if (fused && rows_fit(xu, r)) {  // the usual case: the whole block in one call
           ensure_packed(true);  // W packed for the fused primitive by the first block that takes it
-          run_fused(*worker, xu, zp_u, m, b, yb, p);
+          std::unique_ptr<Worker> worker = acquire(r);
+          run_fused(*worker, xu, zp_u, m, b, y + r0 * n, p);
           release(std::move(worker));
           continue;
         }
-        ensure_packed(false);
-        zp_term = terms->term.data();
-        onednn_block(*worker, xu);
-#endif
-      } else {
-        portable_block(*worker, x + r0 * k, p.x_zero_point, isa);
       }
-      requantize_cpu(worker->acc.data(), multiplier, bias, yb, qlinear_epilogue(p, r), 0, r * n, isa, zp_term);
-      release(std::move(worker));
+#endif
+      // Otherwise in sub-blocks of at most kQLinearSubBlockRows rows (whole tiles): fused where the sub-block's rows
+      // fit, else through int32 accumulators of at most that many rows.
+      for (int64_t s0 = 0; s0 < r; s0 += kQLinearSubBlockRows) {
+        const int64_t sr = std::min(kQLinearSubBlockRows, r - s0);
+        std::unique_ptr<Worker> worker = acquire(sr);
+        T* ys = y + (r0 + s0) * n;
+        if (onednn) {
+#ifdef FQVIT_WITH_ONEDNN
+          const uint8_t* xs = xu + s0 * k;
+          if (fused && rows_fit(xs, sr)) {
+            ensure_packed(true);
+            run_fused(*worker, xs, zp_u, m, b, ys, p);
+            release(std::move(worker));
+            continue;
+          }
+          ensure_packed(false);
+          zp_term = terms->term.data();
+          onednn_block(*worker, xs);
+#endif
+        } else {
+          portable_block(*worker, x + (r0 + s0) * k, p.x_zero_point, isa);
+        }
+        requantize_cpu(worker->acc.data(), multiplier, bias, ys, qlinear_epilogue(p, sr), 0, sr * n, isa, zp_term);
+        release(std::move(worker));
+      }
     }
   }
 };
