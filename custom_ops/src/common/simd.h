@@ -26,13 +26,15 @@ FQVIT_TARGET_AVX2 inline __m256i quantize_u8_x8(__m256 v, __m256 y_scale, __m256
   return _mm256_min_epi32(q, _mm256_set1_epi32(255));
 }
 
+// The AVX-512 spelling clamps the rounded quotient r to [-zp, 255 - zp] in float32 before the conversion (two
+// operations fewer): the same code for every r, as r + zp clamped to 0..255 is what the +-2^30 clamp, the zero point
+// and the code clamp give; a NaN lands at -zp (max_ps returns its second operand), code 0, as it does there. The
+// bounds depend on y_zp only, so a caller's loop computes them once.
 FQVIT_TARGET_AVX512 inline __m512i quantize_u8_x16(__m512 v, __m512 y_scale, __m512i y_zp) {
-  __m512 r = _mm512_roundscale_ps(_mm512_div_ps(v, y_scale), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  r = _mm512_max_ps(r, _mm512_set1_ps(-1073741824.0f));
-  r = _mm512_min_ps(r, _mm512_set1_ps(1073741824.0f));
-  __m512i q = _mm512_add_epi32(_mm512_cvttps_epi32(r), y_zp);
-  q = _mm512_max_epi32(q, _mm512_setzero_si512());
-  return _mm512_min_epi32(q, _mm512_set1_epi32(255));
+  const __m512 r = _mm512_roundscale_ps(_mm512_div_ps(v, y_scale), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 lo = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_setzero_si512(), y_zp));
+  const __m512 hi = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_set1_epi32(255), y_zp));
+  return _mm512_add_epi32(_mm512_cvttps_epi32(_mm512_min_ps(_mm512_max_ps(r, lo), hi)), y_zp);
 }
 
 // Requantize (fqvit_ops/arith.h requantize_one, docs/ops.md Sec. 1) on 16 lanes: t = f32(acc), t = t * m, t = t + b,

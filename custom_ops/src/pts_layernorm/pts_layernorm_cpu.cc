@@ -50,6 +50,7 @@ struct RowArgs {
   float e;        // step 3
   float y_scale;
   int32_t y_zp;
+  const float* coef = nullptr;  // the AVX-512 body's C 2^alpha_c per channel (exact in float32: at most 32768)
 };
 
 // The scalar body: docs/ops.md Sec. 2 through fqvit_ops/arith.h, the oracle the vector bodies are tested against.
@@ -157,10 +158,12 @@ FQVIT_TARGET_AVX512 void row_avx512(const uint8_t* q, const uint8_t* alpha, cons
   const float den = pts_den(a.c, s1, s2, a.e);
   const bool den_pos = den > 0.0f;
 
-  // Steps 5-7, 16 channels per iteration (masked tail).
+  // Steps 5-7, 16 channels per iteration (masked tail). The numerator C x_c - S1 = fma(C 2^alpha_c, f32(q_c - zp),
+  // -f32(S1)): every factor and the product are integers below 2^24 (C 2^alpha_c <= 32768, |q_c - zp| <= 255,
+  // |C x_c| <= 4096 * 2040, |S1| <= 4096 * 2040) and so is the result (docs/ops.md Sec. 2, step 5), so the one rounding
+  // of the FMA is exact: the integer numerator of the scalar body, without its shift and int32 multiplication.
   const __m512i zp32 = _mm512_set1_epi32(a.zp);
-  const __m512i cv = _mm512_set1_epi32(static_cast<int32_t>(a.c));
-  const __m512i s1v = _mm512_set1_epi32(static_cast<int32_t>(s1));
+  const __m512 neg_s1 = _mm512_set1_ps(-static_cast<float>(s1));
   const __m512 denv = _mm512_set1_ps(den);
   const __m512 ysv = _mm512_set1_ps(a.y_scale);
   const __m512i yzpv = _mm512_set1_epi32(a.y_zp);
@@ -168,9 +171,8 @@ FQVIT_TARGET_AVX512 void row_avx512(const uint8_t* q, const uint8_t* alpha, cons
     const int64_t left = a.c - c;
     const __mmask16 k = left >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1u);
     const __m512i qv = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(k, q + c));
-    const __m512i av = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(k, alpha + c));
-    const __m512i x = _mm512_sllv_epi32(_mm512_sub_epi32(qv, zp32), av);
-    const __m512 num = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_mullo_epi32(x, cv), s1v));  // exact
+    const __m512 d = _mm512_cvtepi32_ps(_mm512_sub_epi32(qv, zp32));  // q_c - zp, exact
+    const __m512 num = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, a.coef + c), d, neg_s1);  // C x_c - S1, exact
     const __m512 yv = den_pos ? _mm512_div_ps(num, denv) : _mm512_setzero_ps();
     const __m512 v = _mm512_add_ps(_mm512_mul_ps(yv, _mm512_maskz_loadu_ps(k, gamma + c)),
                                    _mm512_maskz_loadu_ps(k, beta + c));
@@ -183,8 +185,14 @@ FQVIT_TARGET_AVX512 void row_avx512(const uint8_t* q, const uint8_t* alpha, cons
 
 void pts_layernorm_cpu(const uint8_t* x, const uint8_t* alpha, const float* gamma, const float* beta, uint8_t* y,
                        const PtsLayerNormParams& p, int64_t row_begin, int64_t row_end, Isa isa) {
-  const RowArgs a{p.channels, p.x_zero_point, pts_eps_term(p.channels, p.epsilon, p.x_scale), p.y_scale,
-                  p.y_zero_point};
+  RowArgs a{p.channels, p.x_zero_point, pts_eps_term(p.channels, p.epsilon, p.x_scale), p.y_scale,
+            p.y_zero_point};
+  thread_local std::vector<float> coef;
+  if (FQVIT_HAS_X86 && isa == Isa::kAvx512) {
+    coef.resize(static_cast<size_t>(p.channels));
+    for (int64_t c = 0; c < p.channels; ++c) coef[c] = static_cast<float>(p.channels << alpha[c]);
+    a.coef = coef.data();
+  }
   for (int64_t r = row_begin; r < row_end; ++r) {
     const uint8_t* q = x + r * p.channels;
     uint8_t* out = y + r * p.channels;
