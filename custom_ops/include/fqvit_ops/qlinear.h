@@ -62,7 +62,8 @@ QLinearRows qlinear_block(int64_t m, int64_t blocks, int64_t i);
 // A work item is a block of rows of X (qlinear_blocks with cpu_threads()) against all of W. run_items() is
 // thread-safe; each call computes its items on the calling thread (oneDNN's own OpenMP threads held to one). A block
 // is one oneDNN call that writes Y's codes (the requantize epilogue in oneDNN's post-ops) where that is bit-exact,
-// else the matmul into int32 accumulators and the epilogue of src/requantize; the matmul is oneDNN's only on the
+// else it goes by sub-blocks of kQLinearSubBlockRows rows, each such a call where its rows allow, else the matmul
+// into int32 accumulators and the epilogue of src/requantize; the matmul is oneDNN's only on the
 // Isa::kAvx512 path of a CPU where oneDNN's is exact, and the portable int32 loop everywhere else, so every path
 // gives the same bits.
 class QLinearCpu {

@@ -544,6 +544,15 @@ struct QLinearCpu::Impl {
       b_full.assign(static_cast<size_t>(n), bias[0]);
       b = b_full.data();
     }
+    // `rows` rows of uint8 codes xs into ys by the fused primitive, where the call and the rows fit its bounds.
+    auto fused_rows = [&](const uint8_t* xs, int64_t rows, T* ys) {
+      if (!fused || !rows_fit(xs, rows)) return false;
+      ensure_packed(true);  // W packed for the fused primitive by the first block that takes it
+      std::unique_ptr<Worker> worker = acquire(rows);
+      run_fused(*worker, xs, zp_u, m, b, ys, p);
+      release(std::move(worker));
+      return true;
+    };
 #endif
     for (int64_t item = item_begin; item < item_end; ++item) {
       const QLinearRows block = qlinear_block(p.m, blocks, item);
@@ -557,33 +566,23 @@ struct QLinearCpu::Impl {
           flip_codes(xu, flipped.data(), r * k);
           xu = flipped.data();
         }
-        if (fused && rows_fit(xu, r)) {  // the usual case: the whole block in one call
-          ensure_packed(true);  // W packed for the fused primitive by the first block that takes it
-          std::unique_ptr<Worker> worker = acquire(r);
-          run_fused(*worker, xu, zp_u, m, b, y + r0 * n, p);
-          release(std::move(worker));
-          continue;
-        }
+        if (fused_rows(xu, r, y + r0 * n)) continue;  // the usual case: the whole block in one call
       }
 #endif
       // Otherwise in sub-blocks of at most kQLinearSubBlockRows rows (whole tiles): fused where the sub-block's rows
       // fit, else through int32 accumulators of at most that many rows.
       for (int64_t s0 = 0; s0 < r; s0 += kQLinearSubBlockRows) {
         const int64_t sr = std::min(kQLinearSubBlockRows, r - s0);
-        std::unique_ptr<Worker> worker = acquire(sr);
         T* ys = y + (r0 + s0) * n;
+#ifdef FQVIT_WITH_ONEDNN
+        if (onednn && fused_rows(xu + s0 * k, sr, ys)) continue;
+#endif
+        std::unique_ptr<Worker> worker = acquire(sr);
         if (onednn) {
 #ifdef FQVIT_WITH_ONEDNN
-          const uint8_t* xs = xu + s0 * k;
-          if (fused && rows_fit(xs, sr)) {
-            ensure_packed(true);
-            run_fused(*worker, xs, zp_u, m, b, ys, p);
-            release(std::move(worker));
-            continue;
-          }
           ensure_packed(false);
           zp_term = terms->term.data();
-          onednn_block(*worker, xs);
+          onednn_block(*worker, xu + s0 * k);
 #endif
         } else {
           portable_block(*worker, x + (r0 + s0) * k, p.x_zero_point, isa);
