@@ -138,7 +138,18 @@ FQVIT_TARGET_AVX2 void qk_portable_avx2(const int16_t* q16, const int16_t* k16, 
                                         int64_t n, int64_t dp) {
   int16_dot_rows(q16, k16, acc, rows, n, dp, n);
 }
+#endif
 
+// The portable q k^T for path `isa` (the AVX2 copy on the AVX2 path, the scalar one elsewhere).
+void qk_portable(const int16_t* q16, const int16_t* k16, int32_t* acc, int64_t rows, int64_t n, int64_t dp, Isa isa) {
+#if FQVIT_HAS_X86
+  if (isa == Isa::kAvx2) return qk_portable_avx2(q16, k16, acc, rows, n, dp);
+#endif
+  (void)isa;
+  qk_portable_scalar(q16, k16, acc, rows, n, dp);
+}
+
+#if FQVIT_HAS_X86
 // --- q k^T and the logits, AVX-512 VNNI: acc[r, j] = sum_d q[r, d] k'[j, d] + row[r] + col[j], R rows x 32 keys
 // per tile, then step 3 on the tile's registers: logits = requantize_u8_x16 (Requantize's own AVX-512 spelling,
 // common/simd.h) with the one multiplier and bias 0, so the int32 sums never reach memory.
@@ -278,15 +289,7 @@ void qk_logits(const T* qkv, const LisAttentionParams& p, const Item& it, int32_
     for (int64_t e = 0; e < dp; ++e) q16[r * dp + e] = static_cast<int16_t>(e < d ? q[r * dp + e] - z : 0);
   }
   int32_t* acc = Scratch::sized(s.acc, it.rows * n);
-#if FQVIT_HAS_X86
-  if (isa == Isa::kAvx2) {
-    qk_portable_avx2(q16, s.k16.data(), acc, it.rows, n, dp);
-  } else {
-    qk_portable_scalar(q16, s.k16.data(), acc, it.rows, n, dp);
-  }
-#else
-  qk_portable_scalar(q16, s.k16.data(), acc, it.rows, n, dp);
-#endif
+  qk_portable(q16, s.k16.data(), acc, it.rows, n, dp, isa);
   requantize_cpu(acc, &p.qk_multiplier, &zero_bias, logits, rq, 0, rq.numel, isa);
 }
 
