@@ -155,7 +155,8 @@ def test_parts_land_in_the_graph() -> None:
     _, base, base_inits = _graph_ops("vit_tiny_patch16_224", **TINY, img_size=32)
     qm, qk, inits = _graph_ops("vit_tiny_patch16_224", **TINY, img_size=32, qk_norm=True, init_values=0.1)
     assert qk[(DOMAIN, "PTSLayerNorm")] == base[(DOMAIN, "PTSLayerNorm")] + 2
-    assert qk[(DOMAIN, "ResidualAdd")] == base[(DOMAIN, "ResidualAdd")] == 2 * TINY["depth"]
+    # two per block and the position embedding's
+    assert qk[(DOMAIN, "ResidualAdd")] == base[(DOMAIN, "ResidualAdd")] == 2 * TINY["depth"] + 1
     blk = qm.model.blocks[0]
     for i, ls in ((1, blk.ls1), (2, blk.ls2)):
         assert np.array_equal(inits[f"blocks.0.add{i}.gamma"], ls.gamma.detach().numpy())

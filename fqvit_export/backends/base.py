@@ -136,6 +136,17 @@ class Backend(Protocol):
     def patch_embed(self, q: Value, in_name: str, conv: nn.Conv2d, name: str, grid: tuple[int, int]) -> Value:
         """Float patch embedding: :meth:`patches` then :meth:`qlinear` with the conv as a linear layer."""
 
+    def embed_quant(self, q: Value, in_name: str, conv: nn.Conv2d, name: str, grid: tuple[int, int],
+                    tokens: torch.Tensor | None, out_name: str) -> Value:
+        """:meth:`patch_embed`, the float prefix ``tokens`` ``[1, T, C]`` before it (``None``: none), quantized at
+        ``out_name``: the codes of the embedded tokens (one ``com.fqvit::QLinear`` and the tokens' constant codes in
+        the ONNX graph)."""
+
+    def pos_embed_add(self, q: Value, name: str, pos: torch.Tensor, pos_name: str, out_name: str) -> Value:
+        """The codes ``q`` of point ``name`` dequantized, plus the position embedding ``pos`` ``[1, N, C]`` through
+        its quantizer ``pos_name`` (:meth:`qconst`), quantized at ``out_name``, a LayerNorm input (one
+        ``com.fqvit::ResidualAdd`` in the ONNX graph)."""
+
     def act_table(self, q: Value, act: nn.Module, in_name: str, out_name: str) -> Value:
         """An elementwise activation as a 256-entry uint8 table from point ``in_name`` to ``out_name`` (Lookup)."""
 
@@ -243,6 +254,14 @@ class BackendBase:
     def merge_heads(self, x, heads: int, head_dim: int):
         """``[B, heads, N, head_dim]`` -> ``[B, N, heads * head_dim]``."""
         return self.reshape(self.permute(x, (0, 2, 1, 3)), (0, 0, heads * head_dim))
+
+    def embed_quant(self, q, in_name: str, conv: nn.Conv2d, name: str, grid: tuple[int, int],
+                    tokens: torch.Tensor | None, out_name: str):
+        x = self.patch_embed(q, in_name, conv, name, grid)
+        return self.quant(self.prepend_token(x, tokens) if tokens is not None else x, out_name)
+
+    def pos_embed_add(self, q, name: str, pos: torch.Tensor, pos_name: str, out_name: str):
+        return self.quant(self.add(self.dequant(q, name), self.qconst(pos, pos_name)), out_name, ln_input=True)
 
     def residual_add(self, q, name: str, branch, branch_name: str, gamma: torch.Tensor | None, out_name: str):
         v = self.dequant(branch, branch_name)

@@ -136,6 +136,20 @@ class OnnxBackend(BackendBase):
         true = self.const(np.ones((1, 1, 1), bool), "batch_like.true")
         return self.node("Where", [true, value, rows], scope)
 
+    def _batch_codes(self, codes: torch.Tensor, name: str, q: str, scope: str, tokens: int | None = None) -> str:
+        """The uint8 codes ``codes`` ``[1, T, C]`` (a constant ``name``, in the code type) repeated over the batch of
+        the codes ``q`` ``[B, N, C]`` as :meth:`_batch_like` does: with ``tokens`` (T), ``q``'s first token lends
+        the shape; without, ``q`` itself (``N == T``). ``Where`` takes uint8 on every provider, int8 on none: int8
+        codes go through float32 and back (exact for integers)."""
+        rows = q if tokens is None else self.node(
+            "Gather", [q, self.const(np.zeros(tokens, np.int64), f"token_rows{tokens}")], scope, axis=1)
+        true = self.const(np.ones((1, 1, 1), bool), "batch_like.true")
+        if self.code_dtype == np.uint8:
+            return self.node("Where", [true, self._code_const(codes, name), rows], scope)
+        value = self.const(self.codes(codes).astype(np.float32), name, np.float32)
+        y = self.node("Where", [true, value, self.node("Cast", [rows], scope, to=TensorProto.FLOAT)], scope)
+        return self.node("Cast", [y], scope, to=helper.np_dtype_to_tensor_dtype(np.dtype(self.code_dtype)))
+
     def prepend_token(self, x: str, token: torch.Tensor):
         scope = "prefix_tokens"
         tok = self.const(token.float(), "prefix_tokens", np.float32)
@@ -270,6 +284,34 @@ class OnnxBackend(BackendBase):
              else self.const(np.ones(1, np.float32), "residual_add.no_layer_scale"))
         inputs = [q, self._scale(name), self._zp(name), branch, self._scale(branch_name), self._zp(branch_name),
                   self._scale(out_name), self._zp(out_name), g]
+        return self._codes_node("ResidualAdd", inputs, out_name)
+
+    def embed_quant(self, q: str, in_name: str, conv: nn.Conv2d, name: str, grid: tuple[int, int],
+                    tokens: torch.Tensor | None, out_name: str):
+        """The patch embedding as one ``com.fqvit::QLinear`` to the codes of ``out_name``, the prefix tokens' codes
+        (constants: quantizing is elementwise, so the codes of the concatenation are the concatenated codes) before
+        them: the codes of MatMulInteger -> Cast -> Mul -> Add -> Concat -> QuantizeLinear."""
+        if not self.fuses_requantize(out_name):
+            return super().embed_quant(q, in_name, conv, name, grid, tokens, out_name)
+        codes = self.qlinear_quant(self.patches(q, conv, grid), in_name, conv, name, out_name)
+        if tokens is None:
+            return codes
+        scope = "prefix_tokens"
+        prefix = self._batch_codes(self.point(out_name).quantize(tokens.float()), f"{out_name}.prefix_codes", codes,
+                                   scope, tokens.shape[1])
+        return self.node("Concat", [prefix, codes], scope, axis=1)
+
+    def pos_embed_add(self, q: str, name: str, pos: torch.Tensor, pos_name: str, out_name: str):
+        """``com.fqvit::ResidualAdd`` of the codes ``q`` and the position embedding's codes (a constant
+        ``[1, N, C]`` repeated over the batch, :meth:`_batch_codes`), ``gamma`` 1: its steps are the dequantizers,
+        ``Add`` and quantizer of :meth:`BackendBase.pos_embed_add` (``qconst`` stores ``(codes - zp) * s``, the value
+        of its step 2)."""
+        if not self.quantized:
+            return super().pos_embed_add(q, name, pos, pos_name, out_name)
+        branch = self._batch_codes(self.point(pos_name).quantize(pos.float()), f"{pos_name}.codes", q, "pos_embed")
+        inputs = [q, self._scale(name), self._zp(name), branch, self._scale(pos_name), self._zp(pos_name),
+                  self._scale(out_name), self._zp(out_name),
+                  self.const(np.ones(1, np.float32), "residual_add.no_layer_scale")]
         return self._codes_node("ResidualAdd", inputs, out_name)
 
     def qmatmul_quant(self, qa: str, a_name: str, qb: str, b_name: str, multiplier: float, out_name: str):

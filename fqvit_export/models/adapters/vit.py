@@ -25,20 +25,21 @@ def _prefix_tokens(m: nn.Module) -> torch.Tensor | None:
 
 
 def _vit_embed(b: Backend, m: nn.Module, x):
-    """Patch embedding, prefix tokens and position embedding as timm's ``_pos_embed``: the embedding covers the
-    prefix tokens (concat, then add) unless ``no_embed_class`` (add to the patches, then concat). Returns the
-    float token sequence before the ``pos_add`` quantizer."""
-    x = b.patch_embed(b.quant(x, "input"), "input", m.patch_embed.proj, "patch_embed.proj", m.patch_embed.grid_size)
+    """Patch embedding, prefix tokens and position embedding as timm's ``_pos_embed``, quantized at ``pos_add``:
+    the embedding covers the prefix tokens (concat, then add) unless ``no_embed_class`` (add to the patches, then
+    concat). Returns the codes of the token sequence."""
+    q = b.quant(x, "input")
+    pe = m.patch_embed
     tokens = _prefix_tokens(m)
-    if m.pos_embed is None:
-        return b.prepend_token(x, tokens) if tokens is not None else x
-    if tokens is not None and not m.no_embed_class:
+    if m.pos_embed is not None and not m.no_embed_class:
+        q = b.embed_quant(q, "input", pe.proj, "patch_embed.proj", pe.grid_size, tokens, "embed")
+        return b.pos_embed_add(q, "embed", m.pos_embed.detach(), "pos_embed", "pos_add")
+    x = b.patch_embed(q, "input", pe.proj, "patch_embed.proj", pe.grid_size)
+    if m.pos_embed is not None:
+        x = b.add(b.dequant(b.quant(x, "embed"), "embed"), b.qconst(m.pos_embed.detach(), "pos_embed"))
+    if tokens is not None:
         x = b.prepend_token(x, tokens)
-    x = b.dequant(b.quant(x, "embed"), "embed")
-    x = b.add(x, b.qconst(m.pos_embed.detach(), "pos_embed"))
-    if tokens is not None and m.no_embed_class:
-        x = b.prepend_token(x, tokens)
-    return x
+    return b.quant(x, "pos_add", ln_input=True)
 
 
 def _vit_pool(b: Backend, m: nn.Module, q, name: str):
@@ -71,7 +72,7 @@ def vit_forward(b: Backend, m: nn.Module, x):
     LayerScale, token or average pooling with optional ``fc_norm``."""
     check_image_size(m, x)
     name = "pos_add"
-    q = b.quant(_vit_embed(b, m, x), name, ln_input=True)
+    q = _vit_embed(b, m, x)
     if not isinstance(m.norm_pre, nn.Identity):
         h = b.layernorm(q, m.norm_pre, name, "norm_pre")
         name = "norm_pre.out"
