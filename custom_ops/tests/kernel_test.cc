@@ -318,6 +318,50 @@ void rq_random(const std::string& name, int64_t rows, int64_t n, bool mv = true,
           rand_fv(bv ? n : 1, -1.0f, 1.0f), rand_f(0.01f, 0.08f), static_cast<int32_t>(rand_int(0, 255)));
 }
 
+// The quantize step near its rounding boundaries, per y_scale: the float32 values nearest (k + 1/2) y_scale for
+// k = -300 .. 300 and up to 3 ulps either side, and the special values. Through Requantize (acc = 0, multiplier 1, a
+// per-channel bias b: 0 * 1 + b = b) and PTSLayerNorm (gamma 0, beta: y * 0 + beta = beta for a finite y), which both
+// give quantize_u8 of the values; PTSLayerNorm's AVX-512 body multiplies by the reciprocal and must give way to the
+// division there (simd.h quantize_u8_x16).
+void quantize_ties_case(const std::string& name, float ys, int32_t yzp) {
+  std::vector<float> b;
+  for (int k = -300; k <= 300; ++k) {
+    const float mid = (static_cast<float>(k) + 0.5f) * ys;
+    float up = mid, down = mid;
+    b.push_back(mid);
+    for (int step = 0; step < 3; ++step) {
+      up = std::nextafter(up, INFINITY);
+      down = std::nextafter(down, -INFINITY);
+      b.push_back(up);
+      b.push_back(down);
+    }
+  }
+  for (float v : {0.0f, -0.0f, 1e-45f, -1e-45f, 1e-38f, 3.4028235e38f, -3.4028235e38f, INFINITY, -INFINITY, NAN}) {
+    b.push_back(v);
+  }
+  const int64_t n = static_cast<int64_t>(b.size());
+  rq_case("quantize near ties " + name, n, std::vector<int32_t>(b.size(), 0), {1.0f}, b, ys, yzp);
+  for (int64_t c0 = 0; c0 < n; c0 += fqvit::kMaxLnChannels) {  // channels per PTSLayerNorm row at most
+    const int64_t c = std::min<int64_t>(fqvit::kMaxLnChannels, n - c0);
+    const std::vector<float> beta(b.begin() + c0, b.begin() + c0 + c);
+    pts_case("quantize near ties " + name, 2, c, rand_u8(2 * c), rand_u8(c, 0, 3), 0.01f, 100, 1e-5f, ys, yzp,
+             std::vector<float>(c, 0.0f), beta);
+  }
+}
+
+void quantize_ties_suite() {
+  std::vector<float> scales = {1.0f, 0.5f, 3.0f, 1.0f / 3.0f, 0.1f, 0.0123f, 0x1.fffffep-4f, 0x1.000002p-7f,
+                               0x1p-100f, 0x1p100f, 0x1p-101f, 0x1.fffffep100f, 1e-40f, 7e-6f, 123.25f};
+  for (int i = 0; i < 40; ++i) scales.push_back(std::ldexp(rand_f(1.0f, 2.0f), static_cast<int>(rand_int(-20, 8))));
+  for (float ys : scales) {
+    for (int32_t yzp : {0, 128, 255}) {
+      char label[64];
+      std::snprintf(label, sizeof(label), "y_scale %a zp %d", static_cast<double>(ys), yzp);
+      quantize_ties_case(label, ys, yzp);
+    }
+  }
+}
+
 // Codes as LogIntSoftmax produces them (so int32 accumulation applies), through the scalar CPU path.
 std::vector<u8> lis_codes(int64_t rows, int64_t n, int bits) {
   std::vector<u8> x = rand_u8(rows * n);
@@ -1412,6 +1456,7 @@ int main(int argc, char** argv) {
     rq_random("N=" + std::to_string(n) + " scalar both", 3, n, false, false);
   }
   rq_random("empty", 0, 16);
+  quantize_ties_suite();
   rq_random("deit-s qkv", quick ? 20 : 197, 1152);
   rq_random("long rows, scalar both", 1, quick ? 100003 : 1000003, false, false);
   {

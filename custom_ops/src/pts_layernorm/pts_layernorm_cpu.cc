@@ -51,6 +51,7 @@ struct RowArgs {
   float y_scale;
   int32_t y_zp;
   const float* coef = nullptr;  // the AVX-512 body's C 2^alpha_c per channel (exact in float32: at most 32768)
+  float y_rcp = 0.0f;           // the AVX-512 body's quantize_reciprocal(y_scale)
 };
 
 // The scalar body: docs/ops.md Sec. 2 through fqvit_ops/arith.h, the oracle the vector bodies are tested against.
@@ -165,7 +166,7 @@ FQVIT_TARGET_AVX512 void row_avx512(const uint8_t* q, const uint8_t* alpha, cons
   const __m512i zp32 = _mm512_set1_epi32(a.zp);
   const __m512 neg_s1 = _mm512_set1_ps(-static_cast<float>(s1));
   const __m512 denv = _mm512_set1_ps(den);
-  const __m512 ysv = _mm512_set1_ps(a.y_scale);
+  const __m512 ysv = _mm512_set1_ps(a.y_scale), rcpv = _mm512_set1_ps(a.y_rcp);
   const __m512i yzpv = _mm512_set1_epi32(a.y_zp);
   for (int64_t c = 0; c < a.c; c += 16) {
     const int64_t left = a.c - c;
@@ -176,7 +177,8 @@ FQVIT_TARGET_AVX512 void row_avx512(const uint8_t* q, const uint8_t* alpha, cons
     const __m512 yv = den_pos ? _mm512_div_ps(num, denv) : _mm512_setzero_ps();
     const __m512 v = _mm512_add_ps(_mm512_mul_ps(yv, _mm512_maskz_loadu_ps(k, gamma + c)),
                                    _mm512_maskz_loadu_ps(k, beta + c));
-    _mm512_mask_cvtepi32_storeu_epi8(y + c, k, quantize_u8_x16(v, ysv, yzpv));
+    // Step 7 by the reciprocal where it gives the division's codes (simd.h): one division per vector, not two.
+    _mm512_mask_cvtepi32_storeu_epi8(y + c, k, quantize_u8_x16(v, ysv, rcpv, yzpv));
   }
 }
 #endif  // FQVIT_HAS_X86
@@ -192,6 +194,7 @@ void pts_layernorm_cpu(const uint8_t* x, const uint8_t* alpha, const float* gamm
     coef.resize(static_cast<size_t>(p.channels));
     for (int64_t c = 0; c < p.channels; ++c) coef[c] = static_cast<float>(p.channels << alpha[c]);
     a.coef = coef.data();
+    a.y_rcp = quantize_reciprocal(p.y_scale);
   }
   for (int64_t r = row_begin; r < row_end; ++r) {
     const uint8_t* q = x + r * p.channels;
