@@ -270,6 +270,12 @@ void lookup_case(const std::string& name, const std::vector<u8>& x, const std::v
       ++g_failures;
       std::printf("FAIL Lookup %s [%s]: wrote outside [0, n)\n", name.c_str(), fqvit_cpu_isa_name(isa));
     }
+    // In place, as the op runs where onnxruntime hands it X's buffer for Y (MayInplace).
+    std::vector<u8> inplace(xb);
+    const int rc_in = fqvit_lookup_cpu(inplace.data() + x_offset, table.data(), inplace.data() + x_offset,
+                                       static_cast<int64_t>(n), static_cast<int64_t>(table.size()), isa);
+    check("Lookup in place " + name + " [" + fqvit_cpu_isa_name(isa) + "]",
+          std::vector<u8>(inplace.begin() + x_offset, inplace.begin() + x_offset + n), want, rc_in);
   }
 }
 
@@ -430,6 +436,23 @@ void ra_case(const RaCase& q, size_t offset = 0) {
                                              static_cast<int64_t>(q.as.size()), static_cast<int64_t>(q.bs.size()),
                                              static_cast<int64_t>(q.ys.size()), static_cast<int64_t>(q.g.size()), isa);
     check("int8 ResidualAdd " + q.name + " [" + fqvit_cpu_isa_name(isa) + "]", y, want8, rc);
+  }
+  // In place on B, as the op runs where onnxruntime hands it B's buffer for Y (MayInplace).
+  for (int isa : g_isas) {
+    std::vector<u8> yb(bb);
+    const int rc = fqvit_residual_add_cpu(ab.data() + offset, q.as.data(), q.azp, yb.data() + offset, q.bs.data(),
+                                          q.bzp, q.ys.data(), q.yzp, g, yb.data() + offset,
+                                          static_cast<int64_t>(numel), q.c, static_cast<int64_t>(q.as.size()),
+                                          static_cast<int64_t>(q.bs.size()), static_cast<int64_t>(q.ys.size()),
+                                          static_cast<int64_t>(q.g.size()), isa);
+    check("ResidualAdd in place " + q.name + " [" + fqvit_cpu_isa_name(isa) + "]",
+          std::vector<u8>(yb.begin() + offset, yb.begin() + offset + numel), want, rc);
+    std::vector<i8> y8(b8);
+    const int rc8 = fqvit_residual_add_cpu_i8(a8.data(), q.as.data(), q.azp - 128, y8.data(), q.bs.data(), q.bzp - 128,
+                                              q.ys.data(), q.yzp - 128, g, y8.data(), static_cast<int64_t>(numel), q.c,
+                                              static_cast<int64_t>(q.as.size()), static_cast<int64_t>(q.bs.size()),
+                                              static_cast<int64_t>(q.ys.size()), static_cast<int64_t>(q.g.size()), isa);
+    check("int8 ResidualAdd in place " + q.name + " [" + fqvit_cpu_isa_name(isa) + "]", y8, want8, rc8);
   }
 }
 

@@ -52,6 +52,11 @@ struct KernelBase {
   KernelBase(const OrtKernelInfo* /*info*/, Provider provider, CodeType code)
       : provider_(provider), code_(code), isa_(resolve_isa(-1)) {}
 
+  // The input whose buffer the CPU kernel may write its output into (onnxruntime's MayInplace: the allocation planner
+  // hands over the input's buffer where this node is its last reader and the sizes match), or -1: none. A kernel that
+  // sets it computes each output element from the same element of that input only, reading before it writes.
+  static constexpr int kInplaceInput = -1;
+
   // onnxruntime's compute: fetches and type-checks every input (in spec order), then the one switch on the code
   // type, TKernel::Run<uint8_t> or Run<int8_t>; every exception becomes an OrtStatus named after the op.
   OrtStatusPtr ComputeV2(OrtKernelContext* context) {
@@ -123,6 +128,20 @@ struct CustomOp : Ort::CustomOpBase<CustomOp<TKernel>, TKernel, /*WithStatus=*/t
   CustomOp(Provider provider, CodeType code) : provider_(provider), code_(code) {
     this->start_ver_ = kOpsetVersion;
     this->end_ver_ = kOpsetVersion;
+    if (provider == Provider::kCpu && TKernel::kInplaceInput >= 0) {  // the CUDA kernels are not written for it
+      this->OrtCustomOp::GetMayInplace = &MayInplace;
+      this->OrtCustomOp::ReleaseMayInplace = &ReleaseMayInplace;
+    }
+  }
+  // Output 0 may take over input TKernel::kInplaceInput's buffer (arrays freed by ReleaseMayInplace).
+  static size_t ORT_API_CALL MayInplace(int** input_index, int** output_index) {
+    *input_index = new int[1]{TKernel::kInplaceInput};
+    *output_index = new int[1]{0};
+    return 1;
+  }
+  static void ORT_API_CALL ReleaseMayInplace(int* input_index, int* output_index) {
+    delete[] input_index;
+    delete[] output_index;
   }
   const char* GetName() const { return Spec::kName; }
   const char* GetExecutionProviderType() const {

@@ -29,7 +29,8 @@ std::string lookup_check(const LookupParams& p) {
 
 namespace {
 
-void lookup_scalar(const uint8_t* __restrict x, const uint8_t* __restrict table, uint8_t* __restrict y, int64_t n) {
+// x and y may be one buffer (the op's MayInplace), so only the table is __restrict.
+void lookup_scalar(const uint8_t* x, const uint8_t* __restrict table, uint8_t* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = table[x[i]];
 }
 

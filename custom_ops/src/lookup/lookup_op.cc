@@ -10,6 +10,8 @@ namespace {
 
 struct Kernel : KernelBase<Kernel, op::Lookup> {
   using KernelBase::KernelBase;  // no attributes
+  // Y may take X's buffer (the fc1 codes, which only this node reads): Y[i] depends on X[i] alone.
+  static constexpr int kInplaceInput = Spec::kX;
 
   // T: the code type of X, table and Y.
   template <typename T>

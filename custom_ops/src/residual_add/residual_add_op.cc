@@ -9,6 +9,10 @@ namespace glue {
 namespace {
 
 struct Kernel : KernelBase<Kernel, op::ResidualAdd> {
+  // Y may take B's buffer (the branch codes, just written by proj or fc2 and read only here): Y[i] depends on A[i]
+  // and B[i] alone.
+  static constexpr int kInplaceInput = Spec::kB;
+
   using KernelBase::KernelBase;  // no attributes
 
   // T: the code type of A, B, the zero points and Y.
