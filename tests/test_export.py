@@ -74,7 +74,7 @@ def test_integer_weights_only(vit_lis):
             assert inits[n.input[1]].data_type == onnx.TensorProto.INT8
     float_big = [t.name for t in model.graph.initializer
                  if t.data_type == onnx.TensorProto.FLOAT and len(t.dims) >= 2 and np.prod(t.dims) > 1024
-                 and not t.name.endswith(".dequantized")]  # quantized constants (pos_embed) kept as their values
+                 and not t.name.endswith(".dequantized")]  # quantized constants kept as their values (Swin's bias)
     assert float_big == [], float_big  # no float weight matrix left
     weights = [t for t in model.graph.initializer if t.name.endswith(".weight_quantized")]
     assert len(weights) == 1 + 4 * 12 + 1  # patch embedding, qkv/proj/fc1/fc2 per block, head

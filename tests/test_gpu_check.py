@@ -58,15 +58,20 @@ def test_read_log_clean() -> None:
 
 @needs_lib
 def test_static_check_passes_cuda_graph_and_flags_cpu_graph(calibrated) -> None:
-    """The cuda graph fits the CUDA EP (int8 x int8 MatMulInteger, a CUDA kernel for every com.fqvit node); the cpu
-    graph, the control, is flagged on every MatMulInteger (without LIS, q k^T and attention @ v are MatMulIntegers)."""
+    """The cuda graphs fit the CUDA EP (a CUDA kernel for every com.fqvit node; int8 x int8 MatMulInteger, which a
+    PTS+LIS ViT no longer has but a PTS-only one has for q k^T and attention @ v); the cpu graph of the PTS-only model,
+    the control, is flagged on every MatMulInteger."""
     from fqvit_export.deploy.kernels import registered_kernels
-    cal = calibrated("cifar10_vit", pts=True)
     kernels = registered_kernels(LIB)
-    cuda = static_cuda_check(build_onnx(cal, simplify=False, device="cuda")[0], kernels)
-    cpu = static_cuda_check(build_onnx(cal, simplify=False, device="cpu")[0], kernels)
+    lis = calibrated("cifar10_vit", pts=True, lis=True, attn_bits=4)
+    cuda = static_cuda_check(build_onnx(lis, simplify=False, device="cuda")[0], kernels)
     assert cuda["problem_count"] == 0, cuda["problems"]
-    assert cuda["nodes"]["MatMulInteger"] > 0 and cuda["nodes"]["QLinear"] > 0
+    assert cuda["nodes"]["LISAttention"] > 0 and cuda["nodes"]["QLinear"] > 0
+    pts = calibrated("cifar10_vit", pts=True)
+    cuda = static_cuda_check(build_onnx(pts, simplify=False, device="cuda")[0], kernels)
+    cpu = static_cuda_check(build_onnx(pts, simplify=False, device="cpu")[0], kernels)
+    assert cuda["problem_count"] == 0, cuda["problems"]
+    assert cuda["nodes"]["MatMulInteger"] > 0
     assert cpu["problem_count"] >= cpu["nodes"]["MatMulInteger"] > 0
 
 

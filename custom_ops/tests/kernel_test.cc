@@ -276,6 +276,14 @@ void lookup_case(const std::string& name, const std::vector<u8>& x, const std::v
                                        static_cast<int64_t>(n), static_cast<int64_t>(table.size()), isa);
     check("Lookup in place " + name + " [" + fqvit_cpu_isa_name(isa) + "]",
           std::vector<u8>(inplace.begin() + x_offset, inplace.begin() + x_offset + n), want, rc_in);
+    // int8 codes in place: the same bytes (the int8 kernel indexes the table by the code's byte).
+    std::vector<int8_t> inplace8(xb.begin(), xb.end());
+    const int rc_in8 = fqvit_lookup_cpu_i8(inplace8.data() + x_offset, reinterpret_cast<const int8_t*>(table.data()),
+                                           inplace8.data() + x_offset, static_cast<int64_t>(n),
+                                           static_cast<int64_t>(table.size()), isa);
+    const std::vector<u8> got8(inplace8.begin() + static_cast<std::ptrdiff_t>(x_offset),
+                               inplace8.begin() + static_cast<std::ptrdiff_t>(x_offset + n));
+    check("int8 Lookup in place " + name + " [" + fqvit_cpu_isa_name(isa) + "]", got8, want, rc_in8);
   }
 }
 

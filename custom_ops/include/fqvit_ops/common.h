@@ -16,7 +16,7 @@ namespace fqvit {
 // operations in the same order (no FMA, no reciprocal approximations), so the choice only changes the speed.
 enum class Isa : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
 
-// Best path this CPU runs: AVX-512 needs F+BW+VL+VNNI, AVX2 needs AVX2.
+// Best path this CPU runs: AVX-512 needs F+BW+VL+DQ+VNNI, AVX2 needs AVX2.
 Isa cpu_best_isa();
 // requested < 0: the environment variable FQVIT_CPU_ISA (scalar|avx2|avx512) if set, else the best path; any request
 // is lowered to what the CPU supports.
