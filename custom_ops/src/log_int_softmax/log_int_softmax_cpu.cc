@@ -8,6 +8,7 @@
 //    (int64, once per row) and the per-element work is integer compares: no division per element. The scalar body
 //    is fqvit_ops/arith.h (lis_exp_term, lis_row_threshold, lis_code), the oracle the vector bodies are tested with.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -80,11 +81,22 @@ struct Tables {
   int zero_code;
 };
 
+// arith.h's lis_root_thresholds of each valid `bits`, made once: 15 integer square roots of 31 steps each were a
+// measurable share of a call on LISAttention's blocks of rows (about 1% of deit_small's samples at batch 8).
+LisRootThresholds root_thresholds(int bits) {
+  static const std::array<LisRootThresholds, kLisMaxBits + 1> made = [] {
+    std::array<LisRootThresholds, kLisMaxBits + 1> a{};
+    for (int b = kLisMinBits; b <= kLisMaxBits; ++b) a[b] = lis_root_thresholds(b);
+    return a;
+  }();
+  return bits >= kLisMinBits && bits <= kLisMaxBits ? made[bits] : lis_root_thresholds(bits);
+}
+
 // The e(d) table is needed by the scalar and AVX2 paths, and by AVX-512 only when d * M does not fit int32.
 void make_tables(const LisSoftmaxParams& p, bool need_e, Tables* t) {
   t->zero_code = (1 << p.bits) - 1;
   t->multiplier = p.multiplier;
-  const LisRootThresholds roots = lis_root_thresholds(p.bits);
+  const LisRootThresholds roots = root_thresholds(p.bits);
   for (int k = 0; k < kMaxCodes; ++k) t->sqrt_thr[k] = roots.t[k];
   if (!need_e) return;
   for (int d = 0; d < 256; ++d) t->e[d] = static_cast<int32_t>(lis_exp_term(d, p.multiplier));  // steps 1-4
@@ -324,7 +336,8 @@ void lis_rows(const uint8_t* x, int64_t x_row0, const MaskLayout& mask, uint8_t*
   if (p.n == 0 || row_begin >= row_end) return;
   Tables t{};  // zeroed: a path reading a table it did not ask for gives wrong codes, caught by the tests
   make_tables(p, isa != Isa::kAvx512 || p.multiplier > kArithMaxMultiplier, &t);  // AVX2 tails use the table
-  std::vector<int32_t> ebuf(static_cast<size_t>(p.n));
+  thread_local std::vector<int32_t> ebuf;  // e of one row, reused by the thread's calls
+  if (ebuf.size() < static_cast<size_t>(p.n)) ebuf.resize(static_cast<size_t>(p.n));
   for (int64_t r = row_begin; r < row_end; ++r) {
     Row w{x + (r - x_row0) * p.n, nullptr, codes + r * p.n, p.n};
     if (mask.data != nullptr) {
