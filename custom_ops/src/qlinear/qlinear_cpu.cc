@@ -283,6 +283,7 @@ struct QLinearCpu::Impl {
   std::vector<int8_t> wt;       // W transposed, [n, kp], zero-padded: the portable loop's
   std::vector<int32_t> colsum;  // sum_k W[k, n] per output channel
   int64_t w_abs_max = 0;        // max |W[k, n]|
+  int64_t w_col_abs_max = 0;    // max over n of sum_k |W[k, n]|
   int64_t w_sq_max = 0;         // max over n of sum_k W[k, n]^2
   std::mutex mutex;
   // What one (uint8) zero point zp gives with W, made by zero_point_terms: term[n] = zp * sum_k W[k, n] (wrapping
@@ -430,11 +431,13 @@ struct QLinearCpu::Impl {
     return special == 0;
   }
 
-  // (d) for `rows` rows of uint8 codes: |sum_k x[r, k] W[k, n]| <= 2^24 for every row and channel, shown by
+  // (d) for `rows` rows of uint8 codes: |sum_k x[r, k] W[k, n]| <= 2^24 for every row and channel, shown for every
+  // row at once by 255 * max_n sum_k |W[k, n]| <= 2^24 (W alone: typical of K up to about 1536), else per row by
   // sum_k x[r, k] * max|W| <= 2^24 or, failing that, by Cauchy-Schwarz: sum_k x[r, k]^2 * max_n sum_k W[k, n]^2 <=
-  // 2^48 (both products exact in int64 / uint64: K <= kMaxQlinearK).
+  // 2^48 (all products exact in int64 / uint64: K <= kMaxQlinearK).
   bool rows_fit(const uint8_t* x, int64_t rows) const {
 #if FQVIT_HAS_X86
+    if (255 * w_col_abs_max <= kF32Exact) return true;
     for (int64_t r = 0; r < rows; ++r) {
       const uint8_t* row = x + r * k;
       if (abs_sum_avx512(row, k) * w_abs_max <= kF32Exact) continue;
@@ -610,9 +613,13 @@ QLinearCpu::QLinearCpu(const int8_t* w, int64_t k, int64_t n, CodeType code) : i
     }
   }
   for (int64_t j = 0; j < n; ++j) {
-    int64_t sq = 0;  // <= 16384 K
-    for (int64_t kk = 0; kk < k; ++kk) sq += static_cast<int64_t>(im.wt[j * im.kp + kk]) * im.wt[j * im.kp + kk];
+    int64_t sq = 0, abs_sum = 0;  // <= 16384 K, <= 128 K
+    for (int64_t kk = 0; kk < k; ++kk) {
+      sq += static_cast<int64_t>(im.wt[j * im.kp + kk]) * im.wt[j * im.kp + kk];
+      abs_sum += std::abs(static_cast<int32_t>(im.wt[j * im.kp + kk]));
+    }
     im.w_sq_max = std::max(im.w_sq_max, sq);
+    im.w_col_abs_max = std::max(im.w_col_abs_max, abs_sum);
   }
 #ifdef FQVIT_WITH_ONEDNN
   const dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
