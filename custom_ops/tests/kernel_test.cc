@@ -412,17 +412,27 @@ void ra_case(const RaCase& q, size_t offset = 0) {
   const size_t numel = q.a.size(), guard = 64;
   const float* g = q.g.empty() ? nullptr : q.g.data();
   const auto want = ref_residual_add(q.a, q.b, q.as, q.bs, q.ys, q.g, q.c, q.azp, q.bzp, q.yzp);
+  // The C entry of code type T on A, B -> Y (any of them may be one buffer), the case's channel inputs and sizes.
+  auto run = [&](const auto* a, const auto* b, auto* y, int isa) {
+    const int64_t sizes[] = {static_cast<int64_t>(numel), q.c, static_cast<int64_t>(q.as.size()),
+                             static_cast<int64_t>(q.bs.size()), static_cast<int64_t>(q.ys.size()),
+                             static_cast<int64_t>(q.g.size())};
+    if constexpr (std::is_same_v<std::remove_const_t<std::remove_pointer_t<decltype(a)>>, i8>) {
+      return fqvit_residual_add_cpu_i8(a, q.as.data(), q.azp - 128, b, q.bs.data(), q.bzp - 128, q.ys.data(),
+                                       q.yzp - 128, g, y, sizes[0], sizes[1], sizes[2], sizes[3], sizes[4], sizes[5],
+                                       isa);
+    } else {
+      return fqvit_residual_add_cpu(a, q.as.data(), q.azp, b, q.bs.data(), q.bzp, q.ys.data(), q.yzp, g, y,
+                                    sizes[0], sizes[1], sizes[2], sizes[3], sizes[4], sizes[5], isa);
+    }
+  };
   std::vector<u8> ab(offset + numel), bb(offset + numel);
   std::copy(q.a.begin(), q.a.end(), ab.begin() + static_cast<std::ptrdiff_t>(offset));
   std::copy(q.b.begin(), q.b.end(), bb.begin() + static_cast<std::ptrdiff_t>(offset));
   for (int isa : g_isas) {
     const std::string where = "ResidualAdd " + q.name + " [" + fqvit_cpu_isa_name(isa) + "]";
     std::vector<u8> yb(offset + numel + guard, 0xA5);
-    const int rc = fqvit_residual_add_cpu(ab.data() + offset, q.as.data(), q.azp, bb.data() + offset, q.bs.data(),
-                                          q.bzp, q.ys.data(), q.yzp, g, yb.data() + offset,
-                                          static_cast<int64_t>(numel), q.c, static_cast<int64_t>(q.as.size()),
-                                          static_cast<int64_t>(q.bs.size()), static_cast<int64_t>(q.ys.size()),
-                                          static_cast<int64_t>(q.g.size()), isa);
+    const int rc = run(ab.data() + offset, bb.data() + offset, yb.data() + offset, isa);
     check(where, std::vector<u8>(yb.begin() + offset, yb.begin() + offset + numel), want, rc);
     bool guard_ok = true;
     for (size_t i = 0; i < yb.size(); ++i) {
@@ -439,27 +449,17 @@ void ra_case(const RaCase& q, size_t offset = 0) {
   check("int8 oracle = uint8 - 128: ResidualAdd " + q.name, want8, to_i8(want), 0);
   for (int isa : g_isas) {
     std::vector<i8> y(numel);
-    const int rc = fqvit_residual_add_cpu_i8(a8.data(), q.as.data(), q.azp - 128, b8.data(), q.bs.data(), q.bzp - 128,
-                                             q.ys.data(), q.yzp - 128, g, y.data(), static_cast<int64_t>(numel), q.c,
-                                             static_cast<int64_t>(q.as.size()), static_cast<int64_t>(q.bs.size()),
-                                             static_cast<int64_t>(q.ys.size()), static_cast<int64_t>(q.g.size()), isa);
+    const int rc = run(a8.data(), b8.data(), y.data(), isa);
     check("int8 ResidualAdd " + q.name + " [" + fqvit_cpu_isa_name(isa) + "]", y, want8, rc);
   }
   // In place on B, as the op runs where onnxruntime hands it B's buffer for Y (MayInplace).
   for (int isa : g_isas) {
     std::vector<u8> yb(bb);
-    const int rc = fqvit_residual_add_cpu(ab.data() + offset, q.as.data(), q.azp, yb.data() + offset, q.bs.data(),
-                                          q.bzp, q.ys.data(), q.yzp, g, yb.data() + offset,
-                                          static_cast<int64_t>(numel), q.c, static_cast<int64_t>(q.as.size()),
-                                          static_cast<int64_t>(q.bs.size()), static_cast<int64_t>(q.ys.size()),
-                                          static_cast<int64_t>(q.g.size()), isa);
+    const int rc = run(ab.data() + offset, yb.data() + offset, yb.data() + offset, isa);
     check("ResidualAdd in place " + q.name + " [" + fqvit_cpu_isa_name(isa) + "]",
           std::vector<u8>(yb.begin() + offset, yb.begin() + offset + numel), want, rc);
     std::vector<i8> y8(b8);
-    const int rc8 = fqvit_residual_add_cpu_i8(a8.data(), q.as.data(), q.azp - 128, y8.data(), q.bs.data(), q.bzp - 128,
-                                              q.ys.data(), q.yzp - 128, g, y8.data(), static_cast<int64_t>(numel), q.c,
-                                              static_cast<int64_t>(q.as.size()), static_cast<int64_t>(q.bs.size()),
-                                              static_cast<int64_t>(q.ys.size()), static_cast<int64_t>(q.g.size()), isa);
+    const int rc8 = run(a8.data(), y8.data(), y8.data(), isa);
     check("int8 ResidualAdd in place " + q.name + " [" + fqvit_cpu_isa_name(isa) + "]", y8, want8, rc8);
   }
 }
