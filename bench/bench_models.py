@@ -190,7 +190,8 @@ def _run_once(sess: ort.InferenceSession, feeds: dict) -> float:
 
 def time_variants(sessions: dict[str, ort.InferenceSession], x: np.ndarray, reps: int, min_rep_s: float,
                   warmup: int = 1) -> dict[str, dict]:
-    """Interleaved repetitions (order rotating); per variant the median and min time per run, in ms. Python's garbage
+    """Interleaved repetitions (order rotating); per variant the median and min time per run, in ms, and each
+    repetition's (``rep_ms``, in order, so that two variants' times of one repetition can be paired). Python's garbage
     collector is off while they run."""
     feeds = {"input": x}
     for sess in sessions.values():
@@ -208,8 +209,8 @@ def time_variants(sessions: dict[str, ort.InferenceSession], x: np.ndarray, reps
     finally:
         if gc_was_enabled:
             gc.enable()
-    return {n: {"ms": round(statistics.median(t) * 1e3, 3), "min_ms": round(min(t) * 1e3, 3), "inner": inner}
-            for n, t in times.items()}
+    return {n: {"ms": round(statistics.median(t) * 1e3, 3), "min_ms": round(min(t) * 1e3, 3), "inner": inner,
+                "rep_ms": [round(v * 1e3, 3) for v in t]} for n, t in times.items()}
 
 
 # -------------------------------------------------------------------------------------------------- profiling ----

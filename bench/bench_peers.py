@@ -27,7 +27,9 @@ faster hint's, and the JSON names it. onnxruntime sessions run with ``bench_mode
 
 Timing is ``bench_models.time_variants``: the engines (both hints of each OpenVINO engine counted apart) take turns in
 an order that rotates each of ``--reps`` repetitions; each figure is the median ms per batch. Ratios are to
-``ort_fp32`` and to ``ov_int8`` (< 1: faster). The models are built once and cached under ``build/bench/peers/``
+``ort_fp32`` and to ``ov_int8`` (< 1: faster); fqvit's is also taken within each repetition (``paired_ratio_ov_int8``:
+its quartiles, shown in the table's last column, and how many repetitions fqvit won), which shows how far the
+machine's noise reaches. The models are built once and cached under ``build/bench/peers/``
 (keyed on model, image counts, data folder and package versions; ``--rebuild`` forces a rebuild). The JSON (``--out``,
 default bench/results/peers.json) is rewritten after each model. OpenVINO and NNCF are bench-only extras
 (``pip install -e ".[bench]"``), never runtime dependencies. The README table comes from (on a 2-core machine shared
@@ -59,6 +61,7 @@ import onnx
 import torch
 
 import bench_models as bm  # beside this script: run as python bench/bench_peers.py
+import readme_tables
 from fqvit_export import __version__ as FQVIT_VERSION
 from fqvit_export.api import calibrate
 from fqvit_export.data import CALIB_SETS, calibration_batches, folder_digest, image_dataset
@@ -294,6 +297,8 @@ def bench_model(name: str, args: argparse.Namespace, report: dict) -> None:
         for m in engines.values():
             m["ratio_ort_fp32"] = round(m["ms"] / engines["ort_fp32"]["ms"], 3)
             m["ratio_ov_int8"] = round(m["ms"] / engines["ov_int8"]["ms"], 3)
+        engines["fqvit_lib"]["paired_ratio_ov_int8"] = paired_ratios(engines["fqvit_lib"]["rep_ms"],
+                                                                     engines["ov_int8"]["rep_ms"])
         row = {"model": name, "batch": batch, "engines": engines, "load_avg_1min": [load0, bm.load_avg()]}
         report["results"].append(row)
         print(markdown_table([row]).splitlines()[-1], flush=True)
@@ -301,20 +306,18 @@ def bench_model(name: str, args: argparse.Namespace, report: dict) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------- report ----
+def paired_ratios(a_ms: list[float], b_ms: list[float]) -> dict:
+    """The ratios a / b of one repetition at a time (both engines timed within it, so a slow spell of the machine
+    moves both): their quartiles, extremes, and in how many repetitions a was the faster."""
+    r = sorted(x / y for x, y in zip(a_ms, b_ms))
+    q1, median, q3 = np.quantile(r, [0.25, 0.5, 0.75])
+    return {"median": round(float(median), 3), "q1": round(float(q1), 3), "q3": round(float(q3), 3),
+            "min": round(r[0], 3), "max": round(r[-1], 3), "faster": sum(x < 1 for x in r), "reps": len(r)}
+
+
 def markdown_table(results: list[dict]) -> str:
-    """ms per batch, ratio to ORT FP32 in brackets; the last column is fqvit's time over NNCF INT8's."""
-    head = ("| model | batch | " + " | ".join(f"{LABELS[e]} ms (x ORT FP32)" for e in ENGINES)
-            + " | fqvit / NNCF INT8 |")
-    lines = [head, "|" + "---|" * (3 + len(ENGINES))]
-    for r in results:
-        cells = []
-        for e in ENGINES:
-            m = r["engines"][e]
-            hint = f", {m['hint'].lower()}" if "hint" in m else ""
-            cells.append(f"{m['ms']:.1f}" + ("" if e == "ort_fp32" else f" ({m['ratio_ort_fp32']:.2f}{hint})"))
-        lines.append(f"| {r['model']} | {r['batch']} | " + " | ".join(cells)
-                     + f" | {r['engines']['fqvit_lib']['ratio_ov_int8']:.2f} |")
-    return "\n".join(lines)
+    """The README's table (readme_tables.peers_table) of these results."""
+    return readme_tables.peers_table(LABELS, results)
 
 
 # ------------------------------------------------------------------------------------------------------- main ----
@@ -358,7 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data: {args.data_dir}", flush=True)
     report = {
         "description": "median ms per batch over interleaved repetitions; ratio_ort_fp32 = engine ms / ORT FP32 ms, "
-                       "ratio_ov_int8 = engine ms / OpenVINO NNCF INT8 ms (< 1: faster)",
+                       "ratio_ov_int8 = engine ms / OpenVINO NNCF INT8 ms (< 1: faster); paired_ratio_ov_int8: "
+                       "fqvit's ms / NNCF INT8's (its reported hint) within each repetition, quartiles and the "
+                       "repetitions where fqvit was faster",
         "weights": "random init for every engine (no pretrained weights): speed only, accuracy not measured; "
                    "calibrations on real photos (fqvit: the bundled ImageNet photos; quantize_static and NNCF: "
                    "--data-dir)",

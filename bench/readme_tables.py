@@ -81,23 +81,34 @@ def speed() -> str:
     return "\n".join(lines)
 
 
-def peers() -> str:
-    res = _load("peers.json")
-    if not res:
-        return ""
-    names = res["engines"]
+def peers_table(names: dict[str, str], results: list[dict]) -> str:
+    """bench_peers' rows: ms per batch, the ratio to ORT FP32 in brackets (with OpenVINO's hint), and fqvit's time over
+    NNCF INT8's, with the quartiles of that ratio taken repetition by repetition where the JSON has them."""
     lines = ["| model | batch | " + " | ".join(f"{names[e]} ms (x ORT FP32)" for e in names) + " | fqvit / NNCF INT8 |",
              "|---|---|" + "---|" * (len(names) + 1)]
-    for row in res["results"]:
+    for row in results:
         cells = []
         for e in names:
             r = row["engines"][e]
             hint = f", {r['hint'].lower()}" if "hint" in r else ""
             cells.append(f"{r['ms']:.1f}" if e == "ort_fp32" else f"{r['ms']:.1f} ({r['ratio_ort_fp32']:.2f}{hint})")
-        lines.append(f"| {row['model']} | {row['batch']} | " + " | ".join(cells) +
-                     f" | {row['engines']['fqvit_lib']['ratio_ov_int8']:.2f} |")
-    lines.append(f"\n{_cpu(res)} {res['reps']} interleaved repetitions, medians.")
+        fq = row["engines"]["fqvit_lib"]
+        paired = fq.get("paired_ratio_ov_int8")
+        spread = (f" ({paired['q1']:.2f}-{paired['q3']:.2f}, faster in {paired['faster']}/{paired['reps']})"
+                  if paired else "")
+        lines.append(f"| {row['model']} | {row['batch']} | " + " | ".join(cells)
+                     + f" | {fq['ratio_ov_int8']:.2f}{spread} |")
     return "\n".join(lines)
+
+
+def peers() -> str:
+    res = _load("peers.json")
+    if not res:
+        return ""
+    return peers_table(res["engines"], res["results"]) + (
+        f"\n\n{_cpu(res)} {res['reps']} interleaved repetitions, medians"
+        + ("; in brackets after fqvit / NNCF INT8, the quartiles of that ratio within each repetition."
+           if any("paired_ratio_ov_int8" in r["engines"]["fqvit_lib"] for r in res["results"]) else "."))
 
 
 def ops() -> str:
