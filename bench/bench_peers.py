@@ -35,7 +35,7 @@ default bench/results/peers.json) is rewritten after each model. OpenVINO and NN
 (``pip install -e ".[bench]"``), never runtime dependencies. The README table comes from (on a 2-core machine shared
 with other work, hence ``nice``):
 
-    nice -n 15 .venv/bin/python bench/bench_peers.py [--models deit_small deit_base] [--batches 1 8] [--reps 11] \\
+    nice -n 15 .venv/bin/python bench/bench_peers.py [--models deit_small deit_base] [--batches 1 8] [--reps 15] \\
         [--threads 2] [--calib-size 300] [--data-dir ../shared/data/imagenet-sample] [--out bench/results/peers.json]
 
 ``--quick`` is a smoke test: deit_tiny, batches 1 and 2, 3 repetitions, 8 calibration images, JSON to
@@ -78,7 +78,7 @@ HINTS = ("LATENCY", "THROUGHPUT")
 PACKAGES = ("onnxruntime", "openvino", "nncf", "torch", "timm", "onnx", "numpy")
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "imagenet-sample"
 CACHE = ROOT / "build" / "bench" / "peers"
-FULL = {"models": ["deit_small", "deit_base"], "batches": [1, 8], "reps": 11, "calib_size": 300, "min_rep_s": 0.3,
+FULL = {"models": ["deit_small", "deit_base"], "batches": [1, 8], "reps": 15, "calib_size": 300, "min_rep_s": 0.3,
         "out": ROOT / "bench" / "results" / "peers.json"}
 QUICK = {"models": ["deit_tiny"], "batches": [1, 2], "reps": 3, "calib_size": 8, "min_rep_s": 0.05,
          "out": ROOT / "build" / "bench" / "peers_quick.json"}
