@@ -521,6 +521,13 @@ void residual_add_suite(bool quick) {
     ra_case({"ties", 45, rand_u8(45 * 11), rand_u8(45 * 11), {0.5f}, {1.0f}, {1.0f}, {1.0f}, 128, 7, 100});
     ra_case({"ties per channel", 45, rand_u8(45 * 11), rand_u8(45 * 11), std::vector<float>(45, 0.25f),
              std::vector<float>(45, 0.5f), std::vector<float>(45, 0.5f), std::vector<float>(45, 0.5f), 3, 250, 1});
+    // gamma 1 in every channel (the AVX-512 body leaves v * gamma out) and in all channels but one (it must not).
+    std::vector<float> ones(97, 1.0f), ones_but_one(97, 1.0f);
+    ones_but_one[60] = 0.5f;
+    ra_case({"gamma 1 per channel", 97, rand_u8(97 * 5), rand_u8(97 * 5), pts_scales(97, 0.02f), {0.03f},
+             pts_scales(97, 0.05f), ones, 120, 130, 125});
+    ra_case({"gamma 1 but channel 60", 97, rand_u8(97 * 5), rand_u8(97 * 5), pts_scales(97, 0.02f), {0.03f},
+             pts_scales(97, 0.05f), ones_but_one, 120, 130, 125});
     // Extreme scales: y_scale subnormal and huge, gamma overflowing to +-inf, a_scale 0.
     ra_case({"y_scale subnormal", 24, rand_u8(96), rand_u8(96), {0.02f}, {0.01f}, {1e-40f}, {1.0f}, 0, 255, 128});
     ra_case({"y_scale huge", 24, rand_u8(96), rand_u8(96), {0.02f}, {0.01f}, {1e30f}, {1.0f}, 5, 6, 7});

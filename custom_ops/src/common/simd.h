@@ -38,15 +38,17 @@ FQVIT_TARGET_AVX2 inline __m256i quantize_u8_x8(__m256 v, __m256 y_scale, __m256
   return _mm256_min_epi32(q, _mm256_set1_epi32(255));
 }
 
-// The AVX-512 spelling, from the quotient q = v / y_scale: round half to even, then r clamped to [-zp, 255 - zp] in
-// float32 before the conversion (two operations fewer): the same code for every r, as r + zp clamped to 0..255 is
-// what the +-2^30 clamp, the zero point and the code clamp give; a NaN lands at -zp (max_ps returns its second
-// operand), code 0, as it does there. The bounds depend on y_zp only, so a caller's loop computes them once.
+// The AVX-512 spelling, from the quotient q = v / y_scale: q clamped to [-zp, 255 - zp] in float32, then converted
+// with round half to even (the conversion's own rounding, {rn-sae}, whatever MXCSR says), then + zp: the code of
+// round-then-clamp for every q, as the bounds are integers (rounding is monotone and keeps them), and r + zp clamped
+// to 0..255 is what the +-2^30 clamp, the zero point and the code clamp give; a NaN lands at -zp (max_ps returns its
+// second operand), code 0, as it does there. Four operations where the scalar body has eight. The bounds depend on
+// y_zp only, so a caller's loop computes them once.
 FQVIT_TARGET_AVX512 inline __m512i quotient_codes_x16(__m512 q, __m512i y_zp) {
-  const __m512 r = _mm512_roundscale_ps(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const __m512 lo = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_setzero_si512(), y_zp));
   const __m512 hi = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_set1_epi32(255), y_zp));
-  return _mm512_add_epi32(_mm512_cvttps_epi32(_mm512_min_ps(_mm512_max_ps(r, lo), hi)), y_zp);
+  const __m512 r = _mm512_min_ps(_mm512_max_ps(q, lo), hi);
+  return _mm512_add_epi32(_mm512_cvt_roundps_epi32(r, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), y_zp);
 }
 
 FQVIT_TARGET_AVX512 inline __m512i quantize_u8_x16(__m512 v, __m512 y_scale, __m512i y_zp) {

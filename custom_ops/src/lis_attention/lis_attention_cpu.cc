@@ -2,8 +2,9 @@
 // of at most kLisAttentionBlockRows query rows); per item:
 //   1. q, k, v of (b, h) gathered from QKV (int8 codes as uint8: x ^ 0x80, zero points + 128; see code_flip.h);
 //   2. acc = (q - zp) @ (k - zp)^T for the block's rows, exact int32 (below: "q k^T");
-//   3. logits = Requantize(acc)          (bias 0: on the VNNI path on the tile's registers with requantize_u8_x16,
-//                                         the AVX-512 spelling of src/requantize's spans; elsewhere requantize_cpu);
+//   3. logits = Requantize(acc)          (bias 0: on the VNNI path on the tile's registers, the steps of
+//                                         requantize_u8_x16, the AVX-512 spelling of src/requantize's spans, less
+//                                         the addition of the 0 bias; elsewhere requantize_cpu);
 //   4. codes  = log_int_softmax_cpu(...) (src/log_int_softmax, no mask);
 //   5. out    = lis_matmul_cpu(...)      (src/lis_matmul, one batch entry of the block's rows; v packed once per head);
 //   6. out's rows written to Y[b, i, h * D ...] (flipped back for int8).
@@ -150,15 +151,17 @@ void qk_portable(const int16_t* q16, const int16_t* k16, int32_t* acc, int64_t r
 }
 
 #if FQVIT_HAS_X86
-// --- q k^T and the logits, AVX-512 VNNI: acc[r, j] = sum_d q[r, d] k'[j, d] + row[r] + col[j], R rows x 32 keys
-// per tile, then step 3 on the tile's registers: logits = requantize_u8_x16 (Requantize's own AVX-512 spelling,
-// common/simd.h) with the one multiplier and bias 0, so the int32 sums never reach memory.
+// --- q k^T and the logits, AVX-512 VNNI: acc[r, j] = col[j] + sum_d q[r, d] k'[j, d] + row[r], R rows x 32 keys
+// per tile (the accumulators start at col), then step 3 on the tile's registers: Requantize's AVX-512 steps
+// (requantize_u8_x16, common/simd.h) with the one multiplier, so the int32 sums never reach memory. The bias is 0,
+// and t + 0 is t for every float32 t but -0 (which becomes +0): both quantize to the zero point, so the addition is
+// left out.
 // kp holds k' as [g][j][4] (g = d / 4), so one 64-byte load is 16 keys x 4 values of d and one broadcast 32-bit word
 // is 4 values of d of one query row: vpdpbusd adds the 4 products into each key's lane. row[r] = (128 - z) sum_d q
 // and col[j] = D z^2 - z sum_d k are the correction terms (see the top of the file); the additions wrap, the result
 // is exact. Keys past N are zero in kp and not stored.
 struct LogitsEpilogue {
-  __m512 multiplier, bias, y_scale;
+  __m512 multiplier, y_scale;
   __m512i y_zero_point;
 };
 
@@ -166,8 +169,12 @@ template <int R>
 FQVIT_TARGET_AVX512 inline void qk_vnni_tile(const uint8_t* q, int64_t dp, const int8_t* kp, int64_t np, int64_t j,
                                              int64_t n, const int32_t* row, const int32_t* col,
                                              const LogitsEpilogue& e, uint8_t* logits) {
+  const __m512i col0 = _mm512_loadu_si512(col + j), col1 = _mm512_loadu_si512(col + j + 16);
   __m512i c[R][2];
-  for (int a = 0; a < R; ++a) c[a][0] = c[a][1] = _mm512_setzero_si512();
+  for (int a = 0; a < R; ++a) {
+    c[a][0] = col0;
+    c[a][1] = col1;
+  }
   for (int64_t g = 0; g < dp / 4; ++g) {
     const int8_t* kg = kp + (g * np + j) * 4;
     const __m512i b0 = _mm512_loadu_si512(kg), b1 = _mm512_loadu_si512(kg + 64);
@@ -179,30 +186,28 @@ FQVIT_TARGET_AVX512 inline void qk_vnni_tile(const uint8_t* q, int64_t dp, const
       c[a][1] = _mm512_dpbusd_epi32(c[a][1], qa, b1);
     }
   }
-  const __m512i col0 = _mm512_loadu_si512(col + j), col1 = _mm512_loadu_si512(col + j + 16);
   const __mmask16 k0 = j + 16 <= n ? 0xFFFF : static_cast<__mmask16>((1u << std::max<int64_t>(n - j, 0)) - 1u);
   const __mmask16 k1 = j + 32 <= n ? 0xFFFF : static_cast<__mmask16>((1u << std::max<int64_t>(n - j - 16, 0)) - 1u);
   for (int a = 0; a < R; ++a) {
     const __m512i r = _mm512_set1_epi32(row[a]);
-    const __m512i s0 = _mm512_add_epi32(_mm512_add_epi32(c[a][0], r), col0);
-    const __m512i s1 = _mm512_add_epi32(_mm512_add_epi32(c[a][1], r), col1);
-    _mm512_mask_cvtepi32_storeu_epi8(logits + a * n + j, k0,
-                                     requantize_u8_x16(s0, e.multiplier, e.bias, e.y_scale, e.y_zero_point));
-    _mm512_mask_cvtepi32_storeu_epi8(logits + a * n + j + 16, k1,
-                                     requantize_u8_x16(s1, e.multiplier, e.bias, e.y_scale, e.y_zero_point));
+    for (int h = 0; h < 2; ++h) {
+      const __m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(c[a][h], r)), e.multiplier);
+      _mm512_mask_cvtepi32_storeu_epi8(logits + a * n + j + 16 * h, h ? k1 : k0,
+                                       quantize_u8_x16(t, e.y_scale, e.y_zero_point));
+    }
   }
 }
 
 // Steps 2-3 on the VNNI path: logits (rows x N, uint8) of the rows of q; rq as requantize_cpu would take it.
 FQVIT_TARGET_AVX512 void qk_logits_vnni(const uint8_t* q, int64_t rows, int64_t dp, const int8_t* kp, int64_t np,
                                         int64_t n, const int32_t* row, const int32_t* col, const RequantizeParams& rq,
-                                        float multiplier, float bias, uint8_t* logits) {
-  const LogitsEpilogue e{_mm512_set1_ps(multiplier), _mm512_set1_ps(bias), _mm512_set1_ps(rq.y_scale),
-                         _mm512_set1_epi32(rq.y_zero_point)};
+                                        float multiplier, uint8_t* logits) {
+  const LogitsEpilogue e{_mm512_set1_ps(multiplier), _mm512_set1_ps(rq.y_scale), _mm512_set1_epi32(rq.y_zero_point)};
   for (int64_t j = 0; j < np; j += 32) {
     int64_t r = 0;
     for (; r + 8 <= rows; r += 8) qk_vnni_tile<8>(q + r * dp, dp, kp, np, j, n, row + r, col, e, logits + r * n);
     for (; r + 4 <= rows; r += 4) qk_vnni_tile<4>(q + r * dp, dp, kp, np, j, n, row + r, col, e, logits + r * n);
+    for (; r + 2 <= rows; r += 2) qk_vnni_tile<2>(q + r * dp, dp, kp, np, j, n, row + r, col, e, logits + r * n);
     for (; r < rows; ++r) qk_vnni_tile<1>(q + r * dp, dp, kp, np, j, n, row + r, col, e, logits + r * n);
   }
 }
@@ -279,8 +284,7 @@ void qk_logits(const T* qkv, const LisAttentionParams& p, const Item& it, int32_
       for (int64_t e = 0; e < d; ++e) sum += q[r * dp + e];
       row[r] = static_cast<int32_t>(static_cast<uint32_t>(128 - z) * static_cast<uint32_t>(sum));
     }
-    qk_logits_vnni(q, it.rows, dp, s.kp.data(), padded_keys(p), n, row, s.col.data(), rq, p.qk_multiplier,
-                   zero_bias, logits);
+    qk_logits_vnni(q, it.rows, dp, s.kp.data(), padded_keys(p), n, row, s.col.data(), rq, p.qk_multiplier, logits);
     return;
   }
 #endif

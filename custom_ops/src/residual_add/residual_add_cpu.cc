@@ -146,36 +146,41 @@ struct Lanes16 {
   __m128i flip;  // 0x80 bytes for int8, zeros for uint8
 };
 
-// residual_add_one on lanes i .. i + 15 under mask m: lanes outside m load zeros and are not stored.
-template <typename T, bool PC>
+// residual_add_one on lanes i .. i + 15 under mask m: lanes outside m load zeros and are not stored. G: gamma is
+// not 1 everywhere (else v * gamma, which is v for every float32 v when gamma is 1, is left out).
+template <typename T, bool PC, bool G>
 FQVIT_TARGET_AVX512 inline void residual16_avx512(const T* a, const T* b, T* y, const Span& s, int64_t i, __mmask16 m,
                                                   const Lanes16& k) {
   const __m512 as = PC ? _mm512_maskz_loadu_ps(m, s.a_scale + i) : k.a_scale;
   const __m512 bs = PC ? _mm512_maskz_loadu_ps(m, s.b_scale + i) : k.b_scale;
   const __m512 u = dequant16_avx512<T>(_mm_maskz_loadu_epi8(m, a + i), k.a_zp, as);
   __m512 v = dequant16_avx512<T>(_mm_maskz_loadu_epi8(m, b + i), k.b_zp, bs);
-  v = _mm512_mul_ps(v, PC ? _mm512_maskz_loadu_ps(m, s.gamma + i) : k.gamma);
+  if (G) v = _mm512_mul_ps(v, PC ? _mm512_maskz_loadu_ps(m, s.gamma + i) : k.gamma);
   const __m512i q = quantize_u8_x16(_mm512_add_ps(u, v), PC ? _mm512_maskz_loadu_ps(m, s.y_scale + i) : k.y_scale,
                                     k.y_zp);
   _mm_mask_storeu_epi8(y + i, m, _mm_xor_si128(_mm512_cvtepi32_epi8(q), k.flip));
 }
 
-template <typename T, bool PC>
+template <typename T, bool PC, bool G>
 FQVIT_TARGET_AVX512 void span_avx512(const T* a, const T* b, T* y, int64_t len, const Span& s, const ZeroPoints& z) {
   const Lanes16 k{_mm512_set1_ps(s.a_scale[0]), _mm512_set1_ps(s.b_scale[0]), _mm512_set1_ps(s.y_scale[0]),
                   _mm512_set1_ps(s.gamma[0]), _mm512_set1_epi32(z.a), _mm512_set1_epi32(z.b),
                   _mm512_set1_epi32(z.y + (kInt8<T> ? kCodeOffset : 0)),
                   _mm_set1_epi8(static_cast<char>(kInt8<T> ? 0x80 : 0))};
   int64_t i = 0;
-  for (; i + 16 <= len; i += 16) residual16_avx512<T, PC>(a, b, y, s, i, static_cast<__mmask16>(0xFFFF), k);
-  if (i < len) residual16_avx512<T, PC>(a, b, y, s, i, static_cast<__mmask16>((1u << (len - i)) - 1u), k);
+  for (; i + 16 <= len; i += 16) residual16_avx512<T, PC, G>(a, b, y, s, i, static_cast<__mmask16>(0xFFFF), k);
+  if (i < len) residual16_avx512<T, PC, G>(a, b, y, s, i, static_cast<__mmask16>((1u << (len - i)) - 1u), k);
 }
 #endif  // FQVIT_HAS_X86
 
+// gamma_one: every gamma is 1 (the AVX-512 body then leaves v * gamma out; the others multiply by 1, the same bits).
 template <typename T>
-SpanFn<T> pick_span(Isa isa, bool per_channel) {
+SpanFn<T> pick_span(Isa isa, bool per_channel, bool gamma_one) {
 #if FQVIT_HAS_X86
-  if (isa == Isa::kAvx512) return per_channel ? &span_avx512<T, true> : &span_avx512<T, false>;
+  if (isa == Isa::kAvx512) {
+    if (gamma_one) return per_channel ? &span_avx512<T, true, false> : &span_avx512<T, false, false>;
+    return per_channel ? &span_avx512<T, true, true> : &span_avx512<T, false, true>;
+  }
   if (isa == Isa::kAvx2) return per_channel ? &span_avx2<T, true> : &span_avx2<T, false>;
 #endif
   return per_channel ? &span_scalar<T, true> : &span_scalar<T, false>;
@@ -197,7 +202,8 @@ void run(const T* a, const T* b, const ResidualAddChannels& ch, T* y, const Resi
   const ZeroPoints z{p.a_zero_point, p.b_zero_point, p.y_zero_point};
   // One-element inputs are broadcast (also when C = 1, where both readings agree).
   const bool per_channel = std::any_of(sizes, sizes + 4, [](int64_t n) { return n != 1; });
-  const SpanFn<T> span = pick_span<T>(isa, per_channel);
+  const bool gamma_one = std::all_of(inputs[3], inputs[3] + sizes[3], [](float g) { return g == 1.0f; });
+  const SpanFn<T> span = pick_span<T>(isa, per_channel, gamma_one);
   if (!per_channel) {
     span(a + begin, b + begin, y + begin, end - begin, Span{inputs[0], inputs[1], inputs[2], inputs[3]}, z);
     return;
