@@ -297,15 +297,22 @@ FQVIT_TARGET_AVX512 void row_avx512(const Row& row, const Tables& t, int32_t* eb
   // Thresholds F_k = ceil(T'_k S / 2^P) in int64 lanes without 128-bit products: with S = S_hi 2^30 + S_lo,
   // F_k = T'_k S_hi + ceil(T'_k S_lo / 2^30) (T'_k, S_lo < 2^30; S_hi < 2^32), clamped to INT32_MAX.
   const __m512i ftab = thresholds_avx512(t, s);
+  const __m512i f3 = _mm512_permutexvar_epi32(_mm512_set1_epi32(3), ftab);
   const __m512i f7 = _mm512_permutexvar_epi32(_mm512_set1_epi32(7), ftab);
-  const __m512i s8 = _mm512_set1_epi32(8), s4 = _mm512_set1_epi32(4), s3 = _mm512_set1_epi32(3);
+  const __m512i f11 = _mm512_permutexvar_epi32(_mm512_set1_epi32(11), ftab);
+  const __m512i s8 = _mm512_set1_epi32(8), s4 = _mm512_set1_epi32(4);
   const __m512i s2 = _mm512_set1_epi32(2), s1 = _mm512_set1_epi32(1);
+  // ftab1[i] = F_{i+1} for the third probe (i = 0, 4, 8, 12: no wrap).
+  const __m512i ftab1 = _mm512_permutexvar_epi32(_mm512_add_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
+                                                                                      11, 12, 13, 14, 15), s1), ftab);
   auto codes16 = [&](const __m512i e) FQVIT_TARGET_AVX512 {
-    // pos = count of the prefix {k : e < F_k}: probe F_7, then F_{pos+3}, F_{pos+1}, F_pos.
-    __m512i pos = _mm512_maskz_mov_epi32(_mm512_cmplt_epi32_mask(e, f7), s8);
-    __mmask16 c = _mm512_cmplt_epi32_mask(e, _mm512_permutexvar_epi32(_mm512_add_epi32(pos, s3), ftab));
+    // pos = count of the prefix {k : e < F_k}: probe F_7, then F_{pos+3} (F_3 or F_11, by the first probe), F_{pos+1}
+    // (ftab1), F_pos.
+    const __mmask16 c7 = _mm512_cmplt_epi32_mask(e, f7);
+    __m512i pos = _mm512_maskz_mov_epi32(c7, s8);
+    __mmask16 c = _mm512_cmplt_epi32_mask(e, _mm512_mask_blend_epi32(c7, f3, f11));
     pos = _mm512_mask_add_epi32(pos, c, pos, s4);
-    c = _mm512_cmplt_epi32_mask(e, _mm512_permutexvar_epi32(_mm512_add_epi32(pos, s1), ftab));
+    c = _mm512_cmplt_epi32_mask(e, _mm512_permutexvar_epi32(pos, ftab1));
     pos = _mm512_mask_add_epi32(pos, c, pos, s2);
     c = _mm512_cmplt_epi32_mask(e, _mm512_permutexvar_epi32(pos, ftab));
     return _mm512_mask_add_epi32(pos, c, pos, s1);
