@@ -82,5 +82,11 @@ FQVIT_TARGET_AVX512 inline __m512i requantize_u8_x16(__m512i acc, __m512 m, __m5
   return quantize_u8_x16(t, y_scale, y_zp);
 }
 
+// The same with bias 0 (LISAttention's logits), its addition left out: t + 0 is t for every float32 t but -0, which
+// becomes +0, and both quantize to the zero point.
+FQVIT_TARGET_AVX512 inline __m512i requantize_u8_x16(__m512i acc, __m512 m, __m512 y_scale, __m512i y_zp) {
+  return quantize_u8_x16(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), m), y_scale, y_zp);
+}
+
 }  // namespace fqvit
 #endif

@@ -2,9 +2,9 @@
 // of at most kLisAttentionBlockRows query rows); per item:
 //   1. q, k, v of (b, h) gathered from QKV (int8 codes as uint8: x ^ 0x80, zero points + 128; see code_flip.h);
 //   2. acc = (q - zp) @ (k - zp)^T for the block's rows, exact int32 (below: "q k^T");
-//   3. logits = Requantize(acc)          (bias 0: on the VNNI path on the tile's registers, the steps of
-//                                         requantize_u8_x16, the AVX-512 spelling of src/requantize's spans, less
-//                                         the addition of the 0 bias; elsewhere requantize_cpu);
+//   3. logits = Requantize(acc)          (bias 0: on the VNNI path on the tile's registers with requantize_u8_x16,
+//                                         the AVX-512 spelling of src/requantize's spans, without a bias; elsewhere
+//                                         requantize_cpu);
 //   4. codes  = log_int_softmax_cpu(...) (src/log_int_softmax, no mask);
 //   5. out    = lis_matmul_cpu(...)      (src/lis_matmul, one batch entry of the block's rows; v packed once per head);
 //   6. out's rows written to Y[b, i, h * D ...] (flipped back for int8).
@@ -152,10 +152,9 @@ void qk_portable(const int16_t* q16, const int16_t* k16, int32_t* acc, int64_t r
 
 #if FQVIT_HAS_X86
 // --- q k^T and the logits, AVX-512 VNNI: acc[r, j] = col[j] + sum_d q[r, d] k'[j, d] + row[r], R rows x 32 keys
-// per tile (the accumulators start at col), then step 3 on the tile's registers: Requantize's AVX-512 steps
-// (requantize_u8_x16, common/simd.h) with the one multiplier, so the int32 sums never reach memory. The bias is 0,
-// and t + 0 is t for every float32 t but -0 (which becomes +0): both quantize to the zero point, so the addition is
-// left out.
+// per tile (the accumulators start at col), then step 3 on the tile's registers: Requantize's AVX-512 spelling with
+// the one multiplier and bias 0 (requantize_u8_x16 without a bias, common/simd.h), so the int32 sums never reach
+// memory.
 // kp holds k' as [g][j][4] (g = d / 4), so one 64-byte load is 16 keys x 4 values of d and one broadcast 32-bit word
 // is 4 values of d of one query row: vpdpbusd adds the 4 products into each key's lane. row[r] = (128 - z) sum_d q
 // and col[j] = D z^2 - z sum_d k are the correction terms (see the top of the file); the additions wrap, the result
@@ -191,9 +190,9 @@ FQVIT_TARGET_AVX512 inline void qk_vnni_tile(const uint8_t* q, int64_t dp, const
   for (int a = 0; a < R; ++a) {
     const __m512i r = _mm512_set1_epi32(row[a]);
     for (int h = 0; h < 2; ++h) {
-      const __m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(c[a][h], r)), e.multiplier);
       _mm512_mask_cvtepi32_storeu_epi8(logits + a * n + j + 16 * h, h ? k1 : k0,
-                                       quantize_u8_x16(t, e.y_scale, e.y_zero_point));
+                                       requantize_u8_x16(_mm512_add_epi32(c[a][h], r), e.multiplier, e.y_scale,
+                                                         e.y_zero_point));
     }
   }
 }

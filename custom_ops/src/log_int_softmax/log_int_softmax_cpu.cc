@@ -302,9 +302,8 @@ FQVIT_TARGET_AVX512 void row_avx512(const Row& row, const Tables& t, int32_t* eb
   const __m512i f11 = _mm512_permutexvar_epi32(_mm512_set1_epi32(11), ftab);
   const __m512i s8 = _mm512_set1_epi32(8), s4 = _mm512_set1_epi32(4);
   const __m512i s2 = _mm512_set1_epi32(2), s1 = _mm512_set1_epi32(1);
-  // ftab1[i] = F_{i+1} for the third probe (i = 0, 4, 8, 12: no wrap).
-  const __m512i ftab1 = _mm512_permutexvar_epi32(_mm512_add_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
-                                                                                      11, 12, 13, 14, 15), s1), ftab);
+  // ftab1[i] = F_{i+1} for the third probe, ftab rotated by one lane (i = 0, 4, 8, 12 there: no wrap).
+  const __m512i ftab1 = _mm512_alignr_epi32(ftab, ftab, 1);
   auto codes16 = [&](const __m512i e) FQVIT_TARGET_AVX512 {
     // pos = count of the prefix {k : e < F_k}: probe F_7, then F_{pos+3} (F_3 or F_11, by the first probe), F_{pos+1}
     // (ftab1), F_pos.

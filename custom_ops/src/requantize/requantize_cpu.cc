@@ -9,7 +9,8 @@
 // are broadcast). Each span runs one of three bodies, all computing the same IEEE operations in the same order:
 //  * scalar: requantize_one of fqvit_ops/arith.h (static_cast<float>, *, +, quantize_u8);
 //  * AVX2: 8 lanes (cvtdq2ps, mulps, addps, divps, roundps nearest-even), scalar tail;
-//  * AVX-512: 16 lanes, roundscale nearest-even, vpmovdb stores, masked tail.
+//  * AVX-512: 16 lanes (requantize_u8_x16 of common/simd.h: the quotient clamped to the codes' range, then converted
+//    nearest-even), vpmovdb stores, masked tail.
 #include <algorithm>
 
 #include "common/code_flip.h"

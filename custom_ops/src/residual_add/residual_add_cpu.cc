@@ -10,7 +10,8 @@
 //  * scalar: residual_add_one of fqvit_ops/arith.h;
 //  * AVX2: 32 lanes per iteration (byte loads widened to int32, cvtdq2ps, mulps, addps, divps, roundps nearest-even,
 //    packs back to bytes), scalar tail;
-//  * AVX-512: 16 lanes, roundscale nearest-even, vpmovdb, masked tail.
+//  * AVX-512: 16 lanes (quantize_u8_x16 of common/simd.h: the quotient clamped to the codes' range, then converted
+//    nearest-even), vpmovdb, masked tail.
 // int8 codes are widened with sign extension (q - zp is the same integer), and the output is quantized to 0..255
 // with y_zp + 128 and stored with bit 7 flipped: the int8 QuantizeLinear bit for bit (common/code_flip.h).
 #include <algorithm>
