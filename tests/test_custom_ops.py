@@ -52,7 +52,7 @@ _ONNX_TYPE = {np.dtype(np.uint8): TensorProto.UINT8, np.dtype(np.float32): Tenso
               np.dtype(np.int64): TensorProto.INT64, np.dtype(np.int8): TensorProto.INT8,
               np.dtype(np.int16): TensorProto.INT16}
 # CPU paths: "auto" is the best one this CPU runs; the others are forced (lowered to what the CPU supports).
-ISAS = ["auto", "scalar", "avx2"]
+ISAS = ["auto", "scalar", "avx2", "avx512"]  # auto: AMX tiles in QLinear where the CPU has them; avx512: not
 Inputs = dict[str, np.ndarray]
 
 
@@ -713,7 +713,7 @@ from fqvit_export.deploy.library import custom_ops_library
 data = np.load(sys.argv[1])
 bad = {}
 for name in data["names"]:
-    for isa in ("", "scalar", "avx2"):
+    for isa in ("", "scalar", "avx2", "avx512"):
         so = ort.SessionOptions()
         so.register_custom_ops_library(str(custom_ops_library()))
         so.intra_op_num_threads = 2

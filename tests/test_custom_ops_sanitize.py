@@ -36,8 +36,11 @@ def _runtime(name: str) -> str | None:
     return path if os.path.isabs(path) and os.path.exists(path) else None
 
 
-def test_kernel_driver_under_sanitizers() -> None:
-    proc = subprocess.run([str(KERNEL_TEST)], capture_output=True, text=True, timeout=300)
+@pytest.mark.parametrize("isa", ["", "avx512"])
+def test_kernel_driver_under_sanitizers(isa: str) -> None:
+    """isa: FQVIT_CPU_ISA; "" lets QLinear take AMX tiles where the CPU has them, "avx512" its oneDNN path."""
+    env = {**os.environ, "FQVIT_CPU_ISA": isa}
+    proc = subprocess.run([str(KERNEL_TEST)], capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert " 0 failures" in proc.stdout
     assert "runtime error" not in proc.stderr and "AddressSanitizer" not in proc.stderr, proc.stderr[-3000:]

@@ -36,6 +36,8 @@ Isa resolve_isa(int requested) {
       requested = 0;
     } else if (std::strcmp(env, "avx2") == 0) {
       requested = 1;
+    } else if (std::strcmp(env, "avx512") == 0) {  // AVX-512 VNNI without AMX (QLinear: qlinear_amx.h)
+      requested = 2;
     } else {
       return best;
     }

@@ -65,6 +65,7 @@
 #include "common/int16_dot.h"
 #include "common/simd.h"
 #include "fqvit_ops/qlinear.h"
+#include "qlinear/qlinear_amx.h"
 
 #ifdef FQVIT_WITH_ONEDNN
 #include <omp.h>
@@ -296,6 +297,7 @@ struct QLinearCpu::Impl {
   };
   std::shared_ptr<const ZeroPointTerms> zp_terms;  // for the last zero point asked (guarded by mutex)
   std::vector<std::unique_ptr<Worker>> idle;  // guarded by mutex
+  std::unique_ptr<AmxWeights> amx;            // W packed for AMX tiles where amx_usable() (qlinear_amx.cc), else null
 #ifdef FQVIT_WITH_ONEDNN
   bool onednn = false;     // (b) of "Which matmul": oneDNN's effective ISA has VNNI or AMX
   std::string onednn_isa;  // that ISA's name, for gemm_name
@@ -517,6 +519,41 @@ struct QLinearCpu::Impl {
     portable(x, x_zero_point, worker.x16.data(), wt.data(), worker.acc.data(), worker.rows, k, kp, n, isa);
   }
 
+  // The AMX path (qlinear_amx.cc): each block of rows in one call on the calling thread, exact for every input.
+  template <typename T>
+  void run_amx(const T* x, const float* multiplier, const float* bias, T* y, const QLinearParams& p, int64_t blocks,
+               int64_t item_begin, int64_t item_end) {
+    constexpr bool kFlip = std::is_same<T, int8_t>::value;  // int8 codes run as uint8 (x + 128), flipped back
+    const int32_t zp_u = p.x_zero_point + (kFlip ? kCodeOffset : 0);
+    const std::shared_ptr<const ZeroPointTerms> terms = zero_point_terms(zp_u);
+    thread_local std::vector<float> m_full, b_full;  // a broadcast multiplier or bias repeated N times
+    const float* m = multiplier;
+    const float* b = bias;
+    if (p.multiplier_size != n) {
+      m_full.assign(static_cast<size_t>(n), multiplier[0]);
+      m = m_full.data();
+    }
+    if (p.bias_size != n) {
+      b_full.assign(static_cast<size_t>(n), bias[0]);
+      b = b_full.data();
+    }
+    thread_local std::vector<uint8_t> flipped;
+    for (int64_t item = item_begin; item < item_end; ++item) {
+      const QLinearRows block = qlinear_block(p.m, blocks, item);
+      const int64_t r0 = block.begin, r = block.end - block.begin;
+      const uint8_t* xu = reinterpret_cast<const uint8_t*>(x + r0 * k);
+      if (kFlip) {
+        flipped.resize(static_cast<size_t>(r * k));
+        flip_codes(xu, flipped.data(), r * k);
+        xu = flipped.data();
+      }
+      RequantizeParams rq = qlinear_epilogue(p, r);
+      rq.y_zero_point += kFlip ? kCodeOffset : 0;
+      rq.code = CodeType::kUint8;
+      amx->run(xu, r, terms->term.data(), m, b, rq, kFlip, reinterpret_cast<uint8_t*>(y + r0 * n));
+    }
+  }
+
   template <typename T>
   void run(const T* x, const float* multiplier, const float* bias, T* y, const QLinearParams& p, int64_t item_begin,
            int64_t item_end, Isa isa) {
@@ -525,6 +562,7 @@ struct QLinearCpu::Impl {
     item_begin = std::max<int64_t>(item_begin, 0);
     item_end = std::min(item_end, blocks);
     if (item_begin >= item_end) return;
+    if (amx && isa == Isa::kAvx512) return run_amx(x, multiplier, bias, y, p, blocks, item_begin, item_end);
     const bool onednn = use_onednn(isa) && k > 0;
     const int32_t* zp_term = nullptr;  // the int32 path's correction after oneDNN
 #ifdef FQVIT_WITH_ONEDNN
@@ -621,6 +659,7 @@ QLinearCpu::QLinearCpu(const int8_t* w, int64_t k, int64_t n, CodeType code) : i
     im.w_sq_max = std::max(im.w_sq_max, sq);
     im.w_col_abs_max = std::max(im.w_col_abs_max, abs_sum);
   }
+  if (amx_enabled()) im.amx = std::make_unique<AmxWeights>(w, k, n);
 #ifdef FQVIT_WITH_ONEDNN
   const dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
   im.onednn_isa = onednn_isa_name(isa);
@@ -656,6 +695,7 @@ void QLinearCpu::run_items(const int8_t* x, const float* multiplier, const float
 
 std::string QLinearCpu::gemm_name(Isa isa) const {
   const std::string loop = std::string("portable loop (") + isa_name(isa) + ", ";
+  if (impl_->amx && isa == Isa::kAvx512) return "AMX int8 tiles (qlinear_amx.cc), requantize fused";
 #ifdef FQVIT_WITH_ONEDNN
   if (impl_->use_onednn(isa)) {
     return "oneDNN " + (impl_->impl_name.empty() ? std::string("(empty W)") : impl_->impl_name) +
