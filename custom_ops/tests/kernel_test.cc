@@ -892,13 +892,17 @@ void qlinear_suite(bool quick) {
   ql_case("column blocks 133x72x200", 133, 72, 200, false);
   ql_case("column blocks, broadcast m 70x24x97", 70, 24, 97, false, false, true);
   if (!quick) ql_case("deit fc2 rows 129x1536x40", 129, 1536, 40, false);
-  // The AMX path's shapes (qlinear_amx.cc): whole tiles read in place (rows a multiple of 16, K of 64), a partial
-  // last tile beside in-place ones, and blocks of more rows than one chunk of A (about 512 KiB: 672 rows at K = 768,
-  // 160 at K = 3072; two threads give blocks of 700 and 200 rows).
+  // The AMX path's shapes (qlinear_amx.cc, qlinear_cpu.cc run_amx): whole tiles read in place (rows a multiple of 16,
+  // K of 64), a partial last tile beside in-place ones, and blocks of more rows than one chunk of A (about 512 KiB: 672
+  // rows at K = 768, 160 at K = 3072; two threads give blocks of 700 and 200 rows).
   ql_case("AMX whole tiles 96x256x64", 96, 256, 64, false);
   ql_case("AMX partial tile 101x768x80", 101, 768, 80, false);
   ql_case("AMX row chunks 1400x768x40", 1400, 768, 40, false);
   ql_case("AMX row chunks 400x3072x24", 400, 3072, 24, false);
+  // Few rows against W of at least 1 MiB: each block takes all rows against a share of the 32-column pairs (N not a
+  // multiple of 32, so the last pair is partial).
+  ql_case("AMX column shares 37x1024x1040", 37, 1024, 1040, false);
+  ql_case("AMX column shares 1x1024x1100", 1, 1024, 1100, false);
   for (int64_t wide : {500, 600, 0}) {
     ql_compensation_case(70, 80, wide);
     ql_compensation_case(5, 200, wide);

@@ -157,8 +157,8 @@ struct Epilogue {
 };
 
 template <bool Flip>
-FQVIT_TARGET_AMX void run_tiles(const uint8_t* x, int64_t rows, int64_t k, int64_t n, int64_t kb, int64_t nb,
-                                const int8_t* bt, const int32_t* term, const float* m, const float* b,
+FQVIT_TARGET_AMX void run_tiles(const uint8_t* x, int64_t rows, int64_t k, int64_t n, int64_t kb, int64_t j_begin,
+                                int64_t j_end, const int8_t* bt, const int32_t* term, const float* m, const float* b,
                                 const RequantizeParams& rq, uint8_t* y) {
   // A's rows: in place (stride K) where K is a multiple of 64, else copied with stride kb * 64; the rows of the last,
   // partial tile always copied into zero-padded rows.
@@ -198,12 +198,12 @@ FQVIT_TARGET_AMX void run_tiles(const uint8_t* x, int64_t rows, int64_t k, int64
   const int64_t chunk_tiles = std::max<int64_t>(2, kChunkBytes / std::max<int64_t>(lda, 1) / 32 * 2);
   for (int64_t t_begin = 0; t_begin < tiles; t_begin += chunk_tiles) {
     const int64_t t_end = std::min(tiles, t_begin + chunk_tiles);
-    for (int64_t j = 0; j < nb; j += 2) {
+    for (int64_t j = j_begin; j < j_end; j += 2) {
       const int8_t* b0 = bt + j * panel;
       const int8_t* b1 = b0 + panel;
       // The next pair's B tiles, a few lines per K step.
       const char* next = reinterpret_cast<const char*>(b0 + 2 * panel);
-      const int64_t next_lines = j + 2 < nb ? 2 * panel / 64 : 0;
+      const int64_t next_lines = j + 2 < j_end ? 2 * panel / 64 : 0;
       int64_t fetched = 0;
       for (int64_t t = t_begin; t < t_end; t += 2) {
         const bool two = t + 1 < t_end;
@@ -250,17 +250,21 @@ FQVIT_TARGET_AMX void run_tiles(const uint8_t* x, int64_t rows, int64_t k, int64
 }  // namespace
 #endif
 
+int64_t AmxWeights::column_pairs() const { return nb_ / 2; }
+
 void AmxWeights::run(const uint8_t* x, int64_t rows, const int32_t* term, const float* m, const float* b,
-                     const RequantizeParams& rq, bool flip, uint8_t* y) const {
-  if (rows <= 0 || n_ <= 0) return;
+                     const RequantizeParams& rq, bool flip, uint8_t* y, int64_t pair_begin, int64_t pair_end) const {
+  pair_end = std::min(pair_end < 0 ? nb_ / 2 : pair_end, nb_ / 2);
+  if (rows <= 0 || n_ <= 0 || pair_begin >= pair_end) return;
+  const int64_t j_begin = 2 * pair_begin, j_end = 2 * pair_end;
 #if FQVIT_HAS_X86
   if (flip) {
-    run_tiles<true>(x, rows, k_, n_, kb_, nb_, b_, term, m, b, rq, y);
+    run_tiles<true>(x, rows, k_, n_, kb_, j_begin, j_end, b_, term, m, b, rq, y);
   } else {
-    run_tiles<false>(x, rows, k_, n_, kb_, nb_, b_, term, m, b, rq, y);
+    run_tiles<false>(x, rows, k_, n_, kb_, j_begin, j_end, b_, term, m, b, rq, y);
   }
 #else
-  (void)x, (void)term, (void)m, (void)b, (void)rq, (void)flip, (void)y;
+  (void)x, (void)term, (void)m, (void)b, (void)rq, (void)flip, (void)y, (void)j_begin, (void)j_end;
   std::abort();  // amx_usable() is false: no caller
 #endif
 }

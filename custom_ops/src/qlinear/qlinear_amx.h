@@ -29,9 +29,11 @@ class AmxWeights {
   // Y's `rows` rows (uint8 codes, row stride N) from X's (uint8 codes, row stride K): acc = sum_k x W - term[n]
   // (wrapping int32: term[n] = x_zero_point * sum_k W[k, n], so acc is sum_k (x - zp) W exactly, the result lying in
   // int32), then Requantize with multiplier m[n], bias b[n] (N each), rq's y_scale and y_zero_point (uint8 domain);
-  // flip: store codes ^ 0x80 (int8 outputs). Runs on the calling thread; thread-safe.
+  // flip: store codes ^ 0x80 (int8 outputs). Only columns 32 * pair_begin .. 32 * pair_end (pair_end < 0: all;
+  // column_pairs() pairs of 16-column blocks in all). Runs on the calling thread; thread-safe.
   void run(const uint8_t* x, int64_t rows, const int32_t* term, const float* m, const float* b,
-           const RequantizeParams& rq, bool flip, uint8_t* y) const;
+           const RequantizeParams& rq, bool flip, uint8_t* y, int64_t pair_begin = 0, int64_t pair_end = -1) const;
+  int64_t column_pairs() const;
 
  private:
   int64_t k_, n_, kb_, nb_;  // K, N, K blocks of 64, column blocks of 16 (even)

@@ -274,6 +274,10 @@ FQVIT_TARGET_AVX512 int64_t sq_sum_avx512(const uint8_t* x, int64_t k) {
 }  // namespace
 #endif
 
+// The AMX path splits W's columns among the blocks instead of X's rows below this many rows per block.
+constexpr int64_t kAmxColumnSplitRows = 256;
+constexpr int64_t kAmxColumnSplitWeight = int64_t{1} << 20;  // bytes of W
+
 // Integers up to this magnitude are exact in float32.
 constexpr int64_t kF32Exact = int64_t{1} << 24;
 
@@ -538,9 +542,15 @@ struct QLinearCpu::Impl {
       b = b_full.data();
     }
     thread_local std::vector<uint8_t> flipped;
+    // Few rows per block (batch 1 of a ViT) against a large W: item i takes all rows against its share of W's columns
+    // instead, so that each thread streams a share of W rather than all of it.
+    const bool by_columns = p.m < blocks * kAmxColumnSplitRows && k * n >= kAmxColumnSplitWeight;
     for (int64_t item = item_begin; item < item_end; ++item) {
-      const QLinearRows block = qlinear_block(p.m, blocks, item);
+      const QLinearRows block = by_columns ? QLinearRows{0, p.m} : qlinear_block(p.m, blocks, item);
       const int64_t r0 = block.begin, r = block.end - block.begin;
+      const int64_t pairs = amx->column_pairs();
+      const int64_t pair_begin = by_columns ? pairs * item / blocks : 0;
+      const int64_t pair_end = by_columns ? pairs * (item + 1) / blocks : pairs;
       const uint8_t* xu = reinterpret_cast<const uint8_t*>(x + r0 * k);
       if (kFlip) {
         flipped.resize(static_cast<size_t>(r * k));
@@ -550,7 +560,8 @@ struct QLinearCpu::Impl {
       RequantizeParams rq = qlinear_epilogue(p, r);
       rq.y_zero_point += kFlip ? kCodeOffset : 0;
       rq.code = CodeType::kUint8;
-      amx->run(xu, r, terms->term.data(), m, b, rq, kFlip, reinterpret_cast<uint8_t*>(y + r0 * n));
+      amx->run(xu, r, terms->term.data(), m, b, rq, kFlip, reinterpret_cast<uint8_t*>(y + r0 * n), pair_begin,
+               pair_end);
     }
   }
 
