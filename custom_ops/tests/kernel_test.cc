@@ -29,6 +29,12 @@
 #include "fqvit_ops/common.h"
 #include "fqvit_ops/lis_attention.h"
 #include "fqvit_ops/qlinear.h"
+#include "qlinear/qlinear_amx.h"
+
+// QLinear's case runner (below), also used by the quantize ties suite.
+void ql_run(const std::string& name, const std::vector<uint8_t>& x, const std::vector<int8_t>& w, int32_t xzp,
+            const std::vector<float>& m, const std::vector<float>& b, float ys, int32_t yzp, int64_t rows, int64_t k,
+            int64_t n);
 
 namespace {
 
@@ -355,6 +361,15 @@ void quantize_ties_case(const std::string& name, float ys, int32_t yzp) {
   }
   const int64_t n = static_cast<int64_t>(b.size());
   rq_case("quantize near ties " + name, n, std::vector<int32_t>(b.size(), 0), {1.0f}, b, ys, yzp);
+  // QLinear (the AMX epilogue divides through the reciprocal as PTSLayerNorm does): codes at the zero point, so
+  // acc = 0 and t = b.
+  {
+    const int64_t k = 64;
+    std::vector<int8_t> w(static_cast<size_t>(k * n));
+    for (auto& v : w) v = static_cast<int8_t>(rand_int(-128, 127));
+    ql_run("quantize near ties " + name, std::vector<u8>(static_cast<size_t>(2 * k), 37), w, 37, {1.0f}, b, ys, yzp, 2,
+           k, n);
+  }
   for (int64_t c0 = 0; c0 < n; c0 += fqvit::kMaxLnChannels) {  // channels per PTSLayerNorm row at most
     const int64_t c = std::min<int64_t>(fqvit::kMaxLnChannels, n - c0);
     const std::vector<float> beta(b.begin() + c0, b.begin() + c0 + c);
@@ -878,8 +893,53 @@ void ql_nonfinite_cases() {
   }
 }
 
+// The AMX tile loop called directly (qlinear_amx.h), independent of the thread count: a block larger than one chunk of
+// A, K not a multiple of 64, a partial last tile, and a call split into column shares (one of them empty), against
+// ref_qlinear (uint8; flip gives the same codes ^ 0x80). Only where the CPU and OS grant AMX.
+void ql_amx_direct(const std::string& name, int64_t rows, int64_t k, int64_t n, const std::vector<int64_t>& cuts) {
+  if (!fqvit::amx_usable()) return;
+  const std::vector<u8> x = rand_u8(static_cast<size_t>(rows * k));
+  std::vector<int8_t> w(static_cast<size_t>(k * n));
+  for (auto& v : w) v = static_cast<int8_t>(rand_int(-128, 127));
+  const int32_t xzp = static_cast<int32_t>(rand_int(0, 255)), yzp = static_cast<int32_t>(rand_int(0, 255));
+  const float scale = 1.0f / (64.0f * std::sqrt(static_cast<float>(k)) * 128.0f);
+  const auto m = rand_fv(n, 0.5f * scale, 2.0f * scale), b = rand_fv(n, -1.0f, 1.0f);
+  const float ys = rand_f(0.01f, 0.03f);
+  const std::vector<u8> want = ref_qlinear(x, w, xzp, m, b, ys, yzp, rows, k, n);
+  std::vector<int32_t> term(static_cast<size_t>(n));
+  for (int64_t c = 0; c < n; ++c) {
+    int64_t sum = 0;
+    for (int64_t i = 0; i < k; ++i) sum += w[i * n + c];
+    term[c] = static_cast<int32_t>(static_cast<uint32_t>(xzp) * static_cast<uint32_t>(sum));
+  }
+  fqvit::RequantizeParams rq;
+  rq.numel = rows * n;
+  rq.n = n;
+  rq.multiplier_size = n;
+  rq.bias_size = n;
+  rq.y_scale = ys;
+  rq.y_zero_point = yzp;
+  const fqvit::AmxWeights amx(w.data(), k, n);
+  for (bool flip : {false, true}) {
+    std::vector<u8> y(want.size(), 0);
+    for (size_t i = 0; i + 1 < cuts.size(); ++i) {
+      amx.run(x.data(), rows, term.data(), m.data(), b.data(), rq, flip, y.data(), cuts[i], cuts[i + 1]);
+    }
+    std::vector<u8> expect = want;
+    if (flip) {
+      for (auto& v : expect) v = static_cast<u8>(v ^ 0x80);
+    }
+    check("QLinear AMX direct " + name + (flip ? ", flipped" : ""), y, expect, 0);
+  }
+}
+
 void qlinear_suite(bool quick) {
+  ql_amx_direct("one call 700x768x40 (two chunks of A)", 700, 768, 40, {0, -1});
+  ql_amx_direct("one call 400x1503x70 (K padded, two chunks)", 400, 1503, 70, {0, -1});
+  ql_amx_direct("shares 37x1024x1040 (33 pairs: 0-10, 10-10, 10-33)", 37, 1024, 1040, {0, 10, 10, 33});
+  ql_amx_direct("shares 5x100x200 (K padded, 7 pairs: 0-3, 3-7)", 5, 100, 200, {0, 3, 7});
   ql_case("1x1x1", 1, 1, 1, false);
+  ql_case("K0 3x0x5", 3, 0, 5, false);
   ql_case("K1 37x1x19", 37, 1, 19, false);
   ql_case("N1 37x8x1", 37, 8, 1, false);
   ql_case("block tail 131x40x24", 131, 40, 24, false);
@@ -1205,7 +1265,8 @@ void la_f32_case(const std::string& name, int64_t n, int64_t d, int shift, int32
     for (int64_t e = 0; e < d; ++e) row[e] = static_cast<u8>(zp + s * (e + 1 < d ? 255 : 1));  // q
     // Key t: acc = (m + 1/2) 2^shift + offset, m in 100..114 (logit codes 120..135).
     const int64_t m = rand_int(100, 114);
-    const int64_t target = (2 * m + 1) * (int64_t{1} << (shift - 1)) + offsets[rand_int(0, offsets.size() - 1)];
+    // Every offset in turn (a random pick could miss all the ones that change a logit in few keys).
+    const int64_t target = (2 * m + 1) * (int64_t{1} << (shift - 1)) + offsets[static_cast<size_t>(t) % offsets.size()];
     int64_t sum = target / 255, r = target % 255;
     for (int64_t e = 0; e + 1 < d; ++e) {  // sum spread over the first d - 1 components, 255 at most each
       const int64_t c = std::min<int64_t>(sum, (sum + (d - 2 - e)) / (d - 1 - e));
@@ -1381,9 +1442,28 @@ int main(int argc, char** argv) {
     const std::vector<int8_t> w(64 * 64, 1);
     const fqvit::QLinearCpu ql(w.data(), 64, 64, fqvit::CodeType::kUint8);
     for (int isa : g_isas) {
-      std::printf("QLinear matmul [%s]: %s\n", fqvit_cpu_isa_name(isa),
-                  ql.gemm_name(static_cast<fqvit::Isa>(isa)).c_str());
+      const std::string name = ql.gemm_name(static_cast<fqvit::Isa>(isa));
+      std::printf("QLinear matmul [%s]: %s\n", fqvit_cpu_isa_name(isa), name.c_str());
+      // The AMX tile loop runs exactly where it should: the AVX-512 path with AMX enabled (FQVIT_CPU_ISA unset).
+      const bool want_amx = isa == 2 && fqvit::amx_enabled();
+      ++g_cases;
+      if ((name.find("AMX int8 tiles") != std::string::npos) != want_amx) {
+        ++g_failures;
+        std::printf("FAIL QLinear path [%s]: '%s', AMX tiles %s\n", fqvit_cpu_isa_name(isa), name.c_str(),
+                    want_amx ? "expected" : "not expected");
+      }
     }
+    std::printf("AMX tiles usable: %s (FQVIT_CPU_ISA=avx512 turns them off)\n", fqvit::amx_usable() ? "yes" : "no");
+#if (defined(__x86_64__) && defined(__linux__) && !defined(__clang__) && __GNUC__ >= 11)
+    // A CPU that reports AMX-INT8 on the AVX-512 path must get the tiles (Linux grants them since 5.16): a wrong CPUID
+    // bit or a failed permission request would otherwise leave every AMX case above untested, silently.
+    ++g_cases;
+    if (fqvit::resolve_isa(2) == fqvit::Isa::kAvx512 && __builtin_cpu_supports("amx-int8") &&
+        __builtin_cpu_supports("amx-tile") && !fqvit::amx_usable()) {
+      ++g_failures;
+      std::printf("FAIL the CPU reports AMX-INT8 but QLinear's AMX tiles are not usable\n");
+    }
+#endif
   }
 
   // PTSLayerNorm.

@@ -53,23 +53,34 @@ struct QLinearRows {
 int64_t qlinear_blocks(int64_t m, int64_t threads);
 QLinearRows qlinear_block(int64_t m, int64_t blocks, int64_t i);
 
-// The CPU kernel of one weight: W transposed for the portable loop and, when the library is built with oneDNN
-// (FQVIT_WITH_ONEDNN) and oneDNN's int8 matmul is exact on this CPU (VNNI or AMX, see qlinear_cpu.cc), packed into
-// oneDNN's layouts by the first block that takes each path; plus a pool of oneDNN primitives (and accumulator
-// blocks), one per concurrent caller and block row count (multiples of kQLinearRowAlign up to 2 * kQLinearBlockRows
-// and the partial last blocks; kept for the kernel's life), so that no primitive runs on two threads at once.
+// The CPU kernel of one weight: W transposed for the portable loop; packed into AMX B tiles when it is made with
+// use_amx (qlinear_amx.cc); and, when the library is built with oneDNN (FQVIT_WITH_ONEDNN) and oneDNN's int8 matmul
+// is exact on this CPU (VNNI or AMX, see qlinear_cpu.cc), packed into oneDNN's layouts by the first block that takes
+// each path; plus a pool of oneDNN primitives (and accumulator blocks), one per concurrent caller and block row count
+// (multiples of kQLinearRowAlign up to 2 * kQLinearBlockRows and the partial last blocks; kept for the kernel's life),
+// so that no primitive runs on two threads at once.
 //
-// A work item is a block of rows of X (qlinear_blocks with cpu_threads()) against all of W. run_items() is
-// thread-safe; each call computes its items on the calling thread (oneDNN's own OpenMP threads held to one). A block
-// is one oneDNN call that writes Y's codes (the requantize epilogue in oneDNN's post-ops) where that is bit-exact,
-// else it goes by sub-blocks of kQLinearSubBlockRows rows, each such a call where its rows allow, else the matmul
-// into int32 accumulators and the epilogue of src/requantize; the matmul is oneDNN's only on the
-// Isa::kAvx512 path of a CPU where oneDNN's is exact, and the portable int32 loop everywhere else, so every path
-// gives the same bits.
+// A work item is a block of rows of X (qlinear_blocks with cpu_threads()) against all of W; on the AMX path, where
+// the blocks have few rows (batch 1) and W is large, item i is all rows against the i-th share of W's columns
+// instead. run_items() is thread-safe; each call computes its items on the calling thread (oneDNN's own OpenMP
+// threads held to one). On the Isa::kAvx512 path of a kernel made with use_amx, a block is one call of the AMX tile
+// loop (exact for every input). Otherwise a block is one oneDNN call that writes Y's codes (the requantize epilogue in
+// oneDNN's post-ops) where that is bit-exact, else it goes by sub-blocks of kQLinearSubBlockRows rows, each such a
+// call where its rows allow, else the matmul into int32 accumulators and the epilogue of src/requantize; the matmul
+// is oneDNN's only on the Isa::kAvx512 path of a CPU where oneDNN's is exact, and the portable int32 loop everywhere
+// else, so every path gives the same bits.
+
+// Whether QLinear's CPU kernel may run AMX int8 tiles now: the CPU has AVX-512 VNNI, AMX-TILE and AMX-INT8 and the OS
+// grants the tile state to the process (checked once), and FQVIT_CPU_ISA names no lower path ("scalar", "avx2", or
+// "avx512": AVX-512 VNNI without AMX). src/qlinear/qlinear_amx.cc.
+bool amx_enabled();
+
 class QLinearCpu {
  public:
-  // Packs w (int8 [k, n], row-major) for X of code type `code`; w is not read after the constructor returns.
-  QLinearCpu(const int8_t* w, int64_t k, int64_t n, CodeType code);
+  // Packs w (int8 [k, n], row-major) for X of code type `code`; w is not read after the constructor returns. use_amx:
+  // the AVX-512 path runs AMX tiles (qlinear_amx.cc) instead of oneDNN, when AMX is usable at all; the onnxruntime
+  // kernel decides it once, when it is created, as it resolves its path.
+  QLinearCpu(const int8_t* w, int64_t k, int64_t n, CodeType code, bool use_amx = amx_enabled());
   ~QLinearCpu();
   QLinearCpu(const QLinearCpu&) = delete;
   QLinearCpu& operator=(const QLinearCpu&) = delete;
@@ -85,10 +96,10 @@ class QLinearCpu {
   void run_items(const int8_t* x, const float* multiplier, const float* bias, int8_t* y, const QLinearParams& p,
                  int64_t item_begin, int64_t item_end, Isa isa) const;
 
-  // The matmul that run_items() uses on path `isa`: "oneDNN <impl>, requantize fused" (the implementation oneDNN
-  // picks for a block of kQLinearBlockRows rows with the fused epilogue, e.g. "oneDNN brg:avx512_core_amx, requantize
-  // fused"; other block sizes may run another of its kernels, e.g. brg:avx512_core_vnni for a small K) or "portable
-  // loop (<isa>, <why not oneDNN>)".
+  // The matmul that run_items() uses on path `isa`: "AMX int8 tiles (qlinear_amx.cc), requantize fused", "oneDNN
+  // <impl>, requantize fused" (the implementation oneDNN picks for a block of kQLinearBlockRows rows with the fused
+  // epilogue, e.g. "oneDNN brg:avx512_core_vnni, requantize fused"; other block sizes may run another of its
+  // kernels) or "portable loop (<isa>, <why not oneDNN>)".
   std::string gemm_name(Isa isa) const;
 
  private:

@@ -9,16 +9,20 @@
 // Exact: tdpbusd multiplies unsigned codes by signed weights and adds four products at a time into each int32
 // accumulator, wrapping (no saturation); x_zero_point's term x_zero_point * sum_k W[k, n] is subtracted in wrapping
 // int32 too. The true sum_k (x - zp) W lies in int32 (K <= kMaxQlinearK, docs/ops.md), so the wrapped result is that
-// sum exactly, whatever the order. The epilogue is common/simd.h's Requantize spelling (f32(acc) * m + b, the
-// quotient by y_scale taken through its reciprocal with the near-tie check of quantize_u8_x16, the codes), the same
-// steps as src/requantize's spans, so every path of QLinear gives the same bits.
+// sum exactly, whatever the order. The epilogue is docs/ops.md's Requantize in common/simd.h's AVX-512 spelling:
+// f32(acc) * m + b, then the quotient by y_scale through its reciprocal with quantize_u8_x16's near-tie check (a lane
+// near a half-integer, or a NaN, takes the division), which gives the codes of src/requantize's spans (they divide)
+// for every input; so every path of QLinear gives the same bits.
 //
-// Blocking, per call (one block of rows on one thread): W's columns in pairs of 16-column blocks (two B tiles); for
-// each pair the rows in pairs of 16-row tiles (two A tiles), four C tiles of 16 x 16 accumulators over K in steps of
-// 64; the four C tiles are stored to a 32 x 32 int32 block that the epilogue turns into codes while it is in L1. The
-// pair's B tiles (2 x K/64 KiB) are reused by every row pair; the next pair's are prefetched during the current one.
-// Rows past the block's last whole tile are copied into a zero-padded tile (their results are not stored); X's rows
-// are read in place when K is a multiple of 64, else copied with K padded.
+// Blocking, per call (on one thread: a block of rows against W's columns 32 * pair_begin .. 32 * pair_end): rows in
+// chunks of about kChunkBytes of A; per chunk, W's columns in pairs of 16-column blocks (two B tiles); for each pair
+// the chunk's rows in pairs of 16-row tiles (two A tiles), four C tiles of 16 x 16 accumulators over K in steps of
+// 64; the four C tiles are stored to a 32 x 32 int32 block, and its epilogue runs a few rows per K step of the next
+// block (all of it before that block's tiles are stored), so the vector units turn it into codes while the tiles
+// compute. The pair's B tiles (2 x K/64 KiB) are reused by every row pair of the chunk; the next pair's are prefetched
+// during the current one. X's rows are read in place when K is a multiple of 64, else copied with K padded; the rows
+// of a partial last tile are copied into zero-padded rows (the padding rows' results are not stored). Each call loads
+// its tile configuration and releases the tiles when done.
 #include "qlinear/qlinear_amx.h"
 
 #include <algorithm>
@@ -30,7 +34,14 @@
 #include "common/simd.h"
 #include "fqvit_ops/common.h"
 
-#if FQVIT_HAS_X86
+// The tile intrinsics: x86-64, GCC 11 or clang 12 and later.
+#if FQVIT_HAS_X86 && defined(__x86_64__) && (defined(__clang__) ? __clang_major__ >= 12 : __GNUC__ >= 11)
+#define FQVIT_HAS_AMX 1
+#else
+#define FQVIT_HAS_AMX 0
+#endif
+
+#if FQVIT_HAS_AMX
 #include <cpuid.h>
 #if defined(__linux__)
 #include <sys/syscall.h>
@@ -49,7 +60,7 @@ constexpr int64_t kTileBytes = 64;  // bytes per tile row: 64 codes of K (A), 16
 constexpr int64_t kBTile = kTileRows * kTileBytes;
 constexpr int64_t kChunkBytes = int64_t{512} << 10;  // A rows per chunk: well inside a 2 MiB L2
 
-#if FQVIT_HAS_X86
+#if FQVIT_HAS_AMX
 bool cpu_and_os_have_amx() {
   unsigned a, b, c, d;
   if (__get_cpuid_max(0, nullptr) < 7) return false;
@@ -73,7 +84,7 @@ bool cpu_and_os_have_amx() {
 }  // namespace
 
 bool amx_usable() {
-#if FQVIT_HAS_X86
+#if FQVIT_HAS_AMX
   static const bool usable = cpu_best_isa() == Isa::kAvx512 && cpu_and_os_have_amx();
   return usable;
 #else
@@ -105,7 +116,7 @@ AmxWeights::AmxWeights(const int8_t* w, int64_t k, int64_t n)
 
 AmxWeights::~AmxWeights() { ::operator delete(b_, std::align_val_t(64)); }
 
-#if FQVIT_HAS_X86
+#if FQVIT_HAS_AMX
 namespace {
 
 struct alignas(64) TileConfig {
@@ -187,14 +198,14 @@ FQVIT_TARGET_AMX void run_tiles(const uint8_t* x, int64_t rows, int64_t k, int64
     cfg.colsb[i] = kTileBytes;
   }
   _tile_loadconfig(&cfg);
-  alignas(64) int32_t cbuf[2][32 * 32];  // the block being finished, the block being computed
+  alignas(64) int32_t cbuf[2][32 * 32];  // the previous block's accumulators (being finished), and the next's
   const __m512 ys = _mm512_set1_ps(rq.y_scale), yrcp = _mm512_set1_ps(quantize_reciprocal(rq.y_scale));
   const __m512i yzp = _mm512_set1_epi32(rq.y_zero_point);
   Epilogue<Flip> pending;  // the previous block's, finished during the current block's K steps
   int which = 0;
   const int64_t per_step = (32 + kb - 1) / std::max<int64_t>(kb, 1);
   const int64_t panel = kb * kBTile;  // one column block's B tiles
-  // Rows in chunks whose A rows stay in L2 (about kChunkBytes), each chunk against all of W.
+  // Rows in chunks whose A rows stay in L2 (about kChunkBytes), each chunk against the call's columns.
   const int64_t chunk_tiles = std::max<int64_t>(2, kChunkBytes / std::max<int64_t>(lda, 1) / 32 * 2);
   for (int64_t t_begin = 0; t_begin < tiles; t_begin += chunk_tiles) {
     const int64_t t_end = std::min(tiles, t_begin + chunk_tiles);
@@ -229,7 +240,7 @@ FQVIT_TARGET_AMX void run_tiles(const uint8_t* x, int64_t rows, int64_t k, int64
           }
           pending.step(per_step, ys, yrcp, yzp);
         }
-        pending.step(32, ys, yrcp, yzp);  // what the K steps left (K < 64 * 32 / per_step)
+        pending.step(32, ys, yrcp, yzp);  // none left: per_step * kb >= 32 (a guard, before cbuf is reused)
         int32_t* cb = cbuf[which];
         which ^= 1;
         _tile_stored(0, cb, 32 * 4);
@@ -257,7 +268,7 @@ void AmxWeights::run(const uint8_t* x, int64_t rows, const int32_t* term, const 
   pair_end = std::min(pair_end < 0 ? nb_ / 2 : pair_end, nb_ / 2);
   if (rows <= 0 || n_ <= 0 || pair_begin >= pair_end) return;
   const int64_t j_begin = 2 * pair_begin, j_end = 2 * pair_end;
-#if FQVIT_HAS_X86
+#if FQVIT_HAS_AMX
   if (flip) {
     run_tiles<true>(x, rows, k_, n_, kb_, j_begin, j_end, b_, term, m, b, rq, y);
   } else {

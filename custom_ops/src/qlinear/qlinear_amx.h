@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "fqvit_ops/qlinear.h"
 #include "fqvit_ops/requantize.h"
 
 namespace fqvit {
@@ -12,10 +13,7 @@ namespace fqvit {
 // Whether this process may run AMX int8 tiles: the CPU has AVX-512 VNNI (fqvit::cpu_best_isa), AMX-TILE and
 // AMX-INT8, the OS saves the tile state (XCR0 bits 17, 18) and granted this process the tile data (Linux arch_prctl
 // ARCH_REQ_XCOMP_PERM). Decided once.
-bool amx_usable();
-// amx_usable() unless FQVIT_CPU_ISA names a lower path now ("scalar", "avx2", or "avx512": AVX-512 VNNI without
-// AMX); read when a QLinear kernel packs its weight, as the kernels read their path when they are created.
-bool amx_enabled();
+bool amx_usable();  // amx_enabled() (fqvit_ops/qlinear.h) is this unless FQVIT_CPU_ISA names a lower path
 
 // W packed for the tiles: for each column block of 16 (padded to an even count) and each K block of 64 (zero
 // padded), one 1 KiB B tile of 16 rows (K quads) x 16 columns x 4 bytes. Made once per weight.
@@ -26,7 +24,7 @@ class AmxWeights {
   AmxWeights(const AmxWeights&) = delete;
   AmxWeights& operator=(const AmxWeights&) = delete;
 
-  // Y's `rows` rows (uint8 codes, row stride N) from X's (uint8 codes, row stride K): acc = sum_k x W - term[n]
+  // Y's `rows` rows (uint8 codes, row stride N) from X's (uint8 codes, row stride K; K > 0): acc = sum_k x W - term[n]
   // (wrapping int32: term[n] = x_zero_point * sum_k W[k, n], so acc is sum_k (x - zp) W exactly, the result lying in
   // int32), then Requantize with multiplier m[n], bias b[n] (N each), rq's y_scale and y_zero_point (uint8 domain);
   // flip: store codes ^ 0x80 (int8 outputs). Only columns 32 * pair_begin .. 32 * pair_end (pair_end < 0: all;

@@ -1,5 +1,7 @@
-// com.fqvit::QLinear on the CPU (docs/ops.md Sec. 5, fused ops), one block of rows at a time (all N output
-// channels), by one of two paths:
+// com.fqvit::QLinear on the CPU (docs/ops.md Sec. 5, fused ops). On the AVX-512 path of a kernel made with use_amx
+// (qlinear.h: AMX usable and not turned off by FQVIT_CPU_ISA), every block is one call of the AMX tile loop of
+// qlinear_amx.cc (exact for every input; at batch 1 against a large W, each block all rows against a share of W's
+// columns: run_amx). Otherwise one block of rows at a time (all N output channels), by one of two paths:
 //
 //  * fused (the usual one): one oneDNN int8 matmul per block that reads the codes and writes the codes, its epilogue
 //    in oneDNN's attributes and post-ops: x_zero_point as the source zero point, multiplier as the per-channel
@@ -301,7 +303,7 @@ struct QLinearCpu::Impl {
   };
   std::shared_ptr<const ZeroPointTerms> zp_terms;  // for the last zero point asked (guarded by mutex)
   std::vector<std::unique_ptr<Worker>> idle;  // guarded by mutex
-  std::unique_ptr<AmxWeights> amx;            // W packed for AMX tiles where amx_usable() (qlinear_amx.cc), else null
+  std::unique_ptr<AmxWeights> amx;            // W packed for AMX tiles (made with use_amx and K > 0), else null
 #ifdef FQVIT_WITH_ONEDNN
   bool onednn = false;     // (b) of "Which matmul": oneDNN's effective ISA has VNNI or AMX
   std::string onednn_isa;  // that ISA's name, for gemm_name
@@ -523,7 +525,8 @@ struct QLinearCpu::Impl {
     portable(x, x_zero_point, worker.x16.data(), wt.data(), worker.acc.data(), worker.rows, k, kp, n, isa);
   }
 
-  // The AMX path (qlinear_amx.cc): each block of rows in one call on the calling thread, exact for every input.
+  // The AMX path (qlinear_amx.cc): each item in one call on the calling thread (a block of rows against all of W, or
+  // all rows against a share of W's columns), exact for every input.
   template <typename T>
   void run_amx(const T* x, const float* multiplier, const float* bias, T* y, const QLinearParams& p, int64_t blocks,
                int64_t item_begin, int64_t item_end) {
@@ -646,7 +649,8 @@ struct QLinearCpu::Impl {
   }
 };
 
-QLinearCpu::QLinearCpu(const int8_t* w, int64_t k, int64_t n, CodeType code) : impl_(std::make_unique<Impl>()) {
+QLinearCpu::QLinearCpu(const int8_t* w, int64_t k, int64_t n, CodeType code, bool use_amx)
+    : impl_(std::make_unique<Impl>()) {
   Impl& im = *impl_;
   im.k = k;
   im.n = n;
@@ -670,7 +674,7 @@ QLinearCpu::QLinearCpu(const int8_t* w, int64_t k, int64_t n, CodeType code) : i
     im.w_sq_max = std::max(im.w_sq_max, sq);
     im.w_col_abs_max = std::max(im.w_col_abs_max, abs_sum);
   }
-  if (amx_enabled()) im.amx = std::make_unique<AmxWeights>(w, k, n);
+  if (use_amx && amx_usable() && k > 0) im.amx = std::make_unique<AmxWeights>(w, k, n);  // K = 0: the other paths
 #ifdef FQVIT_WITH_ONEDNN
   const dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
   im.onednn_isa = onednn_isa_name(isa);

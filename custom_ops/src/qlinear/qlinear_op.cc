@@ -1,6 +1,7 @@
 // onnxruntime glue of com.fqvit::QLinear: checks the inputs, allocates the output, dispatches to the CPU kernel (its
-// work items on the intra-op pool, each a block of rows of X against all of W, the Requantize epilogue inside
-// oneDNN's matmul where that is bit-exact, qlinear_cpu.cc) or the CUDA kernel (on the EP's stream).
+// work items on the intra-op pool, qlinear.h: AMX tiles where the CPU has them, else oneDNN or the portable loop,
+// qlinear_cpu.cc) or the CUDA kernel (on the EP's stream). Whether the CPU kernel may use AMX is read once, when the
+// kernel is created (qlinear.h amx_enabled), as its path is.
 //
 // The CPU kernel packs W once: when W is a constant initializer (as the exporter writes it) onnxruntime hands it over
 // at kernel creation; a W fed at run time is packed on every run, since its contents may change under one address.
@@ -16,7 +17,8 @@ namespace glue {
 namespace {
 
 struct Kernel : KernelBase<Kernel, op::QLinear> {
-  Kernel(const OrtKernelInfo* info, Provider provider, CodeType code) : KernelBase(info, provider, code) {
+  Kernel(const OrtKernelInfo* info, Provider provider, CodeType code)
+      : KernelBase(info, provider, code), amx_(provider == Provider::kCpu && amx_enabled()) {
     if (provider != Provider::kCpu) return;
     int is_constant = 0;
     const Ort::ConstValue w = Ort::ConstKernelInfo(info).GetTensorConstantInput(op::QLinear::kW, &is_constant);
@@ -25,7 +27,7 @@ struct Kernel : KernelBase<Kernel, op::QLinear> {
     const std::vector<int64_t> shape = info_w.GetShape();
     // A wrong W is reported by Compute, with the shapes of X beside it.
     if (info_w.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8 || shape.size() != 2) return;
-    packed_ = std::make_shared<const QLinearCpu>(w.GetTensorData<int8_t>(), shape[0], shape[1], code);
+    packed_ = std::make_shared<const QLinearCpu>(w.GetTensorData<int8_t>(), shape[0], shape[1], code, amx_);
   }
 
   // T: the code type of X, the zero points and Y.
@@ -65,15 +67,16 @@ struct Kernel : KernelBase<Kernel, op::QLinear> {
     std::shared_ptr<const QLinearCpu> packed;
     if (provider_ == Provider::kCpu) {
       // A W fed at run time is packed for this run only.
-      packed = packed_ && packed_->fits(p) ? packed_ : std::make_shared<const QLinearCpu>(wd, p.k, p.n, code_);
+      packed = packed_ && packed_->fits(p) ? packed_ : std::make_shared<const QLinearCpu>(wd, p.k, p.n, code_, amx_);
     }
-    // CPU: one task per work item (a block of rows of X against all of W, qlinear.h).
+    // CPU: one task per work item (qlinear.h).
     const int64_t items = packed ? packed->items(p) : 1;
     dispatch(ctx, items, 1, [&](void* stream) { return qlinear_cuda(xd, wd, m, b, y, p, stream); },
              [&](int64_t begin, int64_t end) { packed->run_items(xd, m, b, y, p, begin, end, isa_); });
   }
 
  private:
+  bool amx_;                                  // the CPU kernel may use AMX tiles (read at creation)
   std::shared_ptr<const QLinearCpu> packed_;  // W packed at kernel creation (CPU, constant W only)
 };
 
