@@ -18,8 +18,11 @@ enum class Isa : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
 
 // Best path this CPU runs: AVX-512 needs F+BW+VL+DQ+VNNI, AVX2 needs AVX2.
 Isa cpu_best_isa();
-// requested < 0: the environment variable FQVIT_CPU_ISA (scalar|avx2|avx512) if set, else the best path; any request
-// is lowered to what the CPU supports.
+// The path FQVIT_CPU_ISA names now: 0 scalar, 1 avx2, 2 avx512 (AVX-512 VNNI without AMX tiles); -1 when it is unset,
+// empty or another value.
+int isa_requested_by_env();
+// requested < 0: the path FQVIT_CPU_ISA names (isa_requested_by_env) if any, else the best path; any request is
+// lowered to what the CPU supports.
 Isa resolve_isa(int requested);
 const char* isa_name(Isa isa);
 

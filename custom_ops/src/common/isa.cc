@@ -27,21 +27,19 @@ Isa cpu_best_isa() {
   return best;
 }
 
+int isa_requested_by_env() {
+  const char* env = std::getenv("FQVIT_CPU_ISA");
+  if (env == nullptr) return -1;
+  if (std::strcmp(env, "scalar") == 0) return 0;
+  if (std::strcmp(env, "avx2") == 0) return 1;
+  if (std::strcmp(env, "avx512") == 0) return 2;  // AVX-512 VNNI without AMX (QLinear: qlinear_amx.h)
+  return -1;
+}
+
 Isa resolve_isa(int requested) {
   const Isa best = cpu_best_isa();
-  if (requested < 0) {
-    const char* env = std::getenv("FQVIT_CPU_ISA");
-    if (env == nullptr || *env == '\0') return best;
-    if (std::strcmp(env, "scalar") == 0) {
-      requested = 0;
-    } else if (std::strcmp(env, "avx2") == 0) {
-      requested = 1;
-    } else if (std::strcmp(env, "avx512") == 0) {  // AVX-512 VNNI without AMX (QLinear: qlinear_amx.h)
-      requested = 2;
-    } else {
-      return best;
-    }
-  }
+  if (requested < 0) requested = isa_requested_by_env();
+  if (requested < 0) return best;
   return requested < static_cast<int>(best) ? static_cast<Isa>(requested) : best;
 }
 

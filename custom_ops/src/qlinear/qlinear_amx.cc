@@ -92,14 +92,7 @@ bool amx_usable() {
 #endif
 }
 
-bool amx_enabled() {
-  const char* env = std::getenv("FQVIT_CPU_ISA");
-  if (env != nullptr && (std::strcmp(env, "scalar") == 0 || std::strcmp(env, "avx2") == 0 ||
-                         std::strcmp(env, "avx512") == 0)) {
-    return false;
-  }
-  return amx_usable();
-}
+bool amx_enabled() { return isa_requested_by_env() < 0 && amx_usable(); }
 
 AmxWeights::AmxWeights(const int8_t* w, int64_t k, int64_t n)
     : k_(k), n_(n), kb_((k + kTileBytes - 1) / kTileBytes), nb_((n + 31) / 32 * 2) {
@@ -177,7 +170,6 @@ FQVIT_TARGET_AMX void run_tiles(const uint8_t* x, int64_t rows, int64_t k, int64
   const bool in_place = k % kTileBytes == 0;
   const int64_t lda = in_place ? k : kb * kTileBytes;
   thread_local std::vector<uint8_t> copy;
-  const uint8_t* a = x;
   const int64_t copied_from = in_place ? whole * kTileRows : 0;  // the first row read from the copy
   if (copied_from < tiles * kTileRows) {
     const int64_t copy_rows = tiles * kTileRows - copied_from;
@@ -189,7 +181,7 @@ FQVIT_TARGET_AMX void run_tiles(const uint8_t* x, int64_t rows, int64_t k, int64
   }
   auto tile_rows = [&](int64_t t) {  // A tile t's first row
     const int64_t r = t * kTileRows;
-    return r >= copied_from ? copy.data() + (r - copied_from) * lda : a + r * lda;
+    return r >= copied_from ? copy.data() + (r - copied_from) * lda : x + r * lda;
   };
 
   TileConfig cfg;
@@ -198,11 +190,10 @@ FQVIT_TARGET_AMX void run_tiles(const uint8_t* x, int64_t rows, int64_t k, int64
     cfg.colsb[i] = kTileBytes;
   }
   _tile_loadconfig(&cfg);
-  alignas(64) int32_t cbuf[2][32 * 32];  // the previous block's accumulators (being finished), and the next's
+  alignas(64) int32_t cbuf[32 * 32];  // one block's accumulators, until its epilogue (pending) has run
   const __m512 ys = _mm512_set1_ps(rq.y_scale), yrcp = _mm512_set1_ps(quantize_reciprocal(rq.y_scale));
   const __m512i yzp = _mm512_set1_epi32(rq.y_zero_point);
   Epilogue<Flip> pending;  // the previous block's, finished during the current block's K steps
-  int which = 0;
   const int64_t per_step = (32 + kb - 1) / std::max<int64_t>(kb, 1);
   const int64_t panel = kb * kBTile;  // one column block's B tiles
   // Rows in chunks whose A rows stay in L2 (about kChunkBytes), each chunk against the call's columns.
@@ -240,17 +231,15 @@ FQVIT_TARGET_AMX void run_tiles(const uint8_t* x, int64_t rows, int64_t k, int64
           }
           pending.step(per_step, ys, yrcp, yzp);
         }
-        pending.step(32, ys, yrcp, yzp);  // none left: per_step * kb >= 32 (a guard, before cbuf is reused)
-        int32_t* cb = cbuf[which];
-        which ^= 1;
-        _tile_stored(0, cb, 32 * 4);
-        _tile_stored(1, cb + 16, 32 * 4);
+        pending.step(32, ys, yrcp, yzp);  // none left (per_step * kb >= 32); cbuf is free for this block
+        _tile_stored(0, cbuf, 32 * 4);
+        _tile_stored(1, cbuf + 16, 32 * 4);
         if (two) {
-          _tile_stored(2, cb + 16 * 32, 32 * 4);
-          _tile_stored(3, cb + 16 * 32 + 16, 32 * 4);
+          _tile_stored(2, cbuf + 16 * 32, 32 * 4);
+          _tile_stored(3, cbuf + 16 * 32 + 16, 32 * 4);
         }
         const int64_t r0 = t * kTileRows;
-        pending.start(cb, std::min<int64_t>(rows - r0, two ? 32 : 16), j * 16, n, term, m, b, y + r0 * n);
+        pending.start(cbuf, std::min<int64_t>(rows - r0, two ? 32 : 16), j * 16, n, term, m, b, y + r0 * n);
       }
     }
   }

@@ -280,6 +280,27 @@ FQVIT_TARGET_AVX512 int64_t sq_sum_avx512(const uint8_t* x, int64_t k) {
 constexpr int64_t kAmxColumnSplitRows = 256;
 constexpr int64_t kAmxColumnSplitWeight = int64_t{1} << 20;  // bytes of W
 
+namespace {
+
+// N values from `size` ones (N, or one broadcast): v itself, or `full` filled with v[0] (a per-thread buffer).
+inline const float* per_channel(const float* v, int64_t size, int64_t n, std::vector<float>& full) {
+  if (size == n) return v;
+  full.assign(static_cast<size_t>(n), v[0]);
+  return full.data();
+}
+
+// Rows of X as uint8 codes: the bytes themselves for uint8, a flipped copy in `flipped` for int8 (x + 128).
+template <typename T>
+const uint8_t* uint8_rows(const T* x, int64_t count, std::vector<uint8_t>& flipped) {
+  const uint8_t* xu = reinterpret_cast<const uint8_t*>(x);
+  if (!std::is_same<T, int8_t>::value) return xu;
+  flipped.resize(static_cast<size_t>(count));
+  flip_codes(xu, flipped.data(), count);
+  return flipped.data();
+}
+
+}  // namespace
+
 // Integers up to this magnitude are exact in float32.
 constexpr int64_t kF32Exact = int64_t{1} << 24;
 
@@ -534,16 +555,8 @@ struct QLinearCpu::Impl {
     const int32_t zp_u = p.x_zero_point + (kFlip ? kCodeOffset : 0);
     const std::shared_ptr<const ZeroPointTerms> terms = zero_point_terms(zp_u);
     thread_local std::vector<float> m_full, b_full;  // a broadcast multiplier or bias repeated N times
-    const float* m = multiplier;
-    const float* b = bias;
-    if (p.multiplier_size != n) {
-      m_full.assign(static_cast<size_t>(n), multiplier[0]);
-      m = m_full.data();
-    }
-    if (p.bias_size != n) {
-      b_full.assign(static_cast<size_t>(n), bias[0]);
-      b = b_full.data();
-    }
+    const float* m = per_channel(multiplier, p.multiplier_size, n, m_full);
+    const float* b = per_channel(bias, p.bias_size, n, b_full);
     thread_local std::vector<uint8_t> flipped;
     // Few rows per block (batch 1 of a ViT) against a large W: item i takes all rows against its share of W's columns
     // instead, so that each thread streams a share of W rather than all of it.
@@ -554,12 +567,7 @@ struct QLinearCpu::Impl {
       const int64_t pairs = amx->column_pairs();
       const int64_t pair_begin = by_columns ? pairs * item / blocks : 0;
       const int64_t pair_end = by_columns ? pairs * (item + 1) / blocks : pairs;
-      const uint8_t* xu = reinterpret_cast<const uint8_t*>(x + r0 * k);
-      if (kFlip) {
-        flipped.resize(static_cast<size_t>(r * k));
-        flip_codes(xu, flipped.data(), r * k);
-        xu = flipped.data();
-      }
+      const uint8_t* xu = uint8_rows(x + r0 * k, r * k, flipped);
       RequantizeParams rq = qlinear_epilogue(p, r);
       rq.y_zero_point += kFlip ? kCodeOffset : 0;
       rq.code = CodeType::kUint8;
@@ -588,17 +596,9 @@ struct QLinearCpu::Impl {
     const std::shared_ptr<const ZeroPointTerms> terms = onednn ? zero_point_terms(zp_u) : nullptr;
     // The fused primitive takes N multipliers and N biases: a broadcast one is repeated (per thread, per call).
     const bool fused = onednn && terms->fits && constants_fit(p, multiplier, bias);
-    const float* m = multiplier;
-    const float* b = bias;
     thread_local std::vector<float> m_full, b_full;
-    if (fused && p.multiplier_size != n) {
-      m_full.assign(static_cast<size_t>(n), multiplier[0]);
-      m = m_full.data();
-    }
-    if (fused && p.bias_size != n) {
-      b_full.assign(static_cast<size_t>(n), bias[0]);
-      b = b_full.data();
-    }
+    const float* m = fused ? per_channel(multiplier, p.multiplier_size, n, m_full) : multiplier;
+    const float* b = fused ? per_channel(bias, p.bias_size, n, b_full) : bias;
     // `rows` rows of uint8 codes xs into ys by the fused primitive, where the call and the rows fit its bounds.
     auto fused_rows = [&](const uint8_t* xs, int64_t rows, T* ys) {
       if (!fused || !rows_fit(xs, rows)) return false;
@@ -615,12 +615,7 @@ struct QLinearCpu::Impl {
 #ifdef FQVIT_WITH_ONEDNN
       const uint8_t* xu = nullptr;  // the block's codes as oneDNN reads them
       if (onednn) {
-        xu = reinterpret_cast<const uint8_t*>(x + r0 * k);
-        if (kFlip) {
-          flipped.resize(static_cast<size_t>(r * k));
-          flip_codes(xu, flipped.data(), r * k);
-          xu = flipped.data();
-        }
+        xu = uint8_rows(x + r0 * k, r * k, flipped);
         if (fused_rows(xu, r, y + r0 * n)) continue;  // the usual case: the whole block in one call
       }
 #endif
